@@ -1,9 +1,19 @@
 //! scimgate: a SCIM 2.0 gateway in front of legacy REST user-management APIs.
 //!
 //! A request walks the modules in this order and back:
-//! `server` (listen, auth, limits) → `dialect` (vendor quirks) → `scim`
-//! (vendor-neutral protocol core) → `mapping` (SCIM ⇄ upstream JSON, declared in
-//! mapping files) → `upstream` (HTTP client). No module reaches upward.
+//! `server` (listen, auth, limits) → `provision` (one SCIM operation, product
+//! policy) → `scim` (vendor-neutral protocol core) and `mapping` (SCIM ⇄
+//! upstream JSON, declared in mapping files) → `upstream` (HTTP client).
+//! No module reaches upward. `legacy` is the reference upstream API used by
+//! `scimgate demo`, the tests and the benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod demo;
+pub mod diagnostics;
+pub mod legacy;
+pub mod mapping;
+pub mod provision;
 pub mod scim;
+pub mod server;
+pub mod upstream;

@@ -1,1 +1,193 @@
-fn main() {}
+//! The `scimgate` command line: serve, check, demo, token, legacy-api.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use scimgate::config::ServerSettings;
+use scimgate::legacy::{Database, LegacyApi, LegacyConfig};
+use scimgate::{config, demo, server};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "scimgate",
+    version,
+    about = "A rate-limited SCIM 2.0 gateway in front of legacy user APIs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the connections of a config file.
+    Serve {
+        #[arg(long, default_value = "scimgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config and every mapping it names; exit 1 on any error.
+    Check {
+        #[arg(long, default_value = "scimgate.toml")]
+        config: PathBuf,
+    },
+    /// Run the gateway in front of the reference legacy API, ready for curl.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Bearer token of the demo connection (default: a random one, printed once).
+        #[arg(long)]
+        token: Option<String>,
+        /// Email domain the demo connection provisions (repeatable).
+        #[arg(long = "approved-domain", default_value = "example.com")]
+        approved_domains: Vec<String>,
+        /// SQLite file of the reference legacy API; `:memory:` keeps nothing.
+        #[arg(long, default_value = "scimgate-demo.sqlite")]
+        db: String,
+    },
+    /// Print a new connection token once, and the config line holding its hash.
+    Token,
+    /// Run only the reference legacy user API (the demo's upstream).
+    LegacyApi {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "legacy-api.sqlite")]
+        db: String,
+        #[arg(long, env = "LEGACY_API_KEY")]
+        api_key: String,
+    },
+}
+
+fn database(path: &str) -> Database {
+    if path == ":memory:" {
+        Database::Memory
+    } else {
+        Database::File(PathBuf::from(path))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match cli.command {
+        Command::Serve { config } => {
+            tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .init();
+            let (gateway, report) =
+                config::load(&config).map_err(|report| anyhow::anyhow!("{report}"))?;
+            for warning in report.warnings() {
+                tracing::warn!(%warning, "config warning");
+            }
+            let router = server::router(&gateway)?;
+            let listener = TcpListener::bind(gateway.server.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", gateway.server.listen))?;
+            tracing::info!(listen = %gateway.server.listen, connections = gateway.connections.len(), "serving");
+            serve(listener, router).await
+        }
+        Command::Check { config } => match config::load(&config) {
+            Ok((gateway, report)) => {
+                print!("{report}");
+                println!(
+                    "{}: ok ({} connection(s), {} upstream(s))",
+                    config.display(),
+                    gateway.connections.len(),
+                    gateway.upstreams.len()
+                );
+                Ok(())
+            }
+            Err(report) => {
+                eprint!("{report}");
+                bail!("{}: invalid", config.display())
+            }
+        },
+        Command::Demo {
+            listen,
+            token,
+            approved_domains,
+            db,
+        } => {
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            let token = token.unwrap_or_else(server::new_token);
+            let api_key = server::new_token();
+            let upstream = demo::start_legacy(database(&db), &api_key).await?;
+            let settings = ServerSettings {
+                listen,
+                ..ServerSettings::default()
+            };
+            let gateway =
+                demo::gateway_config(upstream, &api_key, &token, &approved_domains, settings)?;
+            let router = server::router(&gateway)?;
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            println!("scimgate demo");
+            println!("  SCIM base URL:  http://{listen}/scim/v2");
+            println!("  bearer token:   {token}");
+            println!(
+                "  upstream:       http://{upstream}/api/v1 (reference legacy API, SQLite {db})"
+            );
+            println!("  approved:       {}", approved_domains.join(", "));
+            serve(listener, router).await
+        }
+        Command::Token => {
+            let token = server::new_token();
+            println!("token (shown once; give it to the IdP): {token}");
+            println!(
+                "config line for the connection:       token_sha256 = \"{}\"",
+                hex::encode(server::hash_token(&token))
+            );
+            Ok(())
+        }
+        Command::LegacyApi {
+            listen,
+            db,
+            api_key,
+        } => {
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            let api = LegacyApi::open(LegacyConfig {
+                api_key,
+                database: database(&db),
+            })?;
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            println!("reference legacy API on http://{listen}/api/v1");
+            serve(listener, api.router()).await
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, router: axum::Router) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -126,6 +126,52 @@ impl ScimError {
     }
 }
 
+// ---------------------------------------------------------------- conversions
+// Each SCIM-core error becomes a 400 whose detail is the error's own message.
+
+impl From<crate::scim::filter::FilterError> for ScimError {
+    fn from(error: crate::scim::filter::FilterError) -> Self {
+        ScimError::bad_request(ScimType::InvalidFilter, error.to_string())
+    }
+}
+
+impl From<crate::scim::path::PathError> for ScimError {
+    fn from(error: crate::scim::path::PathError) -> Self {
+        ScimError::bad_request(ScimType::InvalidPath, error.to_string())
+    }
+}
+
+impl From<crate::scim::patch::PatchError> for ScimError {
+    fn from(error: crate::scim::patch::PatchError) -> Self {
+        use crate::scim::patch::PatchError;
+        let scim_type = match &error {
+            PatchError::InvalidRequest { .. } => ScimType::InvalidSyntax,
+            PatchError::BadPath { .. } | PatchError::InvalidPath { .. } => ScimType::InvalidPath,
+            PatchError::NoTarget { .. } => ScimType::NoTarget,
+            PatchError::InvalidValue { .. } => ScimType::InvalidValue,
+            PatchError::Mutability { .. } => ScimType::Mutability,
+            // The stored resource is not an object: our bug, not the client's.
+            PatchError::NotAnObject => return ScimError::internal(error.to_string()),
+        };
+        ScimError::bad_request(scim_type, error.to_string())
+    }
+}
+
+impl From<crate::scim::schema::SchemaError> for ScimError {
+    fn from(error: crate::scim::schema::SchemaError) -> Self {
+        use crate::scim::schema::SchemaError;
+        let scim_type = match &error {
+            SchemaError::MissingCoreSchema { .. } | SchemaError::NotAnObject { .. } => {
+                ScimType::InvalidSyntax
+            }
+            SchemaError::MissingRequired { .. } | SchemaError::WrongType { .. } => {
+                ScimType::InvalidValue
+            }
+        };
+        ScimError::bad_request(scim_type, error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,7 +195,13 @@ mod tests {
 
     #[test]
     fn scim_type_names_round_trip() {
-        for name in ["invalidFilter", "tooMany", "uniqueness", "noTarget", "invalidVers"] {
+        for name in [
+            "invalidFilter",
+            "tooMany",
+            "uniqueness",
+            "noTarget",
+            "invalidVers",
+        ] {
             assert_eq!(ScimType::parse(name).map(ScimType::as_str), Some(name));
         }
         assert_eq!(ScimType::parse("nope"), None);

@@ -4,3 +4,8 @@
 //! survive untouched.
 
 pub mod error;
+pub mod filter;
+pub mod patch;
+pub mod path;
+pub mod projection;
+pub mod schema;

@@ -1,0 +1,461 @@
+//! The gateway config: listener settings, upstreams (mapping file, base URL,
+//! secrets) and connections (one per IdP: base path, token hash, dialect,
+//! approved domains). Parsed from TOML with unknown keys refused; every
+//! mistake is reported at `file:line:col`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diagnostics::{Report, SourceFile};
+use crate::mapping::{self, UpstreamMapping};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    server: ServerSettings,
+    #[serde(default)]
+    upstreams: BTreeMap<String, UpstreamSpec>,
+    #[serde(default)]
+    connections: BTreeMap<String, ConnectionSpec>,
+}
+
+/// `[server]`: the listener and the limits every connection shares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Most upstream records a filter the upstream cannot answer may scan
+    /// (400 `tooMany` above).
+    pub scan_cap: usize,
+    /// Largest `count` served in one list response.
+    pub max_results: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            scan_cap: 10_000,
+            max_results: 200,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamSpec {
+    /// Path of the upstream mapping file, relative to the config file.
+    mapping: Spanned<String>,
+    /// Overrides the mapping's `base_url` for this deployment.
+    base_url: Option<Spanned<String>>,
+    #[serde(default)]
+    secrets: BTreeMap<String, Spanned<SecretSource>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum SecretSource {
+    /// Read from an environment variable at load.
+    Env(String),
+    /// Read from a file (e.g. a Kubernetes Secret volume), trailing newline trimmed.
+    File(PathBuf),
+    /// Written in the config itself; fine for demos, warned about otherwise.
+    Value(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionSpec {
+    /// Where this connection's SCIM endpoint lives, e.g. "/scim/v2".
+    base_path: Spanned<String>,
+    upstream: Spanned<String>,
+    /// Hex SHA-256 of the bearer token (`scimgate token` prints both).
+    token_sha256: Spanned<String>,
+    #[serde(default)]
+    approved_domains: Vec<Spanned<String>>,
+    /// Let DELETE remove upstream records instead of marking them.
+    #[serde(default)]
+    hard_delete: bool,
+}
+
+/// A secret value; never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub mapping: Arc<UpstreamMapping>,
+    pub secrets: HashMap<String, Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub name: String,
+    pub base_path: String,
+    pub upstream: String,
+    pub token_sha256: [u8; 32],
+    /// Lower-case, without trailing dots.
+    pub approved_domains: Vec<String>,
+    pub hard_delete: bool,
+}
+
+/// Everything the gateway serves, validated.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub server: ServerSettings,
+    pub upstreams: Vec<Upstream>,
+    pub connections: Vec<Connection>,
+}
+
+impl GatewayConfig {
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+/// Loads the config and every mapping it names; `Err` carries all problems.
+pub fn load(path: &Path) -> Result<(GatewayConfig, Report), Report> {
+    let mut report = Report::default();
+    let source = match SourceFile::read(path) {
+        Ok(source) => source,
+        Err(diagnostic) => {
+            report.push(diagnostic);
+            return Err(report);
+        }
+    };
+    let file: ConfigFile = match source.parse_toml() {
+        Ok(file) => file,
+        Err(diagnostic) => {
+            report.push(diagnostic);
+            return Err(report);
+        }
+    };
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let config = compile(&source, file, base_dir, &mut report);
+    match config {
+        Some(config) if !report.has_errors() => Ok((config, report)),
+        _ => Err(report),
+    }
+}
+
+fn compile(
+    source: &SourceFile,
+    file: ConfigFile,
+    base_dir: &Path,
+    report: &mut Report,
+) -> Option<GatewayConfig> {
+    let mut upstreams = Vec::new();
+    for (name, spec) in file.upstreams {
+        let mapping_path = base_dir.join(spec.mapping.get_ref());
+        let Some(mut mapping) = mapping::load(&mapping_path, report) else {
+            report.push(source.error_at(
+                Some(spec.mapping.span()),
+                format!("upstream `{name}`: its mapping file has errors (listed above)"),
+            ));
+            continue;
+        };
+        if let Some(base_url) = &spec.base_url {
+            match reqwest::Url::parse(base_url.get_ref()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => {
+                    mapping.base_url = base_url.get_ref().trim_end_matches('/').to_string();
+                }
+                _ => report.push(source.error_at(
+                    Some(base_url.span()),
+                    "base_url must be an http(s) URL, e.g. \"https://users.internal.example\"",
+                )),
+            }
+        }
+        let mut secrets = HashMap::new();
+        for (secret_name, secret) in &spec.secrets {
+            let value = match secret.get_ref() {
+                SecretSource::Env(var) => std::env::var(var).map_err(|_| {
+                    format!("secret `{secret_name}`: environment variable {var} is not set")
+                }),
+                SecretSource::File(file) => std::fs::read_to_string(base_dir.join(file))
+                    .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                    .map_err(|e| {
+                        format!(
+                            "secret `{secret_name}`: cannot read {}: {e}",
+                            file.display()
+                        )
+                    }),
+                SecretSource::Value(value) => {
+                    report.push(source.warning_at(
+                        Some(secret.span()),
+                        format!("secret `{secret_name}` is written in the config; prefer {{ env = \"…\" }} or {{ file = \"…\" }}"),
+                    ));
+                    Ok(value.clone())
+                }
+            };
+            match value {
+                Ok(value) => {
+                    secrets.insert(secret_name.clone(), Secret(value));
+                }
+                Err(message) => report.push(source.error_at(Some(secret.span()), message)),
+            }
+        }
+        if let Some(needed) = mapping.auth.secret_name()
+            && !spec.secrets.contains_key(needed)
+        {
+            report.push(source.error_at(
+                Some(spec.mapping.span()),
+                format!(
+                    "upstream `{name}`: its mapping authenticates with secret `{needed}`; \
+                     add [upstreams.{name}.secrets] {needed} = {{ env = \"…\" }}"
+                ),
+            ));
+        }
+        upstreams.push(Upstream {
+            name,
+            mapping: Arc::new(mapping),
+            secrets,
+        });
+    }
+
+    let mut connections = Vec::new();
+    let mut seen_paths: HashMap<String, String> = HashMap::new();
+    for (name, spec) in file.connections {
+        let base_path = spec.base_path.get_ref().trim_end_matches('/').to_string();
+        if !valid_base_path(&base_path) {
+            report.push(source.error_at(
+                Some(spec.base_path.span()),
+                "base_path must start with `/` and use only letters, digits, `-`, `_` and `/`, e.g. \"/scim/v2\"",
+            ));
+        } else if let Some(other) = seen_paths.insert(base_path.to_ascii_lowercase(), name.clone())
+        {
+            report.push(source.error_at(
+                Some(spec.base_path.span()),
+                format!("base_path `{base_path}` is already used by connection `{other}`"),
+            ));
+        }
+        if !upstreams.iter().any(|u| u.name == *spec.upstream.get_ref())
+            && !file_mentions_upstream(source, spec.upstream.get_ref())
+        {
+            report.push(source.error_at(
+                Some(spec.upstream.span()),
+                format!(
+                    "unknown upstream `{}`; expected one of the [upstreams.<name>] tables",
+                    spec.upstream.get_ref()
+                ),
+            ));
+        }
+        let token_sha256 = match parse_sha256(spec.token_sha256.get_ref()) {
+            Some(hash) => hash,
+            None => {
+                report.push(source.error_at(
+                    Some(spec.token_sha256.span()),
+                    "token_sha256 must be 64 hex digits; `scimgate token` prints a token and its hash",
+                ));
+                [0; 32]
+            }
+        };
+        let mut approved_domains = Vec::new();
+        for domain in &spec.approved_domains {
+            match normalise_domain(domain.get_ref()) {
+                Some(domain) => approved_domains.push(domain),
+                None => report.push(source.error_at(
+                    Some(domain.span()),
+                    format!(
+                        "`{}` is not a domain name, e.g. \"example.com\"",
+                        domain.get_ref()
+                    ),
+                )),
+            }
+        }
+        if approved_domains.is_empty() {
+            report.push(source.warning_at(
+                Some(spec.base_path.span()),
+                format!("connection `{name}` approves no email domain: every user create will be refused"),
+            ));
+        }
+        connections.push(Connection {
+            name,
+            base_path,
+            upstream: spec.upstream.into_inner(),
+            token_sha256,
+            approved_domains,
+            hard_delete: spec.hard_delete,
+        });
+    }
+    Some(GatewayConfig {
+        server: file.server,
+        upstreams,
+        connections,
+    })
+}
+
+/// An upstream whose mapping failed is already reported; don't pile on.
+fn file_mentions_upstream(source: &SourceFile, name: &str) -> bool {
+    source.text.contains(&format!("[upstreams.{name}]"))
+}
+
+fn valid_base_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.len() > 1
+        && !path.contains("//")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_'))
+}
+
+fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(text.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
+/// Lower-cases and drops trailing dots so `Example.COM.` and `example.com` agree.
+pub fn normalise_domain(domain: &str) -> Option<String> {
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    valid.then_some(domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile_text(text: &str) -> (Option<GatewayConfig>, Report) {
+        let source = SourceFile::new("gateway.toml", text);
+        let mut report = Report::default();
+        let file: ConfigFile = match source.parse_toml() {
+            Ok(file) => file,
+            Err(d) => {
+                report.push(d);
+                return (None, report);
+            }
+        };
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config = compile(&source, file, root, &mut report);
+        (config, report)
+    }
+
+    const HASH: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+    #[test]
+    fn valid_config_compiles_with_mapping_and_secret() {
+        let text = format!(
+            r#"
+[upstreams.legacy]
+mapping = "mappings/upstream/legacy.toml"
+base_url = "http://127.0.0.1:1"
+secrets.api_key = {{ value = "k" }}
+
+[connections.acme]
+base_path = "/scim/v2/"
+upstream = "legacy"
+token_sha256 = "{HASH}"
+approved_domains = ["Example.COM."]
+"#
+        );
+        let (config, report) = compile_text(&text);
+        assert!(!report.has_errors(), "{report}");
+        let config = config.unwrap();
+        assert_eq!(config.connections[0].base_path, "/scim/v2");
+        assert_eq!(config.connections[0].approved_domains, ["example.com"]);
+        assert_eq!(config.upstreams[0].mapping.base_url, "http://127.0.0.1:1");
+        // A literal secret is allowed but warned about.
+        assert_eq!(report.warnings().count(), 1);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_its_position() {
+        let text = r#"
+[connections.acme]
+base_path = "scim"
+upstream = "nowhere"
+token_sha256 = "abc"
+approved_domains = ["not a domain"]
+"#;
+        let (_, report) = compile_text(text);
+        let errors: Vec<String> = report.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("gateway.toml:3:13: error: base_path")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("gateway.toml:4:12: error: unknown upstream `nowhere`")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("gateway.toml:5:16: error: token_sha256")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("gateway.toml:6:21: error: `not a domain`")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_what_was_expected() {
+        let (_, report) = compile_text("[server]\nlisten = \"127.0.0.1:1\"\nmax_body = 5\n");
+        let message = report.diagnostics[0].to_string();
+        assert!(message.starts_with("gateway.toml:3:1: error:"), "{message}");
+        assert!(message.contains("max_body_bytes"), "{message}");
+    }
+
+    #[test]
+    fn missing_upstream_secret_is_an_error() {
+        let (_, report) =
+            compile_text("[upstreams.legacy]\nmapping = \"mappings/upstream/legacy.toml\"\n");
+        assert!(report.to_string().contains("secret `api_key`"), "{report}");
+    }
+
+    #[test]
+    fn secret_debug_never_shows_the_value() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(****)");
+    }
+
+    #[test]
+    fn domains_normalise_case_and_trailing_dot() {
+        assert_eq!(
+            normalise_domain("Example.COM.").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(normalise_domain("a..b"), None);
+        assert_eq!(normalise_domain("ex ample.com"), None);
+    }
+}

@@ -1,0 +1,88 @@
+//! `scimgate demo`: the gateway in front of the reference legacy API, on an
+//! embedded default config, so anyone can provision users with `curl`.
+//! Tests and benches build their gateway the same way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::{
+    Connection, GatewayConfig, Secret, ServerSettings, Upstream, normalise_domain,
+};
+use crate::diagnostics::{Report, SourceFile};
+use crate::legacy::{Database, LegacyApi, LegacyConfig, LegacyError};
+use crate::mapping;
+use crate::server::hash_token;
+
+/// The reference upstream's mapping, compiled into the binary.
+pub const LEGACY_MAPPING: &str = include_str!("../mappings/upstream/legacy.toml");
+const LEGACY_MAPPING_PATH: &str = "mappings/upstream/legacy.toml (embedded)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("the embedded mapping is invalid:\n{0}")]
+    Mapping(Report),
+    #[error("approved domain `{0}` is not a domain name")]
+    Domain(String),
+    #[error("the reference legacy API could not start: {0}")]
+    Legacy(#[from] LegacyError),
+}
+
+/// A gateway config with one connection to the legacy API at `upstream`.
+pub fn gateway_config(
+    upstream: SocketAddr,
+    api_key: &str,
+    token: &str,
+    approved_domains: &[String],
+    server: ServerSettings,
+) -> Result<GatewayConfig, DemoError> {
+    let mut report = Report::default();
+    let source = SourceFile::new(LEGACY_MAPPING_PATH, LEGACY_MAPPING);
+    let mut mapping = mapping::compile(&source, &mut report).ok_or(DemoError::Mapping(report))?;
+    mapping.base_url = format!("http://{upstream}");
+    let approved_domains = approved_domains
+        .iter()
+        .map(|d| normalise_domain(d).ok_or_else(|| DemoError::Domain(d.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let upstream = Upstream {
+        name: "legacy".into(),
+        secrets: [("api_key".to_string(), Secret::new(api_key))]
+            .into_iter()
+            .collect(),
+        mapping: Arc::new(mapping),
+    };
+    let connection = Connection {
+        name: "demo".into(),
+        base_path: "/scim/v2".into(),
+        upstream: "legacy".into(),
+        token_sha256: hash_token(token),
+        approved_domains,
+        hard_delete: false,
+    };
+    Ok(GatewayConfig {
+        server,
+        upstreams: vec![upstream],
+        connections: vec![connection],
+    })
+}
+
+/// Starts the reference legacy API on a free loopback port.
+pub async fn start_legacy(database: Database, api_key: &str) -> Result<SocketAddr, DemoError> {
+    let api = LegacyApi::open(LegacyConfig {
+        api_key: api_key.to_string(),
+        database,
+    })?;
+    Ok(api.spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_mapping_compiles_without_warnings() {
+        let mut report = Report::default();
+        let source = SourceFile::new(LEGACY_MAPPING_PATH, LEGACY_MAPPING);
+        assert!(mapping::compile(&source, &mut report).is_some(), "{report}");
+        assert_eq!(report.diagnostics.len(), 0, "{report}");
+    }
+}

@@ -1,0 +1,253 @@
+//! The upstream mapping file exactly as an operator writes it (TOML).
+//!
+//! These structs only describe shape: unknown keys are refused and enum
+//! values are checked by serde, so toml reports them at `line:col` with the
+//! accepted values. Cross-references (SCIM paths, placeholders, secret names)
+//! are checked when [`super::load`] compiles this into the runtime model.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingFile {
+    pub upstream: UpstreamSection,
+    #[serde(default)]
+    pub errors: ErrorsSection,
+    pub users: ResourceSection,
+    pub groups: Option<ResourceSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub name: Spanned<String>,
+    pub base_url: Spanned<String>,
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// How the gateway authenticates to the upstream. `secret` names an entry of
+/// the gateway config's `[upstreams.<name>.secrets]`, never the secret itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default)]
+    pub style: AuthStyle,
+    /// `header` style: the header carrying the secret.
+    pub header: Option<Spanned<String>>,
+    /// `header` style: text before the secret (e.g. "Token ").
+    #[serde(default)]
+    pub prefix: String,
+    /// `basic` style: the user name.
+    pub username: Option<Spanned<String>>,
+    pub secret: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthStyle {
+    #[default]
+    None,
+    Header,
+    Bearer,
+    Basic,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorsSection {
+    /// JSON pointer to the machine-readable error code in the upstream's body.
+    pub code_pointer: Option<Spanned<String>>,
+    /// JSON pointer to the human-readable message in the upstream's body.
+    pub message_pointer: Option<Spanned<String>>,
+    #[serde(default)]
+    pub rules: Vec<ErrorRuleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorRuleSpec {
+    /// The upstream HTTP status this rule matches.
+    pub status: u16,
+    /// Optionally also the upstream's error code (at `code_pointer`).
+    pub code: Option<String>,
+    pub scim_status: Spanned<u16>,
+    pub scim_type: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSection {
+    pub id: IdSpec,
+    #[serde(default)]
+    pub meta: MetaSpec,
+    pub list: CallSpec,
+    pub get: CallSpec,
+    pub create: CallSpec,
+    pub update: CallSpec,
+    pub delete: DeleteSpec,
+    /// SCIM attribute path → upstream query parameter, for `eq` push-down.
+    #[serde(default)]
+    pub filters: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub attributes: Vec<AttributeSpec>,
+    pub members: Option<MembersSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdSpec {
+    pub field: Spanned<String>,
+    #[serde(rename = "type", default)]
+    pub value_type: ValueType,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueType {
+    #[default]
+    String,
+    Integer,
+    Boolean,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaSpec {
+    pub created: Option<Spanned<String>>,
+    pub last_modified: Option<Spanned<String>>,
+    pub version: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum MethodSpec {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSpec {
+    pub method: MethodSpec,
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// A JSON body template; a string equal to `"{member}"` is replaced by the id.
+    pub body: Option<Spanned<toml::Value>>,
+    pub paging: Option<PagingSpec>,
+    /// JSON pointer to the array of records in a list response ("" = the body).
+    pub items: Option<String>,
+    /// Update calls only: the upstream takes partial bodies (only changed fields).
+    #[serde(default)]
+    pub partial: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PagingSpec {
+    /// `?page=N&per_page=M`, pages counted from `first_page`.
+    Page {
+        page_param: String,
+        size_param: String,
+        #[serde(default = "one")]
+        first_page: u64,
+        max_page_size: u64,
+        total_header: Option<String>,
+        total_pointer: Option<String>,
+    },
+    /// `?offset=N&limit=M`.
+    Offset {
+        offset_param: String,
+        limit_param: String,
+        max_page_size: u64,
+        total_header: Option<String>,
+        total_pointer: Option<String>,
+    },
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteSpec {
+    pub soft: Option<SoftDeleteSpec>,
+    pub hard: Option<CallSpec>,
+    #[serde(default)]
+    pub restore_on_create: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoftDeleteSpec {
+    /// Upstream field that marks a record deleted, and the marking value.
+    pub field: Spanned<String>,
+    pub value: toml::Value,
+    /// Query parameters that list only deleted records (for restore-on-create).
+    #[serde(default)]
+    pub lookup_query: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    #[default]
+    Both,
+    /// Upstream → SCIM only.
+    Read,
+    /// SCIM → upstream only (e.g. passwords).
+    Write,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeSpec {
+    pub scim: Spanned<String>,
+    pub field: Spanned<String>,
+    #[serde(rename = "type")]
+    pub value_type: Option<ValueType>,
+    /// For a sub-attribute of a multi-valued attribute: the sub-attributes the
+    /// single element carries when built from the upstream record.
+    pub element: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    pub values: Vec<ValueMapSpec>,
+    /// SCIM value used on create when the IdP sends none.
+    pub default: Option<toml::Value>,
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueMapSpec {
+    pub scim: toml::Value,
+    pub upstream: toml::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersSpec {
+    pub style: MembersStyle,
+    pub list: CallSpec,
+    /// Field of a listed member holding the user's upstream id.
+    pub member_field: Spanned<String>,
+    pub display_field: Option<Spanned<String>>,
+    pub add: CallSpec,
+    pub remove: CallSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MembersStyle {
+    /// Members listed, added and removed through their own endpoints.
+    Endpoints,
+}

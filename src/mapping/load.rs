@@ -1,0 +1,595 @@
+//! Validates a mapping file and compiles it into the runtime model, reporting
+//! every mistake at `file:line:col` with what was expected.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HeaderName, Method, StatusCode};
+use serde_json::{Map, Value};
+use toml::Spanned;
+
+use super::file::{
+    AttributeSpec, AuthSection, AuthStyle, CallSpec, MappingFile, MembersSpec, MembersStyle,
+    MethodSpec, PagingSpec, ResourceSection,
+};
+use super::{
+    AttributeMap, Auth, Call, ErrorMap, ErrorRule, FieldPath, FilterParam, IdField, Members,
+    MetaFields, Paging, Placeholder, ResourceMapping, ScimTarget, SoftDelete, TotalSource,
+    UpstreamMapping,
+};
+use crate::diagnostics::{Report, SourceFile};
+use crate::scim::error::ScimType;
+use crate::scim::path::AttrPath;
+use crate::scim::schema::{self, AttrType, ResourceSchema};
+
+/// Reads and compiles one mapping file; `None` when it has errors (all in `report`).
+pub fn load(path: &Path, report: &mut Report) -> Option<UpstreamMapping> {
+    match SourceFile::read(path) {
+        Ok(source) => compile(&source, report),
+        Err(diagnostic) => {
+            report.push(diagnostic);
+            None
+        }
+    }
+}
+
+pub fn compile(source: &SourceFile, report: &mut Report) -> Option<UpstreamMapping> {
+    let file: MappingFile = match source.parse_toml() {
+        Ok(file) => file,
+        Err(diagnostic) => {
+            report.push(diagnostic);
+            return None;
+        }
+    };
+    let before = report.diagnostics.len();
+    let mut cx = Compiler { source, report };
+    let base_url = cx.base_url(&file.upstream.base_url);
+    let auth = cx.auth(&file.upstream.auth);
+    let errors = cx.errors(&file);
+    let users = cx.resource("users", &file.users, schema::user());
+    let groups = file
+        .groups
+        .as_ref()
+        .map(|section| cx.resource("groups", section, schema::group()));
+    if let Some(Some(groups)) = &groups
+        && groups.members.is_none()
+    {
+        cx.report.push(source.warning_at(
+            None,
+            "[groups] declares no [groups.members]: group membership will not be provisioned",
+        ));
+    }
+    let failed = report.diagnostics[before..]
+        .iter()
+        .any(|d| d.severity == crate::diagnostics::Severity::Error);
+    if failed {
+        return None;
+    }
+    Some(UpstreamMapping {
+        name: file.upstream.name.into_inner(),
+        base_url: base_url?,
+        timeout: Duration::from_millis(file.upstream.timeout_ms.unwrap_or(10_000)),
+        auth: auth?,
+        errors,
+        users: users?,
+        groups: groups.flatten(),
+        source: source.path.clone(),
+    })
+}
+
+struct Compiler<'a> {
+    source: &'a SourceFile,
+    report: &'a mut Report,
+}
+
+impl Compiler<'_> {
+    fn error<T>(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) -> Option<T> {
+        self.report.push(self.source.error_at(Some(span), message));
+        None
+    }
+
+    fn base_url(&mut self, url: &Spanned<String>) -> Option<String> {
+        match reqwest::Url::parse(url.get_ref()) {
+            Ok(parsed)
+                if matches!(parsed.scheme(), "http" | "https")
+                    && parsed.query().is_none()
+                    && parsed.fragment().is_none()
+                    && parsed.username().is_empty()
+                    && parsed.password().is_none() =>
+            {
+                Some(url.get_ref().trim_end_matches('/').to_string())
+            }
+            Ok(_) => self.error(
+                url.span(),
+                "base_url must be an http(s) URL without credentials, query or fragment \
+                 (credentials belong in [upstream.auth])",
+            ),
+            Err(error) => self.error(
+                url.span(),
+                format!("base_url is not a valid URL ({error}); expected e.g. \"https://api.example.com\""),
+            ),
+        }
+    }
+
+    fn auth(&mut self, auth: &AuthSection) -> Option<Auth> {
+        let mut required = |value: &Option<Spanned<String>>, key: &str| match value {
+            Some(value) => Some(value.get_ref().clone()),
+            None => {
+                self.report.push(self.source.error_at(
+                    None,
+                    format!(
+                        "[upstream.auth] style = \"{}\" needs `{key}`",
+                        style_name(auth.style)
+                    ),
+                ));
+                None
+            }
+        };
+        Some(match auth.style {
+            AuthStyle::None => Auth::None,
+            AuthStyle::Header => {
+                let secret = required(&auth.secret, "secret");
+                let header = required(&auth.header, "header")?;
+                let Ok(name) = HeaderName::from_bytes(header.as_bytes()) else {
+                    let span = auth.header.as_ref().map(|h| h.span()).unwrap_or_default();
+                    return self.error(span, format!("`{header}` is not a valid HTTP header name"));
+                };
+                Auth::Header {
+                    header: name,
+                    prefix: auth.prefix.clone(),
+                    secret: secret?,
+                }
+            }
+            AuthStyle::Bearer => Auth::Bearer {
+                secret: required(&auth.secret, "secret")?,
+            },
+            AuthStyle::Basic => {
+                let username = required(&auth.username, "username");
+                Auth::Basic {
+                    secret: required(&auth.secret, "secret")?,
+                    username: username?,
+                }
+            }
+        })
+    }
+
+    fn errors(&mut self, file: &MappingFile) -> ErrorMap {
+        let section = &file.errors;
+        let mut rules = Vec::new();
+        for rule in &section.rules {
+            let scim_status = match StatusCode::from_u16(*rule.scim_status.get_ref()) {
+                Ok(status) if status.is_client_error() || status.is_server_error() => status,
+                _ => {
+                    self.error::<()>(
+                        rule.scim_status.span(),
+                        "scim_status must be an HTTP error status (400-599)",
+                    );
+                    continue;
+                }
+            };
+            let scim_type = match &rule.scim_type {
+                None => None,
+                Some(name) => match ScimType::parse(name.get_ref()) {
+                    Some(scim_type) => Some(scim_type),
+                    None => {
+                        self.error::<()>(
+                            name.span(),
+                            format!(
+                                "unknown scim_type `{}`; expected one of RFC 7644's: invalidFilter, \
+                                 tooMany, uniqueness, mutability, invalidSyntax, invalidPath, \
+                                 noTarget, invalidValue, invalidVers, sensitive",
+                                name.get_ref()
+                            ),
+                        );
+                        continue;
+                    }
+                },
+            };
+            rules.push(ErrorRule {
+                status: rule.status,
+                code: rule.code.clone(),
+                scim_status,
+                scim_type,
+            });
+        }
+        for pointer in [&section.code_pointer, &section.message_pointer]
+            .into_iter()
+            .flatten()
+        {
+            if !pointer.get_ref().is_empty() && !pointer.get_ref().starts_with('/') {
+                self.error::<()>(
+                    pointer.span(),
+                    "a JSON pointer must be empty or start with `/`, e.g. \"/error/code\"",
+                );
+            }
+        }
+        ErrorMap {
+            code_pointer: section.code_pointer.as_ref().map(|p| p.get_ref().clone()),
+            message_pointer: section
+                .message_pointer
+                .as_ref()
+                .map(|p| p.get_ref().clone()),
+            rules,
+        }
+    }
+
+    fn field(&mut self, field: &Spanned<String>) -> Option<FieldPath> {
+        FieldPath::parse(field.get_ref()).or_else(|| {
+            self.error(
+                field.span(),
+                format!(
+                    "`{}` is not a field path; expected names joined by dots, e.g. \"profile.firstName\"",
+                    field.get_ref()
+                ),
+            )
+        })
+    }
+
+    fn call(
+        &mut self,
+        spec: &CallSpec,
+        allowed: &[Placeholder],
+        required: &[Placeholder],
+        what: &str,
+    ) -> Option<Call> {
+        let method = match spec.method {
+            MethodSpec::Get => Method::GET,
+            MethodSpec::Post => Method::POST,
+            MethodSpec::Put => Method::PUT,
+            MethodSpec::Patch => Method::PATCH,
+            MethodSpec::Delete => Method::DELETE,
+        };
+        let body = spec.body.as_ref().map(|b| toml_to_json(b.get_ref()));
+        let query = spec
+            .query
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let call = match Call::new(method, spec.path.get_ref(), allowed, query, body) {
+            Ok(call) => call,
+            Err(message) => return self.error(spec.path.span(), format!("{what}: {message}")),
+        };
+        for placeholder in required {
+            if !call.uses(*placeholder) {
+                let token = match placeholder {
+                    Placeholder::Id => "{id}",
+                    Placeholder::Member => "{member}",
+                };
+                return self.error(
+                    spec.path.span(),
+                    format!("{what}: the path must contain `{token}` to name the record"),
+                );
+            }
+        }
+        let paging = spec.paging.as_ref().map(paging);
+        let mut call = call.with_paging(paging, spec.items.clone());
+        call.partial = spec.partial;
+        Some(call)
+    }
+
+    fn resource(
+        &mut self,
+        section_name: &str,
+        section: &ResourceSection,
+        schema: &'static ResourceSchema,
+    ) -> Option<ResourceMapping> {
+        let id = self.field(&section.id.field).map(|field| IdField {
+            field,
+            value_type: section.id.value_type,
+        });
+        let id_only = [Placeholder::Id];
+        let list = self.call(&section.list, &[], &[], &format!("[{section_name}.list]"));
+        if let Some(list) = &list
+            && list.paging.is_none()
+        {
+            self.report.push(self.source.warning_at(
+                Some(section.list.path.span()),
+                format!("[{section_name}.list] declares no paging: every list reads the whole upstream collection"),
+            ));
+        }
+        let get = self.call(
+            &section.get,
+            &id_only,
+            &id_only,
+            &format!("[{section_name}.get]"),
+        );
+        let create = self.call(
+            &section.create,
+            &[],
+            &[],
+            &format!("[{section_name}.create]"),
+        );
+        let update = self.call(
+            &section.update,
+            &id_only,
+            &id_only,
+            &format!("[{section_name}.update]"),
+        );
+        let hard_delete = section.delete.hard.as_ref().map(|spec| {
+            self.call(
+                spec,
+                &id_only,
+                &id_only,
+                &format!("[{section_name}.delete.hard]"),
+            )
+        });
+        let soft_delete = section.delete.soft.as_ref().map(|soft| {
+            self.field(&soft.field).map(|field| SoftDelete {
+                field,
+                value: toml_to_json(&soft.value),
+                lookup_query: soft
+                    .lookup_query
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            })
+        });
+        if section.delete.soft.is_none() && section.delete.hard.is_none() {
+            self.report.push(self.source.warning_at(
+                None,
+                format!("[{section_name}.delete] declares neither `soft` nor `hard`: DELETE will be refused"),
+            ));
+        }
+        let mut filters = Vec::new();
+        for (path, param) in &section.filters {
+            if let Some(path) = self.scim_path(path, schema) {
+                filters.push(FilterParam {
+                    path: path.path,
+                    param: param.get_ref().clone(),
+                });
+            }
+        }
+        let mut attributes = Vec::new();
+        for spec in &section.attributes {
+            if let Some(attribute) = self.attribute(spec, schema) {
+                attributes.push(attribute);
+            }
+        }
+        if section.delete.restore_on_create
+            && let Some(soft) = &section.delete.soft
+            && !section
+                .attributes
+                .iter()
+                .any(|a| a.field.get_ref() == soft.field.get_ref() && a.default.is_some())
+        {
+            self.error::<()>(
+                soft.field.span(),
+                format!(
+                    "restore_on_create needs an attribute mapped to `{}` with a `default`, so a \
+                     restored record stops being marked deleted",
+                    soft.field.get_ref()
+                ),
+            );
+        }
+        let members = section
+            .members
+            .as_ref()
+            .map(|members| self.members(section_name, members));
+        let meta = MetaFields {
+            created: section.meta.created.as_ref().and_then(|f| self.field(f)),
+            last_modified: section
+                .meta
+                .last_modified
+                .as_ref()
+                .and_then(|f| self.field(f)),
+            version: section.meta.version.as_ref().and_then(|f| self.field(f)),
+        };
+        Some(ResourceMapping {
+            id: id?,
+            meta,
+            list: list?,
+            get: get?,
+            create: create?,
+            update: update?,
+            // A broken soft/hard/members section is already reported as an
+            // error, so the whole mapping is refused; flatten is safe here.
+            soft_delete: soft_delete.flatten(),
+            hard_delete: hard_delete.flatten(),
+            restore_on_create: section.delete.restore_on_create,
+            filters,
+            attributes,
+            members: members.flatten(),
+        })
+    }
+
+    fn members(&mut self, section_name: &str, spec: &MembersSpec) -> Option<Members> {
+        let MembersStyle::Endpoints = spec.style;
+        let both = [Placeholder::Id, Placeholder::Member];
+        let id_only = [Placeholder::Id];
+        let list = self.call(
+            &spec.list,
+            &id_only,
+            &id_only,
+            &format!("[{section_name}.members.list]"),
+        );
+        let add = self.call(
+            &spec.add,
+            &both,
+            &id_only,
+            &format!("[{section_name}.members.add]"),
+        );
+        let remove = self.call(
+            &spec.remove,
+            &both,
+            &id_only,
+            &format!("[{section_name}.members.remove]"),
+        );
+        let member_field = self.field(&spec.member_field);
+        let display_field = match &spec.display_field {
+            Some(field) => Some(self.field(field)?),
+            None => None,
+        };
+        Some(Members::Endpoints {
+            list: list?,
+            member_field: member_field?,
+            display_field,
+            add: add?,
+            remove: remove?,
+        })
+    }
+
+    fn scim_path(&mut self, text: &Spanned<String>, schema: &ResourceSchema) -> Option<ScimTarget> {
+        let parsed = match AttrPath::parse(text.get_ref()) {
+            Ok(path) => path,
+            Err(error) => return self.error(text.span(), format!("`{}`: {error}", text.get_ref())),
+        };
+        let Some(resolved) = schema.find(&parsed) else {
+            let known = schema.schema_urns().join(", ");
+            return self.error(
+                text.span(),
+                format!(
+                    "`{}` is not an attribute of the {} schemas ({known}); extension attributes are \
+                     written with their URN, e.g. \"{}:department\"",
+                    text.get_ref(),
+                    schema.name,
+                    schema::ENTERPRISE_USER
+                ),
+            );
+        };
+        let uri = (resolved.schema.id != schema.core.id).then(|| resolved.schema.id.to_string());
+        let leaf = resolved.sub.unwrap_or(resolved.attr);
+        if leaf.kind == AttrType::Complex {
+            return self.error(
+                text.span(),
+                format!(
+                    "`{}` is a complex attribute; map each sub-attribute instead, e.g. \"{}.{}\"",
+                    text.get_ref(),
+                    resolved.attr.name,
+                    resolved
+                        .attr
+                        .sub_attributes
+                        .first()
+                        .map(|a| a.name)
+                        .unwrap_or("value")
+                ),
+            );
+        }
+        Some(ScimTarget {
+            path: AttrPath {
+                uri,
+                name: resolved.attr.name.to_string(),
+                sub: resolved.sub.map(|s| s.name.to_string()),
+            },
+            multi_valued: resolved.attr.multi_valued,
+            kind: leaf.kind,
+        })
+    }
+
+    fn attribute(&mut self, spec: &AttributeSpec, schema: &ResourceSchema) -> Option<AttributeMap> {
+        let target = self.scim_path(&spec.scim, schema);
+        let field = self.field(&spec.field);
+        let target = target?;
+        if target.path.name == "id" || target.path.name == "meta" {
+            return self.error(
+                spec.scim.span(),
+                "`id` and `meta` come from [<resource>.id] and [<resource>.meta], not from attributes",
+            );
+        }
+        let element = match &spec.element {
+            None => Map::new(),
+            Some(table) if target.multi_valued => {
+                match toml_to_json(&toml::Value::Table(table.get_ref().clone())) {
+                    Value::Object(map) => map,
+                    _ => Map::new(),
+                }
+            }
+            Some(table) => {
+                return self.error(
+                    table.span(),
+                    format!(
+                        "`element` only applies to a multi-valued attribute; `{}` is single-valued",
+                        spec.scim.get_ref()
+                    ),
+                );
+            }
+        };
+        if target.multi_valued && target.path.sub.is_none() {
+            return self.error(
+                spec.scim.span(),
+                format!(
+                    "`{}` is multi-valued; map one sub-attribute of its primary element, e.g. \"{}.value\"",
+                    spec.scim.get_ref(),
+                    target.path.name
+                ),
+            );
+        }
+        Some(AttributeMap {
+            scim: target,
+            field: field?,
+            value_type: spec.value_type,
+            element,
+            values: spec
+                .values
+                .iter()
+                .map(|pair| (toml_to_json(&pair.scim), toml_to_json(&pair.upstream)))
+                .collect(),
+            default: spec.default.as_ref().map(toml_to_json),
+            direction: spec.direction,
+        })
+    }
+}
+
+fn paging(spec: &PagingSpec) -> Paging {
+    let total = |header: &Option<String>, pointer: &Option<String>| match (header, pointer) {
+        (Some(header), _) => TotalSource::Header(header.clone()),
+        (None, Some(pointer)) => TotalSource::Pointer(pointer.clone()),
+        (None, None) => TotalSource::Unknown,
+    };
+    match spec {
+        PagingSpec::Page {
+            page_param,
+            size_param,
+            first_page,
+            max_page_size,
+            total_header,
+            total_pointer,
+        } => Paging::Page {
+            page_param: page_param.clone(),
+            size_param: size_param.clone(),
+            first_page: *first_page,
+            max_page_size: (*max_page_size).max(1),
+            total: total(total_header, total_pointer),
+        },
+        PagingSpec::Offset {
+            offset_param,
+            limit_param,
+            max_page_size,
+            total_header,
+            total_pointer,
+        } => Paging::Offset {
+            offset_param: offset_param.clone(),
+            limit_param: limit_param.clone(),
+            max_page_size: (*max_page_size).max(1),
+            total: total(total_header, total_pointer),
+        },
+    }
+}
+
+/// TOML has no null; everything else converts one to one.
+pub(crate) fn toml_to_json(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::from(s.as_str()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
+        toml::Value::Boolean(b) => Value::from(*b),
+        toml::Value::Datetime(d) => Value::from(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn style_name(style: AuthStyle) -> &'static str {
+    match style {
+        AuthStyle::None => "none",
+        AuthStyle::Header => "header",
+        AuthStyle::Bearer => "bearer",
+        AuthStyle::Basic => "basic",
+    }
+}

@@ -1,0 +1,327 @@
+//! Upstream mappings: the operator's declaration of how SCIM resources and
+//! operations become calls on one legacy REST API.
+//!
+//! `file` is the shape of the TOML file, `load` validates it into the runtime
+//! model below, `call` renders HTTP calls and `transform` converts resources
+//! between SCIM JSON and upstream JSON. Nothing here knows a vendor or a URL;
+//! all of it comes from the file.
+
+pub mod call;
+pub mod file;
+mod load;
+pub mod transform;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, StatusCode};
+use serde_json::{Map, Value};
+
+use crate::scim::error::{ScimError, ScimType};
+use crate::scim::path::AttrPath;
+use crate::scim::schema::AttrType;
+
+pub use call::{Bindings, Call, Paging, Placeholder, TotalSource, UpstreamRequest};
+pub use file::{Direction, ValueType};
+pub use load::{compile, load};
+
+/// One upstream API, as its mapping file declares it.
+#[derive(Debug, Clone)]
+pub struct UpstreamMapping {
+    pub name: String,
+    pub base_url: String,
+    pub timeout: Duration,
+    pub auth: Auth,
+    pub errors: ErrorMap,
+    pub users: ResourceMapping,
+    pub groups: Option<ResourceMapping>,
+    pub source: PathBuf,
+}
+
+/// How requests authenticate; secrets are referenced by name and resolved
+/// from the gateway config when the client is built.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    None,
+    Header {
+        header: HeaderName,
+        prefix: String,
+        secret: String,
+    },
+    Bearer {
+        secret: String,
+    },
+    Basic {
+        username: String,
+        secret: String,
+    },
+}
+
+impl Auth {
+    pub fn secret_name(&self) -> Option<&str> {
+        match self {
+            Auth::None => None,
+            Auth::Header { secret, .. } | Auth::Bearer { secret } | Auth::Basic { secret, .. } => {
+                Some(secret)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ErrorMap {
+    pub code_pointer: Option<String>,
+    pub message_pointer: Option<String>,
+    pub rules: Vec<ErrorRule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorRule {
+    pub status: u16,
+    pub code: Option<String>,
+    pub scim_status: StatusCode,
+    pub scim_type: Option<ScimType>,
+}
+
+impl ErrorMap {
+    /// The SCIM error for an upstream error response. The upstream's own
+    /// message is quoted (it is meant for people) but never its raw body.
+    pub fn to_scim(&self, status: StatusCode, body: &Value) -> ScimError {
+        let code = self
+            .code_pointer
+            .as_deref()
+            .and_then(|p| body.pointer(p))
+            .and_then(Value::as_str);
+        let message = self
+            .message_pointer
+            .as_deref()
+            .and_then(|p| body.pointer(p))
+            .and_then(Value::as_str)
+            .map(|m| m.chars().take(300).collect::<String>());
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| r.status == status.as_u16() && r.code.is_some() && r.code.as_deref() == code)
+            .or_else(|| {
+                self.rules
+                    .iter()
+                    .find(|r| r.status == status.as_u16() && r.code.is_none())
+            });
+        let mut detail = format!(
+            "the upstream API refused the request (HTTP {})",
+            status.as_u16()
+        );
+        if let Some(code) = code {
+            detail.push_str(&format!(", code {code}"));
+        }
+        if let Some(message) = message {
+            detail.push_str(&format!(": {message}"));
+        }
+        match rule {
+            Some(rule) => ScimError::new(rule.scim_status, rule.scim_type, detail),
+            None if status.is_server_error() => {
+                ScimError::new(StatusCode::BAD_GATEWAY, None, detail)
+            }
+            None if status == StatusCode::NOT_FOUND => ScimError::not_found(detail),
+            None if status == StatusCode::CONFLICT => ScimError::conflict(detail),
+            // An upstream 401/403 is the gateway's credential problem, not the IdP's.
+            None if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN => {
+                ScimError::new(
+                    StatusCode::BAD_GATEWAY,
+                    None,
+                    format!("{detail}; check the upstream credentials in the gateway config"),
+                )
+            }
+            None => ScimError::bad_request(ScimType::InvalidValue, detail),
+        }
+    }
+}
+
+/// A dotted path into upstream JSON (`profile.firstName`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath(Vec<String>);
+
+impl FieldPath {
+    pub fn parse(text: &str) -> Option<FieldPath> {
+        let parts: Vec<String> = text.split('.').map(str::to_string).collect();
+        if parts.iter().any(String::is_empty) {
+            return None;
+        }
+        Some(FieldPath(parts))
+    }
+
+    pub fn get<'a>(&self, record: &'a Value) -> Option<&'a Value> {
+        self.0.iter().try_fold(record, |value, key| value.get(key))
+    }
+
+    pub fn set(&self, record: &mut Map<String, Value>, value: Value) {
+        let Some((last, parents)) = self.0.split_last() else {
+            return;
+        };
+        let mut target = record;
+        for key in parents {
+            let entry = target
+                .entry(key.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            let Value::Object(next) = entry else { return };
+            target = next;
+        }
+        target.insert(last.clone(), value);
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IdField {
+    pub field: FieldPath,
+    pub value_type: ValueType,
+}
+
+impl IdField {
+    /// Whether a SCIM id could name an upstream record at all; an id that
+    /// cannot is answered 404 without a call upstream.
+    pub fn accepts(&self, id: &str) -> bool {
+        match self.value_type {
+            ValueType::Integer => {
+                !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit())
+            }
+            ValueType::String | ValueType::Boolean => !id.is_empty() && id.len() <= 256,
+        }
+    }
+
+    /// The JSON value of an id as the upstream stores it (for body templates).
+    pub fn typed(&self, id: &str) -> Value {
+        match self.value_type {
+            ValueType::Integer => id
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::from(id)),
+            ValueType::String | ValueType::Boolean => Value::from(id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetaFields {
+    pub created: Option<FieldPath>,
+    pub last_modified: Option<FieldPath>,
+    pub version: Option<FieldPath>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SoftDelete {
+    pub field: FieldPath,
+    pub value: Value,
+    pub lookup_query: Vec<(String, String)>,
+}
+
+impl SoftDelete {
+    pub fn marks(&self, record: &Value) -> bool {
+        self.field.get(record) == Some(&self.value)
+    }
+}
+
+/// A filter the upstream answers: `<path> eq "v"` → `?<param>=v`.
+#[derive(Debug, Clone)]
+pub struct FilterParam {
+    pub path: AttrPath,
+    pub param: String,
+}
+
+/// Where one upstream field lands in the SCIM resource.
+#[derive(Debug, Clone)]
+pub struct ScimTarget {
+    /// Canonical path (schema case, URN for extension attributes).
+    pub path: AttrPath,
+    /// The top attribute is multi-valued: the field maps one element of it.
+    pub multi_valued: bool,
+    pub kind: AttrType,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttributeMap {
+    pub scim: ScimTarget,
+    pub field: FieldPath,
+    pub value_type: Option<ValueType>,
+    pub element: Map<String, Value>,
+    /// (SCIM value, upstream value) pairs.
+    pub values: Vec<(Value, Value)>,
+    pub default: Option<Value>,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone)]
+pub enum Members {
+    Endpoints {
+        list: Call,
+        member_field: FieldPath,
+        display_field: Option<FieldPath>,
+        add: Call,
+        remove: Call,
+    },
+}
+
+/// One resource type (Users or Groups) on one upstream.
+#[derive(Debug, Clone)]
+pub struct ResourceMapping {
+    pub id: IdField,
+    pub meta: MetaFields,
+    pub list: Call,
+    pub get: Call,
+    pub create: Call,
+    pub update: Call,
+    pub soft_delete: Option<SoftDelete>,
+    pub hard_delete: Option<Call>,
+    pub restore_on_create: bool,
+    pub filters: Vec<FilterParam>,
+    pub attributes: Vec<AttributeMap>,
+    pub members: Option<Members>,
+}
+
+/// Failures while applying a mapping to one request.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("the mapping's call uses {0} but nothing was bound to it")]
+    Unbound(&'static str),
+    #[error("this id cannot name a resource")]
+    UnsafeSegment,
+    #[error("{attribute}: {value} is not one of the accepted values ({accepted})")]
+    UnmappedValue {
+        attribute: String,
+        value: String,
+        accepted: String,
+    },
+    #[error("{attribute}: expected {expected}, got {value}")]
+    WrongType {
+        attribute: String,
+        expected: &'static str,
+        value: String,
+    },
+    #[error("the upstream record has no id at `{0}`")]
+    MissingId(String),
+    #[error("the upstream answered a list call without an array of records")]
+    NotAList,
+}
+
+impl From<MappingError> for ScimError {
+    fn from(error: MappingError) -> Self {
+        match &error {
+            MappingError::Unbound(_) => ScimError::internal(error.to_string()),
+            MappingError::UnsafeSegment => ScimError::not_found(error.to_string()),
+            MappingError::UnmappedValue { .. } | MappingError::WrongType { .. } => {
+                ScimError::bad_request(ScimType::InvalidValue, error.to_string())
+            }
+            MappingError::MissingId(_) | MappingError::NotAList => {
+                ScimError::new(StatusCode::BAD_GATEWAY, None, error.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Converts resources between SCIM JSON and upstream JSON as the attribute
+//! table of a mapping declares: field paths, value maps, types, defaults and
+//! the primary element of multi-valued attributes.
+
+use serde_json::{Map, Value};
+
+use super::{AttributeMap, Direction, FieldPath, MappingError, ResourceMapping, ValueType};
+use crate::scim::schema::{AttrType, ResourceSchema};
+
+/// What an attribute absent from the desired SCIM resource means for an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absent {
+    /// Leave the upstream field as it is (PUT: the IdP may not sync it).
+    Keep,
+    /// Clear the upstream field (PATCH removed the attribute).
+    Clear,
+}
+
+impl ResourceMapping {
+    /// The upstream record's id as a SCIM id.
+    pub fn upstream_id(&self, record: &Value) -> Result<String, MappingError> {
+        match self.id.field.get(record) {
+            Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
+            Some(Value::Number(id)) => Ok(id.to_string()),
+            _ => Err(MappingError::MissingId(self.id.field.to_string())),
+        }
+    }
+
+    /// Builds the SCIM resource for an upstream record (without
+    /// `meta.resourceType`/`meta.location`, which depend on the request).
+    pub fn to_scim(&self, record: &Value, schema: &ResourceSchema) -> Result<Value, MappingError> {
+        let mut resource = Map::new();
+        let mut schemas = vec![Value::from(schema.core.id)];
+        resource.insert("id".into(), Value::from(self.upstream_id(record)?));
+        for attribute in &self.attributes {
+            if attribute.direction == Direction::Write {
+                continue;
+            }
+            let Some(raw) = attribute.field.get(record) else {
+                continue;
+            };
+            let Some(value) = attribute.read(raw) else {
+                continue;
+            };
+            if let Some(uri) = &attribute.scim.path.uri
+                && !schemas.iter().any(|s| s == uri.as_str())
+            {
+                schemas.push(Value::from(uri.as_str()));
+            }
+            attribute.place(&mut resource, value);
+        }
+        resource.insert("schemas".into(), Value::Array(schemas));
+        let mut meta = Map::new();
+        let text = |field: &Option<FieldPath>| {
+            field
+                .as_ref()
+                .and_then(|f| f.get(record))
+                .and_then(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+        };
+        if let Some(created) = text(&self.meta.created) {
+            meta.insert("created".into(), Value::from(created));
+        }
+        if let Some(modified) = text(&self.meta.last_modified) {
+            meta.insert("lastModified".into(), Value::from(modified));
+        }
+        if let Some(version) = text(&self.meta.version) {
+            meta.insert("version".into(), Value::from(format!("W/\"{version}\"")));
+        }
+        resource.insert("meta".into(), Value::Object(meta));
+        Ok(Value::Object(resource))
+    }
+
+    /// The upstream body that creates `resource`, with the declared defaults
+    /// for attributes the IdP did not send.
+    pub fn create_body(&self, resource: &Value) -> Result<Map<String, Value>, MappingError> {
+        let mut body = Map::new();
+        for attribute in self.writable() {
+            let value = match attribute.extract(resource) {
+                Some(Value::Null) | None => attribute.default.clone(),
+                Some(value) => Some(value.clone()),
+            };
+            if let Some(value) = value {
+                attribute.field.set(&mut body, attribute.write(&value)?);
+            }
+        }
+        Ok(body)
+    }
+
+    /// The upstream fields that change when `current` (the resource as read
+    /// from `record`) becomes `desired`. Empty when nothing changes. For
+    /// upstreams without partial updates, the whole record with the changes.
+    pub fn update_body(
+        &self,
+        record: &Value,
+        current: &Value,
+        desired: &Value,
+        absent: Absent,
+    ) -> Result<Option<Map<String, Value>>, MappingError> {
+        let mut changes = Map::new();
+        for attribute in self.writable() {
+            let wanted = match attribute.extract(desired) {
+                Some(value) => attribute.write(value)?,
+                // Only clear what the IdP could see: an upstream value the
+                // mapping does not translate (e.g. a soft-delete marker) stays.
+                None if absent == Absent::Clear
+                    && attribute.direction == Direction::Both
+                    && attribute.extract(current).is_some() =>
+                {
+                    Value::Null
+                }
+                None => continue,
+            };
+            if attribute.field.get(record).unwrap_or(&Value::Null) != &wanted {
+                attribute.field.set(&mut changes, wanted);
+            }
+        }
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        if self.update.partial {
+            return Ok(Some(changes));
+        }
+        let mut full = record.as_object().cloned().unwrap_or_default();
+        merge(&mut full, changes);
+        Ok(Some(full))
+    }
+
+    fn writable(&self) -> impl Iterator<Item = &AttributeMap> {
+        self.attributes
+            .iter()
+            .filter(|a| a.direction != Direction::Read)
+    }
+}
+
+fn merge(target: &mut Map<String, Value>, changes: Map<String, Value>) {
+    for (key, value) in changes {
+        match (target.get_mut(&key), value) {
+            (Some(Value::Object(existing)), Value::Object(nested)) => merge(existing, nested),
+            (_, value) => {
+                target.insert(key, value);
+            }
+        }
+    }
+}
+
+impl AttributeMap {
+    /// The SCIM value this attribute maps, if the resource carries it;
+    /// `Some(Null)` when the IdP sent an explicit null or an empty list.
+    pub fn extract<'a>(&self, resource: &'a Value) -> Option<&'a Value> {
+        const NULL: &Value = &Value::Null;
+        let path = &self.scim.path;
+        let container = match &path.uri {
+            Some(uri) => resource.get(uri)?,
+            None => resource,
+        };
+        let top = container.get(&path.name)?;
+        let Some(sub) = &path.sub else {
+            return Some(top);
+        };
+        let holder = if self.scim.multi_valued {
+            match top {
+                Value::Array(items) if items.is_empty() => return Some(NULL),
+                Value::Array(items) => primary_element(items)?,
+                Value::Null => return Some(NULL),
+                other => other,
+            }
+        } else {
+            top
+        };
+        match holder {
+            Value::Null => Some(NULL),
+            holder => holder.get(sub),
+        }
+    }
+
+    /// Puts a SCIM value at this attribute's place in `resource`.
+    fn place(&self, resource: &mut Map<String, Value>, value: Value) {
+        let path = &self.scim.path;
+        let container = match &path.uri {
+            Some(uri) => match object_entry(resource, uri) {
+                Some(extension) => extension,
+                None => return,
+            },
+            None => resource,
+        };
+        let Some(sub) = &path.sub else {
+            container.insert(path.name.clone(), value);
+            return;
+        };
+        if self.scim.multi_valued {
+            let list = container
+                .entry(path.name.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if !list.is_array() {
+                *list = Value::Array(Vec::new());
+            }
+            let Value::Array(items) = list else { return };
+            if items.is_empty() {
+                items.push(Value::Object(self.element.clone()));
+            }
+            if let Some(Value::Object(element)) = items.first_mut() {
+                element.insert(sub.clone(), value);
+            }
+        } else if let Some(complex) = object_entry(container, &path.name) {
+            complex.insert(sub.clone(), value);
+        }
+    }
+
+    /// Upstream value → SCIM value; `None` when it has no SCIM meaning.
+    fn read(&self, raw: &Value) -> Option<Value> {
+        if raw.is_null() {
+            return None;
+        }
+        if !self.values.is_empty() {
+            return self
+                .values
+                .iter()
+                .find(|(_, upstream)| loosely_equal(upstream, raw))
+                .map(|(scim, _)| scim.clone());
+        }
+        Some(match (self.scim.kind, raw) {
+            (AttrType::String | AttrType::Reference | AttrType::DateTime, Value::Number(n)) => {
+                Value::from(n.to_string())
+            }
+            (AttrType::String | AttrType::Reference | AttrType::DateTime, Value::Bool(b)) => {
+                Value::from(b.to_string())
+            }
+            (AttrType::Boolean, Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => return None,
+            },
+            (AttrType::Integer | AttrType::Decimal, Value::String(s)) => {
+                serde_json::from_str::<serde_json::Number>(s)
+                    .ok()
+                    .map(Value::Number)?
+            }
+            _ => raw.clone(),
+        })
+    }
+
+    /// SCIM value → upstream value, checked against the value map and type.
+    fn write(&self, scim: &Value) -> Result<Value, MappingError> {
+        if scim.is_null() {
+            return Ok(Value::Null);
+        }
+        if !self.values.is_empty() {
+            return self
+                .values
+                .iter()
+                .find(|(candidate, _)| loosely_equal(candidate, scim))
+                .map(|(_, upstream)| upstream.clone())
+                .ok_or_else(|| MappingError::UnmappedValue {
+                    attribute: self.scim.path.to_string(),
+                    value: scim.to_string(),
+                    accepted: self
+                        .values
+                        .iter()
+                        .map(|(candidate, _)| candidate.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+        }
+        let wrong = |expected| MappingError::WrongType {
+            attribute: self.scim.path.to_string(),
+            expected,
+            value: scim.to_string(),
+        };
+        match (self.value_type, scim) {
+            (None, value) => Ok(value.clone()),
+            (Some(ValueType::String), Value::String(_)) => Ok(scim.clone()),
+            (Some(ValueType::String), Value::Number(n)) => Ok(Value::from(n.to_string())),
+            (Some(ValueType::String), Value::Bool(b)) => Ok(Value::from(b.to_string())),
+            (Some(ValueType::Integer), Value::Number(n)) if n.is_i64() => Ok(scim.clone()),
+            (Some(ValueType::Integer), Value::String(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| wrong("an integer")),
+            (Some(ValueType::Boolean), Value::Bool(_)) => Ok(scim.clone()),
+            (Some(ValueType::Boolean), Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                _ => Err(wrong("a boolean")),
+            },
+            (Some(ValueType::Integer), _) => Err(wrong("an integer")),
+            (Some(ValueType::Boolean), _) => Err(wrong("a boolean")),
+            (Some(ValueType::String), _) => Err(wrong("a string")),
+        }
+    }
+}
+
+/// The element a single upstream field stands for: primary, else the first.
+fn primary_element(items: &[Value]) -> Option<&Value> {
+    items
+        .iter()
+        .find(|item| item.get("primary") == Some(&Value::Bool(true)))
+        .or_else(|| items.first())
+}
+
+/// Value-map comparison: strings case-insensitively (SCIM's default), the rest exactly.
+fn loosely_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
+        _ => a == b,
+    }
+}
+
+/// The object at `key`, created (or replacing a non-object) if need be.
+fn object_entry<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    if !matches!(map.get(key), Some(Value::Object(_))) {
+        map.insert(key.to_string(), Value::Object(Map::new()));
+    }
+    map.get_mut(key).and_then(Value::as_object_mut)
+}

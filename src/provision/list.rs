@@ -1,0 +1,366 @@
+//! Lists and filters (RFC 7644 §3.4.2): filters the upstream can answer are
+//! pushed down as query parameters; the rest are evaluated here over the
+//! upstream's pages, up to the scan cap. Every result is checked against the
+//! whole filter here, so push-down can only narrow, never change, an answer.
+
+use serde_json::Value;
+
+use super::{Kind, Provisioner};
+use crate::mapping::{Bindings, Call, FilterParam, TotalSource, UpstreamRequest};
+use crate::scim::error::{ScimError, ScimType};
+use crate::scim::filter::{CompareOp, Filter, matches};
+
+/// A list request after parsing: `startIndex` is 1-based (RFC 7644 §3.4.2.4).
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub filter: Option<Filter>,
+    pub start_index: u64,
+    pub count: Option<u64>,
+    pub with_members: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub total_results: u64,
+    pub start_index: u64,
+    pub resources: Vec<Value>,
+}
+
+/// Upstream records read while paging, and the upstream's total if it gave one.
+struct Fetched {
+    records: Vec<Value>,
+    total: Option<u64>,
+}
+
+impl Provisioner {
+    pub async fn list(&self, kind: Kind, query: &ListQuery) -> Result<ListPage, ScimError> {
+        let mapping = self.mapping(kind)?;
+        let count = query
+            .count
+            .unwrap_or(self.limits.max_results as u64)
+            .min(self.limits.max_results as u64);
+        let start = query.start_index.max(1);
+        let Some(filter) = &query.filter else {
+            return self
+                .list_unfiltered(kind, start, count, query.with_members)
+                .await;
+        };
+        let mut request = mapping.list.request(Bindings::default())?;
+        let pushed = push_down(filter, &mapping.filters);
+        if let Some((param, value)) = &pushed {
+            request.query.retain(|(k, _)| k != param);
+            request.query.push((param.clone(), value.clone()));
+        }
+        let cap = self.limits.scan_cap;
+        let fetched = self
+            .fetch(&mapping.list, &request, 0, None, cap + 1)
+            .await?;
+        if fetched.records.len() > cap {
+            return Err(ScimError::bad_request(
+                ScimType::TooMany,
+                format!(
+                    "the filter `{filter}` cannot be answered by the upstream and would scan more than \
+                     {cap} records; filter with `eq` on one of: {}",
+                    mapping
+                        .filters
+                        .iter()
+                        .map(|f| f.path.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let needs_members =
+            query.with_members || filter.to_string().to_ascii_lowercase().contains("members");
+        let mut matched = Vec::new();
+        for record in fetched.records {
+            if mapping
+                .soft_delete
+                .as_ref()
+                .is_some_and(|s| s.marks(&record))
+            {
+                continue;
+            }
+            let record = self.record(kind, record, needs_members).await?;
+            if matches(filter, &record.resource, kind.schema()) {
+                matched.push(record.resource);
+            }
+        }
+        let total_results = matched.len() as u64;
+        let resources = matched
+            .into_iter()
+            .skip((start - 1) as usize)
+            .take(count as usize)
+            .map(|mut resource| {
+                if !query.with_members
+                    && let Some(object) = resource.as_object_mut()
+                {
+                    object.remove("members");
+                }
+                resource
+            })
+            .collect();
+        Ok(ListPage {
+            total_results,
+            start_index: start,
+            resources,
+        })
+    }
+
+    async fn list_unfiltered(
+        &self,
+        kind: Kind,
+        start: u64,
+        count: u64,
+        with_members: bool,
+    ) -> Result<ListPage, ScimError> {
+        let mapping = self.mapping(kind)?;
+        let request = mapping.list.request(Bindings::default())?;
+        let offset = start - 1;
+        // count=0 asks only for totalResults (RFC 7644 §3.4.2.4).
+        let fetched = self
+            .fetch(
+                &mapping.list,
+                &request,
+                offset,
+                Some(count.max(1)),
+                count as usize,
+            )
+            .await?;
+        let mut resources = Vec::new();
+        for record in fetched.records.into_iter().take(count as usize) {
+            resources.push(self.record(kind, record, with_members).await?.resource);
+        }
+        let total_results = match fetched.total {
+            Some(total) => total,
+            // Without a total from the upstream, count the rest by paging.
+            None => {
+                let all = self
+                    .fetch(&mapping.list, &request, 0, None, self.limits.scan_cap)
+                    .await?;
+                all.records.len() as u64
+            }
+        };
+        Ok(ListPage {
+            total_results,
+            start_index: start,
+            resources,
+        })
+    }
+
+    /// Reads up to `limit` records starting at `offset` (0-based) through the
+    /// call's paging; `window` hints the page size wanted.
+    async fn fetch(
+        &self,
+        call: &Call,
+        request: &UpstreamRequest,
+        offset: u64,
+        window: Option<u64>,
+        limit: usize,
+    ) -> Result<Fetched, ScimError> {
+        let Some(paging) = &call.paging else {
+            let response = self.client.call(request).await?;
+            let records = call
+                .items(&response.body)
+                .ok_or(crate::mapping::MappingError::NotAList)?;
+            let total = Some(records.len() as u64);
+            return Ok(Fetched {
+                records: records
+                    .iter()
+                    .skip(offset as usize)
+                    .take(limit)
+                    .cloned()
+                    .collect(),
+                total,
+            });
+        };
+        let max = paging.max_page_size();
+        let size = match window {
+            // A window that lines up with pages is fetched as exactly those pages.
+            Some(w) if w <= max && (paging.arbitrary_offsets() || offset.is_multiple_of(w)) => w,
+            _ => max,
+        };
+        let mut position = if paging.arbitrary_offsets() {
+            offset
+        } else {
+            offset / size * size
+        };
+        let mut skip = (offset - position) as usize;
+        let mut records = Vec::new();
+        let mut total = None;
+        // At least one call, even for `count=0`: it carries the total.
+        loop {
+            let mut page_request = request.clone();
+            page_request.query.extend(paging.window(position, size));
+            let response = self.client.call(&page_request).await?;
+            if total.is_none() {
+                total = read_total(paging.total(), &response.headers, &response.body);
+            }
+            let page = call
+                .items(&response.body)
+                .ok_or(crate::mapping::MappingError::NotAList)?;
+            let received = page.len();
+            records.extend(page.iter().skip(skip).take(limit - records.len()).cloned());
+            skip = 0;
+            position += size;
+            let exhausted = (received as u64) < size || total.is_some_and(|t| position >= t);
+            if exhausted || received == 0 || records.len() >= limit {
+                break;
+            }
+        }
+        Ok(Fetched { records, total })
+    }
+
+    /// Every record of a list call (members of a group), bounded by the scan cap.
+    pub(super) async fn fetch_all(
+        &self,
+        call: &Call,
+        bindings: Bindings<'_>,
+    ) -> Result<Vec<Value>, ScimError> {
+        let request = call.request(bindings)?;
+        let cap = self.limits.scan_cap;
+        let fetched = self.fetch(call, &request, 0, None, cap + 1).await?;
+        if fetched.records.len() > cap {
+            return Err(ScimError::bad_request(
+                ScimType::TooMany,
+                format!("more than {cap} records to read; the gateway's scan_cap bounds this"),
+            ));
+        }
+        Ok(fetched.records)
+    }
+}
+
+fn read_total(source: &TotalSource, headers: &http::HeaderMap, body: &Value) -> Option<u64> {
+    match source {
+        TotalSource::Header(name) => headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok()),
+        TotalSource::Pointer(pointer) => body.pointer(pointer).and_then(Value::as_u64),
+        TotalSource::Unknown => None,
+    }
+}
+
+/// The query parameter for an `eq` on a mapped attribute, found at the top
+/// of the filter or in one branch of a top-level `and`.
+fn push_down(filter: &Filter, params: &[FilterParam]) -> Option<(String, String)> {
+    match filter {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: Value::String(value),
+        } => params
+            .iter()
+            .find(|p| {
+                p.path.name.eq_ignore_ascii_case(&path.name)
+                    && option_eq_ignore_case(&p.path.sub, &path.sub)
+                    && option_eq_ignore_case(&p.path.uri, &path.uri)
+            })
+            .map(|p| (p.param.clone(), value.clone())),
+        // `emails[type eq "work"].value eq "x"` and `emails[value eq "x"]`.
+        Filter::ValuePath { path, filter } => match filter.as_ref() {
+            Filter::Compare {
+                path: inner,
+                op: CompareOp::Eq,
+                value,
+            } if inner.uri.is_none() && inner.sub.is_none() => {
+                let flattened = Filter::Compare {
+                    path: crate::scim::path::AttrPath {
+                        uri: path.uri.clone(),
+                        name: path.name.clone(),
+                        sub: Some(inner.name.clone()),
+                    },
+                    op: CompareOp::Eq,
+                    value: value.clone(),
+                };
+                push_down(&flattened, params)
+            }
+            Filter::And(left, right) => push_down(
+                &Filter::ValuePath {
+                    path: path.clone(),
+                    filter: left.clone(),
+                },
+                params,
+            )
+            .or_else(|| {
+                push_down(
+                    &Filter::ValuePath {
+                        path: path.clone(),
+                        filter: right.clone(),
+                    },
+                    params,
+                )
+            }),
+            _ => None,
+        },
+        Filter::And(left, right) => push_down(left, params).or_else(|| push_down(right, params)),
+        _ => None,
+    }
+}
+
+fn option_eq_ignore_case(a: &Option<String>, b: &Option<String>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::filter::parse_filter;
+    use crate::scim::path::AttrPath;
+
+    fn params() -> Vec<FilterParam> {
+        vec![
+            FilterParam {
+                path: AttrPath::parse("userName").unwrap(),
+                param: "login".into(),
+            },
+            FilterParam {
+                path: AttrPath::parse("emails.value").unwrap(),
+                param: "email".into(),
+            },
+        ]
+    }
+
+    fn pushed(filter: &str) -> Option<(String, String)> {
+        push_down(&parse_filter(filter).unwrap(), &params())
+    }
+
+    #[test]
+    fn user_name_eq_is_pushed_in_any_case() {
+        assert_eq!(
+            pushed(r#"USERNAME eq "Alice@example.com""#),
+            Some(("login".into(), "Alice@example.com".into()))
+        );
+    }
+
+    #[test]
+    fn one_branch_of_and_is_pushed() {
+        assert_eq!(
+            pushed(r#"active eq true and userName eq "a""#),
+            Some(("login".into(), "a".into()))
+        );
+    }
+
+    #[test]
+    fn or_and_other_operators_are_not_pushed() {
+        assert_eq!(pushed(r#"userName eq "a" or userName eq "b""#), None);
+        assert_eq!(pushed(r#"userName co "a""#), None);
+        assert_eq!(pushed(r#"not (userName eq "a")"#), None);
+    }
+
+    #[test]
+    fn value_path_email_filters_are_pushed() {
+        assert_eq!(
+            pushed(r#"emails[type eq "work"].value eq "a@x.io""#),
+            Some(("email".into(), "a@x.io".into()))
+        );
+        assert_eq!(
+            pushed(r#"emails[value eq "a@x.io"]"#),
+            Some(("email".into(), "a@x.io".into()))
+        );
+    }
+}

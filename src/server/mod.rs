@@ -1,0 +1,141 @@
+//! The HTTP side: one router for every connection, each at its own base path
+//! behind its own bearer token, plus unauthenticated health endpoints.
+
+mod auth;
+mod discovery;
+mod extract;
+mod resources;
+mod response;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use http::HeaderMap;
+use serde_json::json;
+
+use crate::config::GatewayConfig;
+use crate::provision::{Kind, ListLimits, Provisioner};
+use crate::scim::error::ScimError;
+use crate::upstream::{UpstreamClient, UpstreamError};
+
+pub use auth::{hash_token, new_token};
+pub use extract::{ScimJson, ScimQuery};
+pub use resources::ConnectionApp;
+pub use response::SCIM_CONTENT_TYPE;
+
+use resources::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("connection `{connection}` names upstream `{upstream}`, which is not configured")]
+    UnknownUpstream {
+        connection: String,
+        upstream: String,
+    },
+    #[error("upstream `{name}`: {source}")]
+    Upstream { name: String, source: UpstreamError },
+}
+
+/// The whole gateway as one router, shared by `main` and the tests.
+pub fn router(config: &GatewayConfig) -> Result<Router, ServerError> {
+    let mut clients = HashMap::new();
+    for upstream in &config.upstreams {
+        let client = UpstreamClient::new(upstream).map_err(|source| ServerError::Upstream {
+            name: upstream.name.clone(),
+            source,
+        })?;
+        clients.insert(upstream.name.clone(), client);
+    }
+    let limits = ListLimits {
+        scan_cap: config.server.scan_cap,
+        max_results: config.server.max_results,
+    };
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/readyz",
+            get(|| async { Json(json!({"status": "ready"})) }),
+        );
+    for connection in &config.connections {
+        let client = clients.get(&connection.upstream).cloned().ok_or_else(|| {
+            ServerError::UnknownUpstream {
+                connection: connection.name.clone(),
+                upstream: connection.upstream.clone(),
+            }
+        })?;
+        let app = Arc::new(ConnectionApp {
+            provisioner: Provisioner::new(connection.clone(), client, limits),
+            base_path: connection.base_path.clone(),
+        });
+        let routes = connection_routes(app).layer(middleware::from_fn_with_state(
+            connection.token_sha256,
+            auth::require_bearer,
+        ));
+        router = router.nest(&connection.base_path, routes);
+    }
+    Ok(router
+        .fallback(|| async { ScimError::not_found("no SCIM endpoint at this path") })
+        .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
+        .layer(middleware::from_fn(response::correlate)))
+}
+
+fn connection_routes(app: Arc<ConnectionApp>) -> Router {
+    let mut router = Router::new()
+        .route(
+            "/ServiceProviderConfig",
+            get(discovery::service_provider_config),
+        )
+        .route("/ResourceTypes", get(discovery::resource_types))
+        .route(
+            "/ResourceTypes/{name}",
+            get(discovery::resource_type_by_name),
+        )
+        .route("/Schemas", get(discovery::schemas))
+        .route("/Schemas/{id}", get(discovery::schema_by_id));
+    for kind in [Kind::User, Kind::Group] {
+        router = router.merge(resource_routes(kind));
+    }
+    router
+        .fallback(|| async { ScimError::not_found("no such SCIM endpoint; see /ResourceTypes") })
+        .with_state(app)
+}
+
+fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
+    use axum::extract::Path;
+    let collection = format!("/{}", kind.endpoint());
+    let item = format!("/{}/{{id}}", kind.endpoint());
+    Router::new()
+        .route(
+            &collection,
+            get(move |s: AppState, h: HeaderMap, q: ScimQuery| resources::list(kind, s, h, q))
+                .post(
+                    move |s: AppState, h: HeaderMap, q: ScimQuery, b: ScimJson| {
+                        resources::create(kind, s, h, q, b)
+                    },
+                ),
+        )
+        .route(
+            &item,
+            get(
+                move |s: AppState, id: Path<String>, h: HeaderMap, q: ScimQuery| {
+                    resources::get(kind, s, id, h, q)
+                },
+            )
+            .put(
+                move |s: AppState, id: Path<String>, h: HeaderMap, q: ScimQuery, b: ScimJson| {
+                    resources::replace(kind, s, id, h, q, b)
+                },
+            )
+            .patch(
+                move |s: AppState, id: Path<String>, h: HeaderMap, q: ScimQuery, b: ScimJson| {
+                    resources::patch(kind, s, id, h, q, b)
+                },
+            )
+            .delete(move |s: AppState, id: Path<String>, h: HeaderMap| {
+                resources::delete(kind, s, id, h)
+            }),
+        )
+}

@@ -1,0 +1,236 @@
+//! The `/Users` and `/Groups` endpoints (RFC 7644 §3.3–§3.6): thin handlers
+//! that parse, call the provisioner, and render SCIM responses.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use super::extract::{ScimJson, ScimQuery};
+use super::response::ScimResponse;
+use crate::provision::{Kind, ListQuery, Provisioner};
+use crate::scim::error::ScimError;
+use crate::scim::patch::parse_patch_request;
+use crate::scim::projection::project;
+use crate::scim::schema::LIST_RESPONSE;
+
+/// Everything a connection's handlers need.
+#[derive(Debug)]
+pub struct ConnectionApp {
+    pub provisioner: Provisioner,
+    pub base_path: String,
+}
+
+pub type AppState = State<Arc<ConnectionApp>>;
+
+/// `http(s)://host/base-path` as the IdP addressed it, for `meta.location`.
+pub(super) fn base_url(app: &ConnectionApp, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| h.parse::<http::uri::Authority>().is_ok())
+        .unwrap_or("localhost");
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}{}", app.base_path)
+}
+
+/// Adds request-dependent meta and member references, then projects.
+fn render(kind: Kind, mut resource: Value, base: &str, query: &ScimQuery) -> Value {
+    let id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(meta) = resource.get_mut("meta").and_then(Value::as_object_mut) {
+        meta.insert("resourceType".into(), Value::from(kind.resource_type()));
+        meta.insert(
+            "location".into(),
+            Value::from(format!("{base}/{}/{id}", kind.endpoint())),
+        );
+    }
+    if let Some(members) = resource.get_mut("members").and_then(Value::as_array_mut) {
+        for member in members {
+            if let Some(value) = member
+                .get("value")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                && let Some(object) = member.as_object_mut()
+            {
+                object.insert("$ref".into(), Value::from(format!("{base}/Users/{value}")));
+            }
+        }
+    }
+    project(
+        &resource,
+        &query.attributes,
+        &query.excluded_attributes,
+        kind.schema(),
+    )
+}
+
+fn single(
+    kind: Kind,
+    status: StatusCode,
+    resource: Value,
+    base: &str,
+    query: &ScimQuery,
+) -> ScimResponse {
+    let location = resource
+        .pointer("/meta/location")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let etag = resource
+        .pointer("/meta/version")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let body = render(kind, resource, base, query);
+    let location = location.or_else(|| {
+        body.pointer("/meta/location")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    ScimResponse {
+        status,
+        body: Some(body),
+        location: (status == StatusCode::CREATED)
+            .then_some(location)
+            .flatten(),
+        etag,
+    }
+}
+
+fn if_match(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+}
+
+pub async fn list(
+    kind: Kind,
+    State(app): AppState,
+    headers: HeaderMap,
+    query: ScimQuery,
+) -> Result<ScimResponse, ScimError> {
+    let page = app
+        .provisioner
+        .list(
+            kind,
+            &ListQuery {
+                filter: query.filter.clone(),
+                start_index: query.start_index.unwrap_or(1),
+                count: query.count,
+                with_members: kind == Kind::Group && query.wants("members"),
+            },
+        )
+        .await?;
+    let base = base_url(&app, &headers);
+    let resources: Vec<Value> = page
+        .resources
+        .into_iter()
+        .map(|resource| render(kind, resource, &base, &query))
+        .collect();
+    Ok(ScimResponse::ok(json!({
+        "schemas": [LIST_RESPONSE],
+        "totalResults": page.total_results,
+        "startIndex": page.start_index,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })))
+}
+
+pub async fn get(
+    kind: Kind,
+    State(app): AppState,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: ScimQuery,
+) -> Result<ScimResponse, ScimError> {
+    let with_members = kind == Kind::Group && query.wants("members");
+    let record = app.provisioner.get(kind, &id, with_members).await?;
+    Ok(single(
+        kind,
+        StatusCode::OK,
+        record.resource,
+        &base_url(&app, &headers),
+        &query,
+    ))
+}
+
+pub async fn create(
+    kind: Kind,
+    State(app): AppState,
+    headers: HeaderMap,
+    query: ScimQuery,
+    ScimJson(body): ScimJson,
+) -> Result<ScimResponse, ScimError> {
+    let record = app.provisioner.create(kind, body).await?;
+    Ok(single(
+        kind,
+        StatusCode::CREATED,
+        record.resource,
+        &base_url(&app, &headers),
+        &query,
+    ))
+}
+
+pub async fn replace(
+    kind: Kind,
+    State(app): AppState,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: ScimQuery,
+    ScimJson(body): ScimJson,
+) -> Result<ScimResponse, ScimError> {
+    let record = app
+        .provisioner
+        .replace(kind, &id, body, if_match(&headers))
+        .await?;
+    Ok(single(
+        kind,
+        StatusCode::OK,
+        record.resource,
+        &base_url(&app, &headers),
+        &query,
+    ))
+}
+
+pub async fn patch(
+    kind: Kind,
+    State(app): AppState,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: ScimQuery,
+    ScimJson(body): ScimJson,
+) -> Result<ScimResponse, ScimError> {
+    let operations = parse_patch_request(&body)?;
+    let record = app
+        .provisioner
+        .patch(kind, &id, &operations, if_match(&headers))
+        .await?;
+    Ok(single(
+        kind,
+        StatusCode::OK,
+        record.resource,
+        &base_url(&app, &headers),
+        &query,
+    ))
+}
+
+pub async fn delete(
+    kind: Kind,
+    State(app): AppState,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<ScimResponse, ScimError> {
+    app.provisioner
+        .delete(kind, &id, if_match(&headers))
+        .await?;
+    Ok(ScimResponse::no_content())
+}

@@ -1,0 +1,136 @@
+//! How SCIM answers leave the gateway: `application/scim+json` bodies, and
+//! every error as a SCIM error body carrying the request's correlation id.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header::{CONTENT_TYPE, ETAG, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::scim::error::ScimError;
+
+pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
+
+/// A successful SCIM answer.
+#[derive(Debug)]
+pub struct ScimResponse {
+    pub status: StatusCode,
+    pub body: Option<Value>,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+}
+
+impl ScimResponse {
+    pub fn ok(body: Value) -> Self {
+        ScimResponse {
+            status: StatusCode::OK,
+            body: Some(body),
+            location: None,
+            etag: None,
+        }
+    }
+
+    pub fn no_content() -> Self {
+        ScimResponse {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+            location: None,
+            etag: None,
+        }
+    }
+}
+
+impl IntoResponse for ScimResponse {
+    fn into_response(self) -> Response {
+        let mut response = match self.body {
+            Some(body) => json_response(self.status, &body),
+            None => self.status.into_response(),
+        };
+        let headers = response.headers_mut();
+        if let Some(value) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(LOCATION, value);
+        }
+        if let Some(value) = self.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+            headers.insert(ETAG, value);
+        }
+        response
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = (status, bytes).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
+    response
+}
+
+/// Marks a response as a SCIM error so [`correlate`] can add the request id.
+#[derive(Clone)]
+struct ErrorMarker(ScimError);
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let mut response = json_response(self.status, &self.body(None));
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"scimgate\""),
+            );
+        }
+        response.extensions_mut().insert(ErrorMarker(self));
+        response
+    }
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Outermost middleware: assigns the correlation id (or keeps a sane one the
+/// client sent), echoes it as `X-Request-Id`, and writes it into error bodies.
+pub async fn correlate(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(new_request_id);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path()
+    );
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if let Some(ErrorMarker(error)) = response.extensions_mut().remove::<ErrorMarker>() {
+        span.in_scope(|| {
+            tracing::info!(status = error.status.as_u16(), detail = %error.detail, "request failed");
+        });
+        let rebuilt = json_response(error.status, &error.body(Some(&id)));
+        let (parts, _) = response.into_parts();
+        let (_, body) = rebuilt.into_parts();
+        response = Response::from_parts(parts, body);
+        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+fn new_request_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    hex::encode(bytes)
+}

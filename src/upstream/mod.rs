@@ -1,0 +1,262 @@
+//! The HTTP client toward one upstream API: pooled connections, the mapping's
+//! auth, timeouts, bounded retries of idempotent calls, and translation of
+//! upstream failures into SCIM errors (never the upstream's raw body).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use rand::Rng;
+use serde_json::Value;
+
+use crate::config::Upstream;
+use crate::mapping::{Auth, UpstreamMapping, UpstreamRequest};
+use crate::scim::error::ScimError;
+
+/// Upstream bodies larger than this are refused rather than buffered.
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+const RETRIES: u32 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the upstream API did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the upstream API could not be reached")]
+    Unreachable,
+    #[error("the upstream API answered with a body that is not JSON")]
+    BadBody,
+    #[error("the upstream API answered with more than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    #[error("the upstream client could not be built: {0}")]
+    Setup(String),
+    #[error("secret `{0}` for the upstream auth header is not a valid header value")]
+    BadSecret(String),
+}
+
+impl From<UpstreamError> for ScimError {
+    fn from(error: UpstreamError) -> Self {
+        let status = match error {
+            UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamError::BadBody | UpstreamError::TooLarge => StatusCode::BAD_GATEWAY,
+            UpstreamError::Setup(_) | UpstreamError::BadSecret(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let scim = ScimError::new(status, None, error.to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            scim.with_retry_after(5)
+        } else {
+            scim
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+/// A client bound to one upstream; cheap to clone.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    mapping: Arc<UpstreamMapping>,
+    auth: Option<(HeaderName, HeaderValue)>,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("upstream", &self.mapping.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamClient {
+    pub fn new(upstream: &Upstream) -> Result<Self, UpstreamError> {
+        let mapping = upstream.mapping.clone();
+        let http = reqwest::Client::builder()
+            .timeout(mapping.timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| UpstreamError::Setup(e.to_string()))?;
+        let secret = |name: &str| {
+            upstream
+                .secrets
+                .get(name)
+                .map(|s| s.expose().to_string())
+                .ok_or_else(|| UpstreamError::BadSecret(name.to_string()))
+        };
+        let sensitive = |name: &str, value: String| {
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| UpstreamError::BadSecret(name.to_string()))?;
+            value.set_sensitive(true);
+            Ok::<_, UpstreamError>(value)
+        };
+        let auth = match &mapping.auth {
+            Auth::None => None,
+            Auth::Header {
+                header,
+                prefix,
+                secret: name,
+            } => Some((
+                header.clone(),
+                sensitive(name, format!("{prefix}{}", secret(name)?))?,
+            )),
+            Auth::Bearer { secret: name } => Some((
+                AUTHORIZATION,
+                sensitive(name, format!("Bearer {}", secret(name)?))?,
+            )),
+            Auth::Basic {
+                username,
+                secret: name,
+            } => {
+                use base64::Engine;
+                let credentials = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", secret(name)?));
+                Some((
+                    AUTHORIZATION,
+                    sensitive(name, format!("Basic {credentials}"))?,
+                ))
+            }
+        };
+        Ok(UpstreamClient {
+            http,
+            mapping,
+            auth,
+        })
+    }
+
+    pub fn mapping(&self) -> &UpstreamMapping {
+        &self.mapping
+    }
+
+    /// Sends the request; non-2xx answers become SCIM errors through the
+    /// mapping's error table.
+    pub async fn call(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, ScimError> {
+        let response = self.send(request).await?;
+        if response.status.is_success() {
+            return Ok(response);
+        }
+        let mut error = self.mapping.errors.to_scim(response.status, &response.body);
+        if response.status == StatusCode::TOO_MANY_REQUESTS
+            || response.status == StatusCode::SERVICE_UNAVAILABLE
+        {
+            let seconds = response
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(5);
+            error = ScimError::new(response.status, None, error.detail).with_retry_after(seconds);
+        }
+        Err(error)
+    }
+
+    /// Sends with bounded, jittered retries for idempotent methods only: a
+    /// create is never sent twice.
+    pub async fn send(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
+        let idempotent = matches!(request.method, Method::GET | Method::PUT | Method::DELETE);
+        let mut attempt = 0;
+        loop {
+            let result = self.send_once(request).await;
+            let retryable = match &result {
+                Err(UpstreamError::Unreachable) | Err(UpstreamError::Timeout(_)) => true,
+                Ok(response) => matches!(
+                    response.status,
+                    StatusCode::BAD_GATEWAY
+                        | StatusCode::SERVICE_UNAVAILABLE
+                        | StatusCode::GATEWAY_TIMEOUT
+                ),
+                Err(_) => false,
+            };
+            if !(idempotent && retryable && attempt < RETRIES) {
+                return result;
+            }
+            attempt += 1;
+            let base = 50u64 << attempt;
+            let jitter = rand::thread_rng().gen_range(0..=base);
+            tracing::debug!(
+                attempt,
+                retryable = true,
+                "retrying idempotent upstream call"
+            );
+            tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        request: &UpstreamRequest,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let url = format!("{}{}", self.mapping.base_url, request.path);
+        let mut builder = self
+            .http
+            .request(request.method.clone(), &url)
+            .header(http::header::ACCEPT, "application/json");
+        if !request.query.is_empty() {
+            builder = builder.query(&request.query);
+        }
+        if let Some((name, value)) = &self.auth {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        if let Some(body) = &request.body {
+            builder = builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(body).map_err(|_| UpstreamError::BadBody)?);
+        }
+        let started = std::time::Instant::now();
+        let mut response = builder.send().await.map_err(|error| {
+            if error.is_timeout() {
+                UpstreamError::Timeout(self.mapping.timeout)
+            } else {
+                UpstreamError::Unreachable
+            }
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|error| {
+            if error.is_timeout() {
+                UpstreamError::Timeout(self.mapping.timeout)
+            } else {
+                UpstreamError::Unreachable
+            }
+        })? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(UpstreamError::TooLarge);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        tracing::debug!(
+            upstream = %self.mapping.name,
+            method = %request.method,
+            path = %request.path,
+            status = status.as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "upstream call"
+        );
+        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(body) => body,
+                // An error page in HTML still carries its status; only a
+                // success with garbage is a protocol failure.
+                Err(_) if !status.is_success() => Value::Null,
+                Err(_) => return Err(UpstreamError::BadBody),
+            }
+        };
+        Ok(UpstreamResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}

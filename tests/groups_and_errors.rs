@@ -1,0 +1,283 @@
+//! Groups through the gateway (create → rename → add/remove members →
+//! delete, with the upstream's teams checked), discovery, and the SCIM error
+//! body every failure takes.
+
+mod common;
+
+use common::{Harness, assert_scim_error};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn user(h: &Harness, name: &str) -> String {
+    let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("{name}@example.com")});
+    let reply = h.scim(Method::POST, "/Users", Some(body)).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.body["id"].as_str().unwrap().to_string()
+}
+
+async fn member_ids(h: &Harness, team: &str) -> Vec<String> {
+    let reply = h.upstream(&format!("/teams/{team}/members")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user_id"].to_string())
+        .collect()
+}
+
+fn patch(operations: Value) -> Option<Value> {
+    Some(
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations}),
+    )
+}
+
+#[tokio::test]
+async fn group_lifecycle_reaches_the_upstream_at_every_step() {
+    let h = Harness::start().await;
+    let alice = user(&h, "alice").await;
+    let bob = user(&h, "bob").await;
+
+    let created = h
+        .scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Engineering",
+                "members": [{"value": alice}]
+            })),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(created.body["members"][0]["value"], alice.as_str());
+    assert!(
+        created.body["members"][0]["$ref"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/Users/{alice}"))
+    );
+    assert_eq!(
+        h.upstream(&format!("/teams/{id}")).await.body["name"],
+        "Engineering"
+    );
+    assert_eq!(member_ids(&h, &id).await, vec![alice.clone()]);
+
+    // Rename.
+    let renamed = h
+        .scim(
+            Method::PATCH,
+            &format!("/Groups/{id}"),
+            patch(json!([{"op": "replace", "path": "displayName", "value": "R&D"}])),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(
+        h.upstream(&format!("/teams/{id}")).await.body["name"],
+        "R&D"
+    );
+
+    // Add a member.
+    let added = h
+        .scim(
+            Method::PATCH,
+            &format!("/Groups/{id}"),
+            patch(json!([{"op": "add", "path": "members", "value": [{"value": bob}]}])),
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert_eq!(member_ids(&h, &id).await, vec![alice.clone(), bob.clone()]);
+
+    // Remove one by value filter.
+    let removed = h
+        .scim(
+            Method::PATCH,
+            &format!("/Groups/{id}"),
+            patch(json!([{"op": "remove", "path": format!("members[value eq \"{alice}\"]")}])),
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(member_ids(&h, &id).await, vec![bob.clone()]);
+
+    // excludedAttributes=members and displayName look-ups.
+    let got = h
+        .scim(
+            Method::GET,
+            &format!("/Groups/{id}?excludedAttributes=members"),
+            None,
+        )
+        .await;
+    assert_eq!(got.status, 200);
+    assert!(got.body.get("members").is_none(), "{}", got.body);
+    let found = h
+        .scim(
+            Method::GET,
+            "/Groups?filter=displayName%20eq%20%22R%26D%22",
+            None,
+        )
+        .await;
+    assert_eq!(found.body["totalResults"], 1, "{}", found.body);
+
+    // PUT replaces the member list.
+    let put = h
+        .scim(
+            Method::PUT,
+            &format!("/Groups/{id}"),
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "R&D", "members": [{"value": alice}]})),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert_eq!(member_ids(&h, &id).await, vec![alice.clone()]);
+
+    // Delete.
+    assert_eq!(
+        h.scim(Method::DELETE, &format!("/Groups/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(h.upstream(&format!("/teams/{id}")).await.status, 404);
+    assert_scim_error(
+        &h.scim(Method::GET, &format!("/Groups/{id}"), None).await,
+        404,
+        None,
+    );
+}
+
+#[tokio::test]
+async fn every_scim_route_requires_the_connection_token() {
+    let h = Harness::start().await;
+    for token in [None, Some("wrong")] {
+        let reply = h.scim_with(Method::GET, "/Users", None, token, &[]).await;
+        assert_scim_error(&reply, 401, None);
+        assert!(
+            reply.headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+    }
+    let reply = h
+        .scim_with(
+            Method::GET,
+            "/ServiceProviderConfig",
+            None,
+            Some("wrong"),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, 401);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_scim_errors() {
+    let h = Harness::start().await;
+    assert_scim_error(
+        &h.scim_raw(Method::POST, "/Users", "{not json", "application/scim+json")
+            .await,
+        400,
+        Some("invalidSyntax"),
+    );
+    assert_scim_error(
+        &h.scim_raw(Method::POST, "/Users", "{}", "text/plain").await,
+        415,
+        None,
+    );
+    assert_scim_error(
+        &h.scim(Method::GET, "/Users?filter=userName%20zz%20%22a%22", None)
+            .await,
+        400,
+        Some("invalidFilter"),
+    );
+    assert_scim_error(
+        &h.scim(Method::GET, "/Users/not-a-number", None).await,
+        404,
+        None,
+    );
+    assert_scim_error(&h.scim(Method::GET, "/Nope", None).await, 404, None);
+    let wrong_type = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x@example.com", "active": "maybe"});
+    assert_scim_error(
+        &h.scim(Method::POST, "/Users", Some(wrong_type)).await,
+        400,
+        Some("invalidValue"),
+    );
+    let bad_user_type = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "x@example.com",
+        "urn:ietf:params:scim:schemas:extension:scimgate:2.0:User": {"userType": "Boss"}
+    });
+    let reply = h.scim(Method::POST, "/Users", Some(bad_user_type)).await;
+    assert_scim_error(&reply, 400, Some("invalidValue"));
+    assert!(
+        reply.body["detail"].as_str().unwrap().contains("Regular"),
+        "{}",
+        reply.body
+    );
+    // application/json is accepted as well.
+    let plain = h
+        .scim_raw(Method::POST, "/Users", r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"j@example.com"}"#, "application/json")
+        .await;
+    assert_eq!(plain.status, 201, "{}", plain.body);
+    // The gateway still serves.
+    assert_eq!(h.scim(Method::GET, "/Users", None).await.status, 200);
+}
+
+#[tokio::test]
+async fn user_type_defaults_to_regular() {
+    let h = Harness::start().await;
+    let id = user(&h, "carol").await;
+    assert_eq!(
+        h.upstream(&format!("/users/{id}")).await.body["role"],
+        "member"
+    );
+    let got = h.scim(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(
+        got.body["urn:ietf:params:scim:schemas:extension:scimgate:2.0:User"]["userType"],
+        "Regular"
+    );
+}
+
+#[tokio::test]
+async fn discovery_tells_what_is_supported() {
+    let h = Harness::start().await;
+    let spc = h.scim(Method::GET, "/ServiceProviderConfig", None).await;
+    assert_eq!(spc.status, 200);
+    assert_eq!(spc.body["patch"]["supported"], true);
+    assert_eq!(spc.body["bulk"]["supported"], false);
+    assert_eq!(spc.body["sort"]["supported"], false);
+    assert_eq!(spc.body["etag"]["supported"], true);
+    let types = h.scim(Method::GET, "/ResourceTypes", None).await;
+    assert_eq!(types.body["totalResults"], 2);
+    let schemas = h.scim(Method::GET, "/Schemas", None).await;
+    let ids: Vec<&str> = schemas.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"urn:ietf:params:scim:schemas:core:2.0:User"),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&"urn:ietf:params:scim:schemas:extension:scimgate:2.0:User"),
+        "{ids:?}"
+    );
+    let user = h
+        .scim(
+            Method::GET,
+            "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
+            None,
+        )
+        .await;
+    assert_eq!(user.status, 200);
+    assert!(
+        user.body["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "userName")
+    );
+}
