@@ -225,6 +225,121 @@ async fn malformed_requests_get_scim_errors() {
 }
 
 #[tokio::test]
+async fn search_by_post_matches_the_get_query() {
+    let h = Harness::start().await;
+    user(&h, "dora").await;
+    user(&h, "dan").await;
+    let reply = h
+        .scim(
+            Method::POST,
+            "/Users/.search",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "filter": "userName sw \"dor\"",
+                "attributes": ["userName"]
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["totalResults"], 1);
+    assert_eq!(reply.body["Resources"][0]["userName"], "dora@example.com");
+    assert!(reply.body["Resources"][0].get("meta").is_none());
+    let root = h
+        .scim(
+            Method::POST,
+            "/.search",
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]})),
+        )
+        .await;
+    assert_scim_error(&root, 501, None);
+}
+
+#[tokio::test]
+async fn removing_the_user_type_sets_it_back_to_regular() {
+    let h = Harness::start().await;
+    let id = user(&h, "erin").await;
+    let ext = "urn:ietf:params:scim:schemas:extension:scimgate:2.0:User";
+    let set = h
+        .scim(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            patch(json!([{"op": "replace", "path": format!("{ext}:userType"), "value": "Viewer"}])),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(
+        h.upstream(&format!("/users/{id}")).await.body["role"],
+        "viewer"
+    );
+    let removed = h
+        .scim(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            patch(json!([{"op": "remove", "path": format!("{ext}:userType")}])),
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(
+        h.upstream(&format!("/users/{id}")).await.body["role"],
+        "member"
+    );
+    assert_eq!(removed.body[ext]["userType"], "Regular");
+}
+
+#[tokio::test]
+async fn group_external_id_is_stored_and_found() {
+    let h = Harness::start().await;
+    let created = h
+        .scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Ops", "externalId": "aad-obj-1"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap();
+    assert_eq!(
+        h.upstream(&format!("/teams/{id}")).await.body["external_ref"],
+        "aad-obj-1"
+    );
+    let found = h
+        .scim(
+            Method::GET,
+            "/Groups?filter=externalId%20eq%20%22aad-obj-1%22",
+            None,
+        )
+        .await;
+    assert_eq!(found.body["totalResults"], 1, "{}", found.body);
+}
+
+#[tokio::test]
+async fn attribute_names_are_case_insensitive() {
+    let h = Harness::start().await;
+    let reply = h
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"SCHEMAS": ["urn:ietf:params:scim:schemas:core:2.0:User"], "USERNAME": "fred@example.com", "Name": {"GIVENNAME": "Fred"}})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let id = reply.body["id"].as_str().unwrap();
+    assert_eq!(
+        h.upstream(&format!("/users/{id}")).await.body["first_name"],
+        "Fred"
+    );
+    let found = h
+        .scim(
+            Method::GET,
+            "/Users?filter=NAME.givenname%20EQ%20%22fred%22&ATTRIBUTES=NAME.GIVENNAME",
+            None,
+        )
+        .await;
+    assert_eq!(found.body["totalResults"], 1, "{}", found.body);
+    assert_eq!(found.body["Resources"][0]["name"]["givenName"], "Fred");
+}
+
+#[tokio::test]
 async fn user_type_defaults_to_regular() {
     let h = Harness::start().await;
     let id = user(&h, "carol").await;

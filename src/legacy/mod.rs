@@ -13,7 +13,7 @@
 //! | GET | `/users?page&per_page&login&email&external_ref&status` | 200 array + `X-Total-Count` |
 //! | POST | `/users` | 201 user + `Location` |
 //! | GET, PATCH, PUT, DELETE | `/users/{id}` | 200 user / 204 |
-//! | GET | `/teams?page&per_page&name` | 200 array + `X-Total-Count` |
+//! | GET | `/teams?page&per_page&name&external_ref` | 200 array + `X-Total-Count` |
 //! | POST | `/teams` | 201 team + `Location` |
 //! | GET, PATCH, DELETE | `/teams/{id}` | 200 team / 204 |
 //! | GET | `/teams/{id}/members?page&per_page` | 200 array + `X-Total-Count` |

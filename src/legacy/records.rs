@@ -212,21 +212,58 @@ pub(crate) struct UserFilter {
     pub(crate) statuses: Vec<Status>,
 }
 
+/// The stored, client-controlled part of a team (everything but id, times and version).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct TeamFields {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    /// The identity provider's id for the group (Entra ID's objectId, sent as SCIM
+    /// `externalId`). Not unique: the API only stores and searches it.
+    pub(crate) external_ref: Option<String>,
+}
+
+/// A team as stored and as answered on the wire (field order is the wire order).
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Team {
     pub(crate) id: i64,
-    pub(crate) name: String,
-    pub(crate) description: Option<String>,
+    #[serde(flatten)]
+    pub(crate) fields: TeamFields,
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
     pub(crate) version: i64,
 }
 
 /// The fields of a team write, `None` when not mentioned.
+/// For nullable fields the inner `Option` is the new value, `None` meaning null.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TeamPatch {
     pub(crate) name: Option<String>,
     pub(crate) description: Option<Option<String>>,
+    pub(crate) external_ref: Option<Option<String>>,
+}
+
+impl TeamPatch {
+    /// The fields after this write; untouched fields keep their values.
+    pub(crate) fn apply(self, current: &TeamFields) -> TeamFields {
+        TeamFields {
+            name: self.name.unwrap_or_else(|| current.name.clone()),
+            description: self
+                .description
+                .unwrap_or_else(|| current.description.clone()),
+            external_ref: self
+                .external_ref
+                .unwrap_or_else(|| current.external_ref.clone()),
+        }
+    }
+}
+
+/// Filters of the team list; all present ones must match.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TeamFilter {
+    /// Exact, case-insensitive.
+    pub(crate) name: Option<String>,
+    /// Exact, case-sensitive.
+    pub(crate) external_ref: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -10,21 +10,31 @@
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
+use rusqlite::{
+    Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params, params_from_iter,
+};
 use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
 use super::extract::Page;
 use super::records::{
-    Added, Member, PasswordChange, Role, Status, Team, TeamPatch, UpdateMode, User, UserFields,
-    UserFilter, UserPatch,
+    Added, Member, PasswordChange, Role, Status, Team, TeamFields, TeamFilter, TeamPatch,
+    UpdateMode, User, UserFields, UserFilter, UserPatch,
 };
 use super::{Database, LegacyError};
 
-/// Bumped when [`SCHEMA`] changes shape; a database from a newer build is refused.
-const SCHEMA_VERSION: i64 = 1;
+/// Bumped when the schema changes shape; a database from a newer build is refused, an
+/// older one is brought up to date by [`Store::migrate`].
+///
+/// 1. users, teams, team_members.
+/// 2. `teams.external_ref` (and its index).
+const SCHEMA_VERSION: i64 = 2;
 
+/// The tables in their current shape. `IF NOT EXISTS` makes this a no-op for tables an
+/// older database already has; those are altered by the steps in [`Store::migrate`].
+/// Indexes on columns added by a later version belong in [`LATE_INDEXES`], which runs
+/// after those steps.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -55,11 +65,12 @@ CREATE INDEX IF NOT EXISTS users_manager ON users (manager_id);
 
 CREATE TABLE IF NOT EXISTS teams (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    name        TEXT    NOT NULL,
-    description TEXT,
-    created_at  TEXT    NOT NULL,
-    updated_at  TEXT    NOT NULL,
-    version     INTEGER NOT NULL DEFAULT 1
+    name         TEXT    NOT NULL,
+    description  TEXT,
+    created_at   TEXT    NOT NULL,
+    updated_at   TEXT    NOT NULL,
+    version      INTEGER NOT NULL DEFAULT 1,
+    external_ref TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS teams_name_nocase ON teams (name COLLATE NOCASE);
 
@@ -70,6 +81,11 @@ CREATE TABLE IF NOT EXISTS team_members (
     PRIMARY KEY (team_id, user_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS team_members_user ON team_members (user_id);
+";
+
+/// Indexes on columns that an older database gains only in a migration step.
+const LATE_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS teams_external_ref ON teams (external_ref);
 ";
 
 /// A store failure, converted to the wire error in `error.rs`.
@@ -139,16 +155,19 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-const TEAM_COLUMNS: &str = "id, name, description, created_at, updated_at, version";
+const TEAM_COLUMNS: &str = "id, name, description, external_ref, created_at, updated_at, version";
 
 fn team_from_row(row: &Row<'_>) -> rusqlite::Result<Team> {
     Ok(Team {
         id: row.get(0)?,
-        name: row.get(1)?,
-        description: row.get(2)?,
-        created_at: row.get(3)?,
-        updated_at: row.get(4)?,
-        version: row.get(5)?,
+        fields: TeamFields {
+            name: row.get(1)?,
+            description: row.get(2)?,
+            external_ref: row.get(3)?,
+        },
+        created_at: row.get(4)?,
+        updated_at: row.get(5)?,
+        version: row.get(6)?,
     })
 }
 
@@ -210,17 +229,21 @@ impl Store {
             Database::Memory => Connection::open_in_memory(),
             Database::File(path) => Connection::open(path),
         };
-        let conn = opened.map_err(|source| LegacyError::Open {
+        let mut conn = opened.map_err(|source| LegacyError::Open {
             database: database.clone(),
             source,
         })?;
-        Self::migrate(&conn, database)?;
+        Self::migrate(&mut conn, database)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
     }
 
-    fn migrate(conn: &Connection, database: &Database) -> Result<(), LegacyError> {
+    /// Creates the schema in a new database, upgrades an older one step by step, and
+    /// refuses one written by a newer build. All of it in one immediate transaction, so
+    /// two processes opening the same file cannot both migrate it, and a failed step
+    /// leaves the file as it was.
+    fn migrate(conn: &mut Connection, database: &Database) -> Result<(), LegacyError> {
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(LegacyError::Migrate)?;
         if let Database::File(_) = database {
@@ -231,7 +254,10 @@ impl Store {
             conn.pragma_update(None, "synchronous", "NORMAL")
                 .map_err(LegacyError::Migrate)?;
         }
-        let found: i64 = conn
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(LegacyError::Migrate)?;
+        let found: i64 = tx
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(LegacyError::Migrate)?;
         if found > SCHEMA_VERSION {
@@ -240,10 +266,20 @@ impl Store {
                 supported: SCHEMA_VERSION,
             });
         }
-        conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        ))
-        .map_err(LegacyError::Migrate)
+        Self::upgrade(&tx, found).map_err(LegacyError::Migrate)?;
+        tx.commit().map_err(LegacyError::Migrate)
+    }
+
+    /// Brings a database at schema version `found` (0: new) to [`SCHEMA_VERSION`].
+    fn upgrade(tx: &Transaction<'_>, found: i64) -> rusqlite::Result<()> {
+        tx.execute_batch(SCHEMA)?;
+        // 1 → 2: teams gain `external_ref`. A new database got it from `SCHEMA`
+        // already, hence the column check rather than trusting the version alone.
+        if found < 2 && !has_column(tx, "teams", "external_ref")? {
+            tx.execute_batch("ALTER TABLE teams ADD COLUMN external_ref TEXT")?;
+        }
+        tx.execute_batch(LATE_INDEXES)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Connection>> {
@@ -430,22 +466,36 @@ impl Store {
 
     // ───────────────────────────── teams ─────────────────────────────
 
-    pub(crate) fn list_teams(&self, name: Option<&str>, page: Page) -> Result<(Vec<Team>, u64)> {
+    pub(crate) fn list_teams(&self, filter: &TeamFilter, page: Page) -> Result<(Vec<Team>, u64)> {
+        let mut clauses: Vec<&str> = Vec::new();
+        let mut values: Vec<SqlValue> = Vec::new();
+        if let Some(name) = &filter.name {
+            clauses.push("name = ? COLLATE NOCASE");
+            values.push(SqlValue::Text(name.clone()));
+        }
+        if let Some(external_ref) = &filter.external_ref {
+            clauses.push("external_ref = ?");
+            values.push(SqlValue::Text(external_ref.clone()));
+        }
+        let condition = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
         let (limit, offset) = page.limit_offset();
         let conn = self.lock()?;
-        // `?1 IS NULL OR …` keeps one cached statement for both the filtered and the
-        // unfiltered list.
-        let condition = "WHERE ?1 IS NULL OR name = ?1 COLLATE NOCASE";
         let total: i64 = conn.query_row(
             &format!("SELECT COUNT(*) FROM teams {condition}"),
-            params![name],
+            params_from_iter(values.iter()),
             |row| row.get(0),
         )?;
+        values.push(SqlValue::Integer(limit));
+        values.push(SqlValue::Integer(offset));
         let mut statement = conn.prepare_cached(&format!(
-            "SELECT {TEAM_COLUMNS} FROM teams {condition} ORDER BY id LIMIT ?2 OFFSET ?3"
+            "SELECT {TEAM_COLUMNS} FROM teams {condition} ORDER BY id LIMIT ? OFFSET ?"
         ))?;
         let teams = statement
-            .query_map(params![name, limit, offset], team_from_row)?
+            .query_map(params_from_iter(values.iter()), team_from_row)?
             .collect::<rusqlite::Result<Vec<Team>>>()?;
         Ok((teams, u64::try_from(total).unwrap_or(0)))
     }
@@ -455,15 +505,15 @@ impl Store {
         find_team(&conn, id)?.ok_or_else(|| team_not_found(id))
     }
 
-    pub(crate) fn create_team(&self, name: String, description: Option<String>) -> Result<Team> {
+    pub(crate) fn create_team(&self, fields: TeamFields) -> Result<Team> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO teams (name, description, created_at, updated_at, version) \
-             VALUES (?1, ?2, ?3, ?3, 1)",
-            params![name, description, now()?],
+            "INSERT INTO teams (name, description, external_ref, created_at, updated_at, \
+             version) VALUES (?1, ?2, ?3, ?4, ?4, 1)",
+            params![fields.name, fields.description, fields.external_ref, now()?],
         )
-        .map_err(|err| uniqueness(err, &UniqueValues::team(&name)))?;
+        .map_err(|err| uniqueness(err, &UniqueValues::team(&fields.name)))?;
         let id = tx.last_insert_rowid();
         let team = find_team(&tx, id)?.ok_or_else(|| team_not_found(id))?;
         tx.commit()?;
@@ -474,19 +524,22 @@ impl Store {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         let current = find_team(&tx, id)?.ok_or_else(|| team_not_found(id))?;
-        let name = patch.name.unwrap_or_else(|| current.name.clone());
-        let description = patch
-            .description
-            .unwrap_or_else(|| current.description.clone());
-        if name == current.name && description == current.description {
+        let fields = patch.apply(&current.fields);
+        if fields == current.fields {
             return Ok(current);
         }
         tx.execute(
-            "UPDATE teams SET name = ?2, description = ?3, updated_at = ?4, \
-             version = version + 1 WHERE id = ?1",
-            params![id, name, description, now()?],
+            "UPDATE teams SET name = ?2, description = ?3, external_ref = ?4, \
+             updated_at = ?5, version = version + 1 WHERE id = ?1",
+            params![
+                id,
+                fields.name,
+                fields.description,
+                fields.external_ref,
+                now()?
+            ],
         )
-        .map_err(|err| uniqueness(err, &UniqueValues::team(&name)))?;
+        .map_err(|err| uniqueness(err, &UniqueValues::team(&fields.name)))?;
         let team = find_team(&tx, id)?.ok_or_else(|| team_not_found(id))?;
         tx.commit()?;
         Ok(team)
@@ -596,6 +649,12 @@ fn require_manager(tx: &Transaction<'_>, manager: i64) -> Result<()> {
     }
 }
 
+/// Whether `table` has a column named `column`.
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut statement = conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?;
+    statement.exists(params![table, column])
+}
+
 fn find_team(conn: &Connection, id: i64) -> Result<Option<Team>> {
     let mut statement =
         conn.prepare_cached(&format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1"))?;
@@ -627,4 +686,168 @@ fn touch_team(conn: &Connection, team_id: i64, at: &str) -> Result<()> {
         params![team_id, at],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::LegacyError;
+    use super::super::test_support::{Client, TempDb};
+    use super::SCHEMA_VERSION;
+    use http::StatusCode;
+    use rusqlite::Connection;
+    use serde_json::{Value, json};
+
+    /// The schema as version 1 of this build wrote it: teams without `external_ref`.
+    const SCHEMA_V1: &str = "
+CREATE TABLE users (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    login        TEXT    NOT NULL,
+    first_name   TEXT,
+    last_name    TEXT,
+    email        TEXT,
+    job_title    TEXT,
+    phone        TEXT,
+    org          TEXT,
+    dept         TEXT,
+    employee_no  TEXT,
+    manager_id   INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    external_ref TEXT,
+    role         TEXT    NOT NULL DEFAULT 'member'
+                 CHECK (role IN ('member', 'external', 'collaborator', 'contributor', 'viewer')),
+    status       TEXT    NOT NULL DEFAULT 'enabled'
+                 CHECK (status IN ('enabled', 'disabled', 'archived')),
+    has_password INTEGER NOT NULL DEFAULT 0,
+    created_at   TEXT    NOT NULL,
+    updated_at   TEXT    NOT NULL,
+    version      INTEGER NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX users_login_nocase ON users (login COLLATE NOCASE);
+CREATE UNIQUE INDEX users_email_nocase ON users (email COLLATE NOCASE);
+CREATE INDEX users_external_ref ON users (external_ref);
+CREATE INDEX users_manager ON users (manager_id);
+CREATE TABLE teams (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT    NOT NULL,
+    description TEXT,
+    created_at  TEXT    NOT NULL,
+    updated_at  TEXT    NOT NULL,
+    version     INTEGER NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX teams_name_nocase ON teams (name COLLATE NOCASE);
+CREATE TABLE team_members (
+    team_id  INTEGER NOT NULL REFERENCES teams(id) ON DELETE CASCADE,
+    user_id  INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    added_at TEXT    NOT NULL,
+    PRIMARY KEY (team_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX team_members_user ON team_members (user_id);
+INSERT INTO users (login, created_at, updated_at) VALUES ('old', '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z');
+INSERT INTO teams (name, description, created_at, updated_at, version)
+    VALUES ('Old team', 'from v1', '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z', 3);
+INSERT INTO team_members (team_id, user_id, added_at) VALUES (1, 1, '2025-01-01T00:00:00Z');
+PRAGMA user_version = 1;
+";
+
+    fn user_version(db: &TempDb) -> i64 {
+        Connection::open(&db.path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap()
+    }
+
+    fn has_index(db: &TempDb, name: &str) -> bool {
+        Connection::open(&db.path)
+            .unwrap()
+            .prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1")
+            .unwrap()
+            .exists([name])
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_gains_team_external_ref_on_open() {
+        let db = TempDb::new("migrate-v1");
+        Connection::open(&db.path)
+            .unwrap()
+            .execute_batch(SCHEMA_V1)
+            .unwrap();
+
+        let client = Client::new(db.open().expect("a v1 database opens"));
+        assert_eq!(user_version(&db), SCHEMA_VERSION);
+        assert!(has_index(&db, "teams_external_ref"));
+
+        // The old row is intact, with the new column null and its version untouched.
+        let old = client.get("/api/v1/teams/1").await;
+        assert_eq!(old.status, StatusCode::OK);
+        assert_eq!(old.json["name"], "Old team");
+        assert_eq!(old.json["description"], "from v1");
+        assert_eq!(old.json["external_ref"], Value::Null);
+        assert_eq!(old.json["version"], 3);
+        let members = client.get("/api/v1/teams/1/members").await;
+        assert_eq!(members.column("login"), [json!("old")]);
+
+        // And the column works: patch, create, search.
+        let patched = client
+            .patch("/api/v1/teams/1", json!({"external_ref": "g-old"}))
+            .await;
+        assert_eq!(patched.json["external_ref"], "g-old");
+        assert_eq!(patched.json["version"], 4);
+        let new = client
+            .post(
+                "/api/v1/teams",
+                json!({"name": "New team", "external_ref": "g-new"}),
+            )
+            .await;
+        assert_eq!(new.status, StatusCode::CREATED);
+        assert_eq!(new.json["id"], 2);
+        let found = client.get("/api/v1/teams?external_ref=g-old").await;
+        assert_eq!(found.column("id"), [json!(1)]);
+        drop(client);
+
+        // Reopening the migrated file is a no-op that keeps the data.
+        let again = Client::new(db.open().expect("a migrated database reopens"));
+        assert_eq!(user_version(&db), SCHEMA_VERSION);
+        let found = again.get("/api/v1/teams?external_ref=g-new").await;
+        assert_eq!(found.column("name"), [json!("New team")]);
+    }
+
+    #[tokio::test]
+    async fn a_new_file_is_created_at_the_current_version() {
+        let db = TempDb::new("fresh");
+        let client = Client::new(db.open().unwrap());
+        assert_eq!(user_version(&db), SCHEMA_VERSION);
+        assert!(has_index(&db, "teams_external_ref"));
+        let answer = client
+            .post("/api/v1/teams", json!({"name": "T", "external_ref": "g"}))
+            .await;
+        assert_eq!(answer.json["external_ref"], "g");
+    }
+
+    #[test]
+    fn a_database_from_a_newer_build_is_refused_and_left_alone() {
+        let db = TempDb::new("newer");
+        let newer = SCHEMA_VERSION + 1;
+        Connection::open(&db.path)
+            .unwrap()
+            .execute_batch(&format!(
+                "CREATE TABLE future (x); PRAGMA user_version = {newer};"
+            ))
+            .unwrap();
+        match db.open() {
+            Err(LegacyError::SchemaVersion { found, supported }) => {
+                assert_eq!((found, supported), (newer, SCHEMA_VERSION));
+            }
+            other => panic!("expected a schema version error, got {other:?}"),
+        }
+        assert_eq!(user_version(&db), newer);
+        let tables: i64 = Connection::open(&db.path)
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 1, "nothing was created in the newer database");
+    }
 }

@@ -17,9 +17,9 @@ use super::extract::{
     JsonObject, Lines, ListQuery, MAX_TEXT, PathIds, QueryPairs, nullable_text, parse_id,
     required_text,
 };
-use super::records::{Added, TeamPatch};
+use super::records::{Added, TeamFields, TeamFilter, TeamPatch};
 
-const WRITABLE: &[&str] = &["name", "description"];
+const WRITABLE: &[&str] = &["name", "description", "external_ref"];
 const READ_ONLY: &[&str] = &["id", "created_at", "updated_at", "version"];
 const MAX_DESCRIPTION: usize = 4096;
 
@@ -37,6 +37,15 @@ fn parse_team(body: &JsonObject, require_name: bool) -> Result<TeamPatch, ApiErr
             value,
             MAX_DESCRIPTION,
             Lines::Multi,
+        )?);
+    }
+    // The same rule as a user's `external_ref`.
+    if let Some(value) = body.get("external_ref") {
+        patch.external_ref = Some(nullable_text(
+            "external_ref",
+            value,
+            MAX_TEXT,
+            Lines::Single,
         )?);
     }
     Ok(patch)
@@ -59,11 +68,14 @@ pub(super) async fn list(
     State(api): State<LegacyApi>,
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
-    let query = ListQuery::parse(query, &["name"])?;
-    let name = query.filter("name").map(str::to_owned);
+    let query = ListQuery::parse(query, &["name", "external_ref"])?;
+    let filter = TeamFilter {
+        name: query.filter("name").map(str::to_owned),
+        external_ref: query.filter("external_ref").map(str::to_owned),
+    };
     let page = query.page;
     let (teams, total) = api
-        .run(move |store| store.list_teams(name.as_deref(), page))
+        .run(move |store| store.list_teams(&filter, page))
         .await?;
     Ok(([("x-total-count", total.to_string())], Json(teams)).into_response())
 }
@@ -80,12 +92,14 @@ pub(super) async fn create(
     State(api): State<LegacyApi>,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
-    let TeamPatch { name, description } = parse_team(&body, true)?;
-    let name = name.unwrap_or_default();
-    let description = description.flatten();
-    let team = api
-        .run(move |store| store.create_team(name, description))
-        .await?;
+    // A create is a patch of a blank team; `parse_team` made sure `name` is there.
+    let blank = TeamFields {
+        name: String::new(),
+        description: None,
+        external_ref: None,
+    };
+    let fields = parse_team(&body, true)?.apply(&blank);
+    let team = api.run(move |store| store.create_team(fields)).await?;
     let location = format!("/api/v1/teams/{}", team.id);
     Ok((StatusCode::CREATED, [(LOCATION, location)], Json(team)).into_response())
 }
@@ -184,6 +198,181 @@ mod tests {
             client.get("/api/v1/teams?page=0").await.status,
             StatusCode::UNPROCESSABLE_ENTITY
         );
+    }
+
+    #[tokio::test]
+    async fn team_fields_come_back_in_a_fixed_order_with_null_external_ref() {
+        let client = Client::memory();
+        let answer = client.post("/api/v1/teams", json!({"name": "Ops"})).await;
+        let keys: Vec<&str> = answer
+            .json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "id",
+                "name",
+                "description",
+                "external_ref",
+                "created_at",
+                "updated_at",
+                "version"
+            ]
+        );
+        assert_eq!(answer.json["external_ref"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn create_with_external_ref_returns_it_everywhere() {
+        let client = Client::memory();
+        let object_id = "5f0c7a3e-1d2b-4c5a-9e8f-0a1b2c3d4e5f";
+        let answer = client
+            .post(
+                "/api/v1/teams",
+                json!({"name": "Ops", "external_ref": object_id}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
+        assert_eq!(answer.json["external_ref"], object_id);
+        assert_eq!(answer.json["version"], 1);
+        let id = answer.json["id"].as_i64().unwrap();
+        let fetched = client.get(&format!("/api/v1/teams/{id}")).await;
+        assert_eq!(fetched.json, answer.json);
+        let listed = client.get("/api/v1/teams").await;
+        assert_eq!(listed.column("external_ref"), [json!(object_id)]);
+
+        // Not unique: another team may carry the same reference.
+        let twin = client
+            .post(
+                "/api/v1/teams",
+                json!({"name": "Dev", "external_ref": object_id}),
+            )
+            .await;
+        assert_eq!(twin.status, StatusCode::CREATED);
+        // An explicit null on create is the same as leaving it out.
+        let unset = client
+            .post("/api/v1/teams", json!({"name": "QA", "external_ref": null}))
+            .await;
+        assert_eq!(unset.json["external_ref"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn external_ref_follows_the_user_text_rules() {
+        let client = Client::memory();
+        for value in [
+            json!(42),
+            json!(["x"]),
+            json!("tab\there"),
+            json!("line\nbreak"),
+            json!("x".repeat(256)),
+        ] {
+            let answer = client
+                .post(
+                    "/api/v1/teams",
+                    json!({"name": "Ops", "external_ref": value.clone()}),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{value}");
+            assert_eq!(answer.error_code(), "INVALID_FIELD");
+        }
+        let longest = client
+            .post(
+                "/api/v1/teams",
+                json!({"name": "Ops", "external_ref": "x".repeat(255)}),
+            )
+            .await;
+        assert_eq!(longest.status, StatusCode::CREATED);
+        let id = longest.json["id"].as_i64().unwrap();
+        let bad_patch = client
+            .patch(&format!("/api/v1/teams/{id}"), json!({"external_ref": 7}))
+            .await;
+        assert_eq!(bad_patch.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[tokio::test]
+    async fn external_ref_patch_sets_changes_and_null_clears() {
+        let client = Client::memory();
+        let id = client.create_team("Ops").await;
+        let path = format!("/api/v1/teams/{id}");
+        let set = client.patch(&path, json!({"external_ref": "g-1"})).await;
+        assert_eq!(set.status, StatusCode::OK);
+        assert_eq!(set.json["external_ref"], "g-1");
+        assert_eq!(set.json["name"], "Ops");
+        assert_eq!(set.json["version"], 2);
+        let same = client.patch(&path, json!({"external_ref": "g-1"})).await;
+        assert_eq!(same.json["version"], 2, "no change, no new version");
+        let untouched = client.patch(&path, json!({"description": "d"})).await;
+        assert_eq!(untouched.json["external_ref"], "g-1");
+        assert_eq!(untouched.json["version"], 3);
+        let cleared = client.patch(&path, json!({"external_ref": null})).await;
+        assert_eq!(cleared.json["external_ref"], Value::Null);
+        assert_eq!(cleared.json["description"], "d");
+        assert_eq!(cleared.json["version"], 4);
+        assert_eq!(client.get(&path).await.json["external_ref"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn external_ref_search_is_exact_and_combines_with_name_and_paging() {
+        let client = Client::memory();
+        let mut ids = Vec::new();
+        for (name, external_ref) in [
+            ("Ops", json!("G-1")),
+            ("Dev", json!("G-1")),
+            ("QA", json!("G-2")),
+            ("Sales", json!(null)),
+        ] {
+            let answer = client
+                .post(
+                    "/api/v1/teams",
+                    json!({"name": name, "external_ref": external_ref}),
+                )
+                .await;
+            ids.push(json!(answer.json["id"].as_i64().unwrap()));
+        }
+        let found = client.get("/api/v1/teams?external_ref=G-1").await;
+        assert_eq!(found.column("id"), [ids[0].clone(), ids[1].clone()]);
+        assert_eq!(found.total(), 2);
+        // Case-sensitive, and no prefix matching.
+        let other_case = client.get("/api/v1/teams?external_ref=g-1").await;
+        assert_eq!(other_case.json, json!([]));
+        assert_eq!(other_case.total(), 0);
+        assert_eq!(client.get("/api/v1/teams?external_ref=G").await.total(), 0);
+        // Combined with name (and-ed) and with paging.
+        let both = client.get("/api/v1/teams?external_ref=G-1&name=dev").await;
+        assert_eq!(both.column("id"), [ids[1].clone()]);
+        assert_eq!(both.total(), 1);
+        let mismatch = client.get("/api/v1/teams?external_ref=G-2&name=ops").await;
+        assert_eq!(mismatch.total(), 0);
+        let paged = client
+            .get("/api/v1/teams?external_ref=G-1&per_page=1&page=2")
+            .await;
+        assert_eq!(paged.column("id"), [ids[1].clone()]);
+        assert_eq!(paged.total(), 2);
+        // Percent-encoded values are decoded before matching.
+        client
+            .post(
+                "/api/v1/teams",
+                json!({"name": "Spaced", "external_ref": "a b&c"}),
+            )
+            .await;
+        let encoded = client.get("/api/v1/teams?external_ref=a%20b%26c").await;
+        assert_eq!(encoded.column("name"), [json!("Spaced")]);
+        // Same query-string rules as the other filters: empty means absent,
+        // repeated or misspelt parameters are refused.
+        assert_eq!(client.get("/api/v1/teams?external_ref=").await.total(), 5);
+        for query in [
+            "external_ref=G-1&external_ref=G-2",
+            "externalId=G-1",
+            "external_ref=G-1&page=0",
+        ] {
+            let answer = client.get(&format!("/api/v1/teams?{query}")).await;
+            assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+            assert_eq!(answer.error_code(), "INVALID_FIELD");
+        }
     }
 
     #[tokio::test]

@@ -106,11 +106,16 @@ impl ResourceMapping {
                 Some(value) => attribute.write(value)?,
                 // Only clear what the IdP could see: an upstream value the
                 // mapping does not translate (e.g. a soft-delete marker) stays.
+                // An attribute with a default goes back to it ("Regular when
+                // absent"), as the upstream may not store "nothing".
                 None if absent == Absent::Clear
                     && attribute.direction == Direction::Both
                     && attribute.extract(current).is_some() =>
                 {
-                    Value::Null
+                    match &attribute.default {
+                        Some(default) => attribute.write(default)?,
+                        None => Value::Null,
+                    }
                 }
                 None => continue,
             };

@@ -83,6 +83,11 @@ impl Provisioner {
         self.mapping(kind).is_ok()
     }
 
+    /// The mapping of a resource type, for discovery to describe truthfully.
+    pub fn resource_mapping(&self, kind: Kind) -> Option<&ResourceMapping> {
+        self.mapping(kind).ok()
+    }
+
     /// Whether the upstream gives versions, so ETags and If-Match work.
     pub fn versioned(&self) -> bool {
         self.client.mapping().users.meta.version.is_some()

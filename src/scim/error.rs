@@ -119,8 +119,11 @@ impl ScimError {
         if let Some(scim_type) = self.scim_type {
             body["scimType"] = Value::from(scim_type.as_str());
         }
+        // In `detail`, not an extra member: RFC 7644's error schema has none,
+        // strict clients reject unknown members, and IdPs show `detail` to
+        // the admin in their provisioning logs.
         if let Some(id) = correlation_id {
-            body["correlationId"] = Value::from(id);
+            body["detail"] = Value::from(format!("{} (correlation id {id})", self.detail));
         }
         body
     }
@@ -183,14 +186,19 @@ mod tests {
         assert_eq!(body["status"], "409");
         assert_eq!(body["scimType"], "uniqueness");
         assert_eq!(body["schemas"][0], ERROR_SCHEMA);
-        assert_eq!(body["correlationId"], "req-1");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("(correlation id req-1)")
+        );
     }
 
     #[test]
     fn body_omits_scim_type_when_rfc_defines_none() {
         let body = ScimError::not_found("no such user").body(None);
         assert!(body.get("scimType").is_none());
-        assert!(body.get("correlationId").is_none());
+        assert_eq!(body["detail"], "no such user");
     }
 
     #[test]

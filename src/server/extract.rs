@@ -103,6 +103,81 @@ impl ScimQuery {
         Ok(parsed)
     }
 
+    /// The same parameters from a `POST …/.search` body (RFC 7644 §3.4.3).
+    pub fn from_search_request(body: &Value) -> Result<ScimQuery, ScimError> {
+        const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+        let declares = body
+            .get("schemas")
+            .and_then(Value::as_array)
+            .is_some_and(|s| {
+                s.iter().any(|u| {
+                    u.as_str()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(SEARCH_REQUEST))
+                })
+            });
+        if !declares {
+            return Err(ScimError::bad_request(
+                ScimType::InvalidSyntax,
+                format!("a search request must list `{SEARCH_REQUEST}` in `schemas`"),
+            ));
+        }
+        let list = |key: &str| -> Result<Vec<AttrPath>, ScimError> {
+            match body.get(key) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|item| {
+                        let text = item.as_str().ok_or_else(|| {
+                            ScimError::bad_request(
+                                ScimType::InvalidValue,
+                                format!("`{key}` must be an array of strings"),
+                            )
+                        })?;
+                        Ok(AttrPath::parse(text)?)
+                    })
+                    .collect(),
+                Some(_) => Err(ScimError::bad_request(
+                    ScimType::InvalidValue,
+                    format!("`{key}` must be an array of strings"),
+                )),
+            }
+        };
+        let number = |key: &str| -> Result<Option<i64>, ScimError> {
+            match body.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(value) => value.as_i64().map(Some).ok_or_else(|| {
+                    ScimError::bad_request(
+                        ScimType::InvalidValue,
+                        format!("`{key}` must be an integer"),
+                    )
+                }),
+            }
+        };
+        let filter = match body.get("filter") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(parse_filter(text)?),
+            Some(_) => {
+                return Err(ScimError::bad_request(
+                    ScimType::InvalidFilter,
+                    "`filter` must be a string",
+                ));
+            }
+        };
+        if body.get("sortBy").is_some() {
+            return Err(ScimError::bad_request(
+                ScimType::InvalidValue,
+                "sorting is not supported (ServiceProviderConfig: sort.supported = false)",
+            ));
+        }
+        Ok(ScimQuery {
+            filter,
+            start_index: number("startIndex")?.map(|n| n.max(1) as u64),
+            count: number("count")?.map(|n| n.max(0) as u64),
+            attributes: list("attributes")?,
+            excluded_attributes: list("excludedAttributes")?,
+        })
+    }
+
     /// Whether the projection keeps an attribute by default or on request.
     pub fn wants(&self, name: &str) -> bool {
         let named = |list: &[AttrPath]| {
@@ -158,6 +233,25 @@ mod tests {
     fn non_numeric_count_is_invalid_value() {
         let error = ScimQuery::parse("count=ten").unwrap_err();
         assert_eq!(error.scim_type, Some(ScimType::InvalidValue));
+    }
+
+    #[test]
+    fn search_request_body_gives_the_same_query() {
+        let body = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": "userName sw \"a\"",
+            "attributes": ["userName"],
+            "startIndex": 0,
+            "count": 5
+        });
+        let query = ScimQuery::from_search_request(&body).unwrap();
+        assert!(query.filter.is_some());
+        assert_eq!(query.start_index, Some(1));
+        assert_eq!(query.count, Some(5));
+        assert_eq!(query.attributes.len(), 1);
+        let error =
+            ScimQuery::from_search_request(&serde_json::json!({"filter": "x pr"})).unwrap_err();
+        assert_eq!(error.scim_type, Some(ScimType::InvalidSyntax));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use http::HeaderMap;
 use serde_json::json;
@@ -94,7 +94,17 @@ fn connection_routes(app: Arc<ConnectionApp>) -> Router {
             get(discovery::resource_type_by_name),
         )
         .route("/Schemas", get(discovery::schemas))
-        .route("/Schemas/{id}", get(discovery::schema_by_id));
+        .route("/Schemas/{id}", get(discovery::schema_by_id))
+        .route(
+            "/.search",
+            post(|| async {
+                ScimError::new(
+                    http::StatusCode::NOT_IMPLEMENTED,
+                    None,
+                    "searching several resource types at once is not supported; POST to /Users/.search or /Groups/.search",
+                )
+            }),
+        );
     for kind in [Kind::User, Kind::Group] {
         router = router.merge(resource_routes(kind));
     }
@@ -107,7 +117,12 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
     use axum::extract::Path;
     let collection = format!("/{}", kind.endpoint());
     let item = format!("/{}/{{id}}", kind.endpoint());
+    let search = format!("/{}/.search", kind.endpoint());
     Router::new()
+        .route(
+            &search,
+            post(move |s: AppState, h: HeaderMap, b: ScimJson| resources::search(kind, s, h, b)),
+        )
         .route(
             &collection,
             get(move |s: AppState, h: HeaderMap, q: ScimQuery| resources::list(kind, s, h, q))

@@ -13,7 +13,7 @@ use crate::provision::{Kind, ListQuery, Provisioner};
 use crate::scim::error::ScimError;
 use crate::scim::patch::parse_patch_request;
 use crate::scim::projection::project;
-use crate::scim::schema::LIST_RESPONSE;
+use crate::scim::schema::{ENTERPRISE_USER, LIST_RESPONSE};
 
 /// Everything a connection's handlers need.
 #[derive(Debug)]
@@ -56,16 +56,15 @@ fn render(kind: Kind, mut resource: Value, base: &str, query: &ScimQuery) -> Val
         );
     }
     if let Some(members) = resource.get_mut("members").and_then(Value::as_array_mut) {
-        for member in members {
-            if let Some(value) = member
-                .get("value")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                && let Some(object) = member.as_object_mut()
-            {
-                object.insert("$ref".into(), Value::from(format!("{base}/Users/{value}")));
-            }
-        }
+        members
+            .iter_mut()
+            .for_each(|member| add_user_ref(member, base));
+    }
+    if let Some(manager) = resource
+        .get_mut(ENTERPRISE_USER)
+        .and_then(|e| e.get_mut("manager"))
+    {
+        add_user_ref(manager, base);
     }
     project(
         &resource,
@@ -73,6 +72,18 @@ fn render(kind: Kind, mut resource: Value, base: &str, query: &ScimQuery) -> Val
         &query.excluded_attributes,
         kind.schema(),
     )
+}
+
+/// References to users carry a `$ref` derived from their `value`.
+fn add_user_ref(reference: &mut Value, base: &str) {
+    if let Some(value) = reference
+        .get("value")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        && let Some(object) = reference.as_object_mut()
+    {
+        object.insert("$ref".into(), Value::from(format!("{base}/Users/{value}")));
+    }
 }
 
 fn single(
@@ -143,6 +154,17 @@ pub async fn list(
         "itemsPerPage": resources.len(),
         "Resources": resources,
     })))
+}
+
+/// `POST /<Resources>/.search`: a list whose parameters come in the body.
+pub async fn search(
+    kind: Kind,
+    app: AppState,
+    headers: HeaderMap,
+    ScimJson(body): ScimJson,
+) -> Result<ScimResponse, ScimError> {
+    let query = ScimQuery::from_search_request(&body)?;
+    list(kind, app, headers, query).await
 }
 
 pub async fn get(

@@ -138,8 +138,12 @@ pub fn assert_scim_error(reply: &Reply, status: u16, scim_type: Option<&str>) {
         "{}",
         reply.body
     );
+    let request_id = reply.headers["x-request-id"].to_str().unwrap();
     assert!(
-        reply.body["correlationId"].as_str().is_some(),
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("(correlation id {request_id})")),
         "{}",
         reply.body
     );

@@ -1,0 +1,173 @@
+//! The real `scimgate` binary: `demo` prints what a newcomer needs and
+//! serves SCIM; `check` reports mistakes at file:line:col; `token` prints a
+//! token once with its config line.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_scimgate");
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn demo_prints_base_url_token_and_upstream_and_serves_scim() {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            ":memory:",
+        ])
+        .args(["--approved-domain", "example.org"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    for _ in 0..5 {
+        printed.push(lines.next().unwrap().unwrap());
+    }
+    let text = printed.join("\n");
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{port}/scim/v2")),
+        "{text}"
+    );
+    assert!(text.contains("/api/v1"), "{text}");
+    let token = printed
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("bearer token:"))
+        .map(|t| t.trim().to_string())
+        .unwrap();
+    assert_eq!(token.len(), 64, "a random 256-bit token: {token}");
+
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}/scim/v2");
+    let mut created = None;
+    for _ in 0..50 {
+        let reply = http
+            .post(format!("{base}/Users"))
+            .bearer_auth(&token)
+            .header("content-type", "application/scim+json")
+            .body(r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"zoe@example.org"}"#)
+            .send()
+            .await;
+        if let Ok(reply) = reply {
+            created = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let created = created.expect("demo did not start listening");
+    assert_eq!(created.status(), 201);
+    // The demo approves only the domains it was given.
+    let refused = http
+        .post(format!("{base}/Users"))
+        .bearer_auth(&token)
+        .header("content-type", "application/scim+json")
+        .body(r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"zoe@example.com"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+}
+
+#[test]
+fn check_accepts_the_example_config() {
+    let output = Command::new(BIN)
+        .args(["check", "--config", "deploy/scimgate.toml"])
+        .env("LEGACY_API_KEY", "k")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("ok (2 connection(s), 1 upstream(s))"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_reports_every_mapping_mistake_at_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = std::fs::read_to_string("mappings/upstream/legacy.toml")
+        .unwrap()
+        .replace("scim = \"title\"", "scim = \"titel\"")
+        .replace(
+            "path = \"/api/v1/users/{id}\"\n\n[users.create]",
+            "path = \"/api/v1/users/{uid}\"\n\n[users.create]",
+        )
+        .replace("scim_type = \"uniqueness\"", "scim_type = \"unique\"");
+    std::fs::write(dir.path().join("legacy.toml"), mapping).unwrap();
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        "[upstreams.legacy]\nmapping = \"legacy.toml\"\nsecrets.api_key = { value = \"k\" }\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(": error: ")).collect();
+    let at = |needle: &str| {
+        errors
+            .iter()
+            .find(|l| l.contains(needle))
+            .copied()
+            .unwrap_or_else(|| panic!("{needle} not in:\n{stderr}"))
+    };
+    assert!(
+        at("unknown scim_type `unique`").contains("legacy.toml:24:13:"),
+        "{stderr}"
+    );
+    assert!(
+        at("unknown placeholder `{uid}`").contains("legacy.toml:"),
+        "{stderr}"
+    );
+    assert!(
+        at("`titel` is not an attribute").contains("legacy.toml:"),
+        "{stderr}"
+    );
+    assert!(
+        at("its mapping file has errors").contains("gateway.toml:2:11:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn token_prints_a_token_and_its_config_line() {
+    let output = Command::new(BIN).arg("token").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let token = stdout.lines().next().unwrap().rsplit(' ').next().unwrap();
+    let hash = stdout.lines().nth(1).unwrap().rsplit('"').nth(1).unwrap();
+    assert_eq!(token.len(), 64);
+    assert_eq!(hash, hex::encode(scimgate::server::hash_token(token)));
+}
