@@ -358,3 +358,24 @@ async fn if_match_with_a_stale_version_is_refused() {
         .await;
     assert_scim_error(&stale, 412, None);
 }
+
+#[tokio::test]
+async fn hard_delete_removes_the_upstream_record_only_where_enabled() {
+    let h = Harness::start_configured(Default::default(), |config| {
+        config.connections[0].hard_delete = true
+    })
+    .await;
+    let created = h.scim(Method::POST, "/Users", Some(alice())).await;
+    let id = created.body["id"].as_str().unwrap();
+    assert_eq!(
+        h.scim(Method::DELETE, &format!("/Users/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(h.upstream(&format!("/users/{id}")).await.status, 404);
+    // A new POST creates a new record: there is nothing left to restore.
+    let again = h.scim(Method::POST, "/Users", Some(alice())).await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_ne!(again.body["id"], id);
+}

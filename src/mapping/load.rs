@@ -593,3 +593,135 @@ fn style_name(style: AuthStyle) -> &'static str {
         AuthStyle::Basic => "basic",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(text: &str) -> Vec<String> {
+        let source = SourceFile::new("m.toml", text);
+        let mut report = Report::default();
+        let compiled = compile(&source, &mut report);
+        assert!(compiled.is_none() || !report.has_errors());
+        report.diagnostics.iter().map(|d| d.to_string()).collect()
+    }
+
+    fn legacy_with(from: &str, to: &str) -> String {
+        let text = crate::demo::LEGACY_MAPPING;
+        assert!(text.contains(from), "{from}");
+        text.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn all_mistakes_are_collected_in_one_pass() {
+        let text = legacy_with("field = \"job_title\"", "field = \"job..title\"")
+            .replacen("scim = \"userName\"", "scim = \"userNmae\"", 1)
+            .replacen(
+                "base_url = \"http://127.0.0.1:9090\"",
+                "base_url = \"ftp://x\"",
+                1,
+            );
+        let errors = errors_of(&text);
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("`job..title` is not a field path"))
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("`userNmae` is not an attribute of the User schemas"))
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("m.toml:7:12: error: base_url must be an http(s) URL"))
+        );
+    }
+
+    #[test]
+    fn unknown_key_and_bad_enum_value_say_what_was_expected() {
+        let errors = errors_of(&legacy_with("method = \"PATCH\"", "method = \"PATCHY\""));
+        assert!(
+            errors[0].contains("PATCHY") && errors[0].contains("PATCH"),
+            "{errors:?}"
+        );
+        let errors = errors_of(&legacy_with(
+            "partial = true",
+            "partial = true\npartail = true",
+        ));
+        assert!(errors[0].contains("partail"), "{errors:?}");
+    }
+
+    #[test]
+    fn element_on_a_single_valued_attribute_is_refused() {
+        let errors = errors_of(&legacy_with(
+            "scim = \"title\"\nfield = \"job_title\"",
+            "scim = \"title\"\nfield = \"job_title\"\nelement = { type = \"work\" }",
+        ));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("only applies to a multi-valued attribute")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn restore_on_create_needs_a_default_for_the_soft_delete_field() {
+        let errors = errors_of(&legacy_with("default = true\n", ""));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("restore_on_create needs an attribute mapped to `status`")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn auth_style_without_its_keys_is_refused() {
+        let errors = errors_of(&legacy_with("header = \"X-Api-Key\"\n", ""));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("style = \"header\" needs `header`")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn error_rules_map_upstream_answers_to_scim_errors() {
+        let source = SourceFile::new("m.toml", crate::demo::LEGACY_MAPPING);
+        let mapping = compile(&source, &mut Report::default()).unwrap();
+        let body =
+            serde_json::json!({"error": {"code": "EMAIL_TAKEN", "message": "email is taken"}});
+        let error = mapping.errors.to_scim(StatusCode::CONFLICT, &body);
+        assert_eq!(error.status, StatusCode::CONFLICT);
+        assert_eq!(error.scim_type, Some(ScimType::Uniqueness));
+        assert!(
+            error.detail.contains("EMAIL_TAKEN: email is taken"),
+            "{}",
+            error.detail
+        );
+        let error = mapping
+            .errors
+            .to_scim(StatusCode::UNPROCESSABLE_ENTITY, &body);
+        assert_eq!(
+            (error.status, error.scim_type),
+            (StatusCode::BAD_REQUEST, Some(ScimType::InvalidValue))
+        );
+        let error = mapping
+            .errors
+            .to_scim(StatusCode::INTERNAL_SERVER_ERROR, &serde_json::Value::Null);
+        assert_eq!(error.status, StatusCode::BAD_GATEWAY);
+        let error = mapping
+            .errors
+            .to_scim(StatusCode::UNAUTHORIZED, &serde_json::Value::Null);
+        assert_eq!(
+            error.status,
+            StatusCode::BAD_GATEWAY,
+            "an upstream 401 is the gateway's problem"
+        );
+    }
+}

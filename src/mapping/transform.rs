@@ -325,3 +325,158 @@ fn object_entry<'a>(
     }
     map.get_mut(key).and_then(Value::as_object_mut)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::{Report, SourceFile};
+    use crate::mapping::compile;
+    use crate::scim::schema;
+    use serde_json::json;
+
+    fn users() -> ResourceMapping {
+        let source = SourceFile::new("legacy.toml", crate::demo::LEGACY_MAPPING);
+        let mut report = Report::default();
+        compile(&source, &mut report)
+            .expect("mapping compiles")
+            .users
+    }
+
+    fn record() -> Value {
+        json!({
+            "id": 7, "login": "alice@example.com", "first_name": "Alice", "last_name": "Liddell",
+            "email": "alice@example.com", "phone": "+1 555", "job_title": null, "role": "viewer",
+            "status": "disabled", "manager_id": 3, "version": 4, "created_at": "2026-01-01T00:00:00Z"
+        })
+    }
+
+    #[test]
+    fn record_becomes_scim_with_value_maps_types_and_primary_element() {
+        let resource = users().to_scim(&record(), schema::user()).unwrap();
+        assert_eq!(resource["id"], "7");
+        assert_eq!(resource["active"], false);
+        assert_eq!(
+            resource["emails"],
+            json!([{"type": "work", "primary": true, "value": "alice@example.com"}])
+        );
+        assert_eq!(resource[schema::ENTERPRISE_USER]["manager"]["value"], "3");
+        assert_eq!(resource[schema::USER_TYPE_EXTENSION]["userType"], "Viewer");
+        assert_eq!(resource["meta"]["version"], "W/\"4\"");
+        assert!(
+            resource.get("title").is_none(),
+            "null upstream fields are absent"
+        );
+        assert!(
+            resource["schemas"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(schema::ENTERPRISE_USER))
+        );
+    }
+
+    #[test]
+    fn create_body_applies_defaults_for_what_the_idp_did_not_send() {
+        let body = users()
+            .create_body(&json!({"userName": "bob@example.com"}))
+            .unwrap();
+        assert_eq!(body["login"], "bob@example.com");
+        assert_eq!(body["role"], "member");
+        assert_eq!(body["status"], "enabled");
+        assert!(!body.contains_key("email"));
+    }
+
+    #[test]
+    fn unknown_user_type_names_the_accepted_values() {
+        let resource =
+            json!({"userName": "b@example.com", schema::USER_TYPE_EXTENSION: {"userType": "Boss"}});
+        let error = users().create_body(&resource).unwrap_err().to_string();
+        assert!(error.contains("\"Regular\", \"External\""), "{error}");
+    }
+
+    #[test]
+    fn manager_value_must_be_an_integer_upstream() {
+        let resource = json!({"userName": "b@example.com", schema::ENTERPRISE_USER: {"manager": {"value": "x1"}}});
+        let error = users().create_body(&resource).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                MappingError::WrongType {
+                    expected: "an integer",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn partial_update_sends_only_changed_fields() {
+        let mapping = users();
+        let current = mapping.to_scim(&record(), schema::user()).unwrap();
+        let mut desired = current.clone();
+        desired["name"]["givenName"] = json!("Ally");
+        desired["active"] = json!(true);
+        let body = mapping
+            .update_body(&record(), &current, &desired, Absent::Clear)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            Value::Object(body),
+            json!({"first_name": "Ally", "status": "enabled"})
+        );
+        assert_eq!(
+            mapping
+                .update_body(&record(), &current, &current, Absent::Clear)
+                .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn put_keeps_what_the_idp_did_not_send_and_patch_clears_what_it_removed() {
+        let mapping = users();
+        let current = mapping.to_scim(&record(), schema::user()).unwrap();
+        let mut without_phone = current.clone();
+        without_phone
+            .as_object_mut()
+            .unwrap()
+            .remove("phoneNumbers");
+        assert_eq!(
+            mapping
+                .update_body(&record(), &current, &without_phone, Absent::Keep)
+                .unwrap(),
+            None
+        );
+        let cleared = mapping
+            .update_body(&record(), &current, &without_phone, Absent::Clear)
+            .unwrap()
+            .unwrap();
+        assert_eq!(Value::Object(cleared), json!({"phone": null}));
+    }
+
+    #[test]
+    fn write_only_password_is_sent_but_never_read_back() {
+        let mapping = users();
+        let body = mapping
+            .create_body(&json!({"userName": "b@example.com", "password": "s3cret"}))
+            .unwrap();
+        assert_eq!(body["password"], "s3cret");
+        let mut upstream = record();
+        upstream["password"] = json!("s3cret");
+        let resource = mapping.to_scim(&upstream, schema::user()).unwrap();
+        assert!(resource.get("password").is_none());
+    }
+
+    #[test]
+    fn nested_field_paths_read_and_write_inside_objects() {
+        let field = FieldPath::parse("profile.name.first").unwrap();
+        let mut body = Map::new();
+        field.set(&mut body, json!("Ada"));
+        assert_eq!(
+            Value::Object(body.clone()),
+            json!({"profile": {"name": {"first": "Ada"}}})
+        );
+        assert_eq!(field.get(&Value::Object(body)), Some(&json!("Ada")));
+        assert!(FieldPath::parse("a..b").is_none());
+    }
+}

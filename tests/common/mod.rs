@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use reqwest::{Method, StatusCode};
-use scimgate::config::ServerSettings;
+use scimgate::config::{GatewayConfig, ServerSettings};
 use scimgate::legacy::Database;
 use scimgate::{demo, server};
 use serde_json::Value;
@@ -31,8 +31,16 @@ impl Harness {
     }
 
     pub async fn start_with(settings: ServerSettings) -> Harness {
+        Self::start_configured(settings, |_| {}).await
+    }
+
+    /// Starts with the demo config after `adjust` has changed it.
+    pub async fn start_configured(
+        settings: ServerSettings,
+        adjust: impl FnOnce(&mut GatewayConfig),
+    ) -> Harness {
         let upstream = demo::start_legacy(Database::Memory, API_KEY).await.unwrap();
-        let config = demo::gateway_config(
+        let mut config = demo::gateway_config(
             upstream,
             API_KEY,
             TOKEN,
@@ -40,6 +48,7 @@ impl Harness {
             settings,
         )
         .unwrap();
+        adjust(&mut config);
         let router = server::router(&config).unwrap();
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
