@@ -13,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::diagnostics::{Report, SourceFile};
+use crate::dialect::Dialects;
 use crate::mapping::{self, UpstreamMapping};
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +39,9 @@ pub struct ServerSettings {
     pub scan_cap: usize,
     /// Largest `count` served in one list response.
     pub max_results: usize,
+    /// Folder of IdP dialect files (`*.toml`), relative to the config; they
+    /// override or add to the dialects built into scimgate.
+    pub dialects_dir: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -47,6 +51,7 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             scan_cap: 10_000,
             max_results: 200,
+            dialects_dir: None,
         }
     }
 }
@@ -86,6 +91,9 @@ struct ConnectionSpec {
     /// Let DELETE remove upstream records instead of marking them.
     #[serde(default)]
     hard_delete: bool,
+    /// The IdP dialect: `entra`, `okta`, `onelogin`, `generic` (or any
+    /// dialect file's name), or `auto` to choose by User-Agent.
+    dialect: Option<Spanned<String>>,
 }
 
 /// A secret value; never printed by `Debug` or `Display`.
@@ -124,12 +132,15 @@ pub struct Connection {
     /// Lower-case, without trailing dots.
     pub approved_domains: Vec<String>,
     pub hard_delete: bool,
+    /// A dialect name or `auto`, checked against `GatewayConfig::dialects`.
+    pub dialect: String,
 }
 
 /// Everything the gateway serves, validated.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub server: ServerSettings,
+    pub dialects: Dialects,
     pub upstreams: Vec<Upstream>,
     pub connections: Vec<Connection>,
 }
@@ -239,6 +250,10 @@ fn compile(
         });
     }
 
+    let dialects = match &file.server.dialects_dir {
+        Some(dir) => crate::dialect::load_dir(&base_dir.join(dir), report),
+        None => crate::dialect::embedded(),
+    };
     let mut connections = Vec::new();
     let mut seen_paths: HashMap<String, String> = HashMap::new();
     for (name, spec) in file.connections {
@@ -295,8 +310,25 @@ fn compile(
                 format!("connection `{name}` approves no email domain: every user create will be refused"),
             ));
         }
+        let dialect = match &spec.dialect {
+            None => "auto".to_string(),
+            Some(dialect) => {
+                if dialects.choice(dialect.get_ref()).is_none() {
+                    report.push(source.error_at(
+                        Some(dialect.span()),
+                        format!(
+                            "unknown dialect `{}`; expected `auto` or one of: {}",
+                            dialect.get_ref(),
+                            dialects.names().join(", ")
+                        ),
+                    ));
+                }
+                dialect.get_ref().clone()
+            }
+        };
         connections.push(Connection {
             name,
+            dialect,
             base_path,
             upstream: spec.upstream.into_inner(),
             token_sha256,
@@ -306,6 +338,7 @@ fn compile(
     }
     Some(GatewayConfig {
         server: file.server,
+        dialects,
         upstreams,
         connections,
     })
@@ -400,6 +433,7 @@ base_path = "scim"
 upstream = "nowhere"
 token_sha256 = "abc"
 approved_domains = ["not a domain"]
+dialect = "azure"
 "#;
         let (_, report) = compile_text(text);
         let errors: Vec<String> = report.diagnostics.iter().map(|d| d.to_string()).collect();
@@ -425,6 +459,12 @@ approved_domains = ["not a domain"]
             errors
                 .iter()
                 .any(|e| e.starts_with("gateway.toml:6:21: error: `not a domain`")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with(
+                "gateway.toml:7:11: error: unknown dialect `azure`; expected `auto` or one of: entra, okta, onelogin, generic"
+            )),
             "{errors:?}"
         );
     }

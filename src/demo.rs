@@ -17,6 +17,16 @@ use crate::server::hash_token;
 pub const LEGACY_MAPPING: &str = include_str!("../mappings/upstream/legacy.toml");
 const LEGACY_MAPPING_PATH: &str = "mappings/upstream/legacy.toml (embedded)";
 
+/// The demo's connections (base path, dialect), all with the demo token: the
+/// `auto` one first, then one per shipped dialect to try each IdP's quirks.
+pub const DEMO_CONNECTIONS: [(&str, &str); 5] = [
+    ("/scim/v2", "auto"),
+    ("/scim/entra/v2", "entra"),
+    ("/scim/okta/v2", "okta"),
+    ("/scim/onelogin/v2", "onelogin"),
+    ("/scim/generic/v2", "generic"),
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("the embedded mapping is invalid:\n{0}")]
@@ -27,7 +37,7 @@ pub enum DemoError {
     Legacy(#[from] LegacyError),
 }
 
-/// A gateway config with one connection to the legacy API at `upstream`.
+/// A gateway config whose connections all reach the legacy API at `upstream`.
 pub fn gateway_config(
     upstream: SocketAddr,
     api_key: &str,
@@ -50,18 +60,23 @@ pub fn gateway_config(
             .collect(),
         mapping: Arc::new(mapping),
     };
-    let connection = Connection {
-        name: "demo".into(),
-        base_path: "/scim/v2".into(),
-        upstream: "legacy".into(),
-        token_sha256: hash_token(token),
-        approved_domains,
-        hard_delete: false,
-    };
+    let connections = DEMO_CONNECTIONS
+        .iter()
+        .map(|(base_path, dialect)| Connection {
+            name: format!("demo-{dialect}"),
+            base_path: (*base_path).to_string(),
+            upstream: "legacy".into(),
+            token_sha256: hash_token(token),
+            approved_domains: approved_domains.clone(),
+            hard_delete: false,
+            dialect: (*dialect).to_string(),
+        })
+        .collect();
     Ok(GatewayConfig {
         server,
+        dialects: crate::dialect::embedded(),
         upstreams: vec![upstream],
-        connections: vec![connection],
+        connections,
     })
 }
 

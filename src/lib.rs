@@ -11,6 +11,7 @@
 pub mod config;
 pub mod demo;
 pub mod diagnostics;
+pub mod dialect;
 pub mod legacy;
 pub mod mapping;
 pub mod provision;

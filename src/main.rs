@@ -113,7 +113,10 @@ async fn main() -> anyhow::Result<()> {
             approved_domains,
             db,
         } => {
-            tracing_subscriber::fmt().with_env_filter(filter).init();
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(filter)
+                .init();
             let token = token.unwrap_or_else(server::new_token);
             let api_key = server::new_token();
             let upstream = demo::start_legacy(database(&db), &api_key).await?;
@@ -130,6 +133,14 @@ async fn main() -> anyhow::Result<()> {
             println!("scimgate demo");
             println!("  SCIM base URL:  http://{listen}/scim/v2");
             println!("  bearer token:   {token}");
+            println!(
+                "  per IdP:        {}",
+                demo::DEMO_CONNECTIONS[1..]
+                    .iter()
+                    .map(|(path, _)| format!("http://{listen}{path}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            );
             println!(
                 "  upstream:       http://{upstream}/api/v1 (reference legacy API, SQLite {db})"
             );
@@ -150,7 +161,10 @@ async fn main() -> anyhow::Result<()> {
             db,
             api_key,
         } => {
-            tracing_subscriber::fmt().with_env_filter(filter).init();
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(filter)
+                .init();
             let api = LegacyApi::open(LegacyConfig {
                 api_key,
                 database: database(&db),

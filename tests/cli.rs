@@ -46,8 +46,12 @@ async fn demo_prints_base_url_token_and_upstream_and_serves_scim() {
     let _running = Running(child);
     let mut lines = BufReader::new(stdout).lines();
     let mut printed = Vec::new();
-    for _ in 0..5 {
+    while !printed
+        .last()
+        .is_some_and(|l: &String| l.contains("upstream:"))
+    {
         printed.push(lines.next().unwrap().unwrap());
+        assert!(printed.len() < 20, "no upstream line in: {printed:#?}");
     }
     let text = printed.join("\n");
     assert!(

@@ -72,6 +72,34 @@ impl JsonObject {
     pub(crate) fn get(&self, key: &str) -> Option<&Value> {
         self.0.get(key)
     }
+
+    /// Field `name` as a single-line [`required_text`] when present; its absence is an
+    /// error only when `require` (creates and replaces).
+    pub(crate) fn required_text(
+        &self,
+        name: &str,
+        require: bool,
+    ) -> Result<Option<String>, ApiError> {
+        match self.get(name) {
+            Some(value) => Ok(Some(required_text(name, value, MAX_TEXT, Lines::Single)?)),
+            None if require => Err(ApiError::invalid_field(format!(
+                "field `{name}` is required"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Field `name` as a [`nullable_text`] when present, `None` when absent.
+    pub(crate) fn nullable_text(
+        &self,
+        name: &str,
+        max: usize,
+        lines: Lines,
+    ) -> Result<Option<Option<String>>, ApiError> {
+        self.get(name)
+            .map(|value| nullable_text(name, value, max, lines))
+            .transpose()
+    }
 }
 
 /// The positive integer ids in a route's path, in order. Anything else is `404`: a

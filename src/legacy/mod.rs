@@ -20,9 +20,10 @@
 //! | POST | `/teams/{id}/members` | 201 new member, 200 existing one |
 //! | DELETE | `/teams/{id}/members/{user_id}` | 204 |
 //!
-//! Layout: this file holds the public API, the router and auth; `users.rs` and
-//! `teams.rs` the handlers and body rules; `extract.rs` request parsing; `error.rs` the
-//! wire error; `records.rs` the data model; `store.rs` SQLite.
+//! Layout: this file holds the public API, the router, auth and the answer helpers the
+//! handlers share; `users.rs` and `teams.rs` the handlers and body rules; `extract.rs`
+//! request parsing; `error.rs` the wire error; `records.rs` the data model; `store.rs`
+//! SQLite.
 
 mod error;
 mod extract;
@@ -35,12 +36,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+use axum::{Json, Router};
 use http::StatusCode;
+use http::header::LOCATION;
+use serde::Serialize;
 
 use error::ApiError;
 use store::{Store, StoreError};
@@ -184,6 +187,41 @@ impl LegacyApi {
             Err(join) => Err(ApiError::internal(format!("store task failed: {join}"))),
         }
     }
+
+    /// Runs `operation` and answers 200 with its result as JSON.
+    async fn answer_json<T, F>(&self, operation: F) -> Result<Response, ApiError>
+    where
+        T: Serialize + Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        Ok(Json(self.run(operation).await?).into_response())
+    }
+
+    /// Runs a list `operation` and answers 200 with the page as a JSON array and the
+    /// count of all matching rows in `X-Total-Count`.
+    async fn answer_page<T, F>(&self, operation: F) -> Result<Response, ApiError>
+    where
+        T: Serialize + Send + 'static,
+        F: FnOnce(&Store) -> Result<(Vec<T>, u64), StoreError> + Send + 'static,
+    {
+        let (items, total) = self.run(operation).await?;
+        Ok(([("x-total-count", total.to_string())], Json(items)).into_response())
+    }
+
+    /// Runs `operation` and answers 204 with no body.
+    async fn answer_no_content<F>(&self, operation: F) -> Result<Response, ApiError>
+    where
+        F: FnOnce(&Store) -> Result<(), StoreError> + Send + 'static,
+    {
+        self.run(operation).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+}
+
+/// 201 with the new `record` and its `Location`: `collection/id`.
+fn created(collection: &str, id: i64, record: impl Serialize) -> Response {
+    let location = format!("{collection}/{id}");
+    (StatusCode::CREATED, [(LOCATION, location)], Json(record)).into_response()
 }
 
 /// Equal-length byte strings compared without an early exit, so the time taken does

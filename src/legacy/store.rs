@@ -222,6 +222,34 @@ impl<'a> UniqueValues<'a> {
     }
 }
 
+/// The `WHERE` clauses of a list query and the values of their `?` placeholders.
+#[derive(Default)]
+struct Filters {
+    clauses: Vec<String>,
+    values: Vec<SqlValue>,
+}
+
+impl Filters {
+    /// `clause` (one `?`) bound to `value`, when the filter is present.
+    fn text(&mut self, clause: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.clauses.push(clause.into());
+            self.values.push(SqlValue::Text(value.into()));
+        }
+    }
+
+    /// `column IN (…)`, when `allowed` is not empty (empty means any).
+    fn any_of<'a>(&mut self, column: &str, allowed: impl ExactSizeIterator<Item = &'a str>) {
+        if allowed.len() == 0 {
+            return;
+        }
+        let marks = vec!["?"; allowed.len()].join(", ");
+        self.clauses.push(format!("{column} IN ({marks})"));
+        self.values
+            .extend(allowed.map(|item| SqlValue::Text(item.into())));
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub(crate) fn open(database: &Database) -> Result<Store, LegacyError> {
@@ -298,33 +326,21 @@ impl Store {
         });
     }
 
-    // ───────────────────────────── users ─────────────────────────────
-
-    pub(crate) fn list_users(&self, filter: &UserFilter, page: Page) -> Result<(Vec<User>, u64)> {
-        let mut clauses: Vec<String> = Vec::new();
-        let mut values: Vec<SqlValue> = Vec::new();
-        if let Some(login) = &filter.login {
-            clauses.push("login = ? COLLATE NOCASE".into());
-            values.push(SqlValue::Text(login.clone()));
-        }
-        if let Some(email) = &filter.email {
-            clauses.push("email = ? COLLATE NOCASE".into());
-            values.push(SqlValue::Text(email.clone()));
-        }
-        if let Some(external_ref) = &filter.external_ref {
-            clauses.push("external_ref = ?".into());
-            values.push(SqlValue::Text(external_ref.clone()));
-        }
-        if !filter.statuses.is_empty() {
-            let marks = vec!["?"; filter.statuses.len()].join(", ");
-            clauses.push(format!("status IN ({marks})"));
-            values.extend(
-                filter
-                    .statuses
-                    .iter()
-                    .map(|s| SqlValue::Text(s.as_str().into())),
-            );
-        }
+    /// One page of `table`'s rows matching every filter, ordered by id, and the count
+    /// of all matching rows. `table` and `columns` go into the SQL text, hence
+    /// `'static`: constants of this file, never request data.
+    fn paged_select<T>(
+        &self,
+        table: &'static str,
+        columns: &'static str,
+        filters: Filters,
+        page: Page,
+        from_row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<(Vec<T>, u64)> {
+        let Filters {
+            clauses,
+            mut values,
+        } = filters;
         let condition = if clauses.is_empty() {
             String::new()
         } else {
@@ -333,24 +349,35 @@ impl Store {
         let (limit, offset) = page.limit_offset();
         let conn = self.lock()?;
         let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM users {condition}"),
+            &format!("SELECT COUNT(*) FROM {table} {condition}"),
             params_from_iter(values.iter()),
             |row| row.get(0),
         )?;
         values.push(SqlValue::Integer(limit));
         values.push(SqlValue::Integer(offset));
         let mut statement = conn.prepare_cached(&format!(
-            "SELECT {USER_COLUMNS} FROM users {condition} ORDER BY id LIMIT ? OFFSET ?"
+            "SELECT {columns} FROM {table} {condition} ORDER BY id LIMIT ? OFFSET ?"
         ))?;
-        let users = statement
-            .query_map(params_from_iter(values.iter()), user_from_row)?
-            .collect::<rusqlite::Result<Vec<User>>>()?;
-        Ok((users, u64::try_from(total).unwrap_or(0)))
+        let rows = statement
+            .query_map(params_from_iter(values.iter()), from_row)?
+            .collect::<rusqlite::Result<Vec<T>>>()?;
+        Ok((rows, u64::try_from(total).unwrap_or(0)))
+    }
+
+    // ───────────────────────────── users ─────────────────────────────
+
+    pub(crate) fn list_users(&self, filter: &UserFilter, page: Page) -> Result<(Vec<User>, u64)> {
+        let mut filters = Filters::default();
+        filters.text("login = ? COLLATE NOCASE", filter.login.as_deref());
+        filters.text("email = ? COLLATE NOCASE", filter.email.as_deref());
+        filters.text("external_ref = ?", filter.external_ref.as_deref());
+        filters.any_of("status", filter.statuses.iter().map(|s| s.as_str()));
+        self.paged_select("users", USER_COLUMNS, filters, page, user_from_row)
     }
 
     pub(crate) fn get_user(&self, id: i64) -> Result<User> {
         let conn = self.lock()?;
-        find_user(&conn, id)?.ok_or_else(|| user_not_found(id))
+        existing_user(&conn, id)
     }
 
     pub(crate) fn create_user(&self, fields: UserFields) -> Result<User> {
@@ -385,7 +412,7 @@ impl Store {
         )
         .map_err(|err| uniqueness(err, &UniqueValues::user(&fields)))?;
         let id = tx.last_insert_rowid();
-        let user = find_user(&tx, id)?.ok_or_else(|| user_not_found(id))?;
+        let user = existing_user(&tx, id)?;
         tx.commit()?;
         Ok(user)
     }
@@ -393,7 +420,7 @@ impl Store {
     pub(crate) fn update_user(&self, id: i64, patch: UserPatch, mode: UpdateMode) -> Result<User> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
-        let current = find_user(&tx, id)?.ok_or_else(|| user_not_found(id))?;
+        let current = existing_user(&tx, id)?;
         let password_set = patch.password == Some(PasswordChange::Set);
         let fields = patch.apply(&current.fields, mode);
         if fields == current.fields && !password_set {
@@ -434,7 +461,7 @@ impl Store {
             ],
         )
         .map_err(|err| uniqueness(err, &UniqueValues::user(&fields)))?;
-        let user = find_user(&tx, id)?.ok_or_else(|| user_not_found(id))?;
+        let user = existing_user(&tx, id)?;
         tx.commit()?;
         Ok(user)
     }
@@ -445,9 +472,7 @@ impl Store {
     pub(crate) fn delete_user(&self, id: i64) -> Result<()> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
-        if find_user(&tx, id)?.is_none() {
-            return Err(user_not_found(id));
-        }
+        existing_user(&tx, id)?;
         let at = now()?;
         tx.execute(
             "UPDATE teams SET version = version + 1, updated_at = ?2 \
@@ -467,42 +492,15 @@ impl Store {
     // ───────────────────────────── teams ─────────────────────────────
 
     pub(crate) fn list_teams(&self, filter: &TeamFilter, page: Page) -> Result<(Vec<Team>, u64)> {
-        let mut clauses: Vec<&str> = Vec::new();
-        let mut values: Vec<SqlValue> = Vec::new();
-        if let Some(name) = &filter.name {
-            clauses.push("name = ? COLLATE NOCASE");
-            values.push(SqlValue::Text(name.clone()));
-        }
-        if let Some(external_ref) = &filter.external_ref {
-            clauses.push("external_ref = ?");
-            values.push(SqlValue::Text(external_ref.clone()));
-        }
-        let condition = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let (limit, offset) = page.limit_offset();
-        let conn = self.lock()?;
-        let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM teams {condition}"),
-            params_from_iter(values.iter()),
-            |row| row.get(0),
-        )?;
-        values.push(SqlValue::Integer(limit));
-        values.push(SqlValue::Integer(offset));
-        let mut statement = conn.prepare_cached(&format!(
-            "SELECT {TEAM_COLUMNS} FROM teams {condition} ORDER BY id LIMIT ? OFFSET ?"
-        ))?;
-        let teams = statement
-            .query_map(params_from_iter(values.iter()), team_from_row)?
-            .collect::<rusqlite::Result<Vec<Team>>>()?;
-        Ok((teams, u64::try_from(total).unwrap_or(0)))
+        let mut filters = Filters::default();
+        filters.text("name = ? COLLATE NOCASE", filter.name.as_deref());
+        filters.text("external_ref = ?", filter.external_ref.as_deref());
+        self.paged_select("teams", TEAM_COLUMNS, filters, page, team_from_row)
     }
 
     pub(crate) fn get_team(&self, id: i64) -> Result<Team> {
         let conn = self.lock()?;
-        find_team(&conn, id)?.ok_or_else(|| team_not_found(id))
+        existing_team(&conn, id)
     }
 
     pub(crate) fn create_team(&self, fields: TeamFields) -> Result<Team> {
@@ -515,7 +513,7 @@ impl Store {
         )
         .map_err(|err| uniqueness(err, &UniqueValues::team(&fields.name)))?;
         let id = tx.last_insert_rowid();
-        let team = find_team(&tx, id)?.ok_or_else(|| team_not_found(id))?;
+        let team = existing_team(&tx, id)?;
         tx.commit()?;
         Ok(team)
     }
@@ -523,7 +521,7 @@ impl Store {
     pub(crate) fn update_team(&self, id: i64, patch: TeamPatch) -> Result<Team> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
-        let current = find_team(&tx, id)?.ok_or_else(|| team_not_found(id))?;
+        let current = existing_team(&tx, id)?;
         let fields = patch.apply(&current.fields);
         if fields == current.fields {
             return Ok(current);
@@ -540,7 +538,7 @@ impl Store {
             ],
         )
         .map_err(|err| uniqueness(err, &UniqueValues::team(&fields.name)))?;
-        let team = find_team(&tx, id)?.ok_or_else(|| team_not_found(id))?;
+        let team = existing_team(&tx, id)?;
         tx.commit()?;
         Ok(team)
     }
@@ -558,9 +556,7 @@ impl Store {
     pub(crate) fn list_members(&self, team_id: i64, page: Page) -> Result<(Vec<Member>, u64)> {
         let (limit, offset) = page.limit_offset();
         let conn = self.lock()?;
-        if find_team(&conn, team_id)?.is_none() {
-            return Err(team_not_found(team_id));
-        }
+        existing_team(&conn, team_id)?;
         let total: i64 = conn.query_row(
             "SELECT COUNT(*) FROM team_members WHERE team_id = ?1",
             params![team_id],
@@ -581,9 +577,7 @@ impl Store {
     pub(crate) fn add_member(&self, team_id: i64, user_id: i64) -> Result<(Member, Added)> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
-        if find_team(&tx, team_id)?.is_none() {
-            return Err(team_not_found(team_id));
-        }
+        existing_team(&tx, team_id)?;
         if let Some(member) = find_member(&tx, team_id, user_id)? {
             return Ok((member, Added::Existing));
         }
@@ -608,9 +602,7 @@ impl Store {
     pub(crate) fn remove_member(&self, team_id: i64, user_id: i64) -> Result<()> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
-        if find_team(&tx, team_id)?.is_none() {
-            return Err(team_not_found(team_id));
-        }
+        existing_team(&tx, team_id)?;
         let removed = tx.execute(
             "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2",
             params![team_id, user_id],
@@ -634,10 +626,27 @@ fn team_not_found(id: i64) -> StoreError {
     StoreError::NotFound(format!("team {id} not found"))
 }
 
-fn find_user(conn: &Connection, id: i64) -> Result<Option<User>> {
+/// The row of `table` with this id, if any (`table` and `columns` as in
+/// [`Store::paged_select`]).
+fn find_by_id<T>(
+    conn: &Connection,
+    table: &'static str,
+    columns: &'static str,
+    id: i64,
+    from_row: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>> {
     let mut statement =
-        conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?;
-    Ok(statement.query_row(params![id], user_from_row).optional()?)
+        conn.prepare_cached(&format!("SELECT {columns} FROM {table} WHERE id = ?1"))?;
+    Ok(statement.query_row(params![id], from_row).optional()?)
+}
+
+fn find_user(conn: &Connection, id: i64) -> Result<Option<User>> {
+    find_by_id(conn, "users", USER_COLUMNS, id, user_from_row)
+}
+
+/// The user with this id, or "not found".
+fn existing_user(conn: &Connection, id: i64) -> Result<User> {
+    find_user(conn, id)?.ok_or_else(|| user_not_found(id))
 }
 
 fn require_manager(tx: &Transaction<'_>, manager: i64) -> Result<()> {
@@ -656,9 +665,12 @@ fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<
 }
 
 fn find_team(conn: &Connection, id: i64) -> Result<Option<Team>> {
-    let mut statement =
-        conn.prepare_cached(&format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1"))?;
-    Ok(statement.query_row(params![id], team_from_row).optional()?)
+    find_by_id(conn, "teams", TEAM_COLUMNS, id, team_from_row)
+}
+
+/// The team with this id, or "not found".
+fn existing_team(conn: &Connection, id: i64) -> Result<Team> {
+    find_team(conn, id)?.ok_or_else(|| team_not_found(id))
 }
 
 fn member_from_row(row: &Row<'_>) -> rusqlite::Result<Member> {

@@ -8,16 +8,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use http::header::LOCATION;
 use serde_json::Value;
 
-use super::LegacyApi;
 use super::error::ApiError;
-use super::extract::{
-    JsonObject, Lines, ListQuery, MAX_TEXT, PathIds, QueryPairs, nullable_text, parse_id,
-    required_text,
-};
+use super::extract::{JsonObject, Lines, ListQuery, MAX_TEXT, PathIds, QueryPairs, parse_id};
 use super::records::{Added, TeamFields, TeamFilter, TeamPatch};
+use super::{LegacyApi, created};
 
 const WRITABLE: &[&str] = &["name", "description", "external_ref"];
 const READ_ONLY: &[&str] = &["id", "created_at", "updated_at", "version"];
@@ -25,30 +21,12 @@ const MAX_DESCRIPTION: usize = 4096;
 
 fn parse_team(body: &JsonObject, require_name: bool) -> Result<TeamPatch, ApiError> {
     body.check_keys(WRITABLE, READ_ONLY)?;
-    let mut patch = TeamPatch::default();
-    match body.get("name") {
-        Some(value) => patch.name = Some(required_text("name", value, MAX_TEXT, Lines::Single)?),
-        None if require_name => return Err(ApiError::invalid_field("field `name` is required")),
-        None => {}
-    }
-    if let Some(value) = body.get("description") {
-        patch.description = Some(nullable_text(
-            "description",
-            value,
-            MAX_DESCRIPTION,
-            Lines::Multi,
-        )?);
-    }
-    // The same rule as a user's `external_ref`.
-    if let Some(value) = body.get("external_ref") {
-        patch.external_ref = Some(nullable_text(
-            "external_ref",
-            value,
-            MAX_TEXT,
-            Lines::Single,
-        )?);
-    }
-    Ok(patch)
+    Ok(TeamPatch {
+        name: body.required_text("name", require_name)?,
+        description: body.nullable_text("description", MAX_DESCRIPTION, Lines::Multi)?,
+        // The same rule as a user's `external_ref`.
+        external_ref: body.nullable_text("external_ref", MAX_TEXT, Lines::Single)?,
+    })
 }
 
 /// `{"user_id": 7}` or `{"user_id": "7"}`: callers that template ids into strings
@@ -74,18 +52,15 @@ pub(super) async fn list(
         external_ref: query.filter("external_ref").map(str::to_owned),
     };
     let page = query.page;
-    let (teams, total) = api
-        .run(move |store| store.list_teams(&filter, page))
-        .await?;
-    Ok(([("x-total-count", total.to_string())], Json(teams)).into_response())
+    api.answer_page(move |store| store.list_teams(&filter, page))
+        .await
 }
 
 pub(super) async fn get(
     State(api): State<LegacyApi>,
     PathIds([id]): PathIds<1>,
 ) -> Result<Response, ApiError> {
-    let team = api.run(move |store| store.get_team(id)).await?;
-    Ok(Json(team).into_response())
+    api.answer_json(move |store| store.get_team(id)).await
 }
 
 pub(super) async fn create(
@@ -100,8 +75,7 @@ pub(super) async fn create(
     };
     let fields = parse_team(&body, true)?.apply(&blank);
     let team = api.run(move |store| store.create_team(fields)).await?;
-    let location = format!("/api/v1/teams/{}", team.id);
-    Ok((StatusCode::CREATED, [(LOCATION, location)], Json(team)).into_response())
+    Ok(created("/api/v1/teams", team.id, team))
 }
 
 pub(super) async fn patch(
@@ -110,16 +84,16 @@ pub(super) async fn patch(
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let patch = parse_team(&body, false)?;
-    let team = api.run(move |store| store.update_team(id, patch)).await?;
-    Ok(Json(team).into_response())
+    api.answer_json(move |store| store.update_team(id, patch))
+        .await
 }
 
 pub(super) async fn delete(
     State(api): State<LegacyApi>,
     PathIds([id]): PathIds<1>,
 ) -> Result<Response, ApiError> {
-    api.run(move |store| store.delete_team(id)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    api.answer_no_content(move |store| store.delete_team(id))
+        .await
 }
 
 pub(super) async fn list_members(
@@ -128,10 +102,8 @@ pub(super) async fn list_members(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let page = ListQuery::parse(query, &[])?.page;
-    let (members, total) = api
-        .run(move |store| store.list_members(team_id, page))
-        .await?;
-    Ok(([("x-total-count", total.to_string())], Json(members)).into_response())
+    api.answer_page(move |store| store.list_members(team_id, page))
+        .await
 }
 
 pub(super) async fn add_member(
@@ -154,9 +126,8 @@ pub(super) async fn remove_member(
     State(api): State<LegacyApi>,
     PathIds([team_id, user_id]): PathIds<2>,
 ) -> Result<Response, ApiError> {
-    api.run(move |store| store.remove_member(team_id, user_id))
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    api.answer_no_content(move |store| store.remove_member(team_id, user_id))
+        .await
 }
 
 #[cfg(test)]

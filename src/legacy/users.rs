@@ -1,19 +1,16 @@
 //! `/api/v1/users`: list, read, create, partial update (PATCH), replace (PUT) and hard
 //! delete of users, and the rules a user body must follow.
 
-use axum::Json;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use http::StatusCode;
-use http::header::LOCATION;
+use axum::response::Response;
 
-use super::LegacyApi;
 use super::error::ApiError;
 use super::extract::{
     JsonObject, Lines, ListQuery, MAX_TEXT, PathIds, QueryPairs, nullable_id, nullable_text,
     one_of, required_text,
 };
 use super::records::{PasswordChange, Role, Status, UpdateMode, UserFields, UserFilter, UserPatch};
+use super::{LegacyApi, created};
 
 /// Fields a client may send.
 const WRITABLE: &[&str] = &[
@@ -53,19 +50,11 @@ const MAX_PASSWORD: usize = 1024;
 /// Reads a user body. `login` must be present when `require_login` (POST, PUT).
 fn parse_user(body: &JsonObject, require_login: bool) -> Result<UserPatch, ApiError> {
     body.check_keys(WRITABLE, READ_ONLY)?;
-    let mut patch = UserPatch::default();
-    match body.get("login") {
-        Some(value) => patch.login = Some(required_text("login", value, MAX_TEXT, Lines::Single)?),
-        None if require_login => {
-            return Err(ApiError::invalid_field("field `login` is required"));
-        }
-        None => {}
-    }
+    let mut patch = UserPatch {
+        login: body.required_text("login", require_login)?,
+        ..UserPatch::default()
+    };
     for &name in NULLABLE_TEXT {
-        let Some(value) = body.get(name) else {
-            continue;
-        };
-        let text = Some(nullable_text(name, value, MAX_TEXT, Lines::Single)?);
         let slot = match name {
             "first_name" => &mut patch.first_name,
             "last_name" => &mut patch.last_name,
@@ -76,7 +65,7 @@ fn parse_user(body: &JsonObject, require_login: bool) -> Result<UserPatch, ApiEr
             "employee_no" => &mut patch.employee_no,
             _ => &mut patch.external_ref,
         };
-        *slot = text;
+        *slot = body.nullable_text(name, MAX_TEXT, Lines::Single)?;
     }
     if let Some(value) = body.get("email") {
         patch.email = Some(email(value)?);
@@ -154,18 +143,15 @@ pub(super) async fn list(
             .unwrap_or_default(),
     };
     let page = query.page;
-    let (users, total) = api
-        .run(move |store| store.list_users(&filter, page))
-        .await?;
-    Ok(([("x-total-count", total.to_string())], Json(users)).into_response())
+    api.answer_page(move |store| store.list_users(&filter, page))
+        .await
 }
 
 pub(super) async fn get(
     State(api): State<LegacyApi>,
     PathIds([id]): PathIds<1>,
 ) -> Result<Response, ApiError> {
-    let user = api.run(move |store| store.get_user(id)).await?;
-    Ok(Json(user).into_response())
+    api.answer_json(move |store| store.get_user(id)).await
 }
 
 pub(super) async fn create(
@@ -176,8 +162,7 @@ pub(super) async fn create(
     // A create is a replace of a blank user; `parse_user` made sure `login` is there.
     let fields = patch.apply(&UserFields::new(String::new()), UpdateMode::Replace);
     let user = api.run(move |store| store.create_user(fields)).await?;
-    let location = format!("/api/v1/users/{}", user.id);
-    Ok((StatusCode::CREATED, [(LOCATION, location)], Json(user)).into_response())
+    Ok(created("/api/v1/users", user.id, user))
 }
 
 pub(super) async fn patch(
@@ -185,7 +170,9 @@ pub(super) async fn patch(
     PathIds([id]): PathIds<1>,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
-    update(api, id, parse_user(&body, false)?, UpdateMode::Merge).await
+    let patch = parse_user(&body, false)?;
+    api.answer_json(move |store| store.update_user(id, patch, UpdateMode::Merge))
+        .await
 }
 
 pub(super) async fn replace(
@@ -193,27 +180,17 @@ pub(super) async fn replace(
     PathIds([id]): PathIds<1>,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
-    update(api, id, parse_user(&body, true)?, UpdateMode::Replace).await
-}
-
-async fn update(
-    api: LegacyApi,
-    id: i64,
-    patch: UserPatch,
-    mode: UpdateMode,
-) -> Result<Response, ApiError> {
-    let user = api
-        .run(move |store| store.update_user(id, patch, mode))
-        .await?;
-    Ok(Json(user).into_response())
+    let patch = parse_user(&body, true)?;
+    api.answer_json(move |store| store.update_user(id, patch, UpdateMode::Replace))
+        .await
 }
 
 pub(super) async fn delete(
     State(api): State<LegacyApi>,
     PathIds([id]): PathIds<1>,
 ) -> Result<Response, ApiError> {
-    api.run(move |store| store.delete_user(id)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    api.answer_no_content(move |store| store.delete_user(id))
+        .await
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! behind its own bearer token, plus unauthenticated health endpoints.
 
 mod auth;
+mod dialect;
 mod discovery;
 mod extract;
 mod resources;
@@ -26,7 +27,7 @@ pub use extract::{ScimJson, ScimQuery};
 pub use resources::ConnectionApp;
 pub use response::SCIM_CONTENT_TYPE;
 
-use resources::AppState;
+use resources::{AppState, RequestDialect};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -35,6 +36,8 @@ pub enum ServerError {
         connection: String,
         upstream: String,
     },
+    #[error("connection `{connection}` names dialect `{dialect}`, which is not loaded")]
+    UnknownDialect { connection: String, dialect: String },
     #[error("upstream `{name}`: {source}")]
     Upstream { name: String, source: UpstreamError },
 }
@@ -66,14 +69,24 @@ pub fn router(config: &GatewayConfig) -> Result<Router, ServerError> {
                 upstream: connection.upstream.clone(),
             }
         })?;
+        let dialect = config.dialects.choice(&connection.dialect).ok_or_else(|| {
+            ServerError::UnknownDialect {
+                connection: connection.name.clone(),
+                dialect: connection.dialect.clone(),
+            }
+        })?;
         let app = Arc::new(ConnectionApp {
             provisioner: Provisioner::new(connection.clone(), client, limits),
             base_path: connection.base_path.clone(),
+            dialect,
         });
-        let routes = connection_routes(app).layer(middleware::from_fn_with_state(
-            connection.token_sha256,
-            auth::require_bearer,
-        ));
+        // Auth runs inside the dialect layer: a 401 takes the dialect's content type too.
+        let routes = connection_routes(app.clone())
+            .layer(middleware::from_fn_with_state(
+                connection.token_sha256,
+                auth::require_bearer,
+            ))
+            .layer(middleware::from_fn_with_state(app, dialect::apply));
         router = router.nest(&connection.base_path, routes);
     }
     Ok(router
@@ -127,8 +140,12 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
             &collection,
             get(move |s: AppState, h: HeaderMap, q: ScimQuery| resources::list(kind, s, h, q))
                 .post(
-                    move |s: AppState, h: HeaderMap, q: ScimQuery, b: ScimJson| {
-                        resources::create(kind, s, h, q, b)
+                    move |s: AppState,
+                          d: RequestDialect,
+                          h: HeaderMap,
+                          q: ScimQuery,
+                          b: ScimJson| {
+                        resources::create(kind, s, d, h, q, b)
                     },
                 ),
         )
@@ -140,14 +157,20 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
                 },
             )
             .put(
-                move |s: AppState, id: Path<String>, h: HeaderMap, q: ScimQuery, b: ScimJson| {
-                    resources::replace(kind, s, id, h, q, b)
-                },
+                move |s: AppState,
+                      d: RequestDialect,
+                      id: Path<String>,
+                      h: HeaderMap,
+                      q: ScimQuery,
+                      b: ScimJson| { resources::replace(kind, s, d, id, h, q, b) },
             )
             .patch(
-                move |s: AppState, id: Path<String>, h: HeaderMap, q: ScimQuery, b: ScimJson| {
-                    resources::patch(kind, s, id, h, q, b)
-                },
+                move |s: AppState,
+                      d: RequestDialect,
+                      id: Path<String>,
+                      h: HeaderMap,
+                      q: ScimQuery,
+                      b: ScimJson| { resources::patch(kind, s, d, id, h, q, b) },
             )
             .delete(move |s: AppState, id: Path<String>, h: HeaderMap| {
                 resources::delete(kind, s, id, h)

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::extract::{ScimJson, ScimQuery};
 use super::response::ScimResponse;
+use crate::dialect::{Dialect, DialectChoice};
 use crate::provision::{Kind, ListQuery, Provisioner};
 use crate::scim::error::ScimError;
 use crate::scim::patch::parse_patch_request;
@@ -20,7 +22,11 @@ use crate::scim::schema::{ENTERPRISE_USER, LIST_RESPONSE};
 pub struct ConnectionApp {
     pub provisioner: Provisioner,
     pub base_path: String,
+    pub dialect: DialectChoice,
 }
+
+/// The dialect chosen for this request by [`super::dialect::apply`].
+pub type RequestDialect = Extension<Arc<Dialect>>;
 
 pub type AppState = State<Arc<ConnectionApp>>;
 
@@ -90,29 +96,27 @@ fn single(
     kind: Kind,
     status: StatusCode,
     resource: Value,
-    base: &str,
+    app: &ConnectionApp,
+    headers: &HeaderMap,
     query: &ScimQuery,
 ) -> ScimResponse {
-    let location = resource
-        .pointer("/meta/location")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let base = base_url(app, headers);
     let etag = resource
         .pointer("/meta/version")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let body = render(kind, resource, base, query);
-    let location = location.or_else(|| {
-        body.pointer("/meta/location")
+    // Location is the whole resource's, even when `attributes=` drops `meta`.
+    let location = (status == StatusCode::CREATED).then(|| {
+        let id = resource
+            .get("id")
             .and_then(Value::as_str)
-            .map(str::to_string)
+            .unwrap_or_default();
+        format!("{base}/{}/{id}", kind.endpoint())
     });
     ScimResponse {
         status,
-        body: Some(body),
-        location: (status == StatusCode::CREATED)
-            .then_some(location)
-            .flatten(),
+        body: Some(render(kind, resource, &base, query)),
+        location,
         etag,
     }
 }
@@ -180,7 +184,8 @@ pub async fn get(
         kind,
         StatusCode::OK,
         record.resource,
-        &base_url(&app, &headers),
+        &app,
+        &headers,
         &query,
     ))
 }
@@ -188,16 +193,19 @@ pub async fn get(
 pub async fn create(
     kind: Kind,
     State(app): AppState,
+    Extension(dialect): RequestDialect,
     headers: HeaderMap,
     query: ScimQuery,
-    ScimJson(body): ScimJson,
+    ScimJson(mut body): ScimJson,
 ) -> Result<ScimResponse, ScimError> {
+    dialect.normalise_resource(kind.schema(), &mut body);
     let record = app.provisioner.create(kind, body).await?;
     Ok(single(
         kind,
         StatusCode::CREATED,
         record.resource,
-        &base_url(&app, &headers),
+        &app,
+        &headers,
         &query,
     ))
 }
@@ -205,11 +213,13 @@ pub async fn create(
 pub async fn replace(
     kind: Kind,
     State(app): AppState,
+    Extension(dialect): RequestDialect,
     Path(id): Path<String>,
     headers: HeaderMap,
     query: ScimQuery,
-    ScimJson(body): ScimJson,
+    ScimJson(mut body): ScimJson,
 ) -> Result<ScimResponse, ScimError> {
+    dialect.normalise_resource(kind.schema(), &mut body);
     let record = app
         .provisioner
         .replace(kind, &id, body, if_match(&headers))
@@ -218,7 +228,8 @@ pub async fn replace(
         kind,
         StatusCode::OK,
         record.resource,
-        &base_url(&app, &headers),
+        &app,
+        &headers,
         &query,
     ))
 }
@@ -226,21 +237,27 @@ pub async fn replace(
 pub async fn patch(
     kind: Kind,
     State(app): AppState,
+    Extension(dialect): RequestDialect,
     Path(id): Path<String>,
     headers: HeaderMap,
     query: ScimQuery,
-    ScimJson(body): ScimJson,
+    ScimJson(mut body): ScimJson,
 ) -> Result<ScimResponse, ScimError> {
+    dialect.normalise_patch(kind.schema(), &mut body);
     let operations = parse_patch_request(&body)?;
     let record = app
         .provisioner
         .patch(kind, &id, &operations, if_match(&headers))
         .await?;
+    if kind == Kind::Group && dialect.response.group_patch_status == StatusCode::NO_CONTENT {
+        return Ok(ScimResponse::no_content());
+    }
     Ok(single(
         kind,
         StatusCode::OK,
         record.resource,
-        &base_url(&app, &headers),
+        &app,
+        &headers,
         &query,
     ))
 }

@@ -111,7 +111,8 @@ pub async fn correlate(request: Request, next: Next) -> Response {
         "request",
         request_id = %id,
         method = %request.method(),
-        path = %request.uri().path()
+        path = %request.uri().path(),
+        dialect = tracing::field::Empty,
     );
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Some(ErrorMarker(error)) = response.extensions_mut().remove::<ErrorMarker>() {
