@@ -62,6 +62,10 @@ struct RequestSection {
     #[serde(default)]
     object_as_list: bool,
     #[serde(default)]
+    list_as_object: bool,
+    #[serde(default)]
+    qualify_extension_attributes: bool,
+    #[serde(default)]
     complete_schemas: bool,
     #[serde(default)]
     schema_aliases: Vec<AliasSpec>,
@@ -238,6 +242,8 @@ pub fn compile(source: &SourceFile, report: &mut Report) -> Option<Dialect> {
             string_booleans: file.request.string_booleans,
             blank_is_absent: file.request.blank_is_absent,
             object_as_list: file.request.object_as_list,
+            list_as_object: file.request.list_as_object,
+            qualify_extension_attributes: file.request.qualify_extension_attributes,
             complete_schemas: file.request.complete_schemas,
             schema_aliases,
             attribute_aliases,

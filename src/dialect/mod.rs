@@ -38,6 +38,12 @@ pub struct RequestRules {
     pub blank_is_absent: bool,
     /// A single object where a multi-valued attribute is expected is a list of one.
     pub object_as_list: bool,
+    /// A list of one where a single-valued complex attribute is expected is
+    /// that element (Entra adds `manager` as `[{"value": …}]`).
+    pub list_as_object: bool,
+    /// An unqualified PATCH path naming no core attribute but exactly one
+    /// extension's attribute (`manager`) is qualified with that extension.
+    pub qualify_extension_attributes: bool,
     /// `schemas` is rebuilt from the attributes present: the core URN and every
     /// extension actually used, whatever the IdP listed.
     pub complete_schemas: bool,

@@ -37,7 +37,7 @@ impl Dialect {
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case("path"))
                 .and_then(|(_, v)| v.as_str())
-                .map(|p| self.canonical_patch_path(p));
+                .map(|p| self.canonical_patch_path(schema, p));
             if let Some(path) = &path {
                 operation.retain(|k, _| !k.eq_ignore_ascii_case("path"));
                 operation.insert("path".into(), Value::from(path.clone()));
@@ -52,9 +52,7 @@ impl Dialect {
                 // Path-less: the value is a fragment of the resource.
                 None => self.normalise_fragment(schema, value),
                 Some(Ok(path)) => {
-                    if self.request.string_booleans
-                        && let Some(resolved) = schema.find(&path.attr)
-                    {
+                    if let Some(resolved) = schema.find(&path.attr) {
                         let target = match (&path.sub_attr, resolved.sub) {
                             (Some(sub), None) => {
                                 resolved.attr.sub_attribute(sub).unwrap_or(resolved.attr)
@@ -64,7 +62,12 @@ impl Dialect {
                         };
                         // A filtered path addresses elements, not the list.
                         let element_level = path.value_filter.is_some() && path.sub_attr.is_none();
-                        coerce_booleans(target, value, element_level);
+                        if !element_level {
+                            reshape(&self.request, target, value);
+                        }
+                        if self.request.string_booleans {
+                            coerce_booleans(target, value, element_level);
+                        }
                     }
                 }
                 Some(Err(_)) => {}
@@ -89,9 +92,7 @@ impl Dialect {
             strip_blanks(object);
         }
         for_each_attribute(schema, object, &mut |def, value| {
-            if rules.object_as_list && def.multi_valued && value.is_object() {
-                *value = Value::Array(vec![value.take()]);
-            }
+            reshape(rules, def, value);
             if rules.string_booleans {
                 coerce_booleans(def, value, false);
             }
@@ -99,11 +100,26 @@ impl Dialect {
     }
 
     /// A PATCH path with the dialect's attribute and schema aliases applied.
-    fn canonical_patch_path(&self, text: &str) -> String {
+    fn canonical_patch_path(&self, schema: &ResourceSchema, text: &str) -> String {
         let Ok(mut path) = PatchPath::parse(text) else {
             return text.to_string();
         };
         let mut changed = false;
+        if self.request.qualify_extension_attributes
+            && path.attr.uri.is_none()
+            && schema.core.attribute(&path.attr.name).is_none()
+        {
+            let owners: Vec<&str> = schema
+                .extensions
+                .iter()
+                .filter(|e| e.attribute(&path.attr.name).is_some())
+                .map(|e| e.id)
+                .collect();
+            if let [only] = owners.as_slice() {
+                path.attr.uri = Some((*only).to_string());
+                changed = true;
+            }
+        }
         if let Some(uri) = &path.attr.uri
             && let Some((_, to)) = self
                 .request
@@ -304,6 +320,21 @@ fn for_each_attribute(
     }
 }
 
+/// Fixes the list/object shape of a value against its attribute's definition.
+fn reshape(rules: &super::RequestRules, def: &AttributeDef, value: &mut Value) {
+    if rules.object_as_list && def.multi_valued && value.is_object() {
+        *value = Value::Array(vec![value.take()]);
+    }
+    if rules.list_as_object
+        && !def.multi_valued
+        && def.kind == AttrType::Complex
+        && let Value::Array(items) = value
+        && items.len() == 1
+    {
+        *value = items.remove(0);
+    }
+}
+
 /// Turns `"True"`/`"false"` into booleans wherever `def` says boolean.
 /// `element_level`: `value` is one element of a multi-valued attribute.
 fn coerce_booleans(def: &AttributeDef, value: &mut Value, element_level: bool) {
@@ -379,6 +410,24 @@ mod tests {
         assert_eq!(patch["Operations"][0]["value"], false);
         assert_eq!(patch["Operations"][1]["value"]["active"], true);
         assert_eq!(patch["Operations"][2]["value"]["primary"], true);
+    }
+
+    #[test]
+    fn entra_manager_sent_as_a_list_of_one_is_the_manager() {
+        let mut patch = json!({"Operations": [{"op": "Add", "path": "manager",
+            "value": [{"$ref": "http://x/Users/7", "value": "7"}]}]});
+        dialect("entra").normalise_patch(schema::user(), &mut patch);
+        assert_eq!(
+            patch["Operations"][0]["path"],
+            format!("{ENTERPRISE_USER}:manager")
+        );
+        assert_eq!(
+            patch["Operations"][0]["value"],
+            json!({"$ref": "http://x/Users/7", "value": "7"})
+        );
+        let mut user = json!({"schemas": [schema::USER], "userName": "a", ENTERPRISE_USER: {"manager": [{"value": "7"}]}});
+        dialect("entra").normalise_resource(schema::user(), &mut user);
+        assert_eq!(user[ENTERPRISE_USER]["manager"], json!({"value": "7"}));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! One upstream HTTP call as a mapping declares it, and its rendering into a
 //! concrete request.
 //!
-//! Placeholders (`{id}`, `{member}`) may only fill whole path segments and are
-//! percent-encoded, so nothing an IdP sends can steer the gateway to another
-//! path or host than the mapping declares.
+//! Placeholders (`{id}`, `{member}`) stand within one path segment, next to
+//! fixed text at most, and are percent-encoded, so nothing an IdP sends can
+//! steer the gateway to another path or host than the mapping declares.
 
 use http::Method;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -43,28 +43,41 @@ impl Placeholder {
     }
 }
 
+/// One path segment: fixed text, or fixed text around one placeholder
+/// (`{id}`, `{id}:suspend`). Only the placeholder's value is encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Placeholder(Placeholder),
+    Placeholder {
+        prefix: String,
+        placeholder: Placeholder,
+        suffix: String,
+    },
 }
 
 /// How a list call pages through the upstream's records.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Paging {
-    Page {
-        page_param: String,
-        size_param: String,
-        first_page: u64,
-        max_page_size: u64,
-        total: TotalSource,
+pub struct Paging {
+    pub style: PagingStyle,
+    /// Query parameter carrying the page size.
+    pub size_param: String,
+    pub max_page_size: u64,
+    pub total: TotalSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PagingStyle {
+    /// `?page=N`, pages counted from `first_page`.
+    Page { page_param: String, first_page: u64 },
+    /// `?offset=N`.
+    Offset { offset_param: String },
+    /// `?cursor=C`, the next cursor at a JSON pointer in each answer.
+    Cursor {
+        cursor_param: String,
+        next_pointer: String,
     },
-    Offset {
-        offset_param: String,
-        limit_param: String,
-        max_page_size: u64,
-        total: TotalSource,
-    },
+    /// The next page's query in the `Link: <…>; rel="next"` header (RFC 8288).
+    Link,
 }
 
 /// Where a list response reports how many records match in all.
@@ -76,50 +89,84 @@ pub enum TotalSource {
 }
 
 impl Paging {
-    pub fn max_page_size(&self) -> u64 {
-        match self {
-            Paging::Page { max_page_size, .. } | Paging::Offset { max_page_size, .. } => {
-                *max_page_size
-            }
-        }
-    }
-
-    pub fn total(&self) -> &TotalSource {
-        match self {
-            Paging::Page { total, .. } | Paging::Offset { total, .. } => total,
-        }
-    }
-
-    /// Query parameters for the records `[offset, offset + size)`; page-style
-    /// upstreams need `offset` to be a multiple of `size`, which callers ensure.
-    pub fn window(&self, offset: u64, size: u64) -> Vec<(String, String)> {
-        match self {
-            Paging::Page {
+    /// Query parameters for the records `[offset, offset + size)`, for styles
+    /// that can jump; page-style upstreams need `offset` to be a multiple of
+    /// `size`, which callers ensure. `None` for sequential styles.
+    pub fn window(&self, offset: u64, size: u64) -> Option<Vec<(String, String)>> {
+        let size_pair = (self.size_param.clone(), size.to_string());
+        match &self.style {
+            PagingStyle::Page {
                 page_param,
-                size_param,
                 first_page,
-                ..
             } => {
                 let page = first_page + offset / size.max(1);
-                vec![
-                    (page_param.clone(), page.to_string()),
-                    (size_param.clone(), size.to_string()),
-                ]
+                Some(vec![(page_param.clone(), page.to_string()), size_pair])
             }
-            Paging::Offset {
-                offset_param,
-                limit_param,
-                ..
-            } => vec![
-                (offset_param.clone(), offset.to_string()),
-                (limit_param.clone(), size.to_string()),
-            ],
+            PagingStyle::Offset { offset_param } => {
+                Some(vec![(offset_param.clone(), offset.to_string()), size_pair])
+            }
+            PagingStyle::Cursor { .. } | PagingStyle::Link => None,
         }
     }
 
     /// True when any window can be asked for directly, not only page-aligned ones.
     pub fn arbitrary_offsets(&self) -> bool {
-        matches!(self, Paging::Offset { .. })
+        matches!(self.style, PagingStyle::Offset { .. })
+    }
+
+    /// The query for the page after the one answered with `headers`/`body`
+    /// (sequential styles), or `None` at the end. A Link header's URL gives
+    /// only its query: the path and host stay the mapping's.
+    pub fn next_query(
+        &self,
+        size: u64,
+        headers: &http::HeaderMap,
+        body: &Value,
+    ) -> Option<Vec<(String, String)>> {
+        let size_pair = (self.size_param.clone(), size.to_string());
+        match &self.style {
+            PagingStyle::Cursor {
+                cursor_param,
+                next_pointer,
+            } => {
+                let cursor = match body.pointer(next_pointer)? {
+                    Value::String(c) if !c.is_empty() => c.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => return None,
+                };
+                Some(vec![(cursor_param.clone(), cursor), size_pair])
+            }
+            PagingStyle::Link => {
+                let next = headers
+                    .get_all(http::header::LINK)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .find(|link| {
+                        link.split(';')
+                            .skip(1)
+                            .any(|p| p.trim().eq_ignore_ascii_case("rel=\"next\""))
+                    })?;
+                let url = next
+                    .split(';')
+                    .next()?
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>');
+                let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+                Some(
+                    form_urlencoded::parse(query.as_bytes())
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect(),
+                )
+            }
+            PagingStyle::Page { .. } | PagingStyle::Offset { .. } => None,
+        }
+    }
+
+    /// The query of the first page of a sequential style.
+    pub fn first_query(&self, size: u64) -> Vec<(String, String)> {
+        vec![(self.size_param.clone(), size.to_string())]
     }
 }
 
@@ -137,6 +184,7 @@ pub struct UpstreamRequest {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
+    pub content_type: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +196,8 @@ pub struct Call {
     pub paging: Option<Paging>,
     items: Option<String>,
     pub partial: bool,
+    /// The body's media type (default `application/json`).
+    pub content_type: Option<String>,
 }
 
 impl Call {
@@ -172,14 +222,13 @@ impl Call {
         let mut segments = Vec::new();
         for raw in path.split('/').skip(1) {
             if raw.contains(['{', '}']) {
-                let name = raw
-                    .strip_prefix('{')
-                    .and_then(|s| s.strip_suffix('}'))
-                    .ok_or_else(|| {
-                        format!(
-                            "placeholder in `{raw}` must fill a whole path segment, like `/{{id}}`"
-                        )
-                    })?;
+                let (prefix, rest) = raw.split_once('{').unwrap_or(("", raw));
+                let (name, suffix) = rest.split_once('}').unwrap_or((rest, ""));
+                if name.is_empty() || suffix.contains(['{', '}']) || prefix.contains('}') {
+                    return Err(format!(
+                        "`{raw}` must hold one placeholder, like `/{{id}}` or `/{{id}}:suspend`"
+                    ));
+                }
                 let placeholder = Placeholder::parse(name)
                     .filter(|p| allowed.contains(p))
                     .ok_or_else(|| {
@@ -193,7 +242,11 @@ impl Call {
                             }
                         )
                     })?;
-                segments.push(Segment::Placeholder(placeholder));
+                segments.push(Segment::Placeholder {
+                    prefix: prefix.to_string(),
+                    placeholder,
+                    suffix: suffix.to_string(),
+                });
             } else if raw == "." || raw == ".." {
                 return Err(format!(
                     "path `{path}` must not contain `.` or `..` segments"
@@ -210,6 +263,7 @@ impl Call {
             paging: None,
             items: None,
             partial: false,
+            content_type: None,
         })
     }
 
@@ -219,8 +273,10 @@ impl Call {
         self
     }
 
-    pub fn uses(&self, placeholder: Placeholder) -> bool {
-        self.segments.contains(&Segment::Placeholder(placeholder))
+    pub fn uses(&self, wanted: Placeholder) -> bool {
+        self.segments.iter().any(
+            |s| matches!(s, Segment::Placeholder { placeholder, .. } if *placeholder == wanted),
+        )
     }
 
     /// Renders the request; every bound value is percent-encoded into its segment.
@@ -230,7 +286,11 @@ impl Call {
             path.push('/');
             match segment {
                 Segment::Literal(text) => path.push_str(text),
-                Segment::Placeholder(placeholder) => {
+                Segment::Placeholder {
+                    prefix,
+                    placeholder,
+                    suffix,
+                } => {
                     let value = match placeholder {
                         Placeholder::Id => bindings.id.map(str::to_string),
                         Placeholder::Member => bindings.member.map(value_as_segment),
@@ -240,7 +300,9 @@ impl Call {
                     if value.is_empty() || value == "." || value == ".." {
                         return Err(MappingError::UnsafeSegment);
                     }
+                    path.push_str(prefix);
                     path.extend(utf8_percent_encode(&value, SEGMENT));
+                    path.push_str(suffix);
                 }
             }
         }
@@ -253,6 +315,7 @@ impl Call {
             path,
             query: self.query.clone(),
             body,
+            content_type: self.content_type.clone(),
         })
     }
 
@@ -327,16 +390,31 @@ mod tests {
     }
 
     #[test]
-    fn placeholder_must_fill_whole_segment() {
+    fn placeholder_with_fixed_text_around_it_encodes_only_the_value() {
+        let call = Call::new(
+            Method::POST,
+            "/users/{id}:suspend",
+            &[Placeholder::Id],
+            vec![],
+            None,
+        )
+        .unwrap();
+        let request = call
+            .request(Bindings {
+                id: Some("a/b:c"),
+                member: None,
+            })
+            .unwrap();
+        assert_eq!(request.path, "/users/a%2Fb%3Ac:suspend");
         let error = Call::new(
             Method::GET,
-            "/users/x{id}",
+            "/users/{id}{id}",
             &[Placeholder::Id],
             vec![],
             None,
         )
         .unwrap_err();
-        assert!(error.contains("whole path segment"), "{error}");
+        assert!(error.contains("one placeholder"), "{error}");
     }
 
     #[test]
@@ -374,19 +452,73 @@ mod tests {
 
     #[test]
     fn page_window_counts_pages_from_first_page() {
-        let paging = Paging::Page {
-            page_param: "page".into(),
+        let paging = Paging {
+            style: PagingStyle::Page {
+                page_param: "page".into(),
+                first_page: 1,
+            },
             size_param: "per_page".into(),
-            first_page: 1,
             max_page_size: 100,
             total: TotalSource::Unknown,
         };
         assert_eq!(
             paging.window(200, 100),
-            vec![
+            Some(vec![
                 ("page".into(), "3".into()),
                 ("per_page".into(), "100".into())
-            ]
+            ])
+        );
+    }
+
+    #[test]
+    fn cursor_comes_from_the_answer_and_ends_at_null() {
+        let paging = Paging {
+            style: PagingStyle::Cursor {
+                cursor_param: "cursor".into(),
+                next_pointer: "/next".into(),
+            },
+            size_param: "limit".into(),
+            max_page_size: 50,
+            total: TotalSource::Unknown,
+        };
+        let headers = http::HeaderMap::new();
+        assert_eq!(
+            paging.next_query(50, &headers, &json!({"next": "abc"})),
+            Some(vec![
+                ("cursor".into(), "abc".into()),
+                ("limit".into(), "50".into())
+            ])
+        );
+        assert_eq!(
+            paging.next_query(50, &headers, &json!({"next": null})),
+            None
+        );
+        assert_eq!(paging.window(0, 50), None);
+    }
+
+    #[test]
+    fn link_header_gives_only_its_query() {
+        let paging = Paging {
+            style: PagingStyle::Link,
+            size_param: "limit".into(),
+            max_page_size: 50,
+            total: TotalSource::Unknown,
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::LINK,
+            http::HeaderValue::from_static("<https://evil.example/other?page=2&limit=50>; rel=\"next\", <https://x/?page=1>; rel=\"first\""),
+        );
+        assert_eq!(
+            paging.next_query(50, &headers, &Value::Null),
+            Some(vec![
+                ("page".into(), "2".into()),
+                ("limit".into(), "50".into())
+            ])
+        );
+        assert_eq!(
+            paging.next_query(50, &http::HeaderMap::new(), &Value::Null),
+            None
         );
     }
 }

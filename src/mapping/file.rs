@@ -148,6 +148,9 @@ pub struct CallSpec {
     /// Update calls only: the upstream takes partial bodies (only changed fields).
     #[serde(default)]
     pub partial: bool,
+    /// Media type of the body, e.g. "application/merge-patch+json" (default
+    /// "application/json").
+    pub content_type: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +170,22 @@ pub enum PagingSpec {
     Offset {
         offset_param: String,
         limit_param: String,
+        max_page_size: u64,
+        total_header: Option<String>,
+        total_pointer: Option<String>,
+    },
+    /// `?cursor=C&limit=M`, the next cursor at `next_pointer` in each answer.
+    Cursor {
+        cursor_param: String,
+        size_param: String,
+        max_page_size: u64,
+        next_pointer: String,
+        total_header: Option<String>,
+        total_pointer: Option<String>,
+    },
+    /// The next page in the `Link: <…>; rel="next"` header.
+    Link {
+        size_param: String,
         max_page_size: u64,
         total_header: Option<String>,
         total_pointer: Option<String>,

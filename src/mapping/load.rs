@@ -14,8 +14,8 @@ use super::file::{
 };
 use super::{
     AttributeMap, Auth, Call, ErrorMap, ErrorRule, FieldPath, FilterParam, IdField, Members,
-    MetaFields, Paging, Placeholder, ResourceMapping, ScimTarget, SoftDelete, TotalSource,
-    UpstreamMapping,
+    MetaFields, Paging, PagingStyle, Placeholder, ResourceMapping, ScimTarget, SoftDelete,
+    TotalSource, UpstreamMapping,
 };
 use crate::diagnostics::{Report, SourceFile};
 use crate::scim::error::ScimType;
@@ -264,6 +264,20 @@ impl Compiler<'_> {
         let paging = spec.paging.as_ref().map(paging);
         let mut call = call.with_paging(paging, spec.items.clone());
         call.partial = spec.partial;
+        if let Some(content_type) = &spec.content_type {
+            if content_type.get_ref().parse::<http::HeaderValue>().is_err()
+                || !content_type.get_ref().contains('/')
+            {
+                return self.error(
+                    content_type.span(),
+                    format!(
+                        "{what}: `{}` is not a media type, e.g. \"application/merge-patch+json\"",
+                        content_type.get_ref()
+                    ),
+                );
+            }
+            call.content_type = Some(content_type.get_ref().clone());
+        }
         Some(call)
     }
 
@@ -535,7 +549,7 @@ fn paging(spec: &PagingSpec) -> Paging {
         (None, Some(pointer)) => TotalSource::Pointer(pointer.clone()),
         (None, None) => TotalSource::Unknown,
     };
-    match spec {
+    let (style, size_param, max_page_size, total) = match spec {
         PagingSpec::Page {
             page_param,
             size_param,
@@ -543,25 +557,62 @@ fn paging(spec: &PagingSpec) -> Paging {
             max_page_size,
             total_header,
             total_pointer,
-        } => Paging::Page {
-            page_param: page_param.clone(),
-            size_param: size_param.clone(),
-            first_page: *first_page,
-            max_page_size: (*max_page_size).max(1),
-            total: total(total_header, total_pointer),
-        },
+        } => (
+            PagingStyle::Page {
+                page_param: page_param.clone(),
+                first_page: *first_page,
+            },
+            size_param,
+            max_page_size,
+            total(total_header, total_pointer),
+        ),
         PagingSpec::Offset {
             offset_param,
             limit_param,
             max_page_size,
             total_header,
             total_pointer,
-        } => Paging::Offset {
-            offset_param: offset_param.clone(),
-            limit_param: limit_param.clone(),
-            max_page_size: (*max_page_size).max(1),
-            total: total(total_header, total_pointer),
-        },
+        } => (
+            PagingStyle::Offset {
+                offset_param: offset_param.clone(),
+            },
+            limit_param,
+            max_page_size,
+            total(total_header, total_pointer),
+        ),
+        PagingSpec::Cursor {
+            cursor_param,
+            size_param,
+            max_page_size,
+            next_pointer,
+            total_header,
+            total_pointer,
+        } => (
+            PagingStyle::Cursor {
+                cursor_param: cursor_param.clone(),
+                next_pointer: next_pointer.clone(),
+            },
+            size_param,
+            max_page_size,
+            total(total_header, total_pointer),
+        ),
+        PagingSpec::Link {
+            size_param,
+            max_page_size,
+            total_header,
+            total_pointer,
+        } => (
+            PagingStyle::Link,
+            size_param,
+            max_page_size,
+            total(total_header, total_pointer),
+        ),
+    };
+    Paging {
+        style,
+        size_param: size_param.clone(),
+        max_page_size: (*max_page_size).max(1),
+        total,
     }
 }
 

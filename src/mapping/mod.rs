@@ -21,7 +21,7 @@ use crate::scim::error::{ScimError, ScimType};
 use crate::scim::path::AttrPath;
 use crate::scim::schema::AttrType;
 
-pub use call::{Bindings, Call, Paging, Placeholder, TotalSource, UpstreamRequest};
+pub use call::{Bindings, Call, Paging, PagingStyle, Placeholder, TotalSource, UpstreamRequest};
 pub use file::{Direction, ValueType};
 pub use load::{compile, load};
 

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::{Kind, Provisioner};
-use crate::mapping::{Bindings, Call, FilterParam, TotalSource, UpstreamRequest};
+use crate::mapping::{Bindings, Call, FilterParam, PagingStyle, TotalSource, UpstreamRequest};
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::filter::{CompareOp, Filter, matches};
 
@@ -117,30 +117,27 @@ impl Provisioner {
         let mapping = self.mapping(kind)?;
         let request = mapping.list.request(Bindings::default())?;
         let offset = start - 1;
-        // count=0 asks only for totalResults (RFC 7644 §3.4.2.4).
+        let reports_total = mapping
+            .list
+            .paging
+            .as_ref()
+            .is_some_and(|p| p.total != TotalSource::Unknown);
+        let (window, limit) = if reports_total {
+            // count=0 asks only for totalResults (RFC 7644 §3.4.2.4).
+            (offset, count as usize)
+        } else {
+            // No total upstream: read to the end (up to the scan cap) and count.
+            (0, self.limits.scan_cap)
+        };
         let fetched = self
-            .fetch(
-                &mapping.list,
-                &request,
-                offset,
-                Some(count.max(1)),
-                count as usize,
-            )
+            .fetch(&mapping.list, &request, window, Some(count.max(1)), limit)
             .await?;
+        let total_results = fetched.total.unwrap_or(fetched.records.len() as u64);
+        let skip = if reports_total { 0 } else { offset as usize };
         let mut resources = Vec::new();
-        for record in fetched.records.into_iter().take(count as usize) {
+        for record in fetched.records.into_iter().skip(skip).take(count as usize) {
             resources.push(self.record(kind, record, with_members).await?.resource);
         }
-        let total_results = match fetched.total {
-            Some(total) => total,
-            // Without a total from the upstream, count the rest by paging.
-            None => {
-                let all = self
-                    .fetch(&mapping.list, &request, 0, None, self.limits.scan_cap)
-                    .await?;
-                all.records.len() as u64
-            }
-        };
         Ok(ListPage {
             total_results,
             start_index: start,
@@ -174,38 +171,67 @@ impl Provisioner {
                 total,
             });
         };
-        let max = paging.max_page_size();
+        let max = paging.max_page_size;
         let size = match window {
             // A window that lines up with pages is fetched as exactly those pages.
             Some(w) if w <= max && (paging.arbitrary_offsets() || offset.is_multiple_of(w)) => w,
             _ => max,
         };
-        let mut position = if paging.arbitrary_offsets() {
-            offset
-        } else {
-            offset / size * size
+        // Sequential styles (cursor, link) start at the beginning and skip.
+        let seekable = paging.window(0, size).is_some();
+        let mut position = match (seekable, paging.arbitrary_offsets()) {
+            (false, _) => 0,
+            (true, true) => offset,
+            (true, false) => offset / size * size,
         };
         let mut skip = (offset - position) as usize;
+        let mut page_query = paging
+            .window(position, size)
+            .unwrap_or_else(|| paging.first_query(size));
         let mut records = Vec::new();
         let mut total = None;
         // At least one call, even for `count=0`: it carries the total.
         loop {
             let mut page_request = request.clone();
-            page_request.query.extend(paging.window(position, size));
+            if paging.style == PagingStyle::Link && position > 0 {
+                // A Link URL's query is the whole next query.
+                page_request.query = page_query.clone();
+            } else {
+                page_request.query.extend(page_query.iter().cloned());
+            }
             let response = self.client.call(&page_request).await?;
             if total.is_none() {
-                total = read_total(paging.total(), &response.headers, &response.body);
+                total = read_total(&paging.total, &response.headers, &response.body);
             }
             let page = call
                 .items(&response.body)
                 .ok_or(crate::mapping::MappingError::NotAList)?;
             let received = page.len();
-            records.extend(page.iter().skip(skip).take(limit - records.len()).cloned());
-            skip = 0;
-            position += size;
-            let exhausted = (received as u64) < size || total.is_some_and(|t| position >= t);
-            if exhausted || received == 0 || records.len() >= limit {
+            let skipped = skip.min(received);
+            skip -= skipped;
+            records.extend(
+                page.iter()
+                    .skip(skipped)
+                    .take(limit.saturating_sub(records.len()))
+                    .cloned(),
+            );
+            position += if seekable { size } else { received as u64 };
+            if received == 0 || records.len() >= limit {
                 break;
+            }
+            let next = if seekable {
+                let exhausted = (received as u64) < size || total.is_some_and(|t| position >= t);
+                if exhausted {
+                    None
+                } else {
+                    paging.window(position, size)
+                }
+            } else {
+                paging.next_query(size, &response.headers, &response.body)
+            };
+            match next {
+                Some(query) => page_query = query,
+                None => break,
             }
         }
         Ok(Fetched { records, total })

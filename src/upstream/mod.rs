@@ -207,8 +207,12 @@ impl UpstreamClient {
             builder = builder.header(name.clone(), value.clone());
         }
         if let Some(body) = &request.body {
+            let content_type = request
+                .content_type
+                .as_deref()
+                .unwrap_or("application/json");
             builder = builder
-                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_TYPE, content_type)
                 .body(serde_json::to_vec(body).map_err(|_| UpstreamError::BadBody)?);
         }
         let started = std::time::Instant::now();

@@ -14,6 +14,9 @@ pub const TOKEN: &str = "e2e-token";
 pub const API_KEY: &str = "e2e-upstream-key";
 
 pub struct Harness {
+    /// `http://127.0.0.1:PORT`, the gateway's root.
+    pub root: String,
+    /// The `auto` connection's SCIM base URL.
     pub gateway: String,
     pub upstream: String,
     http: reqwest::Client,
@@ -56,6 +59,7 @@ impl Harness {
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
         Harness {
+            root: format!("http://{address}"),
             gateway: format!("http://{address}/scim/v2"),
             upstream: format!("http://{upstream}/api/v1"),
             http: reqwest::Client::new(),
@@ -86,6 +90,24 @@ impl Harness {
             request = request
                 .header("content-type", "application/scim+json")
                 .body(body.to_string());
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    /// Any request to the gateway, `path` from its root.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<String>,
+    ) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.root));
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if let Some(body) = body {
+            request = request.body(body);
         }
         reply(request.send().await.unwrap()).await
     }
