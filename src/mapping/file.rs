@@ -45,6 +45,23 @@ pub struct AuthSection {
     /// `basic` style: the user name.
     pub username: Option<Spanned<String>>,
     pub secret: Option<Spanned<String>>,
+    /// `oauth2_client_credentials` style: the token endpoint, the client id,
+    /// an optional scope, and how the credentials are sent.
+    pub token_url: Option<Spanned<String>>,
+    pub client_id: Option<Spanned<String>>,
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub credentials: CredentialsIn,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialsIn {
+    /// HTTP Basic, as RFC 6749 §2.3.1 prefers.
+    #[default]
+    Basic,
+    /// `client_id`/`client_secret` form fields.
+    Body,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -55,6 +72,7 @@ pub enum AuthStyle {
     Header,
     Bearer,
     Basic,
+    Oauth2ClientCredentials,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use super::file::{
-    AttributeSpec, AuthSection, AuthStyle, CallSpec, MappingFile, MembersSpec, MembersStyle,
-    MethodSpec, PagingSpec, ResourceSection,
+    AttributeSpec, AuthSection, AuthStyle, CallSpec, CredentialsIn, MappingFile, MembersSpec,
+    MembersStyle, MethodSpec, PagingSpec, ResourceSection,
 };
 use super::{
     AttributeMap, Auth, Call, ErrorMap, ErrorRule, FieldPath, FilterParam, IdField, Members,
@@ -148,6 +148,31 @@ impl Compiler<'_> {
                 Auth::Basic {
                     secret: required(&auth.secret, "secret")?,
                     username: username?,
+                }
+            }
+            AuthStyle::Oauth2ClientCredentials => {
+                let client_id = required(&auth.client_id, "client_id");
+                let secret = required(&auth.secret, "secret");
+                let token_url = required(&auth.token_url, "token_url")?;
+                let valid = reqwest::Url::parse(&token_url)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+                if !valid {
+                    let span = auth
+                        .token_url
+                        .as_ref()
+                        .map(|t| t.span())
+                        .unwrap_or_default();
+                    return self.error(
+                        span,
+                        format!("token_url `{token_url}` must be an http(s) URL"),
+                    );
+                }
+                Auth::OAuth2ClientCredentials {
+                    token_url,
+                    client_id: client_id?,
+                    secret: secret?,
+                    scope: auth.scope.clone(),
+                    in_body: auth.credentials == CredentialsIn::Body,
                 }
             }
         })
@@ -642,6 +667,7 @@ fn style_name(style: AuthStyle) -> &'static str {
         AuthStyle::Header => "header",
         AuthStyle::Bearer => "bearer",
         AuthStyle::Basic => "basic",
+        AuthStyle::Oauth2ClientCredentials => "oauth2_client_credentials",
     }
 }
 

@@ -55,15 +55,24 @@ pub enum Auth {
         username: String,
         secret: String,
     },
+    OAuth2ClientCredentials {
+        token_url: String,
+        client_id: String,
+        secret: String,
+        scope: Option<String>,
+        /// Credentials as form fields rather than HTTP Basic.
+        in_body: bool,
+    },
 }
 
 impl Auth {
     pub fn secret_name(&self) -> Option<&str> {
         match self {
             Auth::None => None,
-            Auth::Header { secret, .. } | Auth::Bearer { secret } | Auth::Basic { secret, .. } => {
-                Some(secret)
-            }
+            Auth::Header { secret, .. }
+            | Auth::Bearer { secret }
+            | Auth::Basic { secret, .. }
+            | Auth::OAuth2ClientCredentials { secret, .. } => Some(secret),
         }
     }
 }

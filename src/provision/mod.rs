@@ -18,7 +18,7 @@ use crate::mapping::transform::Absent;
 use crate::mapping::{Bindings, ResourceMapping};
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::patch::{PatchOperation, apply_patch};
-use crate::scim::schema::{self, ResourceSchema};
+use crate::scim::schema::{self, Mutability, ResourceSchema};
 use crate::upstream::UpstreamClient;
 
 pub use list::{ListPage, ListQuery};
@@ -151,7 +151,7 @@ impl Provisioner {
     /// record, restores that record).
     pub async fn create(&self, kind: Kind, mut resource: Value) -> Result<Record, ScimError> {
         let mapping = self.mapping(kind)?;
-        prepare(kind, &mut resource)?;
+        prepare(kind, &mut resource, None)?;
         if kind == Kind::User {
             policy::check_approved_domains(&resource, &self.connection.approved_domains)?;
         }
@@ -248,8 +248,7 @@ impl Provisioner {
         let mapping = self.mapping(kind)?;
         let current = self.get(kind, id, kind == Kind::Group).await?;
         check_precondition(&current.resource, if_match)?;
-        prepare(kind, &mut resource)?;
-        check_immutable(&current.resource, &resource)?;
+        prepare(kind, &mut resource, Some(id))?;
         if kind == Kind::User {
             let effective = merged_for_policy(&current.resource, &resource);
             policy::check_approved_domains(&effective, &self.connection.approved_domains)?;
@@ -394,8 +393,11 @@ impl Provisioner {
     }
 }
 
-/// Canonical attribute names, schema checks, and no client-chosen id/meta.
-fn prepare(kind: Kind, resource: &mut Value) -> Result<(), ScimError> {
+/// Canonical attribute names, then read-only attributes dropped (RFC 7644
+/// §3.5.1: a client's values for them are ignored, not checked: Okta sends
+/// `meta` dates in its own format), then schema checks. On a PUT, `id` may
+/// only repeat the resource's own.
+fn prepare(kind: Kind, resource: &mut Value, own_id: Option<&str>) -> Result<(), ScimError> {
     let schema = kind.schema();
     if !resource.is_object() {
         return Err(ScimError::bad_request(
@@ -404,23 +406,26 @@ fn prepare(kind: Kind, resource: &mut Value) -> Result<(), ScimError> {
         ));
     }
     schema.canonicalize(resource);
-    schema.validate(resource)?;
-    if let Some(object) = resource.as_object_mut() {
-        object.remove("id");
-        object.remove("meta");
-    }
-    Ok(())
-}
-
-fn check_immutable(current: &Value, desired: &Value) -> Result<(), ScimError> {
-    if let (Some(sent), Some(id)) = (desired.get("id"), current.get("id"))
-        && sent != id
+    if let (Some(own_id), Some(sent)) = (own_id, resource.get("id"))
+        && sent.as_str() != Some(own_id)
+        && !sent.is_null()
     {
         return Err(ScimError::bad_request(
             ScimType::Mutability,
             "`id` cannot be changed",
         ));
     }
+    if let Some(object) = resource.as_object_mut() {
+        object.retain(|key, _| {
+            key != "id"
+                && key != "meta"
+                && !schema
+                    .core
+                    .attribute(key)
+                    .is_some_and(|a| a.mutability == Mutability::ReadOnly)
+        });
+    }
+    schema.validate(resource)?;
     Ok(())
 }
 

@@ -2,6 +2,8 @@
 //! auth, timeouts, bounded retries of idempotent calls, and translation of
 //! upstream failures into SCIM errors (never the upstream's raw body).
 
+mod oauth;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +34,10 @@ pub enum UpstreamError {
     Setup(String),
     #[error("secret `{0}` for the upstream auth header is not a valid header value")]
     BadSecret(String),
+    #[error(
+        "the upstream's token endpoint refused the gateway's client credentials (HTTP {0}); check the upstream secrets in the gateway config"
+    )]
+    TokenRefused(u16),
 }
 
 impl From<UpstreamError> for ScimError {
@@ -39,7 +45,9 @@ impl From<UpstreamError> for ScimError {
         let status = match error {
             UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             UpstreamError::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
-            UpstreamError::BadBody | UpstreamError::TooLarge => StatusCode::BAD_GATEWAY,
+            UpstreamError::BadBody | UpstreamError::TooLarge | UpstreamError::TokenRefused(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             UpstreamError::Setup(_) | UpstreamError::BadSecret(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -66,6 +74,7 @@ pub struct UpstreamClient {
     http: reqwest::Client,
     mapping: Arc<UpstreamMapping>,
     auth: Option<(HeaderName, HeaderValue)>,
+    tokens: Option<Arc<oauth::TokenSource>>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -100,7 +109,7 @@ impl UpstreamClient {
             Ok::<_, UpstreamError>(value)
         };
         let auth = match &mapping.auth {
-            Auth::None => None,
+            Auth::None | Auth::OAuth2ClientCredentials { .. } => None,
             Auth::Header {
                 header,
                 prefix,
@@ -126,10 +135,27 @@ impl UpstreamClient {
                 ))
             }
         };
+        let tokens = match &mapping.auth {
+            Auth::OAuth2ClientCredentials {
+                token_url,
+                client_id,
+                secret: name,
+                scope,
+                in_body,
+            } => Some(Arc::new(oauth::TokenSource::new(
+                token_url.clone(),
+                client_id.clone(),
+                secret(name)?,
+                scope.clone(),
+                *in_body,
+            ))),
+            _ => None,
+        };
         Ok(UpstreamClient {
             http,
             mapping,
             auth,
+            tokens,
         })
     }
 
@@ -191,10 +217,23 @@ impl UpstreamClient {
         }
     }
 
+    /// One exchange; with OAuth2, a 401 drops the token and retries once
+    /// with a fresh one (it may have been revoked or expired early).
     async fn send_once(
         &self,
         request: &UpstreamRequest,
     ) -> Result<UpstreamResponse, UpstreamError> {
+        let response = self.exchange(request).await?;
+        if response.status == StatusCode::UNAUTHORIZED
+            && let Some(tokens) = &self.tokens
+        {
+            tokens.invalidate().await;
+            return self.exchange(request).await;
+        }
+        Ok(response)
+    }
+
+    async fn exchange(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
         let url = format!("{}{}", self.mapping.base_url, request.path);
         let mut builder = self
             .http
@@ -205,6 +244,9 @@ impl UpstreamClient {
         }
         if let Some((name, value)) = &self.auth {
             builder = builder.header(name.clone(), value.clone());
+        }
+        if let Some(tokens) = &self.tokens {
+            builder = builder.header(AUTHORIZATION, tokens.authorization(&self.http).await?);
         }
         if let Some(body) = &request.body {
             let content_type = request
