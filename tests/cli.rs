@@ -175,3 +175,27 @@ fn token_prints_a_token_and_its_config_line() {
     assert_eq!(token.len(), 64);
     assert_eq!(hash, hex::encode(scimgate::server::hash_token(token)));
 }
+
+#[test]
+fn check_reports_dialect_file_mistakes_at_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("idp")).unwrap();
+    std::fs::write(
+        dir.path().join("idp/acme.toml"),
+        "[dialect]\nname = \"acme\"\n[request]\nstring_booleans = \"yes\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        "[server]\ndialects_dir = \"idp\"\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("acme.toml:4:19: error:"), "{stderr}");
+}

@@ -1,0 +1,130 @@
+//! How a connection's dialect is chosen and what it changes, end to end:
+//! `auto` picks by User-Agent; a named dialect shapes requests and answers.
+
+mod common;
+
+use common::Harness;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn headers(user_agent: Option<&str>) -> Vec<(String, String)> {
+    let mut headers = vec![
+        (
+            "authorization".to_string(),
+            format!("Bearer {}", common::TOKEN),
+        ),
+        (
+            "content-type".to_string(),
+            "application/scim+json".to_string(),
+        ),
+    ];
+    if let Some(agent) = user_agent {
+        headers.push(("user-agent".to_string(), agent.to_string()));
+    }
+    headers
+}
+
+async fn new_group(h: &Harness, base: &str) -> String {
+    let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": format!("g{base}")});
+    let reply = h
+        .send(
+            Method::POST,
+            &format!("{base}/Groups"),
+            &headers(None),
+            Some(body.to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.body["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn auto_connection_answers_okta_as_okta_and_others_as_generic() {
+    let h = Harness::start().await;
+    let id = new_group(&h, "/scim/v2").await;
+    let rename = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"id": id, "displayName": "renamed"}}]});
+    let okta = h
+        .send(
+            Method::PATCH,
+            &format!("/scim/v2/Groups/{id}"),
+            &headers(Some("Okta SCIM Client 1.0.0")),
+            Some(rename.to_string()),
+        )
+        .await;
+    assert_eq!(okta.status, 204, "okta dialect: {}", okta.body);
+    let generic = h
+        .send(
+            Method::PATCH,
+            &format!("/scim/v2/Groups/{id}"),
+            &headers(Some("curl/8")),
+            Some(rename.to_string()),
+        )
+        .await;
+    assert_eq!(generic.status, 200, "generic dialect: {}", generic.body);
+    assert_eq!(generic.body["displayName"], "renamed");
+}
+
+#[tokio::test]
+async fn entra_add_where_replace_is_meant_deactivates_with_a_string_boolean() {
+    let h = Harness::start().await;
+    let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ann@example.com", "active": "True"});
+    let created = h
+        .send(
+            Method::POST,
+            "/scim/entra/v2/Users",
+            &headers(None),
+            Some(user.to_string()),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap();
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Add", "path": "active", "value": "False"}]});
+    let reply = h
+        .send(
+            Method::PATCH,
+            &format!("/scim/entra/v2/Users/{id}?aadOptscim062020"),
+            &headers(None),
+            Some(patch.to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["active"], false);
+    assert_eq!(
+        h.upstream(&format!("/users/{id}")).await.body["status"],
+        "disabled"
+    );
+    // The generic dialect refuses the same string boolean with a SCIM error.
+    let generic = h
+        .send(
+            Method::PATCH,
+            &format!("/scim/generic/v2/Users/{id}"),
+            &headers(None),
+            Some(patch.to_string()),
+        )
+        .await;
+    assert_eq!(generic.status, 400, "{}", generic.body);
+    assert_eq!(generic.body["scimType"], "invalidValue");
+}
+
+#[tokio::test]
+async fn onelogin_answers_json_even_for_errors() {
+    let h = Harness::start().await;
+    let reply = h
+        .send(
+            Method::GET,
+            "/scim/onelogin/v2/Users/999",
+            &headers(None),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.headers["content-type"], "application/json");
+    let unauthorised = h
+        .send(Method::GET, "/scim/onelogin/v2/Users", &[], None)
+        .await;
+    assert_eq!(unauthorised.status, 401);
+    assert_eq!(unauthorised.headers["content-type"], "application/json");
+    assert_eq!(unauthorised.body["status"], Value::from("401"));
+}
