@@ -229,6 +229,10 @@ pub struct SoftDeleteSpec {
     /// Upstream field that marks a record deleted, and the marking value.
     pub field: Spanned<String>,
     pub value: toml::Value,
+    /// The call that marks a record (default: the update call writing `field`).
+    pub call: Option<CallSpec>,
+    /// What a restore writes to `field` (default: the create body must set it).
+    pub restore_value: Option<toml::Value>,
     /// Query parameters that list only deleted records (for restore-on-create).
     #[serde(default)]
     pub lookup_query: BTreeMap<String, String>,
@@ -249,7 +253,14 @@ pub enum Direction {
 #[serde(deny_unknown_fields)]
 pub struct AttributeSpec {
     pub scim: Spanned<String>,
-    pub field: Spanned<String>,
+    /// The upstream field (dotted for nested objects); or, instead,
+    pub field: Option<Spanned<String>>,
+    /// a read-only value composed of upstream fields: "{first} {last}".
+    pub template: Option<Spanned<String>>,
+    /// Changes of this attribute are made by calls rather than field writes
+    /// (e.g. `active` by `:suspend`/`:unsuspend`).
+    #[serde(default)]
+    pub set_by: Vec<SetBySpec>,
     #[serde(rename = "type")]
     pub value_type: Option<ValueType>,
     /// For a sub-attribute of a multi-valued attribute: the sub-attributes the
@@ -265,6 +276,14 @@ pub struct AttributeSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct SetBySpec {
+    /// The SCIM value this call sets.
+    pub value: toml::Value,
+    pub call: CallSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ValueMapSpec {
     pub scim: toml::Value,
     pub upstream: toml::Value,
@@ -274,12 +293,19 @@ pub struct ValueMapSpec {
 #[serde(deny_unknown_fields)]
 pub struct MembersSpec {
     pub style: MembersStyle,
-    pub list: CallSpec,
-    /// Field of a listed member holding the user's upstream id.
-    pub member_field: Spanned<String>,
+    /// `endpoints`: the call listing a group's members; `user_field`: the
+    /// call listing the users of a group.
+    pub list: Option<CallSpec>,
+    /// `endpoints`: field of a listed member holding the user's id;
+    /// `group_field`: field of an element holding it, when elements are objects.
+    pub member_field: Option<Spanned<String>>,
+    /// Field of a listed member (or user) that becomes the member's `display`.
     pub display_field: Option<Spanned<String>>,
-    pub add: CallSpec,
-    pub remove: CallSpec,
+    pub add: Option<CallSpec>,
+    pub remove: Option<CallSpec>,
+    /// `group_field`: the group's array of member ids; `user_field`: the
+    /// user's array of group ids.
+    pub field: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -287,4 +313,8 @@ pub struct MembersSpec {
 pub enum MembersStyle {
     /// Members listed, added and removed through their own endpoints.
     Endpoints,
+    /// The group record holds the list of member ids; changed by the group's update call.
+    GroupField,
+    /// Each user record holds the list of its group ids; changed by the users' update call.
+    UserField,
 }

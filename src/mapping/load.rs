@@ -9,14 +9,15 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use super::file::{
-    AttributeSpec, AuthSection, AuthStyle, CallSpec, CredentialsIn, MappingFile, MembersSpec,
-    MembersStyle, MethodSpec, PagingSpec, ResourceSection,
+    AttributeSpec, AuthSection, AuthStyle, CallSpec, CredentialsIn, Direction, MappingFile,
+    MembersSpec, MembersStyle, MethodSpec, PagingSpec, ResourceSection,
 };
 use super::{
     AttributeMap, Auth, Call, ErrorMap, ErrorRule, FieldPath, FilterParam, IdField, Members,
     MetaFields, Paging, PagingStyle, Placeholder, ResourceMapping, ScimTarget, SoftDelete,
     TotalSource, UpstreamMapping,
 };
+use super::{Source, TemplatePart};
 use crate::diagnostics::{Report, SourceFile};
 use crate::scim::error::ScimType;
 use crate::scim::path::AttrPath;
@@ -353,7 +354,16 @@ impl Compiler<'_> {
             )
         });
         let soft_delete = section.delete.soft.as_ref().map(|soft| {
-            self.field(&soft.field).map(|field| SoftDelete {
+            let call = soft.call.as_ref().map(|spec| {
+                self.call(
+                    spec,
+                    &id_only,
+                    &id_only,
+                    &format!("[{section_name}.delete.soft.call]"),
+                )
+            });
+            let field = self.field(&soft.field)?;
+            Some(SoftDelete {
                 field,
                 value: toml_to_json(&soft.value),
                 lookup_query: soft
@@ -361,6 +371,8 @@ impl Compiler<'_> {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                call: call.flatten(),
+                restore_value: soft.restore_value.as_ref().map(toml_to_json),
             })
         });
         if section.delete.soft.is_none() && section.delete.hard.is_none() {
@@ -386,16 +398,19 @@ impl Compiler<'_> {
         }
         if section.delete.restore_on_create
             && let Some(soft) = &section.delete.soft
-            && !section
-                .attributes
-                .iter()
-                .any(|a| a.field.get_ref() == soft.field.get_ref() && a.default.is_some())
+            && soft.restore_value.is_none()
+            && !section.attributes.iter().any(|a| {
+                a.field
+                    .as_ref()
+                    .is_some_and(|f| f.get_ref() == soft.field.get_ref())
+                    && a.default.is_some()
+            })
         {
             self.error::<()>(
                 soft.field.span(),
                 format!(
-                    "restore_on_create needs an attribute mapped to `{}` with a `default`, so a \
-                     restored record stops being marked deleted",
+                    "restore_on_create needs `restore_value` or an attribute mapped to `{}` with a \
+                     `default`, so a restored record stops being marked deleted",
                     soft.field.get_ref()
                 ),
             );
@@ -432,38 +447,79 @@ impl Compiler<'_> {
     }
 
     fn members(&mut self, section_name: &str, spec: &MembersSpec) -> Option<Members> {
-        let MembersStyle::Endpoints = spec.style;
         let both = [Placeholder::Id, Placeholder::Member];
         let id_only = [Placeholder::Id];
-        let list = self.call(
-            &spec.list,
-            &id_only,
-            &id_only,
-            &format!("[{section_name}.members.list]"),
-        );
-        let add = self.call(
-            &spec.add,
-            &both,
-            &id_only,
-            &format!("[{section_name}.members.add]"),
-        );
-        let remove = self.call(
-            &spec.remove,
-            &both,
-            &id_only,
-            &format!("[{section_name}.members.remove]"),
-        );
-        let member_field = self.field(&spec.member_field);
+        let at = format!("[{section_name}.members]");
         let display_field = match &spec.display_field {
             Some(field) => Some(self.field(field)?),
             None => None,
         };
-        Some(Members::Endpoints {
-            list: list?,
-            member_field: member_field?,
-            display_field,
-            add: add?,
-            remove: remove?,
+        // Which keys each style uses; any other key given is a mistake.
+        let (needed, style): (&[&str], &str) = match spec.style {
+            MembersStyle::Endpoints => (&["list", "member_field", "add", "remove"], "endpoints"),
+            MembersStyle::GroupField => (&["field"], "group_field"),
+            MembersStyle::UserField => (&["field", "list"], "user_field"),
+        };
+        let given = [
+            ("list", spec.list.is_some()),
+            ("member_field", spec.member_field.is_some()),
+            ("add", spec.add.is_some()),
+            ("remove", spec.remove.is_some()),
+            ("field", spec.field.is_some()),
+        ];
+        let mut complete = true;
+        for (key, present) in given {
+            let optional = key == "member_field" && spec.style == MembersStyle::GroupField;
+            if needed.contains(&key) && !present {
+                self.report.push(
+                    self.source
+                        .error_at(None, format!("{at} style = \"{style}\" needs `{key}`")),
+                );
+                complete = false;
+            } else if !needed.contains(&key) && present && !optional {
+                self.report.push(self.source.error_at(
+                    None,
+                    format!("{at} style = \"{style}\" does not use `{key}`"),
+                ));
+                complete = false;
+            }
+        }
+        if !complete {
+            return None;
+        }
+        let call = |cx: &mut Self, spec: &Option<CallSpec>, allowed: &[Placeholder], what: &str| {
+            spec.as_ref().and_then(|spec| {
+                cx.call(
+                    spec,
+                    allowed,
+                    &id_only,
+                    &format!("[{section_name}.members.{what}]"),
+                )
+            })
+        };
+        let field = |cx: &mut Self, field: &Option<Spanned<String>>| {
+            field.as_ref().and_then(|f| cx.field(f))
+        };
+        Some(match spec.style {
+            MembersStyle::Endpoints => Members::Endpoints {
+                list: call(self, &spec.list, &id_only, "list")?,
+                member_field: field(self, &spec.member_field)?,
+                display_field,
+                add: call(self, &spec.add, &both, "add")?,
+                remove: call(self, &spec.remove, &both, "remove")?,
+            },
+            MembersStyle::GroupField => Members::GroupField {
+                field: field(self, &spec.field)?,
+                member_field: match &spec.member_field {
+                    Some(f) => Some(self.field(f)?),
+                    None => None,
+                },
+            },
+            MembersStyle::UserField => Members::UserField {
+                field: field(self, &spec.field)?,
+                list: call(self, &spec.list, &id_only, "list")?,
+                display_field,
+            },
         })
     }
 
@@ -516,7 +572,33 @@ impl Compiler<'_> {
 
     fn attribute(&mut self, spec: &AttributeSpec, schema: &ResourceSchema) -> Option<AttributeMap> {
         let target = self.scim_path(&spec.scim, schema);
-        let field = self.field(&spec.field);
+        let source = match (&spec.field, &spec.template) {
+            (Some(field), None) => self.field(field).map(Source::Field),
+            (None, Some(template)) => {
+                if spec.direction != Direction::Both && spec.direction != Direction::Read {
+                    return self.error(
+                        template.span(),
+                        "a `template` composes a read-only value; drop `direction`",
+                    );
+                }
+                self.template(template).map(Source::Template)
+            }
+            _ => {
+                return self.error(
+                    spec.scim.span(),
+                    format!("`{}`: give exactly one of `field` (an upstream field) or `template` (composed, read-only)", spec.scim.get_ref()),
+                );
+            }
+        };
+        let mut set_by = Vec::new();
+        for entry in &spec.set_by {
+            let what = format!("set_by for `{}`", spec.scim.get_ref());
+            if let Some(call) =
+                self.call(&entry.call, &[Placeholder::Id], &[Placeholder::Id], &what)
+            {
+                set_by.push((toml_to_json(&entry.value), call));
+            }
+        }
         let target = target?;
         if target.path.name == "id" || target.path.name == "meta" {
             return self.error(
@@ -552,9 +634,14 @@ impl Compiler<'_> {
                 ),
             );
         }
+        let source = source?;
+        let direction = match source {
+            Source::Template(_) => Direction::Read,
+            Source::Field(_) => spec.direction,
+        };
         Some(AttributeMap {
             scim: target,
-            field: field?,
+            source,
             value_type: spec.value_type,
             element,
             values: spec
@@ -563,8 +650,45 @@ impl Compiler<'_> {
                 .map(|pair| (toml_to_json(&pair.scim), toml_to_json(&pair.upstream)))
                 .collect(),
             default: spec.default.as_ref().map(toml_to_json),
-            direction: spec.direction,
+            direction,
+            set_by,
         })
+    }
+
+    /// "{profile.firstName} {profile.lastName}" → text and field parts.
+    fn template(&mut self, template: &Spanned<String>) -> Option<Vec<TemplatePart>> {
+        let mut parts = Vec::new();
+        let mut rest = template.get_ref().as_str();
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(TemplatePart::Text(rest[..open].to_string()));
+            }
+            let Some(close) = rest[open..].find('}') else {
+                return self.error(
+                    template.span(),
+                    "unclosed `{` in template; write fields as {profile.firstName}",
+                );
+            };
+            let name = &rest[open + 1..open + close];
+            let Some(field) = FieldPath::parse(name) else {
+                return self.error(
+                    template.span(),
+                    format!("`{{{name}}}` in template is not a field path"),
+                );
+            };
+            parts.push(TemplatePart::Field(field));
+            rest = &rest[open + close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(TemplatePart::Text(rest.to_string()));
+        }
+        if !parts.iter().any(|p| matches!(p, TemplatePart::Field(_))) {
+            return self.error(
+                template.span(),
+                "a template names at least one field, e.g. \"{first} {last}\"",
+            );
+        }
+        Some(parts)
     }
 }
 
@@ -749,9 +873,9 @@ mod tests {
     fn restore_on_create_needs_a_default_for_the_soft_delete_field() {
         let errors = errors_of(&legacy_with("default = true\n", ""));
         assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("restore_on_create needs an attribute mapped to `status`")),
+            errors.iter().any(|e| e.contains(
+                "restore_on_create needs `restore_value` or an attribute mapped to `status`"
+            )),
             "{errors:?}"
         );
     }

@@ -23,6 +23,15 @@ use crate::scim::schema::AttrType;
 
 pub use call::{Bindings, Call, Paging, PagingStyle, Placeholder, TotalSource, UpstreamRequest};
 pub use file::{Direction, ValueType};
+
+/// The text of a JSON value as a SCIM id or member value.
+pub fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
 pub use load::{compile, load};
 
 /// One upstream API, as its mapping file declares it.
@@ -230,6 +239,10 @@ pub struct SoftDelete {
     pub field: FieldPath,
     pub value: Value,
     pub lookup_query: Vec<(String, String)>,
+    /// A dedicated marking call; `None`: the update call writes `field`.
+    pub call: Option<Call>,
+    /// Written to `field` on restore; `None`: the create body sets it.
+    pub restore_value: Option<Value>,
 }
 
 impl SoftDelete {
@@ -255,26 +268,60 @@ pub struct ScimTarget {
     pub kind: AttrType,
 }
 
+/// Where an attribute's upstream value comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Field(FieldPath),
+    /// Read-only: text with `{field.path}` holes, e.g. "{first} {last}".
+    Template(Vec<TemplatePart>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Text(String),
+    Field(FieldPath),
+}
+
 #[derive(Debug, Clone)]
 pub struct AttributeMap {
     pub scim: ScimTarget,
-    pub field: FieldPath,
+    pub source: Source,
     pub value_type: Option<ValueType>,
     pub element: Map<String, Value>,
     /// (SCIM value, upstream value) pairs.
     pub values: Vec<(Value, Value)>,
     pub default: Option<Value>,
     pub direction: Direction,
+    /// (SCIM value, call that sets it): changes made by calls, not by fields.
+    pub set_by: Vec<(Value, Call)>,
 }
 
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once per mapping load, never on the request path"
+)]
 pub enum Members {
+    /// Members listed, added and removed through their own endpoints.
     Endpoints {
         list: Call,
         member_field: FieldPath,
         display_field: Option<FieldPath>,
         add: Call,
         remove: Call,
+    },
+    /// The group record's `field` lists the member ids (or objects whose
+    /// `member_field` is the id); changed by the group's update call.
+    GroupField {
+        field: FieldPath,
+        member_field: Option<FieldPath>,
+    },
+    /// Each user's `field` lists its group ids; `list` lists a group's users;
+    /// changed by each user's update call.
+    UserField {
+        field: FieldPath,
+        list: Call,
+        display_field: Option<FieldPath>,
     },
 }
 

@@ -4,7 +4,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{AttributeMap, Direction, FieldPath, MappingError, ResourceMapping, ValueType};
+use super::{
+    AttributeMap, Call, Direction, FieldPath, MappingError, ResourceMapping, Source, TemplatePart,
+    ValueType,
+};
 use crate::scim::schema::{AttrType, ResourceSchema};
 
 /// What an attribute absent from the desired SCIM resource means for an update.
@@ -36,10 +39,10 @@ impl ResourceMapping {
             if attribute.direction == Direction::Write {
                 continue;
             }
-            let Some(raw) = attribute.field.get(record) else {
+            let Some(raw) = attribute.upstream_value(record) else {
                 continue;
             };
-            let Some(value) = attribute.read(raw) else {
+            let Some(value) = attribute.read(&raw) else {
                 continue;
             };
             if let Some(uri) = &attribute.scim.path.uri
@@ -78,13 +81,13 @@ impl ResourceMapping {
     /// for attributes the IdP did not send.
     pub fn create_body(&self, resource: &Value) -> Result<Map<String, Value>, MappingError> {
         let mut body = Map::new();
-        for attribute in self.writable() {
+        for (attribute, field) in self.writable() {
             let value = match attribute.extract(resource) {
                 Some(Value::Null) | None => attribute.default.clone(),
                 Some(value) => Some(value.clone()),
             };
             if let Some(value) = value {
-                attribute.field.set(&mut body, attribute.write(&value)?);
+                field.set(&mut body, attribute.write(&value)?);
             }
         }
         Ok(body)
@@ -101,7 +104,7 @@ impl ResourceMapping {
         absent: Absent,
     ) -> Result<Option<Map<String, Value>>, MappingError> {
         let mut changes = Map::new();
-        for attribute in self.writable() {
+        for (attribute, field) in self.writable() {
             let wanted = match attribute.extract(desired) {
                 Some(value) => attribute.write(value)?,
                 // Only clear what the IdP could see: an upstream value the
@@ -119,8 +122,8 @@ impl ResourceMapping {
                 }
                 None => continue,
             };
-            if attribute.field.get(record).unwrap_or(&Value::Null) != &wanted {
-                attribute.field.set(&mut changes, wanted);
+            if field.get(record).unwrap_or(&Value::Null) != &wanted {
+                field.set(&mut changes, wanted);
             }
         }
         if changes.is_empty() {
@@ -134,10 +137,49 @@ impl ResourceMapping {
         Ok(Some(full))
     }
 
-    fn writable(&self) -> impl Iterator<Item = &AttributeMap> {
-        self.attributes
-            .iter()
-            .filter(|a| a.direction != Direction::Read)
+    /// Attributes written as upstream fields: not read-only, not composed,
+    /// not changed by calls.
+    fn writable(&self) -> impl Iterator<Item = (&AttributeMap, &FieldPath)> {
+        self.attributes.iter().filter_map(|a| match &a.source {
+            Source::Field(field) if a.direction != Direction::Read && a.set_by.is_empty() => {
+                Some((a, field))
+            }
+            _ => None,
+        })
+    }
+
+    /// The calls that bring `record` to the `desired` resource's values of
+    /// attributes changed by calls (e.g. `:suspend`), in attribute order.
+    pub fn state_calls(&self, record: &Value, desired: &Value) -> Result<Vec<&Call>, MappingError> {
+        let mut calls = Vec::new();
+        for attribute in self.attributes.iter().filter(|a| !a.set_by.is_empty()) {
+            let Some(wanted) = attribute.extract(desired).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let current = attribute
+                .upstream_value(record)
+                .and_then(|raw| attribute.read(&raw));
+            if current.as_ref().is_some_and(|c| loosely_equal(c, wanted)) {
+                continue;
+            }
+            let call = attribute
+                .set_by
+                .iter()
+                .find(|(value, _)| loosely_equal(value, wanted))
+                .map(|(_, call)| call)
+                .ok_or_else(|| MappingError::UnmappedValue {
+                    attribute: attribute.scim.path.to_string(),
+                    value: wanted.to_string(),
+                    accepted: attribute
+                        .set_by
+                        .iter()
+                        .map(|(v, _)| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            calls.push(call);
+        }
+        Ok(calls)
     }
 }
 
@@ -153,6 +195,35 @@ fn merge(target: &mut Map<String, Value>, changes: Map<String, Value>) {
 }
 
 impl AttributeMap {
+    /// The upstream value this attribute reads: its field, or its template
+    /// filled in (absent when every field it names is empty).
+    pub fn upstream_value(&self, record: &Value) -> Option<Value> {
+        match &self.source {
+            Source::Field(field) => field.get(record).cloned(),
+            Source::Template(parts) => {
+                let mut text = String::new();
+                let mut any = false;
+                for part in parts {
+                    match part {
+                        TemplatePart::Text(t) => text.push_str(t),
+                        TemplatePart::Field(field) => match field.get(record) {
+                            Some(Value::String(s)) if !s.is_empty() => {
+                                any = true;
+                                text.push_str(s);
+                            }
+                            Some(Value::Number(n)) => {
+                                any = true;
+                                text.push_str(&n.to_string());
+                            }
+                            _ => {}
+                        },
+                    }
+                }
+                any.then(|| Value::from(text.trim()))
+            }
+        }
+    }
+
     /// The SCIM value this attribute maps, if the resource carries it;
     /// `Some(Null)` when the IdP sent an explicit null or an empty list.
     pub fn extract<'a>(&self, resource: &'a Value) -> Option<&'a Value> {
@@ -465,6 +536,33 @@ mod tests {
         upstream["password"] = json!("s3cret");
         let resource = mapping.to_scim(&upstream, schema::user()).unwrap();
         assert!(resource.get("password").is_none());
+    }
+
+    #[test]
+    fn template_composes_a_read_only_value_from_several_fields() {
+        let attribute = AttributeMap {
+            scim: users().attributes[0].scim.clone(),
+            source: Source::Template(vec![
+                TemplatePart::Field(FieldPath::parse("first").unwrap()),
+                TemplatePart::Text(" ".into()),
+                TemplatePart::Field(FieldPath::parse("last").unwrap()),
+            ]),
+            value_type: None,
+            element: Map::new(),
+            values: vec![],
+            default: None,
+            direction: Direction::Read,
+            set_by: vec![],
+        };
+        assert_eq!(
+            attribute.upstream_value(&json!({"first": "Ada", "last": "Lovelace"})),
+            Some(json!("Ada Lovelace"))
+        );
+        assert_eq!(
+            attribute.upstream_value(&json!({"first": "Ada"})),
+            Some(json!("Ada"))
+        );
+        assert_eq!(attribute.upstream_value(&json!({})), None);
     }
 
     #[test]

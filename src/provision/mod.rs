@@ -10,12 +10,14 @@ mod list;
 mod members;
 pub mod policy;
 
+use std::collections::BTreeSet;
+
 use http::StatusCode;
 use serde_json::{Map, Value};
 
 use crate::config::Connection;
 use crate::mapping::transform::Absent;
-use crate::mapping::{Bindings, ResourceMapping};
+use crate::mapping::{Bindings, ResourceMapping, SoftDelete};
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::patch::{PatchOperation, apply_patch};
 use crate::scim::schema::{self, Mutability, ResourceSchema};
@@ -141,7 +143,7 @@ impl Provisioner {
         let mut resource = mapping.to_scim(&upstream, kind.schema())?;
         if with_members && let Some(members) = &mapping.members {
             let id = mapping.upstream_id(&upstream)?;
-            let list = self.member_list(members, &id).await?;
+            let list = self.member_list(members, &id, &upstream).await?;
             resource["members"] = Value::Array(list);
         }
         Ok(Record { upstream, resource })
@@ -166,12 +168,37 @@ impl Provisioner {
         let response = self.client.call(&request).await?;
         let id = mapping.upstream_id(&response.body)?;
         let wanted = members_of(&resource);
-        if !wanted.is_empty()
-            && let Some(members) = &mapping.members
+        if !wanted.is_empty() {
+            self.apply_membership(mapping, &id, &BTreeSet::new(), &wanted)
+                .await?;
+        }
+        // Attributes set by calls (e.g. created suspended) follow the create.
+        if self
+            .state_calls(mapping, &id, &response.body, &resource)
+            .await?
         {
-            self.change_members(members, &id, &wanted, &[]).await?;
+            return self.get(kind, &id, kind == Kind::Group).await;
         }
         self.record(kind, response.body, kind == Kind::Group).await
+    }
+
+    /// Makes the calls that set attributes changed by calls; true if any.
+    async fn state_calls(
+        &self,
+        mapping: &ResourceMapping,
+        id: &str,
+        record: &Value,
+        desired: &Value,
+    ) -> Result<bool, ScimError> {
+        let calls = mapping.state_calls(record, desired)?;
+        for call in &calls {
+            let request = call.request(Bindings {
+                id: Some(id),
+                member: None,
+            })?;
+            self.client.call(&request).await?;
+        }
+        Ok(!calls.is_empty())
     }
 
     async fn restore(
@@ -224,9 +251,19 @@ impl Provisioner {
             id: Some(&id),
             member: None,
         })?;
-        update.body = Some(body.clone());
+        let mut body = body.clone();
+        if let (Some(restored), Some(object)) = (&soft.restore_value, body.as_object_mut()) {
+            soft.field.set(object, restored.clone());
+        }
+        update.body = Some(body);
         let response = self.client.call(&update).await?;
-        let record = self.reread(Kind::User, &id, response.body).await?;
+        let mut record = self.reread(Kind::User, &id, response.body).await?;
+        if self
+            .state_calls(mapping, &id, &record.upstream, resource)
+            .await?
+        {
+            record = self.get(Kind::User, &id, false).await?;
+        }
         if soft.marks(&record.upstream) {
             return Err(ScimError::internal(
                 "the mapping restores soft-deleted users on create, but the create body does not \
@@ -257,8 +294,13 @@ impl Provisioner {
             .update(kind, mapping, id, &current, &resource, Absent::Keep)
             .await?;
         if resource.get("members").is_some() {
-            self.sync_members(mapping, id, &current.resource, &resource)
-                .await?;
+            self.apply_membership(
+                mapping,
+                id,
+                &members_of(&current.resource),
+                &members_of(&resource),
+            )
+            .await?;
             return self.get(kind, id, true).await;
         }
         Ok(record)
@@ -296,8 +338,13 @@ impl Provisioner {
             .update(kind, mapping, id, &current, &desired, Absent::Clear)
             .await?;
         if touches_members {
-            self.sync_members(mapping, id, &current.resource, &desired)
-                .await?;
+            self.apply_membership(
+                mapping,
+                id,
+                &members_of(&current.resource),
+                &members_of(&desired),
+            )
+            .await?;
             return self.get(kind, id, true).await;
         }
         Ok(record)
@@ -312,18 +359,24 @@ impl Provisioner {
         desired: &Value,
         absent: Absent,
     ) -> Result<Record, ScimError> {
-        let Some(body) =
-            mapping.update_body(&current.upstream, &current.resource, desired, absent)?
-        else {
-            return Ok(current.clone());
-        };
-        let mut request = mapping.update.request(Bindings {
-            id: Some(id),
-            member: None,
-        })?;
-        request.body = Some(Value::Object(body));
-        let response = self.client.call(&request).await?;
-        self.reread(kind, id, response.body).await
+        let body = mapping.update_body(&current.upstream, &current.resource, desired, absent)?;
+        let mut record = current.clone();
+        if let Some(body) = body {
+            let mut request = mapping.update.request(Bindings {
+                id: Some(id),
+                member: None,
+            })?;
+            request.body = Some(Value::Object(body));
+            let response = self.client.call(&request).await?;
+            record = self.reread(kind, id, response.body).await?;
+        }
+        if self
+            .state_calls(mapping, id, &record.upstream, desired)
+            .await?
+        {
+            record = self.get(kind, id, false).await?;
+        }
+        Ok(record)
     }
 
     /// The record an update answered with, or a fresh read if it answered none.
@@ -368,6 +421,12 @@ impl Provisioner {
         };
         let request = match (hard, &mapping.soft_delete) {
             (Some(hard), _) => hard.request(bindings)?,
+            (
+                None,
+                Some(SoftDelete {
+                    call: Some(call), ..
+                }),
+            ) => call.request(bindings)?,
             (None, Some(soft)) => {
                 let mut marked = Map::new();
                 soft.field.set(&mut marked, soft.value.clone());
@@ -466,17 +525,13 @@ fn merged_for_policy(current: &Value, sent: &Value) -> Value {
 }
 
 /// Member ids listed in a resource's `members`.
-fn members_of(resource: &Value) -> Vec<String> {
+fn members_of(resource: &Value) -> BTreeSet<String> {
     resource
         .get("members")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|m| m.get("value"))
-        .filter_map(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
+        .filter_map(crate::mapping::id_text)
         .collect()
 }
