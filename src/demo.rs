@@ -2,6 +2,7 @@
 //! embedded default config, so anyone can provision users with `curl`.
 //! Tests and benches build their gateway the same way.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -47,17 +48,36 @@ pub fn gateway_config(
 ) -> Result<GatewayConfig, DemoError> {
     let mut report = Report::default();
     let source = SourceFile::new(LEGACY_MAPPING_PATH, LEGACY_MAPPING);
-    let mut mapping = mapping::compile(&source, &mut report).ok_or(DemoError::Mapping(report))?;
+    let mapping = mapping::compile(&source, &mut report).ok_or(DemoError::Mapping(report))?;
+    let secrets = [("api_key".to_string(), Secret::new(api_key))];
+    config_for(
+        mapping,
+        upstream,
+        secrets.into_iter().collect(),
+        token,
+        approved_domains,
+        server,
+    )
+}
+
+/// The demo's connections in front of any upstream `mapping`, served at `upstream`.
+pub fn config_for(
+    mut mapping: mapping::UpstreamMapping,
+    upstream: SocketAddr,
+    secrets: HashMap<String, Secret>,
+    token: &str,
+    approved_domains: &[String],
+    server: ServerSettings,
+) -> Result<GatewayConfig, DemoError> {
     mapping.base_url = format!("http://{upstream}");
     let approved_domains = approved_domains
         .iter()
         .map(|d| normalise_domain(d).ok_or_else(|| DemoError::Domain(d.clone())))
         .collect::<Result<Vec<_>, _>>()?;
+    let name = mapping.name.clone();
     let upstream = Upstream {
-        name: "legacy".into(),
-        secrets: [("api_key".to_string(), Secret::new(api_key))]
-            .into_iter()
-            .collect(),
+        name: name.clone(),
+        secrets,
         mapping: Arc::new(mapping),
     };
     let connections = DEMO_CONNECTIONS
@@ -65,7 +85,7 @@ pub fn gateway_config(
         .map(|(base_path, dialect)| Connection {
             name: format!("demo-{dialect}"),
             base_path: (*base_path).to_string(),
-            upstream: "legacy".into(),
+            upstream: name.clone(),
             token_sha256: hash_token(token),
             approved_domains: approved_domains.clone(),
             hard_delete: false,

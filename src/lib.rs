@@ -5,13 +5,15 @@
 //! policy) → `scim` (vendor-neutral protocol core) and `mapping` (SCIM ⇄
 //! upstream JSON, declared in mapping files) → `upstream` (HTTP client).
 //! No module reaches upward. `legacy` is the reference upstream API used by
-//! `scimgate demo`, the tests and the benchmarks.
+//! `scimgate demo`, the tests and the benchmarks; `directory` is a second,
+//! differently shaped reference API that proves the mapping language general.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod demo;
 pub mod diagnostics;
 pub mod dialect;
+pub mod directory;
 pub mod legacy;
 pub mod mapping;
 pub mod provision;

@@ -28,6 +28,14 @@
 //! | POST | `/v2/groups` | 201 group + `Location` |
 //! | GET, PATCH, DELETE | `/v2/groups/{id}` | 200 group / 204 (hard) |
 //!
+//! Lists: `limit` defaults to 25 and is clamped to 50; `next` is `null` on the last
+//! page; order is creation order. Unknown or repeated query parameters are a 422.
+//! `deleted` is an equality filter defaulting to `false`, so `deleted=true` lists only
+//! soft-deleted users. `username` and `email` match exactly, ignoring (Unicode) case;
+//! `externalKey` and `groupId` match exactly. Soft-deleted users keep their username
+//! and email, and `:suspend`, `:unsuspend`, DELETE and an unchanged PATCH are
+//! idempotent: a request that changes nothing keeps the `etag`.
+//!
 //! Layout: this file holds the public API, the router, bearer auth and the answer
 //! helpers; `oauth.rs` the token endpoint and token table; `users.rs` and `groups.rs`
 //! the handlers; `extract.rs` request parsing; `merge.rs` RFC 7386; `records.rs` the
@@ -186,6 +194,11 @@ impl DirectoryApi {
         });
         tracing::info!(addr = %bound, "directory api listening");
         Ok(bound)
+    }
+
+    /// Revokes every issued token (tests check the gateway fetches a new one).
+    pub fn revoke_tokens(&self) {
+        self.tokens.revoke_all();
     }
 
     /// Number of access tokens issued so far (tests check the gateway caches tokens).
@@ -476,7 +489,7 @@ mod tests {
         assert_eq!(kept.json["suspended"], true);
         assert_eq!(kept.json["groupIds"], json!([group]));
         let members = second.get(&format!("/v2/users?groupId={group}")).await;
-        assert_eq!(members.ids(), [user.clone()]);
+        assert_eq!(members.ids(), vec![user.clone()]);
         let deleted = second.get("/v2/users?deleted=true").await;
         assert_eq!(deleted.ids(), [second_user]);
         let taken = second.post("/v2/users", json!({"username": "KEPT"})).await;

@@ -90,6 +90,13 @@ impl Tokens {
             .is_some_and(|expires| *expires > now))
     }
 
+    /// Forgets every issued token, as a restart or a revocation would.
+    pub(crate) fn revoke_all(&self) {
+        if let Ok(mut issued) = self.issued.lock() {
+            issued.clear();
+        }
+    }
+
     pub(crate) fn issued_count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
@@ -127,9 +134,12 @@ fn form_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A client id and secret, as raw bytes.
+type Credentials = (Vec<u8>, Vec<u8>);
+
 /// Client credentials from `Authorization: Basic …`: `None` when there is no Basic
 /// header, an error when there is one that does not decode.
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(Vec<u8>, Vec<u8>)>, Problem> {
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<Credentials>, Problem> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };

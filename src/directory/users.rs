@@ -312,15 +312,15 @@ mod tests {
 
         assert_eq!(
             client.get("/v2/users?username=BOB").await.ids(),
-            [bob.clone()]
+            vec![bob.clone()]
         );
         assert_eq!(
             client.get("/v2/users?email=bob%40example.COM").await.ids(),
-            [bob.clone()]
+            vec![bob.clone()]
         );
         assert_eq!(
             client.get("/v2/users?username=%C3%A8VE").await.ids(),
-            [eve.clone()],
+            vec![eve.clone()],
             "case folding is Unicode-aware"
         );
         assert_eq!(
@@ -807,14 +807,14 @@ mod tests {
         assert_eq!(fetched.status, StatusCode::OK);
         assert_eq!(fetched.json["deleted"], true);
 
-        assert_eq!(client.get("/v2/users").await.ids(), [kept.clone()]);
+        assert_eq!(client.get("/v2/users").await.ids(), vec![kept.clone()]);
         assert_eq!(
             client.get("/v2/users?deleted=false").await.ids(),
-            [kept.clone()]
+            vec![kept.clone()]
         );
         assert_eq!(
             client.get("/v2/users?deleted=true").await.ids(),
-            [gone.clone()]
+            vec![gone.clone()]
         );
         assert!(client.get("/v2/users?username=gone").await.ids().is_empty());
         assert_eq!(
@@ -822,7 +822,7 @@ mod tests {
                 .get("/v2/users?username=gone&deleted=true")
                 .await
                 .ids(),
-            [gone.clone()]
+            vec![gone.clone()]
         );
 
         client

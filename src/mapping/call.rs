@@ -219,6 +219,16 @@ impl Call {
                 "path `{path}` must not carry a query or fragment; use the `query` table"
             ));
         }
+        for (key, value) in &query {
+            if value.contains(['{', '}'])
+                && !Placeholder::parse(value.trim_matches(['{', '}']))
+                    .is_some_and(|p| allowed.contains(&p) && value == p.token())
+            {
+                return Err(format!(
+                    "query `{key} = \"{value}\"`: a query value is fixed text or exactly one allowed placeholder"
+                ));
+            }
+        }
         let mut segments = Vec::new();
         for raw in path.split('/').skip(1) {
             if raw.contains(['{', '}']) {
@@ -276,7 +286,7 @@ impl Call {
     pub fn uses(&self, wanted: Placeholder) -> bool {
         self.segments.iter().any(
             |s| matches!(s, Segment::Placeholder { placeholder, .. } if *placeholder == wanted),
-        )
+        ) || self.query.iter().any(|(_, v)| v == wanted.token())
     }
 
     /// Renders the request; every bound value is percent-encoded into its segment.
@@ -310,10 +320,26 @@ impl Call {
             .body
             .as_ref()
             .map(|template| fill_body(template, bindings.member));
+        // Query values may name a placeholder (`groupId = "{id}"`); the HTTP
+        // client form-encodes them, so they cannot add parameters.
+        let query = self
+            .query
+            .iter()
+            .map(|(key, value)| {
+                let value = match value.as_str() {
+                    "{id}" => bindings.id.map(str::to_string),
+                    "{member}" => bindings.member.map(value_as_segment),
+                    _ => Some(value.clone()),
+                };
+                value
+                    .map(|v| (key.clone(), v))
+                    .ok_or(MappingError::Unbound("a query placeholder"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(UpstreamRequest {
             method: self.method.clone(),
             path,
-            query: self.query.clone(),
+            query,
             body,
             content_type: self.content_type.clone(),
         })
@@ -428,6 +454,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("expected one of: {id}"), "{error}");
+    }
+
+    #[test]
+    fn query_values_may_name_a_placeholder() {
+        let call = Call::new(
+            Method::GET,
+            "/users",
+            &[Placeholder::Id],
+            vec![
+                ("groupId".into(), "{id}".into()),
+                ("limit".into(), "50".into()),
+            ],
+            None,
+        )
+        .unwrap();
+        let request = call
+            .request(Bindings {
+                id: Some("g&x=1"),
+                member: None,
+            })
+            .unwrap();
+        assert_eq!(
+            request.query,
+            vec![
+                ("groupId".into(), "g&x=1".into()),
+                ("limit".into(), "50".into())
+            ]
+        );
+        assert!(call.request(Bindings::default()).is_err());
     }
 
     #[test]

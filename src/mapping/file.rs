@@ -266,6 +266,9 @@ pub struct AttributeSpec {
     /// For a sub-attribute of a multi-valued attribute: the sub-attributes the
     /// single element carries when built from the upstream record.
     pub element: Option<Spanned<toml::Table>>,
+    /// For a whole multi-valued attribute mapped to an upstream array of
+    /// objects: SCIM sub-attribute → field of an upstream element.
+    pub items: Option<Spanned<toml::Table>>,
     #[serde(default)]
     pub values: Vec<ValueMapSpec>,
     /// SCIM value used on create when the IdP sends none.

@@ -155,8 +155,9 @@ impl Compiler<'_> {
                 let client_id = required(&auth.client_id, "client_id");
                 let secret = required(&auth.secret, "secret");
                 let token_url = required(&auth.token_url, "token_url")?;
-                let valid = reqwest::Url::parse(&token_url)
-                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+                let valid = token_url.starts_with('/')
+                    || reqwest::Url::parse(&token_url)
+                        .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
                 if !valid {
                     let span = auth
                         .token_url
@@ -165,7 +166,7 @@ impl Compiler<'_> {
                         .unwrap_or_default();
                     return self.error(
                         span,
-                        format!("token_url `{token_url}` must be an http(s) URL"),
+                        format!("token_url `{token_url}` must be an http(s) URL or a path relative to base_url"),
                     );
                 }
                 Auth::OAuth2ClientCredentials {
@@ -283,7 +284,7 @@ impl Compiler<'_> {
                 };
                 return self.error(
                     spec.path.span(),
-                    format!("{what}: the path must contain `{token}` to name the record"),
+                    format!("{what}: the path (or a query value) must contain `{token}` to name the record"),
                 );
             }
         }
@@ -383,7 +384,7 @@ impl Compiler<'_> {
         }
         let mut filters = Vec::new();
         for (path, param) in &section.filters {
-            if let Some(path) = self.scim_path(path, schema) {
+            if let Some(path) = self.scim_path(path, schema, false) {
                 filters.push(FilterParam {
                     path: path.path,
                     param: param.get_ref().clone(),
@@ -523,7 +524,14 @@ impl Compiler<'_> {
         })
     }
 
-    fn scim_path(&mut self, text: &Spanned<String>, schema: &ResourceSchema) -> Option<ScimTarget> {
+    /// Resolves a SCIM path against the schema; `whole_list` allows a
+    /// multi-valued complex attribute (mapped with `items`).
+    fn scim_path(
+        &mut self,
+        text: &Spanned<String>,
+        schema: &ResourceSchema,
+        whole_list: bool,
+    ) -> Option<ScimTarget> {
         let parsed = match AttrPath::parse(text.get_ref()) {
             Ok(path) => path,
             Err(error) => return self.error(text.span(), format!("`{}`: {error}", text.get_ref())),
@@ -543,7 +551,7 @@ impl Compiler<'_> {
         };
         let uri = (resolved.schema.id != schema.core.id).then(|| resolved.schema.id.to_string());
         let leaf = resolved.sub.unwrap_or(resolved.attr);
-        if leaf.kind == AttrType::Complex {
+        if leaf.kind == AttrType::Complex && !(whole_list && resolved.attr.multi_valued) {
             return self.error(
                 text.span(),
                 format!(
@@ -571,7 +579,7 @@ impl Compiler<'_> {
     }
 
     fn attribute(&mut self, spec: &AttributeSpec, schema: &ResourceSchema) -> Option<AttributeMap> {
-        let target = self.scim_path(&spec.scim, schema);
+        let target = self.scim_path(&spec.scim, schema, spec.items.is_some());
         let source = match (&spec.field, &spec.template) {
             (Some(field), None) => self.field(field).map(Source::Field),
             (None, Some(template)) => {
@@ -624,11 +632,37 @@ impl Compiler<'_> {
                 );
             }
         };
-        if target.multi_valued && target.path.sub.is_none() {
+        let mut items = Vec::new();
+        if let Some(table) = &spec.items {
+            let definition = schema.find(&target.path).map(|r| r.attr);
+            if !target.multi_valued || target.path.sub.is_some() {
+                return self.error(
+                    table.span(),
+                    format!(
+                        "`items` maps a whole multi-valued attribute; `{}` is not one",
+                        spec.scim.get_ref()
+                    ),
+                );
+            }
+            for (sub, field) in table.get_ref() {
+                let known = definition
+                    .and_then(|d| d.sub_attribute(sub))
+                    .map(|d| d.name.to_string());
+                let (Some(sub), Some(field)) = (known, field.as_str().and_then(FieldPath::parse))
+                else {
+                    return self.error(
+                        table.span(),
+                        format!("items: `{sub}` must be a sub-attribute of `{}` mapped to an element field name", spec.scim.get_ref()),
+                    );
+                };
+                items.push((sub, field));
+            }
+        }
+        if target.multi_valued && target.path.sub.is_none() && items.is_empty() {
             return self.error(
                 spec.scim.span(),
                 format!(
-                    "`{}` is multi-valued; map one sub-attribute of its primary element, e.g. \"{}.value\"",
+                    "`{}` is multi-valued; map one sub-attribute of its primary element, e.g. \"{}.value\", or the whole list with `items`",
                     spec.scim.get_ref(),
                     target.path.name
                 ),
@@ -652,6 +686,7 @@ impl Compiler<'_> {
             default: spec.default.as_ref().map(toml_to_json),
             direction,
             set_by,
+            items,
         })
     }
 

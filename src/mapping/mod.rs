@@ -294,6 +294,9 @@ pub struct AttributeMap {
     pub direction: Direction,
     /// (SCIM value, call that sets it): changes made by calls, not by fields.
     pub set_by: Vec<(Value, Call)>,
+    /// (SCIM sub-attribute, upstream element field): a whole multi-valued
+    /// attribute ⇄ an upstream array of objects.
+    pub items: Vec<(String, FieldPath)>,
 }
 
 #[derive(Debug, Clone)]

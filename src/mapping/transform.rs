@@ -291,6 +291,22 @@ impl AttributeMap {
         if raw.is_null() {
             return None;
         }
+        if !self.items.is_empty() {
+            let list: Vec<Value> = raw
+                .as_array()?
+                .iter()
+                .filter_map(|element| {
+                    let mut item = Map::new();
+                    for (sub, field) in &self.items {
+                        if let Some(value) = field.get(element).filter(|v| !v.is_null()) {
+                            item.insert(sub.clone(), value.clone());
+                        }
+                    }
+                    (!item.is_empty()).then_some(Value::Object(item))
+                })
+                .collect();
+            return (!list.is_empty()).then_some(Value::Array(list));
+        }
         if !self.values.is_empty() {
             return self
                 .values
@@ -323,6 +339,28 @@ impl AttributeMap {
     fn write(&self, scim: &Value) -> Result<Value, MappingError> {
         if scim.is_null() {
             return Ok(Value::Null);
+        }
+        if !self.items.is_empty() {
+            let Value::Array(list) = scim else {
+                return Err(MappingError::WrongType {
+                    attribute: self.scim.path.to_string(),
+                    expected: "a list",
+                    value: scim.to_string(),
+                });
+            };
+            let elements = list
+                .iter()
+                .map(|item| {
+                    let mut element = Map::new();
+                    for (sub, field) in &self.items {
+                        if let Some(value) = item.get(sub) {
+                            field.set(&mut element, value.clone());
+                        }
+                    }
+                    Value::Object(element)
+                })
+                .collect();
+            return Ok(Value::Array(elements));
         }
         if !self.values.is_empty() {
             return self
@@ -553,6 +591,7 @@ mod tests {
             default: None,
             direction: Direction::Read,
             set_by: vec![],
+            items: vec![],
         };
         assert_eq!(
             attribute.upstream_value(&json!({"first": "Ada", "last": "Lovelace"})),

@@ -143,7 +143,12 @@ impl UpstreamClient {
                 scope,
                 in_body,
             } => Some(Arc::new(oauth::TokenSource::new(
-                token_url.clone(),
+                // A path is relative to the (possibly overridden) base URL.
+                if token_url.starts_with('/') {
+                    format!("{}{token_url}", mapping.base_url)
+                } else {
+                    token_url.clone()
+                },
                 client_id.clone(),
                 secret(name)?,
                 scope.clone(),

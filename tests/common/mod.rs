@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 
 use reqwest::{Method, StatusCode};
-use scimgate::config::{GatewayConfig, ServerSettings};
+use scimgate::config::{GatewayConfig, Secret, ServerSettings};
+use scimgate::directory::{DirectoryApi, DirectoryConfig};
 use scimgate::legacy::Database;
 use scimgate::{demo, server};
 use serde_json::Value;
@@ -13,12 +14,26 @@ use serde_json::Value;
 pub const TOKEN: &str = "e2e-token";
 pub const API_KEY: &str = "e2e-upstream-key";
 
+pub const CLIENT_SECRET: &str = "e2e-client-secret";
+
+/// The reference upstream a harness runs behind the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// src/legacy + mappings/upstream/legacy.toml
+    Legacy,
+    /// src/directory + mappings/upstream/directory.toml
+    Directory,
+}
+
 pub struct Harness {
     /// `http://127.0.0.1:PORT`, the gateway's root.
     pub root: String,
     /// The `auto` connection's SCIM base URL.
     pub gateway: String,
     pub upstream: String,
+    pub backend: Backend,
+    /// The directory API itself (shares its store), to count issued tokens.
+    pub directory: Option<DirectoryApi>,
     http: reqwest::Client,
 }
 
@@ -42,15 +57,55 @@ impl Harness {
         settings: ServerSettings,
         adjust: impl FnOnce(&mut GatewayConfig),
     ) -> Harness {
-        let upstream = demo::start_legacy(Database::Memory, API_KEY).await.unwrap();
-        let mut config = demo::gateway_config(
-            upstream,
-            API_KEY,
-            TOKEN,
-            &["example.com".to_string()],
-            settings,
-        )
-        .unwrap();
+        Self::start_backend(Backend::Legacy, settings, adjust).await
+    }
+
+    pub async fn start_on(backend: Backend) -> Harness {
+        Self::start_backend(backend, ServerSettings::default(), |_| {}).await
+    }
+
+    pub async fn start_backend(
+        backend: Backend,
+        settings: ServerSettings,
+        adjust: impl FnOnce(&mut GatewayConfig),
+    ) -> Harness {
+        let domains = ["example.com".to_string()];
+        let mut directory = None;
+        let (upstream, mut config, upstream_base) = match backend {
+            Backend::Legacy => {
+                let upstream = demo::start_legacy(Database::Memory, API_KEY).await.unwrap();
+                let config =
+                    demo::gateway_config(upstream, API_KEY, TOKEN, &domains, settings).unwrap();
+                (upstream, config, format!("http://{upstream}/api/v1"))
+            }
+            Backend::Directory => {
+                let api = DirectoryApi::open(DirectoryConfig {
+                    client_id: "scimgate".into(),
+                    client_secret: CLIENT_SECRET.into(),
+                    database: scimgate::directory::Database::Memory,
+                })
+                .unwrap();
+                directory = Some(api.clone());
+                let upstream = api
+                    .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .await
+                    .unwrap();
+                let mut report = scimgate::diagnostics::Report::default();
+                let mapping = scimgate::mapping::load(
+                    std::path::Path::new("mappings/upstream/directory.toml"),
+                    &mut report,
+                )
+                .unwrap_or_else(|| panic!("{report}"));
+                let secrets = [("client_secret".to_string(), Secret::new(CLIENT_SECRET))]
+                    .into_iter()
+                    .collect();
+                let config =
+                    demo::config_for(mapping, upstream, secrets, TOKEN, &domains, settings)
+                        .unwrap();
+                (upstream, config, format!("http://{upstream}/v2"))
+            }
+        };
+        let _ = upstream;
         adjust(&mut config);
         let router = server::router(&config).unwrap();
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -61,7 +116,9 @@ impl Harness {
         Harness {
             root: format!("http://{address}"),
             gateway: format!("http://{address}/scim/v2"),
-            upstream: format!("http://{upstream}/api/v1"),
+            upstream: upstream_base,
+            backend,
+            directory,
             http: reqwest::Client::new(),
         }
     }
@@ -129,13 +186,133 @@ impl Harness {
         reply(request.send().await.unwrap()).await
     }
 
-    /// The upstream's own view, read directly with its API key.
+    /// The upstream's own view, read directly with its credentials.
     pub async fn upstream(&self, path: &str) -> Reply {
-        let request = self
-            .http
-            .get(format!("{}{path}", self.upstream))
-            .header("x-api-key", API_KEY);
+        let request = self.http.get(format!("{}{path}", self.upstream));
+        let request = match self.backend {
+            Backend::Legacy => request.header("x-api-key", API_KEY),
+            Backend::Directory => {
+                let root = self.upstream.trim_end_matches("/v2");
+                let token: Value = self
+                    .http
+                    .post(format!("{root}/oauth/token"))
+                    .basic_auth("scimgate", Some(CLIENT_SECRET))
+                    .form(&[("grant_type", "client_credentials")])
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                request.bearer_auth(token["access_token"].as_str().unwrap())
+            }
+        };
         reply(request.send().await.unwrap()).await
+    }
+
+    /// A user as the upstream keeps it, in one shape for every backend:
+    /// userName, givenName, familyName, email, phone, title, department,
+    /// organization, userType (SCIM's names), active, deleted, externalId.
+    /// `None` when the upstream has no such record.
+    pub async fn upstream_user(&self, id: &str) -> Option<Value> {
+        let (path, fields): (String, &[(&str, &str)]) = match self.backend {
+            Backend::Legacy => (
+                format!("/users/{id}"),
+                &[
+                    ("userName", "/login"),
+                    ("givenName", "/first_name"),
+                    ("familyName", "/last_name"),
+                    ("email", "/email"),
+                    ("phone", "/phone"),
+                    ("title", "/job_title"),
+                    ("department", "/dept"),
+                    ("organization", "/org"),
+                    ("externalId", "/external_ref"),
+                ],
+            ),
+            Backend::Directory => (
+                format!("/users/{id}"),
+                &[
+                    ("userName", "/username"),
+                    ("givenName", "/profile/firstName"),
+                    ("familyName", "/profile/lastName"),
+                    ("email", "/contact/email"),
+                    ("phone", "/contact/phones/0/number"),
+                    ("title", "/profile/title"),
+                    ("department", "/profile/department"),
+                    ("organization", "/profile/company"),
+                    ("externalId", "/externalKey"),
+                ],
+            ),
+        };
+        let reply = self.upstream(&path).await;
+        if reply.status == 404 {
+            return None;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let raw = reply.body;
+        let mut view = serde_json::Map::new();
+        for (name, pointer) in fields {
+            view.insert(
+                name.to_string(),
+                raw.pointer(pointer).cloned().unwrap_or(Value::Null),
+            );
+        }
+        let (user_type, active, deleted) = match self.backend {
+            Backend::Legacy => {
+                let role = raw["role"].as_str().unwrap_or_default();
+                let status = raw["status"].as_str().unwrap_or_default();
+                (legacy_role(role), status == "enabled", status == "archived")
+            }
+            Backend::Directory => (
+                directory_kind(raw["profile"]["kind"].as_str().unwrap_or_default()),
+                raw["suspended"] == false,
+                raw["deleted"] == true,
+            ),
+        };
+        view.insert("userType".into(), Value::from(user_type));
+        view.insert("active".into(), Value::from(active));
+        view.insert("deleted".into(), Value::from(deleted));
+        Some(Value::Object(view))
+    }
+
+    /// A group as the upstream keeps it: `{name, members: [sorted user ids]}`.
+    pub async fn upstream_group(&self, id: &str) -> Option<Value> {
+        let (group_path, name_field, members_path, member_pointer) = match self.backend {
+            Backend::Legacy => (
+                format!("/teams/{id}"),
+                "name",
+                format!("/teams/{id}/members"),
+                "/user_id",
+            ),
+            Backend::Directory => (
+                format!("/groups/{id}"),
+                "name",
+                format!("/users?groupId={id}"),
+                "/id",
+            ),
+        };
+        let group = self.upstream(&group_path).await;
+        if group.status == 404 {
+            return None;
+        }
+        let listed = self.upstream(&members_path).await.body;
+        let list = listed
+            .as_array()
+            .or_else(|| listed["items"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        let mut members: Vec<String> = list
+            .iter()
+            .filter_map(|m| m.pointer(member_pointer))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect();
+        members.sort();
+        Some(serde_json::json!({"name": group.body[name_field], "members": members}))
     }
 }
 
@@ -190,4 +367,26 @@ pub fn assert_scim_error(reply: &Reply, status: u16, scim_type: Option<&str>) {
         "{:?}",
         reply.headers
     );
+}
+
+fn legacy_role(role: &str) -> &'static str {
+    match role {
+        "member" => "Regular",
+        "external" => "External",
+        "collaborator" => "Collaborator",
+        "contributor" => "Contributor",
+        "viewer" => "Viewer",
+        _ => "?",
+    }
+}
+
+fn directory_kind(kind: &str) -> &'static str {
+    match kind {
+        "standard" => "Regular",
+        "guest" => "External",
+        "partner" => "Collaborator",
+        "editor" => "Contributor",
+        "readonly" => "Viewer",
+        _ => "?",
+    }
 }
