@@ -15,18 +15,6 @@ async fn user(h: &Harness, name: &str) -> String {
     reply.body["id"].as_str().unwrap().to_string()
 }
 
-async fn member_ids(h: &Harness, team: &str) -> Vec<String> {
-    let reply = h.upstream(&format!("/teams/{team}/members")).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["user_id"].to_string())
-        .collect()
-}
-
 fn patch(operations: Value) -> Option<Value> {
     Some(
         json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations}),
