@@ -326,6 +326,9 @@ fn compile(
                 dialect.get_ref().clone()
             }
         };
+        warn_dropped_attributes(
+            source, report, &spec, &name, &dialect, &dialects, &upstreams,
+        );
         connections.push(Connection {
             name,
             dialect,
@@ -342,6 +345,54 @@ fn compile(
         upstreams,
         connections,
     })
+}
+
+/// Warns, per connection, about user attributes its IdP dialect sends by
+/// default that the upstream mapping does not store (they will be dropped).
+fn warn_dropped_attributes(
+    source: &SourceFile,
+    report: &mut Report,
+    spec: &ConnectionSpec,
+    name: &str,
+    dialect: &str,
+    dialects: &Dialects,
+    upstreams: &[Upstream],
+) {
+    let Some(upstream) = upstreams
+        .iter()
+        .find(|u| u.name == *spec.upstream.get_ref())
+    else {
+        return;
+    };
+    let candidates: Vec<_> = match dialects.choice(dialect) {
+        Some(crate::dialect::DialectChoice::Fixed(d)) => vec![d],
+        Some(crate::dialect::DialectChoice::Auto { candidates, .. }) => candidates,
+        None => return,
+    };
+    let span = spec
+        .dialect
+        .as_ref()
+        .map(|d| d.span())
+        .unwrap_or(spec.base_path.span());
+    for candidate in candidates {
+        let dropped: Vec<String> = candidate
+            .sends
+            .iter()
+            .filter(|path| !upstream.mapping.users.stores(path))
+            .map(|path| path.to_string())
+            .collect();
+        if !dropped.is_empty() {
+            report.push(source.warning_at(
+                Some(span.clone()),
+                format!(
+                    "connection `{name}`: {} sends {} by default, which upstream `{}`'s mapping does not store; they will be dropped",
+                    candidate.name,
+                    dropped.join(", "),
+                    upstream.name
+                ),
+            ));
+        }
+    }
 }
 
 /// An upstream whose mapping failed is already reported; don't pile on.
@@ -422,7 +473,25 @@ approved_domains = ["Example.COM."]
         assert_eq!(config.connections[0].approved_domains, ["example.com"]);
         assert_eq!(config.upstreams[0].mapping.base_url, "http://127.0.0.1:1");
         // A literal secret is allowed but warned about.
-        assert_eq!(report.warnings().count(), 1);
+        let warnings: Vec<String> = report.warnings().map(|w| w.to_string()).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("secret `api_key` is written in the config")),
+            "{warnings:?}"
+        );
+        // The `auto` connection may meet Entra, which sends addresses the mapping drops.
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("connection `acme`: entra sends")
+                    && w.contains("addresses.postalCode")),
+            "{warnings:?}"
+        );
+        assert!(
+            !warnings.iter().any(|w| w.contains("name.givenName")),
+            "mapped attributes are not reported: {warnings:?}"
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ struct DialectSection {
     description: String,
     #[serde(default)]
     user_agents: Vec<String>,
+    #[serde(default)]
+    sends: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,6 +199,19 @@ pub fn compile(source: &SourceFile, report: &mut Report) -> Option<Dialect> {
             (_, Err(e)) => error(alias.to.span(), format!("`{}`: {e}", alias.to.get_ref())),
         }
     }
+    let mut sends = Vec::new();
+    for path in &file.dialect.sends {
+        match AttrPath::parse(path.get_ref()) {
+            Ok(parsed) if crate::scim::schema::user().find(&parsed).is_some() => sends.push(parsed),
+            _ => error(
+                path.span(),
+                format!(
+                    "`{}` is not an attribute of the User schemas",
+                    path.get_ref()
+                ),
+            ),
+        }
+    }
     let mut response = ResponseRules::default();
     if let Some(content_type) = &file.response.content_type {
         match content_type.get_ref().as_str() {
@@ -238,6 +253,7 @@ pub fn compile(source: &SourceFile, report: &mut Report) -> Option<Dialect> {
             .iter()
             .map(|ua| ua.to_ascii_lowercase())
             .collect(),
+        sends,
         request: RequestRules {
             string_booleans: file.request.string_booleans,
             blank_is_absent: file.request.blank_is_absent,

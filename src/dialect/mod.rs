@@ -24,6 +24,9 @@ pub struct Dialect {
     pub description: String,
     /// Lower-case User-Agent fragments that pick this dialect on `auto` connections.
     pub user_agents: Vec<String>,
+    /// User attributes this IdP sends by default (canonical paths), so
+    /// `scimgate check` can warn about those an upstream mapping drops.
+    pub sends: Vec<AttrPath>,
     pub request: RequestRules,
     pub response: ResponseRules,
     pub source: PathBuf,
@@ -140,6 +143,7 @@ impl Dialect {
             name: "generic".into(),
             description: "SCIM 2.0 as RFC 7644 writes it".into(),
             user_agents: Vec::new(),
+            sends: Vec::new(),
             request: RequestRules::default(),
             response: ResponseRules::default(),
             source: PathBuf::from("(built in)"),

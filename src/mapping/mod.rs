@@ -345,6 +345,31 @@ pub struct ResourceMapping {
     pub members: Option<Members>,
 }
 
+impl ResourceMapping {
+    /// Whether some attribute of this mapping keeps `path` (an attribute, or
+    /// one sub-attribute of it) upstream.
+    pub fn stores(&self, path: &AttrPath) -> bool {
+        self.attributes.iter().any(|a| {
+            let target = &a.scim.path;
+            let same_attribute = target.name.eq_ignore_ascii_case(&path.name)
+                && match (&target.uri, &path.uri) {
+                    (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+                    (None, None) => true,
+                    _ => false,
+                };
+            let sub_kept = match (&path.sub, &target.sub) {
+                (None, _) | (_, None) => true,
+                (Some(wanted), Some(kept)) => wanted.eq_ignore_ascii_case(kept),
+            } || a.items.iter().any(|(sub, _)| {
+                path.sub
+                    .as_deref()
+                    .is_some_and(|w| w.eq_ignore_ascii_case(sub))
+            });
+            same_attribute && sub_kept && a.direction != Direction::Read
+        })
+    }
+}
+
 /// Failures while applying a mapping to one request.
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
