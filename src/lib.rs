@@ -14,6 +14,7 @@ pub mod demo;
 pub mod diagnostics;
 pub mod dialect;
 pub mod directory;
+pub mod explain;
 pub mod legacy;
 pub mod mapping;
 pub mod provision;

@@ -48,6 +48,31 @@ enum Command {
         #[arg(long, default_value = "scimgate-demo.sqlite")]
         db: String,
     },
+    /// Show what one SCIM request would do upstream, without sending anything.
+    Explain {
+        #[arg(long, default_value = "scimgate.toml")]
+        config: PathBuf,
+        /// Explain against the demo's connections instead of a config file.
+        #[arg(long)]
+        demo: bool,
+        /// The connection (its name in the config; the demo's are demo-auto,
+        /// demo-entra, demo-okta, demo-onelogin, demo-generic).
+        #[arg(long)]
+        connection: String,
+        /// HTTP method: GET, POST, PUT, PATCH or DELETE.
+        method: String,
+        /// Path relative to the connection's base path, e.g. /Users/7.
+        path: String,
+        /// JSON file with the request body.
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// JSON file with the upstream record that reads answer with.
+        #[arg(long)]
+        upstream_record: Option<PathBuf>,
+        /// User-Agent to send (chooses the dialect on `auto` connections).
+        #[arg(long)]
+        user_agent: Option<String>,
+    },
     /// Print a new connection token once, and the config line holding its hash.
     Token,
     /// Run only the reference legacy user API (the demo's upstream).
@@ -146,6 +171,49 @@ async fn main() -> anyhow::Result<()> {
             );
             println!("  approved:       {}", approved_domains.join(", "));
             serve(listener, router).await
+        }
+        Command::Explain {
+            config,
+            demo,
+            connection,
+            method,
+            path,
+            body,
+            upstream_record,
+            user_agent,
+        } => {
+            let gateway = if demo {
+                demo::gateway_config(
+                    SocketAddr::from(([127, 0, 0, 1], 9090)),
+                    "demo-api-key",
+                    "demo",
+                    &["example.com".to_string()],
+                    ServerSettings::default(),
+                )?
+            } else {
+                config::load(&config)
+                    .map_err(|report| anyhow::anyhow!("{report}"))?
+                    .0
+            };
+            let read_json = |file: &PathBuf| -> anyhow::Result<serde_json::Value> {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not JSON", file.display()))
+            };
+            let question = scimgate::explain::Question {
+                connection,
+                method: method
+                    .to_ascii_uppercase()
+                    .parse()
+                    .context("not an HTTP method")?,
+                path,
+                body: body.as_ref().map(read_json).transpose()?,
+                user_agent,
+                record: upstream_record.as_ref().map(read_json).transpose()?,
+            };
+            print!("{}", scimgate::explain::explain(&gateway, question).await?);
+            Ok(())
         }
         Command::Token => {
             let token = server::new_token();

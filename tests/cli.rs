@@ -199,3 +199,51 @@ fn check_reports_dialect_file_mistakes_at_file_line_col() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("acme.toml:4:19: error:"), "{stderr}");
 }
+
+#[test]
+fn explain_shows_calls_with_secrets_masked_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("patch.json"),
+        r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Replace","path":"title","value":"CTO"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("record.json"),
+        r#"{"id":7,"login":"ann@example.com","email":"ann@example.com","status":"enabled","role":"member","job_title":"Dev"}"#,
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args([
+            "explain",
+            "--demo",
+            "--connection",
+            "demo-entra",
+            "PATCH",
+            "/Users/7",
+        ])
+        .arg("--body")
+        .arg(dir.path().join("patch.json"))
+        .arg("--upstream-record")
+        .arg(dir.path().join("record.json"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("1. GET http://127.0.0.1:9090/api/v1/users/7"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2. PATCH http://127.0.0.1:9090/api/v1/users/7"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"job_title\": \"CTO\""), "{stdout}");
+    assert!(stdout.contains("x-api-key: ****"), "{stdout}");
+    assert!(!stdout.contains("demo-api-key"), "{stdout}");
+    assert!(stdout.contains("\"title\": \"CTO\""), "{stdout}");
+}

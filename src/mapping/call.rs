@@ -185,6 +185,8 @@ pub struct UpstreamRequest {
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
     pub content_type: Option<String>,
+    /// For list calls, the JSON pointer to the records ("" = the body).
+    pub list_items: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +200,8 @@ pub struct Call {
     pub partial: bool,
     /// The body's media type (default `application/json`).
     pub content_type: Option<String>,
+    /// A list call: its answer holds records at `items`.
+    pub is_list: bool,
 }
 
 impl Call {
@@ -274,6 +278,7 @@ impl Call {
             items: None,
             partial: false,
             content_type: None,
+            is_list: false,
         })
     }
 
@@ -342,6 +347,7 @@ impl Call {
             query,
             body,
             content_type: self.content_type.clone(),
+            list_items: self.is_list.then(|| self.items.clone().unwrap_or_default()),
         })
     }
 

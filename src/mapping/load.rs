@@ -319,7 +319,9 @@ impl Compiler<'_> {
             value_type: section.id.value_type,
         });
         let id_only = [Placeholder::Id];
-        let list = self.call(&section.list, &[], &[], &format!("[{section_name}.list]"));
+        let list = self
+            .call(&section.list, &[], &[], &format!("[{section_name}.list]"))
+            .map(listing);
         if let Some(list) = &list
             && list.paging.is_none()
         {
@@ -503,7 +505,7 @@ impl Compiler<'_> {
         };
         Some(match spec.style {
             MembersStyle::Endpoints => Members::Endpoints {
-                list: call(self, &spec.list, &id_only, "list")?,
+                list: listing(call(self, &spec.list, &id_only, "list")?),
                 member_field: field(self, &spec.member_field)?,
                 display_field,
                 add: call(self, &spec.add, &both, "add")?,
@@ -518,7 +520,7 @@ impl Compiler<'_> {
             },
             MembersStyle::UserField => Members::UserField {
                 field: field(self, &spec.field)?,
-                list: call(self, &spec.list, &id_only, "list")?,
+                list: listing(call(self, &spec.list, &id_only, "list")?),
                 display_field,
             },
         })
@@ -725,6 +727,11 @@ impl Compiler<'_> {
         }
         Some(parts)
     }
+}
+
+fn listing(mut call: Call) -> Call {
+    call.is_list = true;
+    call
 }
 
 fn paging(spec: &PagingSpec) -> Paging {

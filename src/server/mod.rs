@@ -44,9 +44,18 @@ pub enum ServerError {
 
 /// The whole gateway as one router, shared by `main` and the tests.
 pub fn router(config: &GatewayConfig) -> Result<Router, ServerError> {
+    router_with(config, UpstreamClient::new)
+}
+
+/// The router with upstream clients made by `make_client` (`explain` records
+/// calls instead of sending them).
+pub fn router_with(
+    config: &GatewayConfig,
+    make_client: impl Fn(&crate::config::Upstream) -> Result<UpstreamClient, UpstreamError>,
+) -> Result<Router, ServerError> {
     let mut clients = HashMap::new();
     for upstream in &config.upstreams {
-        let client = UpstreamClient::new(upstream).map_err(|source| ServerError::Upstream {
+        let client = make_client(upstream).map_err(|source| ServerError::Upstream {
             name: upstream.name.clone(),
             source,
         })?;

@@ -3,6 +3,9 @@
 //! upstream failures into SCIM errors (never the upstream's raw body).
 
 mod oauth;
+mod recorder;
+
+pub use recorder::{RecordedCall, Recorder};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +78,8 @@ pub struct UpstreamClient {
     mapping: Arc<UpstreamMapping>,
     auth: Option<(HeaderName, HeaderValue)>,
     tokens: Option<Arc<oauth::TokenSource>>,
+    /// Set by `scimgate explain`: record calls instead of sending them.
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -161,7 +166,15 @@ impl UpstreamClient {
             mapping,
             auth,
             tokens,
+            recorder: None,
         })
+    }
+
+    /// A client that records calls into `recorder` and sends nothing.
+    pub fn recording(upstream: &Upstream, recorder: Arc<Recorder>) -> Result<Self, UpstreamError> {
+        let mut client = Self::new(upstream)?;
+        client.recorder = Some(recorder);
+        Ok(client)
     }
 
     pub fn mapping(&self) -> &UpstreamMapping {
@@ -193,6 +206,13 @@ impl UpstreamClient {
     /// Sends with bounded, jittered retries for idempotent methods only: a
     /// create is never sent twice.
     pub async fn send(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
+        if let Some(recorder) = &self.recorder {
+            return Ok(recorder.answer(
+                self.url_of(request),
+                self.masked_headers(request),
+                request,
+            ));
+        }
         let idempotent = matches!(request.method, Method::GET | Method::PUT | Method::DELETE);
         let mut attempt = 0;
         loop {
@@ -220,6 +240,38 @@ impl UpstreamClient {
             );
             tokio::time::sleep(Duration::from_millis(base + jitter)).await;
         }
+    }
+
+    /// The full URL of a request, as it would be sent.
+    fn url_of(&self, request: &UpstreamRequest) -> String {
+        let mut url = format!("{}{}", self.mapping.base_url, request.path);
+        if !request.query.is_empty() {
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(request.query.iter())
+                .finish();
+            url.push('?');
+            url.push_str(&query);
+        }
+        url
+    }
+
+    /// The headers a request would carry, secrets masked.
+    fn masked_headers(&self, request: &UpstreamRequest) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        if let Some((name, _)) = &self.auth {
+            headers.push((name.to_string(), "****".to_string()));
+        }
+        if self.tokens.is_some() {
+            headers.push((AUTHORIZATION.to_string(), "Bearer ****".to_string()));
+        }
+        if request.body.is_some() {
+            let content_type = request
+                .content_type
+                .as_deref()
+                .unwrap_or("application/json");
+            headers.push((CONTENT_TYPE.to_string(), content_type.to_string()));
+        }
+        headers
     }
 
     /// One exchange; with OAuth2, a 401 drops the token and retries once

@@ -1,0 +1,157 @@
+//! A transport that sends nothing: it records each upstream call (secrets
+//! masked) and answers from a given record, so `scimgate explain` can show
+//! what a SCIM request would do upstream without touching it.
+
+use std::sync::Mutex;
+
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::{Map, Value};
+
+use super::UpstreamResponse;
+use crate::mapping::UpstreamRequest;
+
+/// One call the gateway would have made.
+#[derive(Debug, Clone)]
+pub struct RecordedCall {
+    pub method: Method,
+    pub url: String,
+    /// Header names and values, secrets shown as `****`.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// What reads answer with, and what writes are merged into.
+    record: Value,
+    calls: Mutex<Vec<RecordedCall>>,
+}
+
+impl Recorder {
+    pub fn new(record: Value) -> Self {
+        Recorder {
+            record,
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub(super) fn answer(
+        &self,
+        url: String,
+        headers: Vec<(String, String)>,
+        request: &UpstreamRequest,
+    ) -> UpstreamResponse {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(RecordedCall {
+                method: request.method.clone(),
+                url,
+                headers,
+                body: request.body.clone(),
+            });
+        }
+        let (status, body) = match (&request.list_items, &request.method) {
+            // Lists answer empty: a create's look-ups find nothing to restore.
+            (Some(pointer), _) => (StatusCode::OK, empty_list(pointer)),
+            (None, &Method::GET) => (StatusCode::OK, self.record.clone()),
+            (None, &Method::DELETE) => (StatusCode::NO_CONTENT, Value::Null),
+            (None, _) => {
+                let mut merged = self.record.clone();
+                if let (Some(target), Some(Value::Object(changes))) =
+                    (merged.as_object_mut(), &request.body)
+                {
+                    merge(target, changes);
+                }
+                (StatusCode::OK, merged)
+            }
+        };
+        UpstreamResponse {
+            status,
+            headers: HeaderMap::new(),
+            body,
+        }
+    }
+}
+
+fn empty_list(pointer: &str) -> Value {
+    let mut body = Value::Array(Vec::new());
+    for key in pointer
+        .split('/')
+        .skip(1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        let mut object = Map::new();
+        object.insert(key.to_string(), body);
+        body = Value::Object(object);
+    }
+    body
+}
+
+/// JSON merge-patch (RFC 7386) of `changes` into `target`.
+fn merge(target: &mut Map<String, Value>, changes: &Map<String, Value>) {
+    for (key, value) in changes {
+        match (target.get_mut(key), value) {
+            (Some(Value::Object(existing)), Value::Object(nested)) => merge(existing, nested),
+            (_, Value::Null) => {
+                target.remove(key);
+            }
+            (_, value) => {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(method: Method, list_items: Option<&str>, body: Option<Value>) -> UpstreamRequest {
+        UpstreamRequest {
+            method,
+            path: "/x".into(),
+            query: vec![],
+            body,
+            content_type: None,
+            list_items: list_items.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn lists_answer_empty_in_the_declared_shape() {
+        let recorder = Recorder::new(json!({"id": 1}));
+        let answer = recorder.answer(
+            "u".into(),
+            vec![],
+            &request(Method::GET, Some("/data/items"), None),
+        );
+        assert_eq!(answer.body, json!({"data": {"items": []}}));
+        let answer = recorder.answer("u".into(), vec![], &request(Method::GET, Some(""), None));
+        assert_eq!(answer.body, json!([]));
+    }
+
+    #[test]
+    fn writes_answer_the_record_with_the_changes_and_are_recorded() {
+        let recorder = Recorder::new(json!({"id": 1, "name": {"first": "A", "last": "B"}}));
+        let answer = recorder.answer(
+            "http://u/users/1".into(),
+            vec![("x-api-key".into(), "****".into())],
+            &request(
+                Method::PATCH,
+                None,
+                Some(json!({"name": {"first": "C", "last": null}})),
+            ),
+        );
+        assert_eq!(answer.body, json!({"id": 1, "name": {"first": "C"}}));
+        let calls = recorder.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].url, "http://u/users/1");
+        assert_eq!(calls[0].headers[0].1, "****");
+    }
+}
