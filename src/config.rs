@@ -42,6 +42,9 @@ pub struct ServerSettings {
     /// Folder of IdP dialect files (`*.toml`), relative to the config; they
     /// override or add to the dialects built into scimgate.
     pub dialects_dir: Option<PathBuf>,
+    /// File the audit log appends to (one JSON line per provisioning write);
+    /// without it, audit lines go to the log under target `scimgate::audit`.
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -52,6 +55,7 @@ impl Default for ServerSettings {
             scan_cap: 10_000,
             max_results: 200,
             dialects_dir: None,
+            audit_log: None,
         }
     }
 }
@@ -65,6 +69,32 @@ struct UpstreamSpec {
     base_url: Option<Spanned<String>>,
     #[serde(default)]
     secrets: BTreeMap<String, Spanned<SecretSource>>,
+    /// Requests per second (or minute) all connections together may send.
+    rate_limit: Option<Spanned<String>>,
+    /// Most requests in flight to this upstream at once.
+    max_in_flight: Option<usize>,
+    /// How long a request may wait for the budget before 429/503 (default 5000).
+    queue_timeout_ms: Option<u64>,
+    #[serde(default)]
+    breaker: BreakerSpec,
+}
+
+/// The circuit breaker: after `failures` consecutive failures (unreachable,
+/// timeout, 5xx) requests fail fast for `cooldown_ms`, then one probes.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSpec {
+    pub failures: u32,
+    pub cooldown_ms: u64,
+}
+
+impl Default for BreakerSpec {
+    fn default() -> Self {
+        BreakerSpec {
+            failures: 5,
+            cooldown_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +124,41 @@ struct ConnectionSpec {
     /// The IdP dialect: `entra`, `okta`, `onelogin`, `generic` (or any
     /// dialect file's name), or `auto` to choose by User-Agent.
     dialect: Option<Spanned<String>>,
+    /// Requests this connection may make: "20/s", "600/min".
+    rate_limit: Option<Spanned<String>>,
+    /// Requests allowed at once above the rate (default: the rate's count).
+    burst: Option<u32>,
+    /// How long a request over the limit is held before it gets 429 (default:
+    /// the dialect's; pacing suits IdPs that punish rejection).
+    max_wait_ms: Option<u64>,
+}
+
+/// `count` requests per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: std::num::NonZeroU32,
+    pub per: std::time::Duration,
+    /// Requests allowed at once.
+    pub burst: std::num::NonZeroU32,
+}
+
+impl Rate {
+    /// "20/s", "600/min", "5000/h".
+    pub fn parse(text: &str) -> Option<Rate> {
+        let (count, unit) = text.trim().split_once('/')?;
+        let count: std::num::NonZeroU32 = count.trim().parse().ok()?;
+        let seconds = match unit.trim() {
+            "s" | "sec" | "second" => 1,
+            "m" | "min" | "minute" => 60,
+            "h" | "hour" => 3600,
+            _ => return None,
+        };
+        Some(Rate {
+            count,
+            per: std::time::Duration::from_secs(seconds),
+            burst: count,
+        })
+    }
 }
 
 /// A secret value; never printed by `Debug` or `Display`.
@@ -121,6 +186,27 @@ pub struct Upstream {
     pub name: String,
     pub mapping: Arc<UpstreamMapping>,
     pub secrets: HashMap<String, Secret>,
+    pub budget: Budget,
+}
+
+/// What one upstream may be asked, shared by every connection using it.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub rate: Option<Rate>,
+    pub max_in_flight: Option<usize>,
+    pub queue_timeout: std::time::Duration,
+    pub breaker: BreakerSpec,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            rate: None,
+            max_in_flight: None,
+            queue_timeout: std::time::Duration::from_secs(5),
+            breaker: BreakerSpec::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +220,9 @@ pub struct Connection {
     pub hard_delete: bool,
     /// A dialect name or `auto`, checked against `GatewayConfig::dialects`.
     pub dialect: String,
+    pub rate: Option<Rate>,
+    /// Overrides the dialect's pacing wait.
+    pub max_wait: Option<std::time::Duration>,
 }
 
 /// Everything the gateway serves, validated.
@@ -243,10 +332,25 @@ fn compile(
                 ),
             ));
         }
+        let rate = spec.rate_limit.as_ref().and_then(|text| {
+            let rate = Rate::parse(text.get_ref());
+            if rate.is_none() {
+                report.push(source.error_at(Some(text.span()), RATE_EXPECTED));
+            }
+            rate
+        });
         upstreams.push(Upstream {
             name,
             mapping: Arc::new(mapping),
             secrets,
+            budget: Budget {
+                rate,
+                max_in_flight: spec.max_in_flight.filter(|n| *n > 0),
+                queue_timeout: std::time::Duration::from_millis(
+                    spec.queue_timeout_ms.unwrap_or(5_000),
+                ),
+                breaker: spec.breaker,
+            },
         });
     }
 
@@ -329,9 +433,23 @@ fn compile(
         warn_dropped_attributes(
             source, report, &spec, &name, &dialect, &dialects, &upstreams,
         );
+        let rate = spec.rate_limit.as_ref().and_then(|text| {
+            let mut rate = Rate::parse(text.get_ref());
+            if rate.is_none() {
+                report.push(source.error_at(Some(text.span()), RATE_EXPECTED));
+            }
+            if let (Some(rate), Some(burst)) =
+                (&mut rate, spec.burst.and_then(std::num::NonZeroU32::new))
+            {
+                rate.burst = burst;
+            }
+            rate
+        });
         connections.push(Connection {
             name,
             dialect,
+            rate,
+            max_wait: spec.max_wait_ms.map(std::time::Duration::from_millis),
             base_path,
             upstream: spec.upstream.into_inner(),
             token_sha256,
@@ -394,6 +512,9 @@ fn warn_dropped_attributes(
         }
     }
 }
+
+const RATE_EXPECTED: &str =
+    "rate_limit must be a count per unit, e.g. \"20/s\", \"600/min\" or \"5000/h\"";
 
 /// An upstream whose mapping failed is already reported; don't pile on.
 fn file_mentions_upstream(source: &SourceFile, name: &str) -> bool {
@@ -551,6 +672,20 @@ dialect = "azure"
         let (_, report) =
             compile_text("[upstreams.legacy]\nmapping = \"mappings/upstream/legacy.toml\"\n");
         assert!(report.to_string().contains("secret `api_key`"), "{report}");
+    }
+
+    #[test]
+    fn rates_parse_per_second_minute_and_hour() {
+        let rate = Rate::parse("20/s").unwrap();
+        assert_eq!(
+            (rate.count.get(), rate.per.as_secs(), rate.burst.get()),
+            (20, 1, 20)
+        );
+        assert_eq!(Rate::parse("600/min").unwrap().per.as_secs(), 60);
+        assert_eq!(Rate::parse(" 5 / h ").unwrap().per.as_secs(), 3600);
+        for bad in ["0/s", "x/s", "20", "20/day", "-1/s"] {
+            assert!(Rate::parse(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub fn config_for(
         name: name.clone(),
         secrets,
         mapping: Arc::new(mapping),
+        budget: Default::default(),
     };
     let connections = DEMO_CONNECTIONS
         .iter()
@@ -90,6 +91,8 @@ pub fn config_for(
             approved_domains: approved_domains.clone(),
             hard_delete: false,
             dialect: (*dialect).to_string(),
+            rate: None,
+            max_wait: None,
         })
         .collect();
     Ok(GatewayConfig {

@@ -9,6 +9,7 @@
 //! differently shaped reference API that proves the mapping language general.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod diagnostics;

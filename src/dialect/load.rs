@@ -40,6 +40,16 @@ struct DialectFile {
     request: RequestSection,
     #[serde(default)]
     response: ResponseSection,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    /// Hold a request over the rate limit up to this long before a 429.
+    #[serde(default)]
+    max_wait_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +275,7 @@ pub fn compile(source: &SourceFile, report: &mut Report) -> Option<Dialect> {
             attribute_aliases,
         },
         response,
+        pacing: std::time::Duration::from_millis(file.limits.max_wait_ms),
         source: source.path.clone(),
     })
 }

@@ -29,6 +29,9 @@ pub struct Dialect {
     pub sends: Vec<AttrPath>,
     pub request: RequestRules,
     pub response: ResponseRules,
+    /// How long a request over its connection's rate limit is held before a
+    /// 429, unless the connection sets its own `max_wait_ms`.
+    pub pacing: std::time::Duration,
     pub source: PathBuf,
 }
 
@@ -146,6 +149,7 @@ impl Dialect {
             sends: Vec::new(),
             request: RequestRules::default(),
             response: ResponseRules::default(),
+            pacing: std::time::Duration::ZERO,
             source: PathBuf::from("(built in)"),
         }
     }

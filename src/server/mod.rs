@@ -1,10 +1,14 @@
 //! The HTTP side: one router for every connection, each at its own base path
 //! behind its own bearer token, plus unauthenticated health endpoints.
 
+mod audit;
 mod auth;
 mod dialect;
 mod discovery;
 mod extract;
+mod health;
+mod limit;
+mod observe;
 mod resources;
 mod response;
 
@@ -13,9 +17,8 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::{Json, Router, middleware};
+use axum::{Router, middleware};
 use http::HeaderMap;
-use serde_json::json;
 
 use crate::config::GatewayConfig;
 use crate::provision::{Kind, ListLimits, Provisioner};
@@ -24,6 +27,7 @@ use crate::upstream::{UpstreamClient, UpstreamError};
 
 pub use auth::{hash_token, new_token};
 pub use extract::{ScimJson, ScimQuery};
+pub use limit::quota;
 pub use resources::ConnectionApp;
 pub use response::SCIM_CONTENT_TYPE;
 
@@ -36,6 +40,8 @@ pub enum ServerError {
         connection: String,
         upstream: String,
     },
+    #[error("cannot open the audit log: {0}")]
+    AuditLog(std::io::Error),
     #[error("connection `{connection}` names dialect `{dialect}`, which is not loaded")]
     UnknownDialect { connection: String, dialect: String },
     #[error("upstream `{name}`: {source}")]
@@ -61,16 +67,26 @@ pub fn router_with(
         })?;
         clients.insert(upstream.name.clone(), client);
     }
+    let audit_log = Arc::new(
+        crate::audit::AuditLog::open(config.server.audit_log.as_deref())
+            .map_err(ServerError::AuditLog)?,
+    );
     let limits = ListLimits {
         scan_cap: config.server.scan_cap,
         max_results: config.server.max_results,
     };
+    observe::handle();
+    let upstreams = Arc::new(health::Upstreams::new(
+        config
+            .upstreams
+            .iter()
+            .map(|u| (u.name.clone(), u.mapping.base_url.clone()))
+            .collect(),
+    ));
     let mut router = Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route(
-            "/readyz",
-            get(|| async { Json(json!({"status": "ready"})) }),
-        );
+        .route("/healthz", get(health::alive))
+        .route("/readyz", get(health::ready).with_state(upstreams))
+        .route("/metrics", get(observe::render));
     for connection in &config.connections {
         let client = clients.get(&connection.upstream).cloned().ok_or_else(|| {
             ServerError::UnknownUpstream {
@@ -89,13 +105,33 @@ pub fn router_with(
             base_path: connection.base_path.clone(),
             dialect,
         });
-        // Auth runs inside the dialect layer: a 401 takes the dialect's content type too.
-        let routes = connection_routes(app.clone())
+        let mut routes = connection_routes(app.clone());
+        // Only authenticated requests count against the connection's limit.
+        if let Some(rate) = connection.rate {
+            let limiter = Arc::new(limit::ConnectionLimiter::new(
+                &connection.name,
+                rate,
+                connection.max_wait,
+            ));
+            routes = routes.layer(middleware::from_fn_with_state(limiter, limit::rate_limit));
+        }
+        // Auth runs inside the dialect layer: a 401 takes the dialect's content
+        // type too; metrics see every answer, refusals included. Only
+        // authenticated writes reach the audit log.
+        let name: Arc<str> = Arc::from(connection.name.as_str());
+        let audit = Arc::new(audit::AuditState {
+            log: audit_log.clone(),
+            connection: connection.name.clone(),
+            max_body_bytes: config.server.max_body_bytes,
+        });
+        let routes = routes
+            .layer(middleware::from_fn_with_state(audit, audit::record))
             .layer(middleware::from_fn_with_state(
                 connection.token_sha256,
                 auth::require_bearer,
             ))
-            .layer(middleware::from_fn_with_state(app, dialect::apply));
+            .layer(middleware::from_fn_with_state(app, dialect::apply))
+            .layer(middleware::from_fn_with_state(name, observe::record));
         router = router.nest(&connection.base_path, routes);
     }
     Ok(router

@@ -92,9 +92,13 @@ impl IntoResponse for ScimError {
 
 const REQUEST_ID: &str = "x-request-id";
 
+/// The id that ties one request's logs, audit line and error `detail` together.
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
 /// Outermost middleware: assigns the correlation id (or keeps a sane one the
 /// client sent), echoes it as `X-Request-Id`, and writes it into error bodies.
-pub async fn correlate(request: Request, next: Next) -> Response {
+pub async fn correlate(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(REQUEST_ID)
@@ -107,12 +111,15 @@ pub async fn correlate(request: Request, next: Next) -> Response {
         })
         .map(str::to_string)
         .unwrap_or_else(new_request_id);
+    request.extensions_mut().insert(CorrelationId(id.clone()));
     let span = tracing::info_span!(
         "request",
         request_id = %id,
         method = %request.method(),
         path = %request.uri().path(),
         dialect = tracing::field::Empty,
+        connection = tracing::field::Empty,
+        operation = tracing::field::Empty,
     );
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Some(ErrorMarker(error)) = response.extensions_mut().remove::<ErrorMarker>() {

@@ -2,6 +2,8 @@
 //! auth, timeouts, bounded retries of idempotent calls, and translation of
 //! upstream failures into SCIM errors (never the upstream's raw body).
 
+mod breaker;
+mod budget;
 mod oauth;
 mod recorder;
 
@@ -37,6 +39,14 @@ pub enum UpstreamError {
     Setup(String),
     #[error("secret `{0}` for the upstream auth header is not a valid header value")]
     BadSecret(String),
+    #[error("the upstream API's request budget is spent; retry after {0} s")]
+    RateBudget(u64),
+    #[error("the upstream API already has as many requests in flight as the gateway allows")]
+    Saturated,
+    #[error(
+        "the upstream API has been failing; the gateway stops calling it for {0} s and then tries again"
+    )]
+    CircuitOpen(u64),
     #[error(
         "the upstream's token endpoint refused the gateway's client credentials (HTTP {0}); check the upstream secrets in the gateway config"
     )]
@@ -45,21 +55,23 @@ pub enum UpstreamError {
 
 impl From<UpstreamError> for ScimError {
     fn from(error: UpstreamError) -> Self {
-        let status = match error {
-            UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamError::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
+        let (status, retry_after) = match error {
+            UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, None),
+            UpstreamError::Unreachable => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
+            UpstreamError::RateBudget(seconds) => (StatusCode::TOO_MANY_REQUESTS, Some(seconds)),
+            UpstreamError::Saturated => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+            UpstreamError::CircuitOpen(seconds) => (StatusCode::SERVICE_UNAVAILABLE, Some(seconds)),
             UpstreamError::BadBody | UpstreamError::TooLarge | UpstreamError::TokenRefused(_) => {
-                StatusCode::BAD_GATEWAY
+                (StatusCode::BAD_GATEWAY, None)
             }
             UpstreamError::Setup(_) | UpstreamError::BadSecret(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
             }
         };
         let scim = ScimError::new(status, None, error.to_string());
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            scim.with_retry_after(5)
-        } else {
-            scim
+        match retry_after {
+            Some(seconds) => scim.with_retry_after(seconds),
+            None => scim,
         }
     }
 }
@@ -80,6 +92,8 @@ pub struct UpstreamClient {
     tokens: Option<Arc<oauth::TokenSource>>,
     /// Set by `scimgate explain`: record calls instead of sending them.
     recorder: Option<Arc<Recorder>>,
+    budget: Arc<budget::Budget>,
+    breaker: Arc<breaker::Breaker>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -167,6 +181,8 @@ impl UpstreamClient {
             auth,
             tokens,
             recorder: None,
+            budget: Arc::new(budget::Budget::new(&upstream.budget)),
+            breaker: Arc::new(breaker::Breaker::new(upstream.budget.breaker)),
         })
     }
 
@@ -216,7 +232,7 @@ impl UpstreamClient {
         let idempotent = matches!(request.method, Method::GET | Method::PUT | Method::DELETE);
         let mut attempt = 0;
         loop {
-            let result = self.send_once(request).await;
+            let result = self.guarded(request).await;
             let retryable = match &result {
                 Err(UpstreamError::Unreachable) | Err(UpstreamError::Timeout(_)) => true,
                 Ok(response) => matches!(
@@ -240,6 +256,39 @@ impl UpstreamClient {
             );
             tokio::time::sleep(Duration::from_millis(base + jitter)).await;
         }
+    }
+
+    /// One attempt behind the circuit breaker and the upstream's budget.
+    async fn guarded(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
+        let probe = match self.breaker.admit() {
+            breaker::Admission::Go { probe } => probe,
+            breaker::Admission::Refused(wait) => {
+                return Err(UpstreamError::CircuitOpen(
+                    wait.as_secs_f64().ceil().max(1.0) as u64,
+                ));
+            }
+        };
+        let _ticket = self.budget.admit().await?;
+        let result = self.send_once(request).await;
+        let healthy = match &result {
+            Ok(response) => !response.status.is_server_error(),
+            Err(UpstreamError::Unreachable | UpstreamError::Timeout(_)) => false,
+            // A refused token or a bad body is not the upstream being down.
+            Err(_) => true,
+        };
+        let before = self.breaker.state();
+        self.breaker.record(healthy, probe);
+        let after = self.breaker.state();
+        if before != after {
+            tracing::warn!(upstream = %self.mapping.name, state = ?after, "upstream circuit breaker changed state");
+            let value = match after {
+                breaker::State::Closed => 0.0,
+                breaker::State::Open => 1.0,
+                breaker::State::HalfOpen => 2.0,
+            };
+            metrics::gauge!("scimgate_upstream_breaker_state", "upstream" => self.mapping.name.clone()).set(value);
+        }
+        result
     }
 
     /// The full URL of a request, as it would be sent.
@@ -337,12 +386,20 @@ impl UpstreamClient {
             }
             bytes.extend_from_slice(&chunk);
         }
+        let elapsed = started.elapsed();
+        metrics::histogram!(
+            "scimgate_upstream_request_duration_seconds",
+            "upstream" => self.mapping.name.clone(),
+            "method" => request.method.to_string(),
+            "status" => status.as_u16().to_string()
+        )
+        .record(elapsed.as_secs_f64());
         tracing::debug!(
             upstream = %self.mapping.name,
             method = %request.method,
             path = %request.path,
             status = status.as_u16(),
-            elapsed_us = started.elapsed().as_micros() as u64,
+            elapsed_us = elapsed.as_micros() as u64,
             "upstream call"
         );
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -1,0 +1,95 @@
+//! Per-connection rate limits (GCRA, `governor`): a request over the limit is
+//! held up to the pacing wait (the connection's, else its dialect's), then
+//! answered 429 with the `Retry-After` the limiter computes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::config::Rate;
+use crate::dialect::Dialect;
+use crate::scim::error::ScimError;
+
+pub struct ConnectionLimiter {
+    connection: String,
+    limiter: DefaultDirectRateLimiter,
+    /// The connection's own pacing wait; `None`: the dialect's.
+    max_wait: Option<Duration>,
+}
+
+impl ConnectionLimiter {
+    pub fn new(connection: &str, rate: Rate, max_wait: Option<Duration>) -> Self {
+        ConnectionLimiter {
+            connection: connection.to_string(),
+            limiter: RateLimiter::direct(quota(rate)),
+            max_wait,
+        }
+    }
+}
+
+pub fn quota(rate: Rate) -> Quota {
+    let period = rate.per / rate.count.get();
+    Quota::with_period(period.max(Duration::from_nanos(1)))
+        .unwrap_or_else(|| Quota::per_second(rate.count))
+        .allow_burst(rate.burst)
+}
+
+pub async fn rate_limit(
+    State(limiter): State<Arc<ConnectionLimiter>>,
+    dialect: Option<Extension<Arc<Dialect>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let max_wait = limiter
+        .max_wait
+        .or_else(|| dialect.map(|Extension(d)| d.pacing))
+        .unwrap_or(Duration::ZERO);
+    let mut waited = Duration::ZERO;
+    loop {
+        let Err(not_until) = limiter.limiter.check() else {
+            if !waited.is_zero() {
+                tracing::debug!(
+                    waited_ms = waited.as_millis() as u64,
+                    "request paced by the rate limit"
+                );
+            }
+            return next.run(request).await;
+        };
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        if waited + wait > max_wait {
+            metrics::counter!("scimgate_rate_limited_total", "connection" => limiter.connection.clone()).increment(1);
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            return ScimError::new(
+                http::StatusCode::TOO_MANY_REQUESTS,
+                None,
+                format!("this connection's rate limit is reached; retry after {seconds} s"),
+            )
+            .with_retry_after(seconds)
+            .into_response();
+        }
+        tokio::time::sleep(wait).await;
+        waited += wait;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_spreads_the_count_over_the_period_with_the_burst() {
+        let rate = Rate::parse("600/min").unwrap();
+        let limiter = RateLimiter::direct(quota(rate));
+        // The whole burst passes at once, the next one does not.
+        for _ in 0..600 {
+            assert!(limiter.check().is_ok());
+        }
+        assert!(limiter.check().is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! Prometheus metrics: one process-wide recorder, `/metrics`, and the
+//! per-request families (by connection, SCIM operation and status).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The recorder, installed on first use; `None` if another recorder was
+/// installed first (metrics then go there).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "scimgate_requests_total",
+        "SCIM requests by connection, operation and status"
+    );
+    metrics::describe_histogram!(
+        "scimgate_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time the gateway took to answer a SCIM request, upstream calls included"
+    );
+    metrics::describe_histogram!(
+        "scimgate_upstream_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time one upstream call took, by upstream, method and status"
+    );
+    metrics::describe_counter!(
+        "scimgate_rate_limited_total",
+        "Requests answered 429 by a connection's rate limit"
+    );
+    metrics::describe_gauge!(
+        "scimgate_upstream_breaker_state",
+        "Circuit breaker per upstream: 0 closed, 1 open, 2 half-open"
+    );
+    metrics::describe_gauge!(
+        "scimgate_in_flight_requests",
+        "SCIM requests being answered"
+    );
+}
+
+pub async fn render() -> Response {
+    match handle() {
+        Some(handle) => (
+            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// The SCIM operation a request is, as a bounded label.
+pub fn operation(method: &http::Method, path: &str) -> &'static str {
+    let mut parts = path.trim_start_matches('/').split('/');
+    let resource = parts.next().unwrap_or("");
+    let item = parts.next();
+    match (resource, item, method.as_str()) {
+        ("Users", None, "GET") => "list_users",
+        ("Users", Some(".search"), "POST") => "search_users",
+        ("Users", None, "POST") => "create_user",
+        ("Users", Some(_), "GET") => "get_user",
+        ("Users", Some(_), "PUT") => "replace_user",
+        ("Users", Some(_), "PATCH") => "patch_user",
+        ("Users", Some(_), "DELETE") => "delete_user",
+        ("Groups", None, "GET") => "list_groups",
+        ("Groups", Some(".search"), "POST") => "search_groups",
+        ("Groups", None, "POST") => "create_group",
+        ("Groups", Some(_), "GET") => "get_group",
+        ("Groups", Some(_), "PUT") => "replace_group",
+        ("Groups", Some(_), "PATCH") => "patch_group",
+        ("Groups", Some(_), "DELETE") => "delete_group",
+        ("ServiceProviderConfig" | "ResourceTypes" | "Schemas", _, "GET") => "discovery",
+        _ => "other",
+    }
+}
+
+/// Counts and times each request of a connection.
+pub async fn record(
+    State(connection): State<std::sync::Arc<str>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let operation = operation(request.method(), request.uri().path());
+    tracing::Span::current().record("operation", operation);
+    tracing::Span::current().record("connection", &*connection);
+    let started = Instant::now();
+    let in_flight = metrics::gauge!("scimgate_in_flight_requests");
+    in_flight.increment(1.0);
+    let response = next.run(request).await;
+    in_flight.decrement(1.0);
+    let connection = connection.to_string();
+    metrics::histogram!("scimgate_request_duration_seconds", "connection" => connection.clone(), "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "scimgate_requests_total",
+        "connection" => connection,
+        "operation" => operation,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    #[test]
+    fn operations_are_named_from_method_and_path() {
+        assert_eq!(operation(&Method::GET, "/Users"), "list_users");
+        assert_eq!(operation(&Method::PATCH, "/Groups/7"), "patch_group");
+        assert_eq!(operation(&Method::POST, "/Users/.search"), "search_users");
+        assert_eq!(operation(&Method::GET, "/Schemas/urn:x"), "discovery");
+        assert_eq!(operation(&Method::GET, "/../etc/passwd"), "other");
+    }
+}

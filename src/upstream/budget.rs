@@ -1,0 +1,111 @@
+//! An upstream's budget, shared by every connection that uses it: a request
+//! rate and a cap on requests in flight. A request waits for the budget at
+//! most `queue_timeout`, then fails with a retryable error: never an
+//! unbounded queue in front of a fragile API.
+
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::UpstreamError;
+use crate::config::Budget as BudgetSettings;
+
+#[derive(Debug)]
+pub struct Budget {
+    rate: Option<DefaultDirectRateLimiter>,
+    in_flight: Option<std::sync::Arc<Semaphore>>,
+    queue_timeout: Duration,
+}
+
+/// Held while a request is in flight.
+pub struct Ticket {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Budget {
+    pub fn new(settings: &BudgetSettings) -> Self {
+        Budget {
+            rate: settings
+                .rate
+                .map(|rate| RateLimiter::direct(crate::server::quota(rate))),
+            in_flight: settings
+                .max_in_flight
+                .map(|n| std::sync::Arc::new(Semaphore::new(n))),
+            queue_timeout: settings.queue_timeout,
+        }
+    }
+
+    /// Waits (bounded) for a rate slot, then for an in-flight slot.
+    pub async fn admit(&self) -> Result<Ticket, UpstreamError> {
+        let deadline = Instant::now() + self.queue_timeout;
+        if let Some(rate) = &self.rate {
+            while let Err(not_until) = rate.check() {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                if Instant::now() + wait > deadline {
+                    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+                    return Err(UpstreamError::RateBudget(seconds));
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let permit = match &self.in_flight {
+            None => None,
+            Some(semaphore) => {
+                match tokio::time::timeout_at(deadline, semaphore.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    // Timed out, or the semaphore was closed (never, here).
+                    _ => return Err(UpstreamError::Saturated),
+                }
+            }
+        };
+        Ok(Ticket { _permit: permit })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Rate;
+
+    fn budget(rate: Option<&str>, in_flight: Option<usize>) -> Budget {
+        Budget::new(&BudgetSettings {
+            rate: rate.and_then(Rate::parse),
+            max_in_flight: in_flight,
+            queue_timeout: Duration::from_millis(50),
+            breaker: Default::default(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_cap_waits_then_refuses() {
+        let budget = budget(None, Some(2));
+        let first = budget.admit().await.unwrap();
+        let _second = budget.admit().await.unwrap();
+        assert!(matches!(
+            budget.admit().await,
+            Err(UpstreamError::Saturated)
+        ));
+        drop(first);
+        assert!(
+            budget.admit().await.is_ok(),
+            "a freed slot admits the next request"
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_budget_refuses_past_the_burst_with_retry_after() {
+        let budget = budget(Some("3/min"), None);
+        for _ in 0..3 {
+            assert!(budget.admit().await.is_ok());
+        }
+        match budget.admit().await {
+            Err(UpstreamError::RateBudget(seconds)) => {
+                assert!((1..=20).contains(&seconds), "{seconds}")
+            }
+            other => panic!("expected a rate refusal, got {:?}", other.map(|_| ())),
+        }
+    }
+}
