@@ -45,6 +45,26 @@ pub struct ServerSettings {
     /// File the audit log appends to (one JSON line per provisioning write);
     /// without it, audit lines go to the log under target `scimgate::audit`.
     pub audit_log: Option<PathBuf>,
+    /// PEM certificate chain and key: serve HTTPS (HTTP/1.1 and HTTP/2).
+    /// Reloaded on SIGHUP without dropping connections.
+    pub tls: Option<TlsSpec>,
+    /// Connections served at once; more wait in the accept queue.
+    pub max_connections: usize,
+    /// A client must send its request head within this (slowloris guard).
+    pub header_read_timeout_ms: u64,
+    /// Largest request head (request line and headers) accepted.
+    pub max_header_bytes: usize,
+    /// Longest a request may take before a 503 with Retry-After.
+    pub request_timeout_ms: u64,
+    /// On SIGTERM: how long in-flight requests may finish before closing.
+    pub drain_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for ServerSettings {
@@ -56,6 +76,12 @@ impl Default for ServerSettings {
             max_results: 200,
             dialects_dir: None,
             audit_log: None,
+            tls: None,
+            max_connections: 10_000,
+            header_read_timeout_ms: 10_000,
+            max_header_bytes: 16 * 1024,
+            request_timeout_ms: 60_000,
+            drain_timeout_ms: 30_000,
         }
     }
 }
@@ -267,7 +293,7 @@ pub fn load(path: &Path) -> Result<(GatewayConfig, Report), Report> {
 
 fn compile(
     source: &SourceFile,
-    file: ConfigFile,
+    mut file: ConfigFile,
     base_dir: &Path,
     report: &mut Report,
 ) -> Option<GatewayConfig> {
@@ -354,6 +380,19 @@ fn compile(
         });
     }
 
+    if let Some(tls) = &mut file.server.tls {
+        tls.cert = base_dir.join(&tls.cert);
+        tls.key = base_dir.join(&tls.key);
+    }
+    if let Some(audit) = &mut file.server.audit_log {
+        *audit = base_dir.join(&*audit);
+    }
+    if file.server.header_read_timeout_ms == 0 || file.server.request_timeout_ms == 0 {
+        report.push(source.error_at(
+            None,
+            "[server] header_read_timeout_ms and request_timeout_ms must be above 0",
+        ));
+    }
     let dialects = match &file.server.dialects_dir {
         Some(dir) => crate::dialect::load_dir(&base_dir.join(dir), report),
         None => crate::dialect::embedded(),

@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use scimgate::config::ServerSettings;
+use scimgate::config::{Rate, ServerSettings};
 use scimgate::legacy::{Database, LegacyApi, LegacyConfig};
 use scimgate::{config, demo, server};
 use tokio::net::TcpListener;
@@ -47,6 +50,9 @@ enum Command {
         /// SQLite file of the reference legacy API; `:memory:` keeps nothing.
         #[arg(long, default_value = "scimgate-demo.sqlite")]
         db: String,
+        /// Rate limit of each demo connection, e.g. 20/s or 600/min.
+        #[arg(long, value_parser = parse_rate)]
+        rate_limit: Option<Rate>,
     },
     /// Show what one SCIM request would do upstream, without sending anything.
     Explain {
@@ -86,6 +92,11 @@ enum Command {
     },
 }
 
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    Rate::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a rate; expected e.g. 20/s or 600/min"))
+}
+
 fn database(path: &str) -> Database {
     if path == ":memory:" {
         Database::Memory
@@ -109,12 +120,34 @@ async fn main() -> anyhow::Result<()> {
             for warning in report.warnings() {
                 tracing::warn!(%warning, "config warning");
             }
-            let router = server::router(&gateway)?;
+            let tls = match &gateway.server.tls {
+                Some(files) => Some(Arc::new(server::tls::Tls::load(server::tls::TlsFiles {
+                    cert: files.cert.clone(),
+                    key: files.key.clone(),
+                })?)),
+                None => None,
+            };
+            let current = Arc::new(ArcSwap::from_pointee(server::router(&gateway)?));
             let listener = TcpListener::bind(gateway.server.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", gateway.server.listen))?;
-            tracing::info!(listen = %gateway.server.listen, connections = gateway.connections.len(), "serving");
-            serve(listener, router).await
+            tracing::info!(
+                listen = %gateway.server.listen,
+                tls = tls.is_some(),
+                connections = gateway.connections.len(),
+                "serving"
+            );
+            tokio::spawn(reload_on_hangup(config, current.clone(), tls.clone()));
+            let settings = gateway.server.listen_settings();
+            server::listen::serve(
+                listener,
+                server::reloadable(current),
+                settings,
+                tls,
+                shutdown_signal(),
+            )
+            .await
+            .context("server failed")
         }
         Command::Check { config } => match config::load(&config) {
             Ok((gateway, report)) => {
@@ -137,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
             token,
             approved_domains,
             db,
+            rate_limit,
         } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
@@ -149,8 +183,11 @@ async fn main() -> anyhow::Result<()> {
                 listen,
                 ..ServerSettings::default()
             };
-            let gateway =
+            let mut gateway =
                 demo::gateway_config(upstream, &api_key, &token, &approved_domains, settings)?;
+            for connection in &mut gateway.connections {
+                connection.rate = rate_limit;
+            }
             let router = server::router(&gateway)?;
             let listener = TcpListener::bind(listen)
                 .await
@@ -170,6 +207,13 @@ async fn main() -> anyhow::Result<()> {
                 "  upstream:       http://{upstream}/api/v1 (reference legacy API, SQLite {db})"
             );
             println!("  approved:       {}", approved_domains.join(", "));
+            if let Some(rate) = rate_limit {
+                println!(
+                    "  rate limit:     {} per {} s per connection",
+                    rate.count,
+                    rate.per.as_secs()
+                );
+            }
             serve(listener, router).await
         }
         Command::Explain {
@@ -247,10 +291,68 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(listener: TcpListener, router: axum::Router) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+    let settings = ServerSettings::default().listen_settings();
+    server::listen::serve(listener, router, settings, None, shutdown_signal())
         .await
         .context("server failed")
+}
+
+/// SIGHUP: reload the config, every mapping and the TLS certificate. A bad
+/// reload is logged and the last good state keeps serving.
+async fn reload_on_hangup(
+    path: PathBuf,
+    current: Arc<ArcSwap<axum::Router>>,
+    tls: Option<Arc<server::tls::Tls>>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reload needs a restart");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let started = std::time::Instant::now();
+            let path = path.clone();
+            let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
+            match loaded {
+                Ok(Ok((gateway, report))) => match server::router(&gateway) {
+                    Ok(router) => {
+                        current.store(Arc::new(router));
+                        for warning in report.warnings() {
+                            tracing::warn!(%warning, "config warning");
+                        }
+                        tracing::info!(
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            connections = gateway.connections.len(),
+                            "reloaded config and mappings"
+                        );
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "reload failed; the previous config keeps serving")
+                    }
+                },
+                Ok(Err(report)) => {
+                    tracing::error!(problems = %report, "reload failed; the previous config keeps serving")
+                }
+                Err(error) => {
+                    tracing::error!(%error, "reload failed; the previous config keeps serving")
+                }
+            }
+            if let Some(tls) = &tls {
+                let tls = tls.clone();
+                match tokio::task::spawn_blocking(move || tls.reload()).await {
+                    Ok(Ok(())) => tracing::info!("reloaded the TLS certificate"),
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "TLS reload failed; the previous certificate keeps serving")
+                    }
+                    Err(error) => tracing::error!(%error, "TLS reload failed"),
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, current, tls);
 }
 
 async fn shutdown_signal() {

@@ -8,9 +8,11 @@ mod discovery;
 mod extract;
 mod health;
 mod limit;
+pub mod listen;
 mod observe;
 mod resources;
 mod response;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -221,4 +223,27 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
                 resources::delete(kind, s, id, h)
             }),
         )
+}
+
+/// A router that serves whichever router `current` holds at each request,
+/// so a reload swaps config and mappings without dropping connections.
+pub fn reloadable(current: Arc<arc_swap::ArcSwap<Router>>) -> Router {
+    use tower::ServiceExt;
+    Router::new().fallback(move |request: axum::extract::Request| {
+        let router = current.load_full();
+        async move { (*router).clone().oneshot(request).await }
+    })
+}
+
+impl crate::config::ServerSettings {
+    pub fn listen_settings(&self) -> listen::ListenSettings {
+        use std::time::Duration;
+        listen::ListenSettings {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            max_header_bytes: self.max_header_bytes,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+        }
+    }
 }

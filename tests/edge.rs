@@ -1,0 +1,382 @@
+//! The edge, end to end: rate limits (by counts), upstream faults (5xx, 429,
+//! slow, reset, malformed) and how they reach the IdP, retries of idempotent
+//! calls only, the circuit breaker, the audit log and readiness.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Harness, assert_scim_error};
+use reqwest::Method;
+use scimgate::config::{GatewayConfig, Rate, ServerSettings};
+use scimgate::diagnostics::{Report, SourceFile};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "edge-token";
+
+const MAPPING: &str = r#"
+[upstream]
+name = "flaky"
+base_url = "http://placeholder"
+timeout_ms = 300
+
+[users]
+id = { field = "id", type = "string" }
+
+[users.list]
+method = "GET"
+path = "/people"
+
+[users.get]
+method = "GET"
+path = "/people/{id}"
+
+[users.create]
+method = "POST"
+path = "/people"
+
+[users.update]
+method = "PATCH"
+path = "/people/{id}"
+partial = true
+
+[users.delete]
+hard = { method = "DELETE", path = "/people/{id}" }
+
+[[users.attributes]]
+scim = "userName"
+field = "mail"
+"#;
+
+/// A gateway in front of `upstream` (the demo's connections), after `adjust`.
+async fn gateway(upstream: SocketAddr, adjust: impl FnOnce(&mut GatewayConfig)) -> String {
+    let mut report = Report::default();
+    let mapping = scimgate::mapping::compile(&SourceFile::new("flaky.toml", MAPPING), &mut report)
+        .unwrap_or_else(|| panic!("{report}"));
+    let mut config = scimgate::demo::config_for(
+        mapping,
+        upstream,
+        Default::default(),
+        TOKEN,
+        &["example.com".into()],
+        ServerSettings::default(),
+    )
+    .unwrap();
+    adjust(&mut config);
+    let router = scimgate::server::router(&config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{address}")
+}
+
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+async fn send(root: &str, method: Method, path: &str, body: Option<Value>) -> Answer {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{root}/scim/generic/v2{path}"))
+        .bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/scim+json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    Answer {
+        status: response.status().as_u16(),
+        retry_after: header("retry-after"),
+        body: response.json().await.unwrap_or(Value::Null),
+    }
+}
+
+fn user(name: &str) -> Option<Value> {
+    Some(
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("{name}@example.com")}),
+    )
+}
+
+#[tokio::test]
+async fn upstream_5xx_on_a_read_is_retried_then_reported_as_503_with_retry_after() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/u1"))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .insert_header("retry-after", "7")
+                .set_body_string("<html>secret stack</html>"),
+        )
+        .expect(3)
+        .mount(&upstream)
+        .await;
+    let root = gateway(*upstream.address(), |_| {}).await;
+    let answer = send(&root, Method::GET, "/Users/u1", None).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(
+        answer.retry_after.as_deref(),
+        Some("7"),
+        "the upstream's Retry-After is passed back"
+    );
+    assert!(
+        !answer.body.to_string().contains("secret stack"),
+        "never the upstream's raw body"
+    );
+}
+
+#[tokio::test]
+async fn a_create_is_never_sent_twice() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/people"))
+        .respond_with(ResponseTemplate::new(502))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let root = gateway(*upstream.address(), |_| {}).await;
+    let answer = send(&root, Method::POST, "/Users", user("ann")).await;
+    assert_eq!(answer.status, 502, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn upstream_429_passes_its_retry_after_back() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/u1"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "12"))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let root = gateway(*upstream.address(), |_| {}).await;
+    let answer = send(&root, Method::GET, "/Users/u1", None).await;
+    assert_eq!(answer.status, 429);
+    assert_eq!(answer.retry_after.as_deref(), Some("12"));
+    assert_eq!(
+        answer.body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_upstream_becomes_504_and_a_malformed_one_502() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/slow"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(3))
+                .set_body_json(json!({"id": "slow"})),
+        )
+        .mount(&upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/people/garbled"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{not json"))
+        .mount(&upstream)
+        .await;
+    let root = gateway(*upstream.address(), |_| {}).await;
+    let slow = send(&root, Method::GET, "/Users/slow", None).await;
+    assert_eq!(slow.status, 504, "{}", slow.body);
+    assert!(
+        slow.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer"),
+        "{}",
+        slow.body
+    );
+    let garbled = send(&root, Method::GET, "/Users/garbled", None).await;
+    assert_eq!(garbled.status, 502, "{}", garbled.body);
+}
+
+#[tokio::test]
+async fn a_reset_connection_is_503_and_the_gateway_keeps_serving() {
+    // An "upstream" that accepts and drops every connection.
+    let resetting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = resetting.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = resetting.accept().await {
+            drop(socket);
+        }
+    });
+    let root = gateway(address, |_| {}).await;
+    let answer = send(&root, Method::GET, "/Users/u1", None).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(answer.retry_after.is_some());
+    let discovery = send(&root, Method::GET, "/ServiceProviderConfig", None).await;
+    assert_eq!(discovery.status, 200);
+}
+
+#[tokio::test]
+async fn the_breaker_opens_after_consecutive_failures_and_fails_fast() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/u1"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(2)
+        .mount(&upstream)
+        .await;
+    let root = gateway(*upstream.address(), |config| {
+        config.upstreams[0].budget.breaker.failures = 2;
+        config.upstreams[0].budget.breaker.cooldown_ms = 60_000;
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(
+            send(&root, Method::GET, "/Users/u1", None).await.status,
+            502
+        );
+    }
+    let fast = send(&root, Method::GET, "/Users/u1", None).await;
+    assert_eq!(fast.status, 503, "{}", fast.body);
+    let seconds: u64 = fast.retry_after.unwrap().parse().unwrap();
+    assert!((1..=60).contains(&seconds), "{seconds}");
+    // The mock's expect(2) proves the third request never reached the upstream.
+}
+
+#[tokio::test]
+async fn the_connection_rate_limit_answers_429_past_the_burst() {
+    let h = Harness::start_configured(ServerSettings::default(), |config| {
+        for connection in &mut config.connections {
+            connection.rate = Rate::parse("3/min");
+        }
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            h.scim(Method::GET, "/ServiceProviderConfig", None)
+                .await
+                .status,
+            200
+        );
+    }
+    let limited = h.scim(Method::GET, "/ServiceProviderConfig", None).await;
+    assert_scim_error(&limited, 429, None);
+    let seconds: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&seconds), "{seconds}");
+    // Another connection has its own limit.
+    let other = h
+        .send(
+            Method::GET,
+            "/scim/okta/v2/ServiceProviderConfig",
+            &[("authorization".into(), format!("Bearer {}", common::TOKEN))],
+            None,
+        )
+        .await;
+    assert_eq!(other.status, 200);
+    let metrics = reqwest::get(format!("{}/metrics", h.root))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("scimgate_rate_limited_total"), "{metrics}");
+    assert!(metrics.contains("scimgate_requests_total"), "{metrics}");
+}
+
+#[tokio::test]
+async fn every_write_lands_one_audit_line_with_the_correlation_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit_path = dir.path().join("audit.jsonl");
+    let settings = ServerSettings {
+        audit_log: Some(audit_path.clone()),
+        ..Default::default()
+    };
+    let h = Harness::start_with(settings).await;
+    let created = h.scim(Method::POST, "/Users", user("ann")).await;
+    assert_eq!(created.status, 201);
+    let refused = h
+        .scim(Method::POST, "/Users", Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "eve@elsewhere.org"})))
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        h.scim(Method::GET, "/Users", None).await.status,
+        200,
+        "reads are not audited"
+    );
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["operation"], "create_user");
+    assert_eq!(lines[0]["outcome"], "ok");
+    assert_eq!(lines[0]["userName"], "ann@example.com");
+    assert_eq!(lines[0]["scim_id"], created.body["id"]);
+    assert_eq!(
+        lines[0]["correlation_id"],
+        created.headers["x-request-id"].to_str().unwrap()
+    );
+    assert_eq!(lines[1]["outcome"], "failed");
+    assert_eq!(lines[1]["status"], 403);
+    assert_eq!(lines[1]["userName"], "eve@elsewhere.org");
+    assert!(
+        lines[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not approved")
+    );
+    assert_eq!(
+        lines[1]["correlation_id"],
+        refused.headers["x-request-id"].to_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_the_upstream() {
+    let h = Harness::start().await;
+    let ready = reqwest::get(format!("{}/readyz", h.root)).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    // An upstream nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let root = gateway(closed, |_| {}).await;
+    let not_ready = reqwest::get(format!("{root}/readyz")).await.unwrap();
+    assert_eq!(not_ready.status(), 503);
+    let body: Value = not_ready.json().await.unwrap();
+    assert_eq!(body["upstreams"]["flaky"], "unreachable");
+    assert!(
+        !body.to_string().contains("127.0.0.1"),
+        "readiness names upstreams, not addresses"
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_and_the_gateway_keeps_serving() {
+    let h = Harness::start_with(ServerSettings {
+        max_body_bytes: 1024,
+        ..Default::default()
+    })
+    .await;
+    let big = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a@example.com", "title": "x".repeat(4096)});
+    let answer = h.scim(Method::POST, "/Users", Some(big)).await;
+    assert_scim_error(&answer, 413, None);
+    assert_eq!(
+        h.scim(Method::POST, "/Users", user("small")).await.status,
+        201
+    );
+}

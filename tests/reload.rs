@@ -1,0 +1,131 @@
+//! `scimgate serve` as an SRE runs it: SIGHUP reloads config and mappings
+//! (a bad reload keeps the last good state serving), SIGTERM drains and exits.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use scimgate::legacy::Database;
+
+const BIN: &str = env!("CARGO_BIN_EXE_scimgate");
+
+fn config(port: u16, upstream: std::net::SocketAddr, domains: &str) -> String {
+    let mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/upstream/legacy.toml");
+    let hash = hex::encode(scimgate::server::hash_token("reload-token"));
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+drain_timeout_ms = 2000
+
+[upstreams.legacy]
+mapping = "{mapping}"
+base_url = "http://{upstream}"
+secrets.api_key = {{ value = "reload-key" }}
+
+[connections.idp]
+base_path = "/scim/v2"
+upstream = "legacy"
+token_sha256 = "{hash}"
+approved_domains = [{domains}]
+dialect = "generic"
+"#
+    )
+}
+
+async fn create(port: u16, user: &str) -> Option<u16> {
+    let body = format!(
+        r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"{user}"}}"#
+    );
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/scim/v2/Users"))
+        .bearer_auth("reload-token")
+        .header("content-type", "application/scim+json")
+        .body(body)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sighup_applies_a_good_config_keeps_serving_on_a_bad_one_and_sigterm_exits() {
+    let upstream = scimgate::demo::start_legacy(Database::Memory, "reload-key")
+        .await
+        .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scimgate.toml");
+    std::fs::write(&path, config(port, upstream, r#""example.com""#)).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+
+    let mut first = None;
+    for _ in 0..100 {
+        first = create(port, "ann@example.org").await;
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(first, Some(403), "example.org is not approved yet");
+
+    std::fs::write(
+        &path,
+        config(port, upstream, r#""example.com", "example.org""#),
+    )
+    .unwrap();
+    signal(pid, "HUP");
+    let mut reloaded = None;
+    for _ in 0..100 {
+        reloaded = create(port, "ann@example.org").await;
+        if reloaded == Some(201) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reloaded, Some(201), "the reload approved example.org");
+
+    std::fs::write(&path, "[server\nbroken = ").unwrap();
+    signal(pid, "HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        create(port, "bob@example.org").await,
+        Some(201),
+        "the last good config keeps serving"
+    );
+
+    signal(pid, "TERM");
+    let mut exited = None;
+    for _ in 0..100 {
+        exited = child.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = exited.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("scimgate did not exit on SIGTERM")
+    });
+    assert!(status.success(), "{status}");
+}
