@@ -103,6 +103,35 @@ struct UpstreamSpec {
     queue_timeout_ms: Option<u64>,
     #[serde(default)]
     breaker: BreakerSpec,
+    /// TLS toward the upstream: a private CA, a client certificate.
+    tls: Option<Spanned<UpstreamTlsSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamTlsSpec {
+    /// PEM file of the CA(s) that sign the upstream's certificate.
+    ca: Option<PathBuf>,
+    /// PEM files of the gateway's client certificate chain and its key.
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+}
+
+/// TLS material for the upstream client, read at load.
+#[derive(Clone, Default)]
+pub struct UpstreamTls {
+    pub ca_pem: Option<Vec<u8>>,
+    /// Certificate chain and key, concatenated PEM.
+    pub identity_pem: Option<Secret>,
+}
+
+impl fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.identity_pem.is_some())
+            .finish()
+    }
 }
 
 /// The circuit breaker: after `failures` consecutive failures (unreachable,
@@ -213,6 +242,7 @@ pub struct Upstream {
     pub mapping: Arc<UpstreamMapping>,
     pub secrets: HashMap<String, Secret>,
     pub budget: Budget,
+    pub tls: UpstreamTls,
 }
 
 /// What one upstream may be asked, shared by every connection using it.
@@ -365,10 +395,16 @@ fn compile(
             }
             rate
         });
+        let tls = spec
+            .tls
+            .as_ref()
+            .map(|tls| upstream_tls(source, report, tls, base_dir))
+            .unwrap_or_default();
         upstreams.push(Upstream {
             name,
             mapping: Arc::new(mapping),
             secrets,
+            tls,
             budget: Budget {
                 rate,
                 max_in_flight: spec.max_in_flight.filter(|n| *n > 0),
@@ -549,6 +585,53 @@ fn warn_dropped_attributes(
                 ),
             ));
         }
+    }
+}
+
+fn upstream_tls(
+    source: &SourceFile,
+    report: &mut Report,
+    spec: &Spanned<UpstreamTlsSpec>,
+    base_dir: &Path,
+) -> UpstreamTls {
+    let mut read = |path: &PathBuf, what: &str| match std::fs::read(base_dir.join(path)) {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            report.push(source.error_at(
+                Some(spec.span()),
+                format!(
+                    "upstream tls: cannot read the {what} {}: {error}",
+                    path.display()
+                ),
+            ));
+            None
+        }
+    };
+    let tls = spec.get_ref();
+    let ca_pem = tls.ca.as_ref().and_then(|p| read(p, "CA file"));
+    let identity_pem = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => {
+            match (read(cert, "client certificate"), read(key, "client key")) {
+                (Some(mut cert), Some(key)) => {
+                    cert.push(b'\n');
+                    cert.extend(key);
+                    Some(Secret(String::from_utf8_lossy(&cert).into_owned()))
+                }
+                _ => None,
+            }
+        }
+        (None, None) => None,
+        _ => {
+            report.push(source.error_at(
+                Some(spec.span()),
+                "upstream tls: give both client_cert and client_key, or neither",
+            ));
+            None
+        }
+    };
+    UpstreamTls {
+        ca_pem,
+        identity_pem,
     }
 }
 

@@ -80,6 +80,7 @@ pub fn config_for(
         secrets,
         mapping: Arc::new(mapping),
         budget: Default::default(),
+        tls: Default::default(),
     };
     let connections = DEMO_CONNECTIONS
         .iter()

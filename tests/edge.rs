@@ -380,3 +380,146 @@ async fn a_body_over_the_limit_is_413_and_the_gateway_keeps_serving() {
         201
     );
 }
+
+#[tokio::test]
+async fn an_upstream_behind_a_private_ca_is_reached_with_the_configured_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use scimgate::server::{listen, tls};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = tls::TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    std::fs::write(&files.cert, leaf.pem()).unwrap();
+    std::fs::write(&files.key, leaf_key.serialize_pem()).unwrap();
+
+    // The reference legacy API, served over TLS by scimgate's own listener.
+    let legacy = scimgate::legacy::LegacyApi::open(scimgate::legacy::LegacyConfig {
+        api_key: "tls-key".into(),
+        database: scimgate::legacy::Database::Memory,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = std::sync::Arc::new(tls::Tls::load(files).unwrap());
+    tokio::spawn(listen::serve(
+        listener,
+        legacy.router(),
+        listen::ListenSettings::default(),
+        Some(acceptor),
+        std::future::pending(),
+    ));
+
+    let mut report = Report::default();
+    let source = SourceFile::new("legacy.toml", scimgate::demo::LEGACY_MAPPING);
+    let mapping = scimgate::mapping::compile(&source, &mut report).unwrap();
+    let start = |trust: bool| {
+        let mapping = mapping.clone();
+        let ca_pem = ca_cert.pem();
+        async move {
+            let secrets = [(
+                "api_key".to_string(),
+                scimgate::config::Secret::new("tls-key"),
+            )]
+            .into_iter()
+            .collect();
+            let mut config = scimgate::demo::config_for(
+                mapping,
+                ([127, 0, 0, 1], port).into(),
+                secrets,
+                TOKEN,
+                &["example.com".into()],
+                ServerSettings::default(),
+            )
+            .unwrap();
+            let upstream = &mut config.upstreams[0];
+            let mut mapping = (*upstream.mapping).clone();
+            mapping.base_url = format!("https://localhost:{port}");
+            upstream.mapping = std::sync::Arc::new(mapping);
+            if trust {
+                upstream.tls.ca_pem = Some(ca_pem.into_bytes());
+            }
+            let router = scimgate::server::router(&config).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, router).await });
+            format!("http://{address}")
+        }
+    };
+    let trusting = start(true).await;
+    let created = send(&trusting, Method::POST, "/Users", user("tls")).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let untrusting = start(false).await;
+    let refused = send(&untrusting, Method::GET, "/Users", None).await;
+    assert_eq!(
+        refused.status, 503,
+        "an unknown CA is not trusted: {}",
+        refused.body
+    );
+}
+
+#[tokio::test]
+async fn entra_is_paced_where_a_generic_client_gets_429() {
+    let h = Harness::start_configured(ServerSettings::default(), |config| {
+        for connection in &mut config.connections {
+            // Entra waits at most half a second; the generic client would wait a minute.
+            let rate = if connection.dialect == "entra" {
+                "2/s"
+            } else {
+                "1/min"
+            };
+            connection.rate = Rate::parse(rate).map(|mut rate| {
+                rate.burst = std::num::NonZeroU32::MIN;
+                rate
+            });
+        }
+    })
+    .await;
+    let auth = [(
+        "authorization".to_string(),
+        format!("Bearer {}", common::TOKEN),
+    )];
+    for base in ["/scim/entra/v2", "/scim/generic/v2"] {
+        assert_eq!(
+            h.send(
+                Method::GET,
+                &format!("{base}/ServiceProviderConfig"),
+                &auth,
+                None
+            )
+            .await
+            .status,
+            200
+        );
+    }
+    // Over the limit: Entra's dialect holds the request (it retries a 429 only
+    // ~40 minutes later); a generic client is told to come back.
+    let entra = h
+        .send(
+            Method::GET,
+            "/scim/entra/v2/ServiceProviderConfig",
+            &auth,
+            None,
+        )
+        .await;
+    assert_eq!(entra.status, 200, "{}", entra.body);
+    let generic = h
+        .send(
+            Method::GET,
+            "/scim/generic/v2/ServiceProviderConfig",
+            &auth,
+            None,
+        )
+        .await;
+    assert_scim_error(&generic, 429, None);
+}

@@ -107,11 +107,29 @@ impl std::fmt::Debug for UpstreamClient {
 impl UpstreamClient {
     pub fn new(upstream: &Upstream) -> Result<Self, UpstreamError> {
         let mapping = upstream.mapping.clone();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(mapping.timeout)
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca) = &upstream.tls.ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(ca).map_err(|_| {
+                UpstreamError::Setup("the upstream CA file is not PEM certificates".into())
+            })? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        if let Some(identity) = &upstream.tls.identity_pem {
+            // The message never quotes the key.
+            let identity =
+                reqwest::Identity::from_pem(identity.expose().as_bytes()).map_err(|_| {
+                    UpstreamError::Setup(
+                        "the upstream client certificate or key is not usable PEM".into(),
+                    )
+                })?;
+            builder = builder.identity(identity);
+        }
+        let http = builder
             .build()
             .map_err(|e| UpstreamError::Setup(e.to_string()))?;
         let secret = |name: &str| {
