@@ -53,24 +53,7 @@ field = "mail"
 
 /// A gateway in front of `upstream` (the demo's connections), after `adjust`.
 async fn gateway(upstream: SocketAddr, adjust: impl FnOnce(&mut GatewayConfig)) -> String {
-    let mut report = Report::default();
-    let mapping = scimgate::mapping::compile(&SourceFile::new("flaky.toml", MAPPING), &mut report)
-        .unwrap_or_else(|| panic!("{report}"));
-    let mut config = scimgate::demo::config_for(
-        mapping,
-        upstream,
-        Default::default(),
-        TOKEN,
-        &["example.com".into()],
-        ServerSettings::default(),
-    )
-    .unwrap();
-    adjust(&mut config);
-    let router = scimgate::server::router(&config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{address}")
+    common::gateway_for(MAPPING, upstream, &[], TOKEN, adjust).await
 }
 
 struct Answer {

@@ -2,11 +2,9 @@
 //! scripted upstream (wiremock) by the exact calls it receives: basic auth,
 //! Link-header paging and a member list kept on the group.
 
-use std::net::SocketAddr;
+mod common;
 
 use reqwest::Method;
-use scimgate::config::{GatewayConfig, Secret, ServerSettings};
-use scimgate::diagnostics::{Report, SourceFile};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -84,27 +82,15 @@ field = "memberIds"
 "#;
 
 async fn gateway(upstream: &MockServer) -> String {
-    let mut report = Report::default();
-    let mapping = scimgate::mapping::compile(&SourceFile::new("styles.toml", MAPPING), &mut report)
-        .unwrap_or_else(|| panic!("{report}"));
-    let address: SocketAddr = upstream.address().to_owned();
-    let secrets = [("password".to_string(), Secret::new("pa55"))]
-        .into_iter()
-        .collect();
-    let config: GatewayConfig = scimgate::demo::config_for(
-        mapping,
-        address,
-        secrets,
+    let root = common::gateway_for(
+        MAPPING,
+        *upstream.address(),
+        &[("password", "pa55")],
         TOKEN,
-        &["example.com".into()],
-        ServerSettings::default(),
+        |_| {},
     )
-    .unwrap();
-    let router = scimgate::server::router(&config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{gateway}/scim/generic/v2")
+    .await;
+    format!("{root}/scim/generic/v2")
 }
 
 async fn scim(base: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {

@@ -4,27 +4,9 @@
 
 mod common;
 
-use common::{Harness, assert_scim_error};
+use common::{Harness, alice, assert_scim_error};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const USER_TYPE: &str = "urn:ietf:params:scim:schemas:extension:scimgate:2.0:User";
-
-fn alice() -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE, USER_TYPE],
-        "userName": "alice@example.com",
-        "externalId": "ext-alice",
-        "name": {"givenName": "Alice", "familyName": "Liddell"},
-        "emails": [{"value": "alice@example.com", "type": "work", "primary": true}],
-        "phoneNumbers": [{"value": "+1 555 0100", "type": "work"}],
-        "title": "Engineer",
-        "active": true,
-        ENTERPRISE: {"organization": "Wonderland", "department": "R&D"},
-        USER_TYPE: {"userType": "Contributor"}
-    })
-}
 
 async fn upstream_user(h: &Harness, id: &str) -> Value {
     let reply = h.upstream(&format!("/users/{id}")).await;

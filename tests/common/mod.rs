@@ -390,3 +390,58 @@ fn directory_kind(kind: &str) -> &'static str {
         _ => "?",
     }
 }
+
+/// A gateway (the demo's connections) in front of the upstream at `upstream`,
+/// described by the mapping `text`, after `adjust`; returns its root URL.
+pub async fn gateway_for(
+    text: &str,
+    upstream: SocketAddr,
+    secrets: &[(&str, &str)],
+    token: &str,
+    adjust: impl FnOnce(&mut GatewayConfig),
+) -> String {
+    let mut report = scimgate::diagnostics::Report::default();
+    let source = scimgate::diagnostics::SourceFile::new("test-mapping.toml", text);
+    let mapping =
+        scimgate::mapping::compile(&source, &mut report).unwrap_or_else(|| panic!("{report}"));
+    let secrets = secrets
+        .iter()
+        .map(|(k, v)| (k.to_string(), Secret::new(*v)))
+        .collect();
+    let mut config = demo::config_for(
+        mapping,
+        upstream,
+        secrets,
+        token,
+        &["example.com".to_string()],
+        ServerSettings::default(),
+    )
+    .unwrap();
+    adjust(&mut config);
+    let router = server::router(&config).unwrap();
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{address}")
+}
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const USER_TYPE: &str = "urn:ietf:params:scim:schemas:extension:scimgate:2.0:User";
+
+/// A fully populated user, as the lifecycle tests create her.
+pub fn alice() -> Value {
+    serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE, USER_TYPE],
+        "userName": "alice@example.com",
+        "externalId": "ext-alice",
+        "name": {"givenName": "Alice", "familyName": "Liddell"},
+        "emails": [{"value": "alice@example.com", "type": "work", "primary": true}],
+        "phoneNumbers": [{"value": "+1 555 0100", "type": "work"}],
+        "title": "Engineer",
+        "active": true,
+        ENTERPRISE: {"organization": "Wonderland", "department": "R&D"},
+        USER_TYPE: {"userType": "Contributor"}
+    })
+}
