@@ -58,6 +58,9 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// On SIGTERM: how long in-flight requests may finish before closing.
     pub drain_timeout_ms: u64,
+    /// Reload when the config, a mapping, a dialect or the certificate file
+    /// changes, as SIGHUP does (checked every 2 s).
+    pub watch: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +85,7 @@ impl Default for ServerSettings {
             max_header_bytes: 16 * 1024,
             request_timeout_ms: 60_000,
             drain_timeout_ms: 30_000,
+            watch: false,
         }
     }
 }
@@ -293,6 +297,27 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     pub fn upstream(&self, name: &str) -> Option<&Upstream> {
         self.upstreams.iter().find(|u| u.name == name)
+    }
+
+    /// Every file this config was read from (besides the config itself).
+    pub fn source_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self
+            .upstreams
+            .iter()
+            .map(|u| u.mapping.source.clone())
+            .collect();
+        files.extend(
+            self.dialects
+                .all
+                .iter()
+                .map(|d| d.source.clone())
+                .filter(|p| p.exists()),
+        );
+        if let Some(tls) = &self.server.tls {
+            files.push(tls.cert.clone());
+            files.push(tls.key.clone());
+        }
+        files
     }
 }
 

@@ -137,7 +137,13 @@ async fn main() -> anyhow::Result<()> {
                 connections = gateway.connections.len(),
                 "serving"
             );
-            tokio::spawn(reload_on_hangup(config, current.clone(), tls.clone()));
+            let watched = gateway.server.watch.then(|| gateway.source_files());
+            tokio::spawn(reload_on_hangup(
+                config,
+                current.clone(),
+                tls.clone(),
+                watched,
+            ));
             let settings = gateway.server.listen_settings();
             server::listen::serve(
                 listener,
@@ -297,62 +303,109 @@ async fn serve(listener: TcpListener, router: axum::Router) -> anyhow::Result<()
         .context("server failed")
 }
 
-/// SIGHUP: reload the config, every mapping and the TLS certificate. A bad
-/// reload is logged and the last good state keeps serving.
+/// SIGHUP (and, with `watch = true`, a changed file): reload the config,
+/// every mapping and dialect, and the TLS certificate. A bad reload is logged
+/// and the last good state keeps serving.
 async fn reload_on_hangup(
     path: PathBuf,
     current: Arc<ArcSwap<axum::Router>>,
     tls: Option<Arc<server::tls::Tls>>,
+    watched: Option<Vec<PathBuf>>,
 ) {
+    let (trigger, mut reloads) = tokio::sync::mpsc::channel::<&'static str>(1);
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP: reload needs a restart");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            let started = std::time::Instant::now();
-            let path = path.clone();
-            let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
-            match loaded {
-                Ok(Ok((gateway, report))) => match server::router(&gateway) {
-                    Ok(router) => {
-                        current.store(Arc::new(router));
-                        for warning in report.warnings() {
-                            tracing::warn!(%warning, "config warning");
-                        }
-                        tracing::info!(
-                            elapsed_ms = started.elapsed().as_millis() as u64,
-                            connections = gateway.connections.len(),
-                            "reloaded config and mappings"
-                        );
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                let trigger = trigger.clone();
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        let _ = trigger.try_send("SIGHUP");
                     }
-                    Err(error) => {
-                        tracing::error!(%error, "reload failed; the previous config keeps serving")
-                    }
-                },
-                Ok(Err(report)) => {
-                    tracing::error!(problems = %report, "reload failed; the previous config keeps serving")
-                }
-                Err(error) => {
-                    tracing::error!(%error, "reload failed; the previous config keeps serving")
-                }
+                });
             }
-            if let Some(tls) = &tls {
-                let tls = tls.clone();
-                match tokio::task::spawn_blocking(move || tls.reload()).await {
-                    Ok(Ok(())) => tracing::info!("reloaded the TLS certificate"),
-                    Ok(Err(error)) => {
-                        tracing::error!(%error, "TLS reload failed; the previous certificate keeps serving")
-                    }
-                    Err(error) => tracing::error!(%error, "TLS reload failed"),
-                }
-            }
+            Err(_) => tracing::warn!("cannot listen for SIGHUP: reload needs a restart"),
         }
     }
-    #[cfg(not(unix))]
-    let _ = (path, current, tls);
+    if let Some(files) = watched {
+        tokio::spawn(watch_files(path.clone(), files, trigger.clone()));
+    }
+    drop(trigger);
+    while let Some(cause) = reloads.recv().await {
+        reload(&path, &current, tls.as_ref(), cause).await;
+    }
+}
+
+async fn reload(
+    path: &std::path::Path,
+    current: &ArcSwap<axum::Router>,
+    tls: Option<&Arc<server::tls::Tls>>,
+    cause: &str,
+) {
+    let started = std::time::Instant::now();
+    let owned = path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&owned)).await;
+    match loaded {
+        Ok(Ok((gateway, report))) => match server::router(&gateway) {
+            Ok(router) => {
+                current.store(Arc::new(router));
+                for warning in report.warnings() {
+                    tracing::warn!(%warning, "config warning");
+                }
+                tracing::info!(
+                    cause,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    connections = gateway.connections.len(),
+                    "reloaded config and mappings"
+                );
+            }
+            Err(error) => {
+                tracing::error!(cause, %error, "reload failed; the previous config keeps serving")
+            }
+        },
+        Ok(Err(report)) => {
+            tracing::error!(cause, problems = %report, "reload failed; the previous config keeps serving")
+        }
+        Err(error) => {
+            tracing::error!(cause, %error, "reload failed; the previous config keeps serving")
+        }
+    }
+    if let Some(tls) = tls {
+        let tls = tls.clone();
+        match tokio::task::spawn_blocking(move || tls.reload()).await {
+            Ok(Ok(())) => tracing::info!("reloaded the TLS certificate"),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "TLS reload failed; the previous certificate keeps serving")
+            }
+            Err(error) => tracing::error!(%error, "TLS reload failed"),
+        }
+    }
+}
+
+/// Polls the files' modification times; a change asks for a reload.
+async fn watch_files(
+    config: PathBuf,
+    files: Vec<PathBuf>,
+    trigger: tokio::sync::mpsc::Sender<&'static str>,
+) {
+    let stamp = |paths: &[PathBuf]| -> Vec<Option<std::time::SystemTime>> {
+        paths
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    };
+    let mut paths = vec![config];
+    paths.extend(files);
+    let mut last = stamp(&paths);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let now = stamp(&paths);
+        if now != last {
+            last = now;
+            let _ = trigger.try_send("a watched file changed");
+        }
+    }
 }
 
 async fn shutdown_signal() {

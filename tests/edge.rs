@@ -506,3 +506,41 @@ async fn entra_is_paced_where_a_generic_client_gets_429() {
         .await;
     assert_scim_error(&generic, 429, None);
 }
+
+#[tokio::test]
+async fn the_upstream_in_flight_cap_refuses_past_a_bounded_wait() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/busy"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(2))
+                .set_body_json(json!({"id": "busy"})),
+        )
+        .mount(&upstream)
+        .await;
+    let root = gateway(*upstream.address(), |config| {
+        let budget = &mut config.upstreams[0].budget;
+        budget.max_in_flight = Some(1);
+        budget.queue_timeout = Duration::from_millis(50);
+    })
+    .await;
+    // The first holds the only slot until its 300 ms timeout; the second waits 50 ms at most.
+    let (a, b) = tokio::join!(send(&root, Method::GET, "/Users/busy", None), async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        send(&root, Method::GET, "/Users/busy", None).await
+    });
+    let refused = [&a, &b]
+        .into_iter()
+        .find(|answer| answer.status == 503)
+        .expect("one request is refused");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("in flight"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.retry_after.as_deref(), Some("1"));
+}

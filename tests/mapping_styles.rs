@@ -179,3 +179,85 @@ async fn group_field_membership_writes_the_whole_list_on_the_group() {
     assert_eq!(status, 200, "{body}");
     // The PATCH mock's `expect(1)` is verified when the server drops.
 }
+
+const OFFSET_BEARER: &str = r#"
+[upstream]
+name = "offsets"
+base_url = "http://placeholder"
+
+[upstream.auth]
+style = "bearer"
+secret = "token"
+
+[users]
+id = { field = "uid", type = "string" }
+
+[users.list]
+method = "GET"
+path = "/v1/accounts"
+items = "/data"
+paging = { style = "offset", offset_param = "skip", limit_param = "take", max_page_size = 2, total_pointer = "/count" }
+
+[users.get]
+method = "GET"
+path = "/v1/accounts/{id}"
+
+[users.create]
+method = "POST"
+path = "/v1/accounts"
+
+[users.update]
+method = "PUT"
+path = "/v1/accounts/{id}"
+
+[users.delete]
+hard = { method = "DELETE", path = "/v1/accounts/{id}" }
+
+[[users.attributes]]
+scim = "userName"
+field = "handle"
+"#;
+
+#[tokio::test]
+async fn bearer_auth_and_offset_paging_ask_for_exactly_the_window() {
+    let upstream = MockServer::start().await;
+    let accounts: Vec<Value> = (0..5)
+        .map(|n| json!({"uid": format!("a{n}"), "handle": format!("u{n}@example.com")}))
+        .collect();
+    // startIndex=4&count=2 is the window [3, 5): one call at skip=3.
+    Mock::given(method("GET"))
+        .and(path("/v1/accounts"))
+        .and(query_param("skip", "3"))
+        .and(query_param("take", "2"))
+        .and(header("authorization", "Bearer up-token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"data": accounts[3..5], "count": 5})),
+        )
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let root = common::gateway_for(
+        OFFSET_BEARER,
+        *upstream.address(),
+        &[("token", "up-token")],
+        TOKEN,
+        |_| {},
+    )
+    .await;
+    let (status, body) = scim(
+        &format!("{root}/scim/generic/v2"),
+        Method::GET,
+        "/Users?startIndex=4&count=2",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["totalResults"], 5);
+    let names: Vec<&str> = body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["userName"].as_str())
+        .collect();
+    assert_eq!(names, ["u3@example.com", "u4@example.com"]);
+}

@@ -10,6 +10,10 @@ use scimgate::legacy::Database;
 const BIN: &str = env!("CARGO_BIN_EXE_scimgate");
 
 fn config(port: u16, upstream: std::net::SocketAddr, domains: &str) -> String {
+    config_with(port, upstream, domains, false)
+}
+
+fn config_with(port: u16, upstream: std::net::SocketAddr, domains: &str, watch: bool) -> String {
     let mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/upstream/legacy.toml");
     let hash = hex::encode(scimgate::server::hash_token("reload-token"));
     format!(
@@ -17,6 +21,7 @@ fn config(port: u16, upstream: std::net::SocketAddr, domains: &str) -> String {
 [server]
 listen = "127.0.0.1:{port}"
 drain_timeout_ms = 2000
+watch = {watch}
 
 [upstreams.legacy]
 mapping = "{mapping}"
@@ -128,4 +133,58 @@ async fn sighup_applies_a_good_config_keeps_serving_on_a_bad_one_and_sigterm_exi
         panic!("scimgate did not exit on SIGTERM")
     });
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn with_watch_a_changed_config_file_is_applied_without_a_signal() {
+    let upstream = scimgate::demo::start_legacy(Database::Memory, "reload-key")
+        .await
+        .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scimgate.toml");
+    std::fs::write(&path, config_with(port, upstream, r#""example.com""#, true)).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = None;
+    for _ in 0..100 {
+        first = create(port, "cy@example.org").await;
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(first, Some(403));
+    // Modification times have a coarse grain on some file systems.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    std::fs::write(
+        &path,
+        config_with(port, upstream, r#""example.com", "example.org""#, true),
+    )
+    .unwrap();
+    let mut reloaded = None;
+    for _ in 0..100 {
+        reloaded = create(port, "cy@example.org").await;
+        if reloaded == Some(201) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        reloaded,
+        Some(201),
+        "the watcher reloaded the changed config"
+    );
 }
