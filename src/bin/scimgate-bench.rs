@@ -1,0 +1,765 @@
+//! The benchmark harness: starts the reference legacy API and the gateway as
+//! separate processes on loopback, drives each scenario through the gateway
+//! and the equivalent request directly at the legacy API in the same run, and
+//! reports throughput, latency percentiles, errors, the gateway's CPU time per
+//! request and its RSS, as a table and as JSON.
+//!
+//! `cargo build --release --bins && target/release/scimgate-bench [--users N]`
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "bench-token";
+const API_KEY: &str = "bench-key";
+
+#[derive(Parser)]
+#[command(about = "Measure scimgate against direct calls to the reference legacy API")]
+struct Args {
+    /// Users created by the initial-sync scenario (and then listed).
+    #[arg(long, default_value_t = 100_000)]
+    users: usize,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds each timed scenario runs (per side).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrency of the initial sync (an IdP's, not a load test's).
+    #[arg(long, default_value_t = 8)]
+    sync_concurrency: usize,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "target/bench/results.json")]
+    output: PathBuf,
+}
+
+/// A spawned process, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The gateway's CPU seconds so far and its resident and peak memory (KiB).
+fn usage(pid: u32) -> anyhow::Result<(f64, u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which may contain spaces.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|f| f.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // USER_HZ is 100 on Linux.
+    Ok((ticks / 100.0, kib("VmRSS:"), kib("VmHWM:")))
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Side {
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    throughput: f64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Scenario {
+    name: String,
+    gateway: Side,
+    direct: Side,
+    /// Gateway p50 − direct p50 (µs), and the same at p99.
+    added_p50_us: i64,
+    added_p99_us: i64,
+    /// Gateway throughput / direct throughput.
+    throughput_ratio: f64,
+    gateway_cpu_us_per_request: f64,
+    gateway_rss_kib_after: u64,
+}
+
+/// One request: method, URL, body.
+type Request = (reqwest::Method, String, Option<Value>);
+
+struct Target {
+    http: reqwest::Client,
+    auth: (&'static str, String),
+}
+
+impl Target {
+    async fn send(&self, (method, url, body): &Request) -> bool {
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .header(self.auth.0, &self.auth.1);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        match request.send().await {
+            Ok(response) => {
+                let ok = response.status().is_success();
+                let _ = response.bytes().await;
+                ok
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Runs `make(i)` requests from `concurrency` workers for `duration` (or
+/// until `limit` requests), recording each latency.
+async fn drive(
+    target: Arc<Target>,
+    concurrency: usize,
+    duration: Duration,
+    limit: Option<usize>,
+    make: Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>,
+) -> Side {
+    let counter = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (target, counter, make) = (target.clone(), counter.clone(), make.clone());
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            loop {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                if limit.is_some_and(|l| i >= l)
+                    || (limit.is_none() && started.elapsed() >= duration)
+                {
+                    break;
+                }
+                // One unit may be several requests (a look-up then a create).
+                for request in make(i) {
+                    let sent = Instant::now();
+                    if !target.send(&request).await {
+                        errors += 1;
+                    }
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    while let Some(Ok((l, e))) = workers.join_next().await {
+        latencies.extend(l);
+        errors += e;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    Side {
+        requests: latencies.len(),
+        errors,
+        seconds,
+        throughput: latencies.len() as f64 / seconds,
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+        p999_us: at(0.999),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin = std::env::current_exe()?
+        .parent()
+        .context("no binary folder")?
+        .join("scimgate");
+    if !bin.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release --bins` first",
+            bin.display()
+        );
+    }
+    let dir = tempdir()?;
+
+    // The reference legacy API, in memory.
+    let legacy_port = free_port()?;
+    let _legacy = Process(
+        Command::new(&bin)
+            .args([
+                "legacy-api",
+                "--listen",
+                &format!("127.0.0.1:{legacy_port}"),
+                "--db",
+                ":memory:",
+                "--api-key",
+                API_KEY,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let legacy = format!("http://127.0.0.1:{legacy_port}/api/v1");
+    wait_for(&format!("{legacy}/users"), Some(("x-api-key", API_KEY))).await?;
+
+    // The gateway, with one connection per dialect the scenarios use.
+    let port = free_port()?;
+    let config = dir.join("scimgate.toml");
+    std::fs::write(&config, gateway_config(port, legacy_port))?;
+    let started = Instant::now();
+    let mut gateway_child = Command::new(&bin)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let gateway_pid = gateway_child.id();
+    let logs = gateway_child.stdout.take().context("no gateway stdout")?;
+    let _gateway = Process(gateway_child);
+    let root = format!("http://127.0.0.1:{port}");
+    wait_for(&format!("{root}/readyz"), None).await?;
+    let startup = started.elapsed();
+    let (_, idle_rss, _) = usage(gateway_pid)?;
+
+    // A reload, timed by the gateway itself.
+    let reload_ms = reload_time(gateway_pid, logs).await;
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .build()?;
+    let gateway = Arc::new(Target {
+        http: http.clone(),
+        auth: ("authorization", format!("Bearer {TOKEN}")),
+    });
+    let direct = Arc::new(Target {
+        http: http.clone(),
+        auth: ("x-api-key", API_KEY.to_string()),
+    });
+
+    // A user and a team to read and write.
+    let user = create(
+        &gateway,
+        &format!("{root}/scim/generic/v2/Users"),
+        &scim_user("bench"),
+    )
+    .await?;
+    let group_body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "bench", "members": [{"value": user}]});
+    let group = create(
+        &gateway,
+        &format!("{root}/scim/generic/v2/Groups"),
+        &group_body,
+    )
+    .await?;
+
+    let generic = format!("{root}/scim/generic/v2");
+    let entra = format!("{root}/scim/entra/v2");
+    let okta = format!("{root}/scim/okta/v2");
+    let duration = Duration::from_secs(args.seconds);
+    let mut scenarios = Vec::new();
+
+    type Make = Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>;
+    let timed: Vec<(&str, Make, Make)> = vec![
+        (
+            "GET /Users/{id}",
+            Arc::new({
+                let (u, g) = (user.clone(), generic.clone());
+                move |_| vec![(reqwest::Method::GET, format!("{g}/Users/{u}"), None)]
+            }),
+            Arc::new({
+                let (u, l) = (user.clone(), legacy.clone());
+                move |_| vec![(reqwest::Method::GET, format!("{l}/users/{u}"), None)]
+            }),
+        ),
+        (
+            "GET /Users?filter=userName eq",
+            Arc::new({
+                let g = generic.clone();
+                move |_| {
+                    vec![(
+                        reqwest::Method::GET,
+                        format!("{g}/Users?filter=userName%20eq%20%22bench%40example.com%22"),
+                        None,
+                    )]
+                }
+            }),
+            Arc::new({
+                let l = legacy.clone();
+                move |_| {
+                    vec![(
+                        reqwest::Method::GET,
+                        format!("{l}/users?login=bench%40example.com&status=enabled,disabled"),
+                        None,
+                    )]
+                }
+            }),
+        ),
+        (
+            "POST /Users",
+            Arc::new({
+                let g = generic.clone();
+                move |i| {
+                    vec![(
+                        reqwest::Method::POST,
+                        format!("{g}/Users"),
+                        Some(scim_user(&format!("post-gw-{i}"))),
+                    )]
+                }
+            }),
+            Arc::new({
+                let l = legacy.clone();
+                move |i| {
+                    vec![(
+                        reqwest::Method::POST,
+                        format!("{l}/users"),
+                        Some(legacy_user(&format!("post-direct-{i}"))),
+                    )]
+                }
+            }),
+        ),
+        (
+            "PATCH two attributes (Entra)",
+            Arc::new({
+                let (u, e) = (user.clone(), entra.clone());
+                move |i| {
+                    vec![(
+                        reqwest::Method::PATCH,
+                        format!("{e}/Users/{u}"),
+                        Some(json!({
+                            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                            "Operations": [{"op": "Replace", "path": "title", "value": format!("T{i}")}, {"op": "Replace", "path": "name.familyName", "value": format!("F{i}")}]
+                        })),
+                    )]
+                }
+            }),
+            Arc::new({
+                let (u, l) = (user.clone(), legacy.clone());
+                move |i| {
+                    vec![(
+                        reqwest::Method::PATCH,
+                        format!("{l}/users/{u}"),
+                        Some(json!({"job_title": format!("T{i}"), "last_name": format!("F{i}")})),
+                    )]
+                }
+            }),
+        ),
+        (
+            "PUT the whole user (Okta)",
+            Arc::new({
+                let (u, o) = (user.clone(), okta.clone());
+                move |i| {
+                    let mut body = scim_user("bench");
+                    body["id"] = json!(u.clone());
+                    body["title"] = json!(format!("P{i}"));
+                    vec![(reqwest::Method::PUT, format!("{o}/Users/{u}"), Some(body))]
+                }
+            }),
+            Arc::new({
+                let (u, l) = (user.clone(), legacy.clone());
+                move |i| {
+                    vec![(
+                        reqwest::Method::PATCH,
+                        format!("{l}/users/{u}"),
+                        Some(json!({"job_title": format!("P{i}")})),
+                    )]
+                }
+            }),
+        ),
+        (
+            "GET /Groups/{id}?excludedAttributes=members",
+            Arc::new({
+                let (g0, g) = (group.clone(), generic.clone());
+                move |_| {
+                    vec![(
+                        reqwest::Method::GET,
+                        format!("{g}/Groups/{g0}?excludedAttributes=members"),
+                        None,
+                    )]
+                }
+            }),
+            Arc::new({
+                let (g0, l) = (group.clone(), legacy.clone());
+                move |_| vec![(reqwest::Method::GET, format!("{l}/teams/{g0}"), None)]
+            }),
+        ),
+    ];
+    for (name, through, straight) in timed {
+        scenarios.push(
+            measure(
+                name,
+                &gateway,
+                &direct,
+                gateway_pid,
+                args.concurrency,
+                duration,
+                None,
+                through,
+                straight,
+            )
+            .await?,
+        );
+    }
+
+    // The initial sync: a look-up then a create per user, at an IdP's concurrency.
+    let users = args.users;
+    let sync = measure(
+        &format!("initial sync of {users} users (filter GET + POST)"),
+        &gateway,
+        &direct,
+        gateway_pid,
+        args.sync_concurrency,
+        duration,
+        Some(users),
+        Arc::new({
+            let g = generic.clone();
+            move |i| {
+                vec![
+                    (
+                        reqwest::Method::GET,
+                        format!("{g}/Users?filter=userName%20eq%20%22sync-gw-{i}%40example.com%22"),
+                        None,
+                    ),
+                    (
+                        reqwest::Method::POST,
+                        format!("{g}/Users"),
+                        Some(scim_user(&format!("sync-gw-{i}"))),
+                    ),
+                ]
+            }
+        }),
+        Arc::new({
+            let l = legacy.clone();
+            move |i| {
+                vec![
+                    (
+                        reqwest::Method::GET,
+                        format!("{l}/users?login=sync-direct-{i}%40example.com"),
+                        None,
+                    ),
+                    (
+                        reqwest::Method::POST,
+                        format!("{l}/users"),
+                        Some(legacy_user(&format!("sync-direct-{i}"))),
+                    ),
+                ]
+            }
+        }),
+    )
+    .await?;
+    let rss_after_sync = sync.gateway_rss_kib_after;
+    scenarios.push(sync);
+
+    // The whole collection, 100 per page.
+    let total = count(&gateway, &format!("{generic}/Users?count=0")).await?;
+    let pages = total.div_ceil(100);
+    scenarios.push(
+        measure(
+            &format!("list {total} users, count=100 ({pages} pages)"),
+            &gateway,
+            &direct,
+            gateway_pid,
+            args.concurrency.min(8),
+            duration,
+            Some(pages),
+            Arc::new({
+                let g = generic.clone();
+                move |p| {
+                    vec![(
+                        reqwest::Method::GET,
+                        format!("{g}/Users?startIndex={}&count=100", p * 100 + 1),
+                        None,
+                    )]
+                }
+            }),
+            Arc::new({
+                let l = legacy.clone();
+                move |p| {
+                    vec![(
+                        reqwest::Method::GET,
+                        format!(
+                            "{l}/users?page={}&per_page=100&status=enabled,disabled",
+                            p + 1
+                        ),
+                        None,
+                    )]
+                }
+            }),
+        )
+        .await?,
+    );
+    let rss_after_list = scenarios
+        .last()
+        .map(|s| s.gateway_rss_kib_after)
+        .unwrap_or(0);
+
+    // Memory with 1,000 open connections.
+    let rss_1000 = rss_with_open_connections(port, gateway_pid, 1000).await?;
+    let (_, _, peak_rss) = usage(gateway_pid)?;
+
+    print_table(&scenarios);
+    println!();
+    println!(
+        "startup to ready:            {:.1} ms",
+        startup.as_secs_f64() * 1000.0
+    );
+    match reload_ms {
+        Some(ms) => println!("mapping reload (SIGHUP):     {ms} ms (as the gateway logged it)"),
+        None => println!("mapping reload (SIGHUP):     not observed"),
+    }
+    println!(
+        "RSS idle:                    {:.1} MiB",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "RSS with 1000 connections:   {:.1} MiB",
+        rss_1000 as f64 / 1024.0
+    );
+    println!(
+        "RSS after sync / after list: {:.1} / {:.1} MiB",
+        rss_after_sync as f64 / 1024.0,
+        rss_after_list as f64 / 1024.0
+    );
+    println!(
+        "peak RSS:                    {:.1} MiB",
+        peak_rss as f64 / 1024.0
+    );
+    let results = json!({
+        "concurrency": args.concurrency,
+        "seconds_per_scenario": args.seconds,
+        "users": users,
+        "startup_ms": startup.as_secs_f64() * 1000.0,
+        "reload_ms": reload_ms,
+        "rss_idle_kib": idle_rss,
+        "rss_1000_connections_kib": rss_1000,
+        "rss_after_sync_kib": rss_after_sync,
+        "rss_after_list_kib": rss_after_list,
+        "peak_rss_kib": peak_rss,
+        "scenarios": scenarios,
+    });
+    if let Some(parent) = args.output.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.output, serde_json::to_string_pretty(&results)?)?;
+    println!("\nresults: {}", args.output.display());
+    Ok(())
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one scenario's knobs, read in one place"
+)]
+async fn measure(
+    name: &str,
+    gateway: &Arc<Target>,
+    direct: &Arc<Target>,
+    pid: u32,
+    concurrency: usize,
+    duration: Duration,
+    limit: Option<usize>,
+    through: Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>,
+    straight: Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>,
+) -> anyhow::Result<Scenario> {
+    eprintln!("- {name}");
+    let direct_side = drive(direct.clone(), concurrency, duration, limit, straight).await;
+    let (cpu_before, _, _) = usage(pid)?;
+    let gateway_side = drive(gateway.clone(), concurrency, duration, limit, through).await;
+    let (cpu_after, rss, _) = usage(pid)?;
+    let cpu_us = (cpu_after - cpu_before) * 1e6 / gateway_side.requests.max(1) as f64;
+    Ok(Scenario {
+        name: name.to_string(),
+        added_p50_us: gateway_side.p50_us as i64 - direct_side.p50_us as i64,
+        added_p99_us: gateway_side.p99_us as i64 - direct_side.p99_us as i64,
+        throughput_ratio: gateway_side.throughput / direct_side.throughput.max(f64::MIN_POSITIVE),
+        gateway_cpu_us_per_request: cpu_us,
+        gateway_rss_kib_after: rss,
+        gateway: gateway_side,
+        direct: direct_side,
+    })
+}
+
+fn print_table(scenarios: &[Scenario]) {
+    println!(
+        "{:<48} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}",
+        "scenario",
+        "gw req/s",
+        "dir req/s",
+        "ratio",
+        "gw p50",
+        "dir p50",
+        "gw p99",
+        "gw p99.9",
+        "+p50 µs",
+        "cpu µs/r",
+        "errors"
+    );
+    for s in scenarios {
+        println!(
+            "{:<48} {:>9.0} {:>9.0} {:>7.2} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9.1} {:>6}",
+            s.name,
+            s.gateway.throughput,
+            s.direct.throughput,
+            s.throughput_ratio,
+            s.gateway.p50_us,
+            s.direct.p50_us,
+            s.gateway.p99_us,
+            s.gateway.p999_us,
+            s.added_p50_us,
+            s.gateway_cpu_us_per_request,
+            s.gateway.errors + s.direct.errors
+        );
+    }
+}
+
+fn scim_user(name: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": format!("{name}@example.com"),
+        "name": {"givenName": "Bench", "familyName": name},
+        "emails": [{"value": format!("{name}@example.com"), "type": "work", "primary": true}],
+        "title": "Engineer",
+        "active": true
+    })
+}
+
+fn legacy_user(name: &str) -> Value {
+    json!({"login": format!("{name}@example.com"), "email": format!("{name}@example.com"), "first_name": "Bench", "last_name": name, "job_title": "Engineer"})
+}
+
+fn gateway_config(port: u16, legacy_port: u16) -> String {
+    let mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/upstream/legacy.toml");
+    let hash = hex::encode(scimgate::server::hash_token(TOKEN));
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_results = 100\nscan_cap = 1000\n\n[upstreams.legacy]\nmapping = \"{mapping}\"\nbase_url = \"http://127.0.0.1:{legacy_port}\"\nsecrets.api_key = {{ value = \"{API_KEY}\" }}\n"
+    );
+    for dialect in ["generic", "entra", "okta"] {
+        text.push_str(&format!(
+            "\n[connections.{dialect}]\nbase_path = \"/scim/{dialect}/v2\"\nupstream = \"legacy\"\ntoken_sha256 = \"{hash}\"\napproved_domains = [\"example.com\"]\ndialect = \"{dialect}\"\n"
+        ));
+    }
+    text
+}
+
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("scimgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn wait_for(url: &str, header: Option<(&str, &str)>) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        let mut request = http.get(url);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        if request.send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("{url} did not become ready")
+}
+
+async fn create(target: &Target, url: &str, body: &Value) -> anyhow::Result<String> {
+    let response = target
+        .http
+        .post(url)
+        .header(target.auth.0, &target.auth.1)
+        .header("content-type", "application/scim+json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    body["id"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("create answered {status}: {body}"))
+}
+
+async fn count(target: &Target, url: &str) -> anyhow::Result<usize> {
+    let body: Value = target
+        .http
+        .get(url)
+        .header(target.auth.0, &target.auth.1)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(body["totalResults"].as_u64().unwrap_or(0) as usize)
+}
+
+/// Sends SIGHUP and reads the gateway's own measure of the reload.
+async fn reload_time(pid: u32, logs: std::process::ChildStdout) -> Option<u64> {
+    let (found, mut wait) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in BufReader::new(logs).lines().map_while(Result::ok) {
+            if line.contains("reloaded config and mappings")
+                && let Ok(event) = serde_json::from_str::<Value>(&line)
+                && let Some(sender) = found.take()
+            {
+                let _ = sender.send(event["fields"]["elapsed_ms"].as_u64());
+            }
+        }
+    });
+    Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .ok()?;
+    tokio::time::timeout(Duration::from_secs(5), &mut wait)
+        .await
+        .ok()?
+        .ok()
+        .flatten()
+}
+
+/// Opens `n` keep-alive connections, each having made one request, and
+/// reads the gateway's RSS while they are open.
+async fn rss_with_open_connections(port: u16, pid: u32, n: usize) -> anyhow::Result<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: keep-alive\r\n\r\n")
+            .await?;
+        let mut buffer = [0u8; 512];
+        let _ = stream.read(&mut buffer).await?;
+        streams.push(stream);
+    }
+    let (_, rss, _) = usage(pid)?;
+    drop(streams);
+    Ok(rss)
+}
