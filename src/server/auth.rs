@@ -1,6 +1,10 @@
 //! Bearer-token authentication of a connection. Tokens are stored only as
 //! SHA-256 hashes (they are 256-bit random values, so a fast hash suffices)
-//! and compared in constant time.
+//! and compared in constant time. Repeated failures from one client are
+//! throttled (`auth_guard`).
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -8,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::auth_guard::{AuthGuard, ClientKey};
 use crate::scim::error::ScimError;
 
 pub fn hash_token(token: &str) -> [u8; 32] {
@@ -32,18 +37,38 @@ pub fn authorised(header: Option<&str>, expected: &[u8; 32]) -> bool {
     bool::from(hash_token(token.trim()).ct_eq(expected))
 }
 
-pub async fn require_bearer(
-    State(expected): State<[u8; 32]>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// What [`require_bearer`] checks a request against: the connection's token
+/// hash, and the router-wide failure budgets.
+#[derive(Clone)]
+pub struct Gate {
+    pub expected: [u8; 32],
+    pub guard: Arc<AuthGuard>,
+}
+
+pub async fn require_bearer(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let client = ClientKey::of(request.extensions());
+    // Throttled clients are refused before the token is compared, so a
+    // throttled guess is not even evaluated (see `auth_guard`).
+    if let Some(wait) = gate.guard.throttled(client, Instant::now()) {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        return ScimError::new(
+            http::StatusCode::TOO_MANY_REQUESTS,
+            None,
+            format!(
+                "too many failed authentication attempts from this client; retry after {seconds} s"
+            ),
+        )
+        .with_retry_after(seconds)
+        .into_response();
+    }
     let header = request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if authorised(header, &expected) {
+    if authorised(header, &gate.expected) {
         next.run(request).await
     } else {
+        gate.guard.charge(client, Instant::now());
         ScimError::unauthorized(
             "a valid bearer token for this connection is required (Authorization: Bearer <token>)",
         )

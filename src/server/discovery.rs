@@ -2,10 +2,11 @@
 //! `/ResourceTypes` and `/Schemas`, telling the truth about what this
 //! connection supports.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::HeaderMap;
 use serde_json::{Value, json};
 
+use super::extract::ScimPath;
 use super::resources::{AppState, base_url};
 use super::response::ScimResponse;
 use crate::provision::Kind;
@@ -170,7 +171,7 @@ pub async fn resource_types(app: AppState, headers: HeaderMap) -> ScimResponse {
 
 pub async fn resource_type_by_name(
     app: AppState,
-    Path(name): Path<String>,
+    ScimPath(name): ScimPath,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
     let base = base_url(&app, &headers);
@@ -207,7 +208,7 @@ pub async fn schemas(app: AppState, headers: HeaderMap) -> ScimResponse {
 
 pub async fn schema_by_id(
     app: AppState,
-    Path(id): Path<String>,
+    ScimPath(id): ScimPath,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
     let base = base_url(&app, &headers);

@@ -11,6 +11,24 @@ use crate::scim::error::{ScimError, ScimType};
 use crate::scim::filter::{Filter, parse_filter};
 use crate::scim::path::{AttrPath, parse_attribute_list};
 
+/// One path parameter (a resource id, a schema URN). Axum's own `Path`
+/// answers undecodable values (not UTF-8) in plain text; this one answers
+/// a SCIM 404, since no resource can have such an id.
+pub struct ScimPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ScimPath {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ScimPath(value))
+            .map_err(|_| {
+                ScimError::not_found("no resource has this id (it is not valid UTF-8 once decoded)")
+            })
+    }
+}
+
 /// A JSON request body sent as `application/scim+json` or `application/json`.
 pub struct ScimJson(pub Value);
 

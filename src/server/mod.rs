@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod auth_guard;
 mod dialect;
 mod discovery;
 mod extract;
@@ -28,7 +29,7 @@ use crate::scim::error::ScimError;
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 pub use auth::{hash_token, new_token};
-pub use extract::{ScimJson, ScimQuery};
+pub use extract::{ScimJson, ScimPath, ScimQuery};
 pub use limit::quota;
 pub use resources::ConnectionApp;
 pub use response::SCIM_CONTENT_TYPE;
@@ -85,6 +86,8 @@ pub fn router_with(
             .map(|u| (u.name.clone(), u.mapping.base_url.clone()))
             .collect(),
     ));
+    // One failure budget per client across every connection (auth_guard).
+    let auth_guard = Arc::new(auth_guard::AuthGuard::default());
     let mut router = Router::new()
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready).with_state(upstreams))
@@ -129,7 +132,10 @@ pub fn router_with(
         let routes = routes
             .layer(middleware::from_fn_with_state(audit, audit::record))
             .layer(middleware::from_fn_with_state(
-                connection.token_sha256,
+                auth::Gate {
+                    expected: connection.token_sha256,
+                    guard: auth_guard.clone(),
+                },
                 auth::require_bearer,
             ))
             .layer(middleware::from_fn_with_state(app, dialect::apply))
@@ -174,7 +180,6 @@ fn connection_routes(app: Arc<ConnectionApp>) -> Router {
 }
 
 fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
-    use axum::extract::Path;
     let collection = format!("/{}", kind.endpoint());
     let item = format!("/{}/{{id}}", kind.endpoint());
     let search = format!("/{}/.search", kind.endpoint());
@@ -199,14 +204,14 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
         .route(
             &item,
             get(
-                move |s: AppState, id: Path<String>, h: HeaderMap, q: ScimQuery| {
+                move |s: AppState, id: ScimPath, h: HeaderMap, q: ScimQuery| {
                     resources::get(kind, s, id, h, q)
                 },
             )
             .put(
                 move |s: AppState,
                       d: RequestDialect,
-                      id: Path<String>,
+                      id: ScimPath,
                       h: HeaderMap,
                       q: ScimQuery,
                       b: ScimJson| { resources::replace(kind, s, d, id, h, q, b) },
@@ -214,12 +219,12 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
             .patch(
                 move |s: AppState,
                       d: RequestDialect,
-                      id: Path<String>,
+                      id: ScimPath,
                       h: HeaderMap,
                       q: ScimQuery,
                       b: ScimJson| { resources::patch(kind, s, d, id, h, q, b) },
             )
-            .delete(move |s: AppState, id: Path<String>, h: HeaderMap| {
+            .delete(move |s: AppState, id: ScimPath, h: HeaderMap| {
                 resources::delete(kind, s, id, h)
             }),
         )

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::extract::{ScimJson, ScimQuery};
+use super::extract::{ScimJson, ScimPath, ScimQuery};
 use super::response::ScimResponse;
 use crate::dialect::{Dialect, DialectChoice};
 use crate::provision::{Kind, ListQuery, Provisioner};
@@ -58,7 +58,11 @@ fn render(kind: Kind, mut resource: Value, base: &str, query: &ScimQuery) -> Val
         meta.insert("resourceType".into(), Value::from(kind.resource_type()));
         meta.insert(
             "location".into(),
-            Value::from(format!("{base}/{}/{id}", kind.endpoint())),
+            Value::from(format!(
+                "{base}/{}/{}",
+                kind.endpoint(),
+                encode_segment(&id)
+            )),
         );
     }
     if let Some(members) = resource.get_mut("members").and_then(Value::as_array_mut) {
@@ -80,6 +84,16 @@ fn render(kind: Kind, mut resource: Value, base: &str, query: &ScimQuery) -> Val
     )
 }
 
+/// An id as one URL path segment: upstream ids may hold `/`, `?`, `#`…
+fn encode_segment(id: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
+}
+
 /// References to users carry a `$ref` derived from their `value`.
 fn add_user_ref(reference: &mut Value, base: &str) {
     if let Some(value) = reference
@@ -88,7 +102,10 @@ fn add_user_ref(reference: &mut Value, base: &str) {
         .map(str::to_string)
         && let Some(object) = reference.as_object_mut()
     {
-        object.insert("$ref".into(), Value::from(format!("{base}/Users/{value}")));
+        object.insert(
+            "$ref".into(),
+            Value::from(format!("{base}/Users/{}", encode_segment(&value))),
+        );
     }
 }
 
@@ -111,7 +128,7 @@ fn single(
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        format!("{base}/{}/{id}", kind.endpoint())
+        format!("{base}/{}/{}", kind.endpoint(), encode_segment(id))
     });
     ScimResponse {
         status,
@@ -174,7 +191,7 @@ pub async fn search(
 pub async fn get(
     kind: Kind,
     State(app): AppState,
-    Path(id): Path<String>,
+    ScimPath(id): ScimPath,
     headers: HeaderMap,
     query: ScimQuery,
 ) -> Result<ScimResponse, ScimError> {
@@ -214,7 +231,7 @@ pub async fn replace(
     kind: Kind,
     State(app): AppState,
     Extension(dialect): RequestDialect,
-    Path(id): Path<String>,
+    ScimPath(id): ScimPath,
     headers: HeaderMap,
     query: ScimQuery,
     ScimJson(mut body): ScimJson,
@@ -238,7 +255,7 @@ pub async fn patch(
     kind: Kind,
     State(app): AppState,
     Extension(dialect): RequestDialect,
-    Path(id): Path<String>,
+    ScimPath(id): ScimPath,
     headers: HeaderMap,
     query: ScimQuery,
     ScimJson(mut body): ScimJson,
@@ -265,7 +282,7 @@ pub async fn patch(
 pub async fn delete(
     kind: Kind,
     State(app): AppState,
-    Path(id): Path<String>,
+    ScimPath(id): ScimPath,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
     app.provisioner

@@ -1,0 +1,173 @@
+//! Throttles repeated authentication failures per client, so a bearer token
+//! cannot be guessed at line rate.
+//!
+//! Each client (its peer address, see [`ClientKey`]) has a failure budget: a
+//! burst of [`FAILURE_BURST`] failures, refilled at one failure per
+//! [`FAILURE_REFILL`] (≈10 a minute). While the budget is spent the client is
+//! answered 429 before its token is looked at: a throttled guess learns
+//! nothing, whether it was right or wrong. This means a *valid* token sent
+//! from a throttled address is refused too, until the budget refills — the
+//! alternative (checking the token first and letting right ones through)
+//! would keep answering guesses and so defeat the throttle.
+//!
+//! The budget is one GCRA cell per client ("all failures charged so far have
+//! drained by `drained_at`"). It is hand-rolled rather than `governor`
+//! because the gate has to *ask* whether a client is throttled without
+//! charging it — only failures are charged, not every request — and
+//! `governor` offers no such non-consuming check.
+//!
+//! One guard serves every connection of a router, so rotating base paths
+//! does not multiply an attacker's attempts. A reload builds a new router
+//! and with it a fresh guard; that is at most one extra burst per reload.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use http::Extensions;
+
+/// Failures a client may make at once before it is throttled.
+pub const FAILURE_BURST: u32 = 10;
+/// One failure is forgiven per this interval (10 per minute).
+pub const FAILURE_REFILL: Duration = Duration::from_secs(6);
+/// Clients tracked at most; past this, new clients share one budget (see
+/// [`AuthGuard::charge`]).
+const MAX_TRACKED: usize = 65_536;
+
+/// Whom a failure is charged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// An IPv4 address, or the /64 an IPv6 address is in: one IPv6 host
+    /// usually owns a whole /64, so keying by full address would give it
+    /// 2^64 budgets.
+    Ip(IpAddr),
+    /// No peer address is known (a router served without `ConnectInfo`), or
+    /// the table is full: every such request shares this one budget, which
+    /// errs towards throttling rather than towards unlimited guesses.
+    Shared,
+}
+
+impl ClientKey {
+    /// The key for a request: its peer address from `ConnectInfo`, which
+    /// `listen::serve` (and axum's `into_make_service_with_connect_info`)
+    /// put in every request. `X-Forwarded-For` is deliberately not trusted:
+    /// any client can write it, and would then pick its own budget.
+    pub fn of(extensions: &Extensions) -> ClientKey {
+        match extensions.get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(peer)) => ClientKey::Ip(prefix(peer.ip())),
+            None => ClientKey::Shared,
+        }
+    }
+}
+
+fn prefix(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(bits))
+            }
+        },
+    }
+}
+
+/// Per-client failure budgets, shared by every connection of one router.
+#[derive(Debug)]
+pub struct AuthGuard {
+    burst: u32,
+    refill: Duration,
+    /// When each client's charged failures have all drained; an entry in
+    /// the past is a client with its whole budget (and may be pruned).
+    drained_at: Mutex<HashMap<ClientKey, Instant>>,
+}
+
+impl Default for AuthGuard {
+    fn default() -> Self {
+        AuthGuard::new(FAILURE_BURST, FAILURE_REFILL)
+    }
+}
+
+impl AuthGuard {
+    pub fn new(burst: u32, refill: Duration) -> Self {
+        AuthGuard {
+            burst: burst.max(1),
+            refill,
+            drained_at: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(wait)` while `client` has no failure left to spend, without
+    /// charging it.
+    pub fn throttled(&self, client: ClientKey, now: Instant) -> Option<Duration> {
+        let table = self.table();
+        let drained_at = *table.get(&client)?;
+        let outstanding = drained_at.saturating_duration_since(now);
+        // Room for one more failure while fewer than `burst` are outstanding.
+        let allowance = self.refill * (self.burst - 1);
+        outstanding
+            .checked_sub(allowance)
+            .filter(|wait| !wait.is_zero())
+    }
+
+    /// Charges one failure to `client`.
+    pub fn charge(&self, client: ClientKey, now: Instant) {
+        let mut table = self.table();
+        let mut key = client;
+        if !table.contains_key(&key) && table.len() >= MAX_TRACKED {
+            // Forget clients whose budget is whole again before refusing to
+            // track a new one.
+            table.retain(|_, drained_at| *drained_at > now);
+            if table.len() >= MAX_TRACKED {
+                key = ClientKey::Shared;
+            }
+        }
+        let drained_at = table.entry(key).or_insert(now);
+        *drained_at = (*drained_at).max(now) + self.refill;
+    }
+
+    /// The table, even if a thread panicked holding it: the worst a torn
+    /// entry does is mis-count one client's failures.
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, Instant>> {
+        self.drained_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> ClientKey {
+        ClientKey::Ip(prefix(text.parse().unwrap()))
+    }
+
+    #[test]
+    fn the_burst_is_spent_then_the_client_waits_one_refill() {
+        let guard = AuthGuard::new(3, Duration::from_secs(6));
+        let now = Instant::now();
+        let client = ip("192.0.2.1");
+        for _ in 0..3 {
+            assert_eq!(guard.throttled(client, now), None);
+            guard.charge(client, now);
+        }
+        assert_eq!(guard.throttled(client, now), Some(Duration::from_secs(6)));
+        // Another client is untouched.
+        assert_eq!(guard.throttled(ip("192.0.2.2"), now), None);
+        // One refill later, one more failure is allowed.
+        let later = now + Duration::from_secs(6);
+        assert_eq!(guard.throttled(client, later), None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_and_mapped_v4_as_v4() {
+        assert_eq!(ip("2001:db8::1"), ip("2001:db8::ffff:1"));
+        assert_ne!(ip("2001:db8::1"), ip("2001:db8:0:1::1"));
+        assert_eq!(ip("::ffff:192.0.2.1"), ip("192.0.2.1"));
+    }
+}
