@@ -7,9 +7,8 @@
 //! `cargo build --release --bins && target/release/scimgate-bench [--users N]`
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -18,8 +17,10 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "bench-token";
-const API_KEY: &str = "bench-key";
+#[path = "harness/mod.rs"]
+mod harness;
+
+use harness::{API_KEY, Process, TOKEN, free_port, gateway_config, tempdir, usage, wait_for};
 
 #[derive(Parser)]
 #[command(about = "Measure scimgate against direct calls to the reference legacy API")]
@@ -39,47 +40,6 @@ struct Args {
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/results.json")]
     output: PathBuf,
-}
-
-/// A spawned process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// The gateway's CPU seconds so far and its resident and peak memory (KiB).
-fn usage(pid: u32) -> anyhow::Result<(f64, u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which may contain spaces.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|f| f.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // USER_HZ is 100 on Linux.
-    Ok((ticks / 100.0, kib("VmRSS:"), kib("VmHWM:")))
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -654,41 +614,6 @@ fn scim_user(name: &str) -> Value {
 
 fn legacy_user(name: &str) -> Value {
     json!({"login": format!("{name}@example.com"), "email": format!("{name}@example.com"), "first_name": "Bench", "last_name": name, "job_title": "Engineer"})
-}
-
-fn gateway_config(port: u16, legacy_port: u16) -> String {
-    let mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/upstream/legacy.toml");
-    let hash = hex::encode(scimgate::server::hash_token(TOKEN));
-    let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_results = 100\nscan_cap = 1000\n\n[upstreams.legacy]\nmapping = \"{mapping}\"\nbase_url = \"http://127.0.0.1:{legacy_port}\"\nsecrets.api_key = {{ value = \"{API_KEY}\" }}\n"
-    );
-    for dialect in ["generic", "entra", "okta"] {
-        text.push_str(&format!(
-            "\n[connections.{dialect}]\nbase_path = \"/scim/{dialect}/v2\"\nupstream = \"legacy\"\ntoken_sha256 = \"{hash}\"\napproved_domains = [\"example.com\"]\ndialect = \"{dialect}\"\n"
-        ));
-    }
-    text
-}
-
-fn tempdir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("scimgate-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-async fn wait_for(url: &str, header: Option<(&str, &str)>) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        let mut request = http.get(url);
-        if let Some((name, value)) = header {
-            request = request.header(name, value);
-        }
-        if request.send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    bail!("{url} did not become ready")
 }
 
 async fn create(target: &Target, url: &str, body: &Value) -> anyhow::Result<String> {
