@@ -223,6 +223,14 @@ fn user_body(name: &str, title: &str, active: bool) -> Value {
     })
 }
 
+/// One write: method, path, body, and what it does to the expected state.
+type Operation = (
+    reqwest::Method,
+    String,
+    Option<Value>,
+    Box<dyn Fn(&mut Expected) + Send>,
+);
+
 /// One step of a worker on one of its users, keeping `expected` exact.
 async fn step(
     idp: &Idp,
@@ -236,11 +244,11 @@ async fn step(
     match (&expected.id, expected.deleted) {
         (None, _) | (Some(_), true) => {
             // The IdP's pre-create look-up, then the create.
-            if let Some(found) = idp.find(&user_name).await {
-                if !expected.deleted {
-                    expected.id = found["id"].as_str().map(str::to_string);
-                    return;
-                }
+            if let Some(found) = idp.find(&user_name).await
+                && !expected.deleted
+            {
+                expected.id = found["id"].as_str().map(str::to_string);
+                return;
             }
             let body = user_body(name, &title, true);
             let answer = idp
@@ -271,12 +279,7 @@ async fn step(
         (Some(id), false) => {
             let id = id.clone();
             let choice = rng.gen_range(0..10);
-            let (method, path, body, effect): (
-                reqwest::Method,
-                String,
-                Option<Value>,
-                Box<dyn Fn(&mut Expected) + Send>,
-            ) = match choice {
+            let (method, path, body, effect): Operation = match choice {
                 0..=3 => (
                     reqwest::Method::PATCH,
                     format!("/scim/entra/v2/Users/{id}"),
