@@ -521,7 +521,7 @@ async fn main() -> anyhow::Result<()> {
             let title_ok = want.deleted || record["job_title"] == want.title.as_str();
             if record["status"] != status
                 || !title_ok
-                || record["id"].to_string() != *want.id.as_ref().unwrap_or(&String::new())
+                || record["id"].as_u64().map(|id| id.to_string()) != want.id
             {
                 wrong += 1;
                 eprintln!("{login}: expected {want:?}, upstream has {record}");
