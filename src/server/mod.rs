@@ -176,6 +176,13 @@ fn connection_routes(app: Arc<ConnectionApp>) -> Router {
     }
     router
         .fallback(|| async { ScimError::not_found("no such SCIM endpoint; see /ResourceTypes") })
+        .method_not_allowed_fallback(|method: http::Method| async move {
+            ScimError::new(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                None,
+                format!("{method} is not allowed on this SCIM endpoint"),
+            )
+        })
         .with_state(app)
 }
 
