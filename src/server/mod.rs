@@ -145,6 +145,10 @@ pub fn router_with(
     Ok(router
         .fallback(|| async { ScimError::not_found("no SCIM endpoint at this path") })
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
+        // A bug must cost one request a SCIM 500, not the connection.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            response::panic_response,
+        ))
         .layer(middleware::from_fn(response::correlate)))
 }
 

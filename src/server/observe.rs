@@ -31,9 +31,11 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             let upkeep = handle.clone();
             std::thread::Builder::new()
                 .name("metrics-upkeep".into())
-                .spawn(move || loop {
-                    std::thread::sleep(std::time::Duration::from_secs(5));
-                    upkeep.run_upkeep();
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
                 })
                 .ok()?;
             Some(handle)

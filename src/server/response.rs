@@ -142,3 +142,36 @@ fn new_request_id() -> String {
     let bytes: [u8; 12] = rand::random();
     hex::encode(bytes)
 }
+
+/// The answer to a request whose handler panicked (a bug): a SCIM 500 that
+/// says nothing of the panic, which goes to the log instead.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "a request handler panicked");
+    ScimError::internal(
+        "the gateway failed on this request; the failure is logged with this correlation id",
+    )
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_scim_500_that_does_not_quote_the_panic() {
+        let response = panic_response(Box::new("index out of bounds: secret-ish detail"));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[CONTENT_TYPE], SCIM_CONTENT_TYPE);
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["status"], "500");
+        assert!(!body.to_string().contains("secret-ish"), "{body}");
+    }
+}
