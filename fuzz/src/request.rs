@@ -9,7 +9,8 @@
 //! on the first failure and stays open, so after the one priming request every
 //! upstream call fails at once with 503: per-input work stays small.
 //!
-//! Asserted: every non-2xx answer (a 500 included) is a SCIM error body;
+//! Asserted: no answer is a 500 (a bug, even as a SCIM body); every other
+//! non-2xx answer is a SCIM error body;
 //! a panic in a handler and a request hanging for 10 s are crashes too.
 
 use std::net::SocketAddr;
@@ -180,6 +181,13 @@ pub fn run(data: &[u8]) {
         (status, bytes)
     });
 
+    // A 500 is a bug whatever its body: handler panics become SCIM 500s, and
+    // an unreachable upstream answers 503, never 500.
+    assert!(
+        status != http::StatusCode::INTERNAL_SERVER_ERROR,
+        "{uri}: 500: {}",
+        String::from_utf8_lossy(&bytes)
+    );
     if status.is_success() || NOT_SCIM.contains(&path.as_str()) {
         return;
     }
