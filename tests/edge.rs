@@ -17,43 +17,22 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "edge-token";
 
-const MAPPING: &str = r#"
+/// A string-id `/people` API with a short timeout.
+fn mapping() -> String {
+    common::people_mapping(
+        r#"
 [upstream]
 name = "flaky"
 base_url = "http://placeholder"
 timeout_ms = 300
-
-[users]
-id = { field = "id", type = "string" }
-
-[users.list]
-method = "GET"
-path = "/people"
-
-[users.get]
-method = "GET"
-path = "/people/{id}"
-
-[users.create]
-method = "POST"
-path = "/people"
-
-[users.update]
-method = "PATCH"
-path = "/people/{id}"
-partial = true
-
-[users.delete]
-hard = { method = "DELETE", path = "/people/{id}" }
-
-[[users.attributes]]
-scim = "userName"
-field = "mail"
-"#;
+"#,
+        "",
+    )
+}
 
 /// A gateway in front of `upstream` (the demo's connections), after `adjust`.
 async fn gateway(upstream: SocketAddr, adjust: impl FnOnce(&mut GatewayConfig)) -> String {
-    common::gateway_for(MAPPING, upstream, &[], TOKEN, adjust).await
+    common::gateway_for(&mapping(), upstream, &[], TOKEN, adjust).await
 }
 
 struct Answer {

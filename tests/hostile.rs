@@ -318,39 +318,15 @@ async fn hostile_ids_are_scim_404s_and_leave_the_legacy_upstream_untouched() {
 }
 
 /// A mapping whose ids are strings, so path values do reach the upstream.
-const STRING_IDS: &str = r#"
+fn string_ids() -> String {
+    common::people_mapping(
+        r#"
 [upstream]
 name = "strings"
 base_url = "http://placeholder"
 timeout_ms = 2000
-
-[users]
-id = { field = "id", type = "string" }
-
-[users.list]
-method = "GET"
-path = "/people"
-
-[users.get]
-method = "GET"
-path = "/people/{id}"
-
-[users.create]
-method = "POST"
-path = "/people"
-
-[users.update]
-method = "PATCH"
-path = "/people/{id}"
-partial = true
-
-[users.delete]
-hard = { method = "DELETE", path = "/people/{id}" }
-
-[[users.attributes]]
-scim = "userName"
-field = "mail"
-
+"#,
+        r#"
 [[users.attributes]]
 scim = "title"
 field = "title"
@@ -388,7 +364,9 @@ list = { method = "GET", path = "/teams/{id}/members" }
 member_field = "user_id"
 add = { method = "POST", path = "/teams/{id}/members", body = { user_id = "{member}" } }
 remove = { method = "DELETE", path = "/teams/{id}/members/{member}" }
-"#;
+"#,
+    )
+}
 
 /// What `%XX` sequences in `segment` decode to (the id the gateway sees).
 fn decoded(segment: &str) -> String {
@@ -446,7 +424,7 @@ async fn hostile_ids_reach_a_string_id_upstream_only_as_one_encoded_segment() {
         .respond_with(Echo)
         .mount(&upstream)
         .await;
-    let root = common::gateway_for(STRING_IDS, *upstream.address(), &[], TOKEN, |config| {
+    let root = common::gateway_for(&string_ids(), *upstream.address(), &[], TOKEN, |config| {
         for connection in &mut config.connections {
             connection.hard_delete = true;
         }
@@ -540,7 +518,7 @@ async fn hostile_member_values_stay_in_their_segment() {
         .respond_with(ResponseTemplate::new(204))
         .mount(&upstream)
         .await;
-    let root = common::gateway_for(STRING_IDS, *upstream.address(), &[], TOKEN, |_| {}).await;
+    let root = common::gateway_for(&string_ids(), *upstream.address(), &[], TOKEN, |_| {}).await;
     let body = patch(json!([
         {"op": "remove", "path": format!("members[value eq \"{member}\"]")}
     ]));
@@ -611,7 +589,7 @@ async fn meta_location_percent_encodes_the_id() {
         .respond_with(Echo)
         .mount(&upstream)
         .await;
-    let root = common::gateway_for(STRING_IDS, *upstream.address(), &[], TOKEN, |_| {}).await;
+    let root = common::gateway_for(&string_ids(), *upstream.address(), &[], TOKEN, |_| {}).await;
     for segment in [
         "..%2F..%2Fadmin",
         "1%3Fx%3D1",

@@ -445,3 +445,39 @@ pub fn alice() -> Value {
         USER_TYPE: {"userType": "Contributor"}
     })
 }
+
+/// The users of a scripted `/people` API with string ids (so path values
+/// reach it), for wiremock-backed tests; each test adds its `[upstream]`.
+pub const PEOPLE_USERS: &str = r#"
+[users]
+id = { field = "id", type = "string" }
+
+[users.list]
+method = "GET"
+path = "/people"
+
+[users.get]
+method = "GET"
+path = "/people/{id}"
+
+[users.create]
+method = "POST"
+path = "/people"
+
+[users.update]
+method = "PATCH"
+path = "/people/{id}"
+partial = true
+
+[users.delete]
+hard = { method = "DELETE", path = "/people/{id}" }
+
+[[users.attributes]]
+scim = "userName"
+field = "mail"
+"#;
+
+/// `upstream` (an `[upstream]` table), the `/people` users, then `extra`.
+pub fn people_mapping(upstream: &str, extra: &str) -> String {
+    format!("{upstream}{PEOPLE_USERS}{extra}")
+}
