@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -161,37 +161,10 @@ async fn drive(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = std::env::current_exe()?
-        .parent()
-        .context("no binary folder")?
-        .join("scimgate");
-    if !bin.exists() {
-        bail!(
-            "{} is missing: run `cargo build --release --bins` first",
-            bin.display()
-        );
-    }
+    let bin = harness::scimgate_binary()?;
     let dir = tempdir()?;
-
-    // The reference legacy API, in memory.
-    let legacy_port = free_port()?;
-    let _legacy = Process(
-        Command::new(&bin)
-            .args([
-                "legacy-api",
-                "--listen",
-                &format!("127.0.0.1:{legacy_port}"),
-                "--db",
-                ":memory:",
-                "--api-key",
-                API_KEY,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    let (_legacy, legacy_port) = harness::start_legacy(&bin).await?;
     let legacy = format!("http://127.0.0.1:{legacy_port}/api/v1");
-    wait_for(&format!("{legacy}/users"), Some(("x-api-key", API_KEY))).await?;
 
     // The gateway, with one connection per dialect the scenarios use.
     let port = free_port()?;

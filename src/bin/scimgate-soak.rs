@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -349,38 +349,9 @@ async fn step(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = std::env::current_exe()?
-        .parent()
-        .context("no binary folder")?
-        .join("scimgate");
-    if !bin.exists() {
-        bail!(
-            "{} is missing: run `cargo build --release --bins` first",
-            bin.display()
-        );
-    }
-    let legacy_port = free_port()?;
-    let _legacy = Process(
-        Command::new(&bin)
-            .args([
-                "legacy-api",
-                "--listen",
-                &format!("127.0.0.1:{legacy_port}"),
-                "--db",
-                ":memory:",
-                "--api-key",
-                API_KEY,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    let bin = harness::scimgate_binary()?;
+    let (_legacy, legacy_port) = harness::start_legacy(&bin).await?;
     let legacy = format!("http://127.0.0.1:{legacy_port}");
-    wait_for(
-        &format!("{legacy}/api/v1/users"),
-        Some(("x-api-key", API_KEY)),
-    )
-    .await?;
 
     let faulty = Arc::new(Proxy {
         upstream: legacy.clone(),

@@ -88,3 +88,45 @@ pub async fn wait_for(url: &str, header: Option<(&str, &str)>) -> anyhow::Result
     }
     bail!("{url} did not become ready")
 }
+
+/// The `scimgate` binary built beside this one.
+pub fn scimgate_binary() -> anyhow::Result<PathBuf> {
+    let bin = std::env::current_exe()?
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no binary folder"))?
+        .join("scimgate");
+    if !bin.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release --bins` first",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Starts the reference legacy API (in memory) and waits until it answers;
+/// returns the process and its port.
+pub async fn start_legacy(bin: &std::path::Path) -> anyhow::Result<(Process, u16)> {
+    let port = free_port()?;
+    let process = Process(
+        std::process::Command::new(bin)
+            .args([
+                "legacy-api",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--db",
+                ":memory:",
+                "--api-key",
+                API_KEY,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    wait_for(
+        &format!("http://127.0.0.1:{port}/api/v1/users"),
+        Some(("x-api-key", API_KEY)),
+    )
+    .await?;
+    Ok((process, port))
+}
