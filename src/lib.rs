@@ -18,6 +18,7 @@ pub mod directory;
 pub mod explain;
 pub mod legacy;
 pub mod mapping;
+pub mod metric_labels;
 pub mod provision;
 pub mod scim;
 pub mod server;

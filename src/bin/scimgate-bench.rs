@@ -40,6 +40,24 @@ struct Args {
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/results.json")]
     output: PathBuf,
+    /// Run only the scenarios whose name contains this text (for profiling
+    /// one of them); the memory and startup figures are still reported.
+    #[arg(long)]
+    only: Option<String>,
+    /// Send the timed scenarios at this fixed total rate (requests per
+    /// second, spread over the connections) instead of as fast as possible:
+    /// latency then shows the gateway's own cost rather than queueing for a
+    /// saturated CPU. Latency counts from when each request is sent (the
+    /// runtime's timer is too coarse, 1 ms, to count from the schedule).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Give the measured server a CPU of its own (the last one, with
+    /// `taskset`): the reference API while direct requests run, the gateway
+    /// while gateway requests run; the load generator and the idle server
+    /// share the others. CPU per request then stops depending on where the
+    /// scheduler happened to put the three processes.
+    #[arg(long)]
+    pin: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,6 +82,9 @@ struct Scenario {
     /// Gateway throughput / direct throughput.
     throughput_ratio: f64,
     gateway_cpu_us_per_request: f64,
+    /// The reference API's CPU per direct request: what a plain server on the
+    /// same stack costs, beside the gateway's proxying cost.
+    upstream_cpu_us_per_direct_request: f64,
     gateway_rss_kib_after: u64,
 }
 
@@ -97,15 +118,28 @@ impl Target {
     }
 }
 
+/// How a scenario is driven: by how many connections, for how long, and at
+/// what total rate (`None`: as fast as the server answers).
+#[derive(Clone, Copy)]
+struct Load {
+    concurrency: usize,
+    duration: Duration,
+    rate: Option<f64>,
+}
+
 /// Runs `make(i)` requests from `concurrency` workers for `duration` (or
 /// until `limit` requests), recording each latency.
 async fn drive(
     target: Arc<Target>,
-    concurrency: usize,
-    duration: Duration,
+    load: Load,
     limit: Option<usize>,
     make: Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>,
 ) -> Side {
+    let Load {
+        concurrency,
+        duration,
+        rate,
+    } = load;
     let counter = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
@@ -120,6 +154,11 @@ async fn drive(
                     || (limit.is_none() && started.elapsed() >= duration)
                 {
                     break;
+                }
+                // At a fixed rate, unit i is due at i / rate.
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
                 }
                 // One unit may be several requests (a look-up then a create).
                 for request in make(i) {
@@ -163,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = harness::scimgate_binary()?;
     let dir = tempdir()?;
-    let (_legacy, legacy_port) = harness::start_legacy(&bin).await?;
+    let (legacy_process, legacy_port) = harness::start_legacy(&bin).await?;
     let legacy = format!("http://127.0.0.1:{legacy_port}/api/v1");
 
     // The gateway, with one connection per dialect the scenarios use.
@@ -220,6 +259,20 @@ async fn main() -> anyhow::Result<()> {
     let entra = format!("{root}/scim/entra/v2");
     let okta = format!("{root}/scim/okta/v2");
     let duration = Duration::from_secs(args.seconds);
+    let timed_load = Load {
+        concurrency: args.concurrency,
+        duration,
+        rate: args.rate,
+    };
+    let pids = Pids {
+        gateway: gateway_pid,
+        upstream: legacy_process.0.id(),
+        pinned: args.pin.then(cpu_layout).transpose()?,
+    };
+    if let Some(layout) = &pids.pinned {
+        pin(std::process::id(), &layout.shared())?;
+        pin(gateway_pid, &layout.own())?;
+    }
     let mut scenarios = Vec::new();
 
     type Make = Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>;
@@ -347,18 +400,15 @@ async fn main() -> anyhow::Result<()> {
             }),
         ),
     ];
-    for (name, through, straight) in timed {
+    let chosen = |name: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|only| name.contains(only.as_str()))
+    };
+    for (name, through, straight) in timed.into_iter().filter(|(name, _, _)| chosen(name)) {
         scenarios.push(
             measure(
-                name,
-                &gateway,
-                &direct,
-                gateway_pid,
-                args.concurrency,
-                duration,
-                None,
-                through,
-                straight,
+                name, &gateway, &direct, pids, timed_load, None, through, straight,
             )
             .await?,
         );
@@ -366,95 +416,110 @@ async fn main() -> anyhow::Result<()> {
 
     // The initial sync: a look-up then a create per user, at an IdP's concurrency.
     let users = args.users;
-    let sync = measure(
-        &format!("initial sync of {users} users (filter GET + POST)"),
-        &gateway,
-        &direct,
-        gateway_pid,
-        args.sync_concurrency,
-        duration,
-        Some(users),
-        Arc::new({
-            let g = generic.clone();
-            move |i| {
-                vec![
-                    (
-                        reqwest::Method::GET,
-                        format!("{g}/Users?filter=userName%20eq%20%22sync-gw-{i}%40example.com%22"),
-                        None,
-                    ),
-                    (
-                        reqwest::Method::POST,
-                        format!("{g}/Users"),
-                        Some(scim_user(&format!("sync-gw-{i}"))),
-                    ),
-                ]
-            }
-        }),
-        Arc::new({
-            let l = legacy.clone();
-            move |i| {
-                vec![
-                    (
-                        reqwest::Method::GET,
-                        format!("{l}/users?login=sync-direct-{i}%40example.com"),
-                        None,
-                    ),
-                    (
-                        reqwest::Method::POST,
-                        format!("{l}/users"),
-                        Some(legacy_user(&format!("sync-direct-{i}"))),
-                    ),
-                ]
-            }
-        }),
-    )
-    .await?;
-    let rss_after_sync = sync.gateway_rss_kib_after;
-    scenarios.push(sync);
-
-    // The whole collection, 100 per page.
-    let total = count(&gateway, &format!("{generic}/Users?count=0")).await?;
-    let pages = total.div_ceil(100);
-    scenarios.push(
-        measure(
-            &format!("list {total} users, count=100 ({pages} pages)"),
+    let sync_name = format!("initial sync of {users} users (filter GET + POST)");
+    let mut rss_after_sync = 0;
+    if chosen(&sync_name) {
+        let sync = measure(
+            &sync_name,
             &gateway,
             &direct,
-            gateway_pid,
-            args.concurrency.min(8),
-            duration,
-            Some(pages),
+            pids,
+            Load {
+                concurrency: args.sync_concurrency,
+                duration,
+                rate: None,
+            },
+            Some(users),
             Arc::new({
                 let g = generic.clone();
-                move |p| {
-                    vec![(
-                        reqwest::Method::GET,
-                        format!("{g}/Users?startIndex={}&count=100", p * 100 + 1),
-                        None,
-                    )]
+                move |i| {
+                    vec![
+                        (
+                            reqwest::Method::GET,
+                            format!(
+                                "{g}/Users?filter=userName%20eq%20%22sync-gw-{i}%40example.com%22"
+                            ),
+                            None,
+                        ),
+                        (
+                            reqwest::Method::POST,
+                            format!("{g}/Users"),
+                            Some(scim_user(&format!("sync-gw-{i}"))),
+                        ),
+                    ]
                 }
             }),
             Arc::new({
                 let l = legacy.clone();
-                move |p| {
-                    vec![(
-                        reqwest::Method::GET,
-                        format!(
-                            "{l}/users?page={}&per_page=100&status=enabled,disabled",
-                            p + 1
+                move |i| {
+                    vec![
+                        (
+                            reqwest::Method::GET,
+                            format!("{l}/users?login=sync-direct-{i}%40example.com"),
+                            None,
                         ),
-                        None,
-                    )]
+                        (
+                            reqwest::Method::POST,
+                            format!("{l}/users"),
+                            Some(legacy_user(&format!("sync-direct-{i}"))),
+                        ),
+                    ]
                 }
             }),
         )
-        .await?,
-    );
-    let rss_after_list = scenarios
-        .last()
-        .map(|s| s.gateway_rss_kib_after)
-        .unwrap_or(0);
+        .await?;
+        rss_after_sync = sync.gateway_rss_kib_after;
+        scenarios.push(sync);
+    }
+
+    // The whole collection, 100 per page.
+    let mut rss_after_list = 0;
+    if chosen("list ") {
+        let total = count(&gateway, &format!("{generic}/Users?count=0")).await?;
+        let pages = total.div_ceil(100);
+        scenarios.push(
+            measure(
+                &format!("list {total} users, count=100 ({pages} pages)"),
+                &gateway,
+                &direct,
+                pids,
+                Load {
+                    concurrency: args.concurrency.min(8),
+                    duration,
+                    rate: None,
+                },
+                Some(pages),
+                Arc::new({
+                    let g = generic.clone();
+                    move |p| {
+                        vec![(
+                            reqwest::Method::GET,
+                            format!("{g}/Users?startIndex={}&count=100", p * 100 + 1),
+                            None,
+                        )]
+                    }
+                }),
+                Arc::new({
+                    let l = legacy.clone();
+                    move |p| {
+                        vec![(
+                            reqwest::Method::GET,
+                            format!(
+                                "{l}/users?page={}&per_page=100&status=enabled,disabled",
+                                p + 1
+                            ),
+                            None,
+                        )]
+                    }
+                }),
+            )
+            .await?,
+        );
+        rss_after_list = scenarios
+            .last()
+            .map(|s| s.gateway_rss_kib_after)
+            .unwrap_or(0);
+    }
 
     // Memory with 1,000 open connections.
     let rss_1000 = rss_with_open_connections(port, gateway_pid, 1000).await?;
@@ -490,6 +555,8 @@ async fn main() -> anyhow::Result<()> {
     let results = json!({
         "concurrency": args.concurrency,
         "seconds_per_scenario": args.seconds,
+        "rate": args.rate,
+        "pinned": args.pin,
         "users": users,
         "startup_ms": startup.as_secs_f64() * 1000.0,
         "reload_ms": reload_ms,
@@ -508,6 +575,47 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The processes whose CPU time a scenario reads.
+#[derive(Clone, Copy)]
+struct Pids {
+    gateway: u32,
+    upstream: u32,
+    pinned: Option<CpuLayout>,
+}
+
+/// With `--pin`: CPU `own` for the measured server, CPUs `0..own` for the rest.
+#[derive(Clone, Copy)]
+struct CpuLayout {
+    own: usize,
+}
+
+impl CpuLayout {
+    fn own(self) -> String {
+        self.own.to_string()
+    }
+
+    fn shared(self) -> String {
+        format!("0-{}", self.own - 1)
+    }
+}
+
+fn cpu_layout() -> anyhow::Result<CpuLayout> {
+    let cpus = std::thread::available_parallelism()?.get();
+    anyhow::ensure!(cpus >= 2, "--pin needs at least two CPUs");
+    Ok(CpuLayout { own: cpus - 1 })
+}
+
+/// Moves every thread of `pid` onto `cpus` (new threads inherit it).
+fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-c", "-p", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("--pin needs `taskset` (util-linux)")?;
+    anyhow::ensure!(status.success(), "taskset could not pin process {pid}");
+    Ok(())
+}
+
 #[expect(
     clippy::too_many_arguments,
     reason = "one scenario's knobs, read in one place"
@@ -516,25 +624,35 @@ async fn measure(
     name: &str,
     gateway: &Arc<Target>,
     direct: &Arc<Target>,
-    pid: u32,
-    concurrency: usize,
-    duration: Duration,
+    pids: Pids,
+    load: Load,
     limit: Option<usize>,
     through: Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>,
     straight: Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>,
 ) -> anyhow::Result<Scenario> {
     eprintln!("- {name}");
-    let direct_side = drive(direct.clone(), concurrency, duration, limit, straight).await;
-    let (cpu_before, _, _) = usage(pid)?;
-    let gateway_side = drive(gateway.clone(), concurrency, duration, limit, through).await;
-    let (cpu_after, rss, _) = usage(pid)?;
-    let cpu_us = (cpu_after - cpu_before) * 1e6 / gateway_side.requests.max(1) as f64;
+    if let Some(layout) = pids.pinned {
+        pin(pids.upstream, &layout.own())?;
+    }
+    let (upstream_before, _, _) = usage(pids.upstream)?;
+    let direct_side = drive(direct.clone(), load, limit, straight).await;
+    let (upstream_after, _, _) = usage(pids.upstream)?;
+    if let Some(layout) = pids.pinned {
+        pin(pids.upstream, &layout.shared())?;
+    }
+    let (cpu_before, _, _) = usage(pids.gateway)?;
+    let gateway_side = drive(gateway.clone(), load, limit, through).await;
+    let (cpu_after, rss, _) = usage(pids.gateway)?;
+    let per_request = |seconds: f64, side: &Side| seconds * 1e6 / side.requests.max(1) as f64;
+    let cpu_us = per_request(cpu_after - cpu_before, &gateway_side);
+    let upstream_cpu_us = per_request(upstream_after - upstream_before, &direct_side);
     Ok(Scenario {
         name: name.to_string(),
         added_p50_us: gateway_side.p50_us as i64 - direct_side.p50_us as i64,
         added_p99_us: gateway_side.p99_us as i64 - direct_side.p99_us as i64,
         throughput_ratio: gateway_side.throughput / direct_side.throughput.max(f64::MIN_POSITIVE),
         gateway_cpu_us_per_request: cpu_us,
+        upstream_cpu_us_per_direct_request: upstream_cpu_us,
         gateway_rss_kib_after: rss,
         gateway: gateway_side,
         direct: direct_side,
@@ -543,7 +661,7 @@ async fn measure(
 
 fn print_table(scenarios: &[Scenario]) {
     println!(
-        "{:<48} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}",
+        "{:<48} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>6}",
         "scenario",
         "gw req/s",
         "dir req/s",
@@ -554,11 +672,12 @@ fn print_table(scenarios: &[Scenario]) {
         "gw p99.9",
         "+p50 µs",
         "cpu µs/r",
+        "ref µs/r",
         "errors"
     );
     for s in scenarios {
         println!(
-            "{:<48} {:>9.0} {:>9.0} {:>7.2} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9.1} {:>6}",
+            "{:<48} {:>9.0} {:>9.0} {:>7.2} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9.1} {:>9.1} {:>6}",
             s.name,
             s.gateway.throughput,
             s.direct.throughput,
@@ -569,6 +688,7 @@ fn print_table(scenarios: &[Scenario]) {
             s.gateway.p999_us,
             s.added_p50_us,
             s.gateway_cpu_us_per_request,
+            s.upstream_cpu_us_per_direct_request,
             s.gateway.errors + s.direct.errors
         );
     }

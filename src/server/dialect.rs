@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::header::{CONTENT_TYPE, USER_AGENT};
+use tracing::Instrument;
 
 use super::resources::ConnectionApp;
 use super::response::SCIM_CONTENT_TYPE;
@@ -22,9 +23,16 @@ pub async fn apply(
         .get(USER_AGENT)
         .and_then(|v| v.to_str().ok());
     let dialect = app.dialect.resolve(user_agent).clone();
-    tracing::Span::current().record("dialect", dialect.name.as_str());
+    // Created with every field known: recording fields later re-encodes the
+    // span's JSON each time, a measurable cost per request.
+    let span = tracing::info_span!(
+        "connection",
+        connection = %app.provisioner.connection.name,
+        dialect = %dialect.name,
+        operation = super::observe::operation(request.method(), request.uri().path()),
+    );
     request.extensions_mut().insert(dialect.clone());
-    let mut response = next.run(request).await;
+    let mut response = next.run(request).instrument(span).await;
     let is_scim = response
         .headers()
         .get(CONTENT_TYPE)

@@ -117,9 +117,6 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
         request_id = %id,
         method = %request.method(),
         path = %request.uri().path(),
-        dialect = tracing::field::Empty,
-        connection = tracing::field::Empty,
-        operation = tracing::field::Empty,
     );
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Some(ErrorMarker(error)) = response.extensions_mut().remove::<ErrorMarker>() {

@@ -88,6 +88,10 @@ pub struct UpstreamResponse {
 pub struct UpstreamClient {
     http: reqwest::Client,
     mapping: Arc<UpstreamMapping>,
+    /// `mapping.base_url`, parsed once: each call only sets the path.
+    base_url: reqwest::Url,
+    /// The upstream's name as a metric label, shared rather than copied.
+    label: metrics::SharedString,
     auth: Option<(HeaderName, HeaderValue)>,
     tokens: Option<Arc<oauth::TokenSource>>,
     /// Set by `scimgate explain`: record calls instead of sending them.
@@ -193,8 +197,13 @@ impl UpstreamClient {
             ))),
             _ => None,
         };
+        let base_url = reqwest::Url::parse(&mapping.base_url)
+            .map_err(|e| UpstreamError::Setup(format!("base_url: {e}")))?;
+        let label = metrics::SharedString::from(Arc::<str>::from(mapping.name.as_str()));
         Ok(UpstreamClient {
             http,
+            base_url,
+            label,
             mapping,
             auth,
             tokens,
@@ -304,7 +313,8 @@ impl UpstreamClient {
                 breaker::State::Open => 1.0,
                 breaker::State::HalfOpen => 2.0,
             };
-            metrics::gauge!("scimgate_upstream_breaker_state", "upstream" => self.mapping.name.clone()).set(value);
+            metrics::gauge!("scimgate_upstream_breaker_state", "upstream" => self.label.clone())
+                .set(value);
         }
         result
     }
@@ -358,10 +368,18 @@ impl UpstreamClient {
     }
 
     async fn exchange(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
-        let url = format!("{}{}", self.mapping.base_url, request.path);
+        // The base URL's path, then the mapping's (already percent-encoded)
+        // path; `set_path` escapes anything that would start a query.
+        let mut url = self.base_url.clone();
+        let path = format!(
+            "{}{}",
+            self.base_url.path().trim_end_matches('/'),
+            request.path
+        );
+        url.set_path(&path);
         let mut builder = self
             .http
-            .request(request.method.clone(), &url)
+            .request(request.method.clone(), url)
             .header(http::header::ACCEPT, "application/json");
         if !request.query.is_empty() {
             builder = builder.query(&request.query);
@@ -407,9 +425,9 @@ impl UpstreamClient {
         let elapsed = started.elapsed();
         metrics::histogram!(
             "scimgate_upstream_request_duration_seconds",
-            "upstream" => self.mapping.name.clone(),
-            "method" => request.method.to_string(),
-            "status" => status.as_u16().to_string()
+            "upstream" => self.label.clone(),
+            "method" => crate::metric_labels::method(&request.method),
+            "status" => crate::metric_labels::status(status)
         )
         .record(elapsed.as_secs_f64());
         tracing::debug!(
