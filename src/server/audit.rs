@@ -4,13 +4,11 @@
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use http::Method;
 use serde_json::Value;
 
-use super::observe::operation;
 use super::response::CorrelationId;
 use crate::audit::{AuditLog, Entry, now};
 
@@ -21,22 +19,27 @@ pub struct AuditState {
     pub max_body_bytes: usize,
 }
 
-pub async fn record(
-    State(state): State<Arc<AuditState>>,
+/// Runs `inner` on the request (the SCIM `operation` it is); a provisioning
+/// write is audited with the answer it got, whoever gave it.
+pub async fn record<F, Fut>(
+    state: &AuditState,
+    operation: &'static str,
     request: Request,
-    next: Next,
-) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let operation = operation(&method, &path);
+    inner: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let is_write = matches!(
-        method,
+        *request.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) && !operation.starts_with("search")
         && operation != "other";
     if !is_write {
-        return next.run(request).await;
+        return inner(request).await;
     }
+    let path = request.uri().path().to_string();
     let correlation_id = request
         .extensions()
         .get::<CorrelationId>()
@@ -51,7 +54,7 @@ pub async fn record(
             "the request body is larger than this gateway accepts",
         );
         write(
-            &state,
+            state,
             operation,
             &path,
             &Value::Null,
@@ -63,9 +66,7 @@ pub async fn record(
         return axum::response::IntoResponse::into_response(response);
     };
     let sent: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let response = inner(Request::from_parts(parts, Body::from(bytes))).await;
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
     let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
@@ -74,7 +75,7 @@ pub async fn record(
         .then(|| answered["detail"].as_str())
         .flatten();
     write(
-        &state,
+        state,
         operation,
         &path,
         &sent,

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -37,7 +35,7 @@ pub fn authorised(header: Option<&str>, expected: &[u8; 32]) -> bool {
     bool::from(hash_token(token.trim()).ct_eq(expected))
 }
 
-/// What [`require_bearer`] checks a request against: the connection's token
+/// What [`check`] checks a request against: the connection's token
 /// hash, and the router-wide failure budgets.
 #[derive(Clone)]
 pub struct Gate {
@@ -45,34 +43,33 @@ pub struct Gate {
     pub guard: Arc<AuthGuard>,
 }
 
-pub async fn require_bearer(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+/// `Ok` for a request with the connection's token; otherwise the refusal.
+pub fn check(gate: &Gate, request: &Request) -> Result<(), ScimError> {
     let client = ClientKey::of(request.extensions());
     // Throttled clients are refused before the token is compared, so a
     // throttled guess is not even evaluated (see `auth_guard`).
     if let Some(wait) = gate.guard.throttled(client, Instant::now()) {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-        return ScimError::new(
+        return Err(ScimError::new(
             http::StatusCode::TOO_MANY_REQUESTS,
             None,
             format!(
                 "too many failed authentication attempts from this client; retry after {seconds} s"
             ),
         )
-        .with_retry_after(seconds)
-        .into_response();
+        .with_retry_after(seconds));
     }
     let header = request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if authorised(header, &gate.expected) {
-        next.run(request).await
+        Ok(())
     } else {
         gate.guard.charge(client, Instant::now());
-        ScimError::unauthorized(
+        Err(ScimError::unauthorized(
             "a valid bearer token for this connection is required (Authorization: Bearer <token>)",
-        )
-        .into_response()
+        ))
     }
 }
 

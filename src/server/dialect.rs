@@ -4,35 +4,27 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use http::header::{CONTENT_TYPE, USER_AGENT};
-use tracing::Instrument;
 
 use super::resources::ConnectionApp;
 use super::response::SCIM_CONTENT_TYPE;
+use crate::dialect::Dialect;
 
-pub async fn apply(
-    State(app): State<Arc<ConnectionApp>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// The request's dialect, also left in its extensions for the handlers.
+pub fn choose(app: &ConnectionApp, request: &mut Request) -> Arc<Dialect> {
     let user_agent = request
         .headers()
         .get(USER_AGENT)
         .and_then(|v| v.to_str().ok());
     let dialect = app.dialect.resolve(user_agent).clone();
-    // Created with every field known: recording fields later re-encodes the
-    // span's JSON each time, a measurable cost per request.
-    let span = tracing::info_span!(
-        "connection",
-        connection = %app.provisioner.connection.name,
-        dialect = %dialect.name,
-        operation = super::observe::operation(request.method(), request.uri().path()),
-    );
     request.extensions_mut().insert(dialect.clone());
-    let mut response = next.run(request).instrument(span).await;
+    dialect
+}
+
+/// Applies the dialect's response rules to an answer, errors included.
+pub fn label(dialect: &Dialect, response: &mut Response) {
     let is_scim = response
         .headers()
         .get(CONTENT_TYPE)
@@ -42,5 +34,4 @@ pub async fn apply(
             .headers_mut()
             .insert(CONTENT_TYPE, dialect.response.content_type.clone());
     }
-    response
 }

@@ -2,13 +2,8 @@
 //! held up to the pacing wait (the connection's, else its dialect's), then
 //! answered 429 with the `Retry-After` the limiter computes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
@@ -40,16 +35,9 @@ pub fn quota(rate: Rate) -> Quota {
         .allow_burst(rate.burst)
 }
 
-pub async fn rate_limit(
-    State(limiter): State<Arc<ConnectionLimiter>>,
-    dialect: Option<Extension<Arc<Dialect>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let max_wait = limiter
-        .max_wait
-        .or_else(|| dialect.map(|Extension(d)| d.pacing))
-        .unwrap_or(Duration::ZERO);
+/// `Ok` once the request may pass (perhaps after a wait); otherwise the 429.
+pub async fn admit(limiter: &ConnectionLimiter, dialect: &Dialect) -> Result<(), ScimError> {
+    let max_wait = limiter.max_wait.unwrap_or(dialect.pacing);
     let mut waited = Duration::ZERO;
     loop {
         let Err(not_until) = limiter.limiter.check() else {
@@ -59,19 +47,18 @@ pub async fn rate_limit(
                     "request paced by the rate limit"
                 );
             }
-            return next.run(request).await;
+            return Ok(());
         };
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         if waited + wait > max_wait {
             metrics::counter!("scimgate_rate_limited_total", "connection" => limiter.connection.clone()).increment(1);
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-            return ScimError::new(
+            return Err(ScimError::new(
                 http::StatusCode::TOO_MANY_REQUESTS,
                 None,
                 format!("this connection's rate limit is reached; retry after {seconds} s"),
             )
-            .with_retry_after(seconds)
-            .into_response();
+            .with_retry_after(seconds));
         }
         tokio::time::sleep(wait).await;
         waited += wait;

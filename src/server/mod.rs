@@ -7,6 +7,7 @@ mod auth_guard;
 mod dialect;
 mod discovery;
 mod extract;
+mod gate;
 mod health;
 mod limit;
 pub mod listen;
@@ -110,46 +111,37 @@ pub fn router_with(
             base_path: connection.base_path.clone(),
             dialect,
         });
-        let mut routes = connection_routes(app.clone());
-        // Only authenticated requests count against the connection's limit.
-        if let Some(rate) = connection.rate {
-            let limiter = Arc::new(limit::ConnectionLimiter::new(
-                &connection.name,
-                rate,
-                connection.max_wait,
-            ));
-            routes = routes.layer(middleware::from_fn_with_state(limiter, limit::rate_limit));
-        }
-        // Auth runs inside the dialect layer: a 401 takes the dialect's content
-        // type too; metrics see every answer, refusals included. Only
-        // authenticated writes reach the audit log.
-        let name: Arc<str> = Arc::from(connection.name.as_str());
-        let audit = Arc::new(audit::AuditState {
-            log: audit_log.clone(),
-            connection: connection.name.clone(),
-            max_body_bytes: config.server.max_body_bytes,
+        let gate = Arc::new(gate::ConnectionGate {
+            name: Arc::from(connection.name.as_str()),
+            app: app.clone(),
+            auth: auth::Gate {
+                expected: connection.token_sha256,
+                guard: auth_guard.clone(),
+            },
+            audit: audit::AuditState {
+                log: audit_log.clone(),
+                connection: connection.name.clone(),
+                max_body_bytes: config.server.max_body_bytes,
+            },
+            limiter: connection.rate.map(|rate| {
+                limit::ConnectionLimiter::new(&connection.name, rate, connection.max_wait)
+            }),
         });
-        let routes = routes
-            .layer(middleware::from_fn_with_state(audit, audit::record))
-            .layer(middleware::from_fn_with_state(
-                auth::Gate {
-                    expected: connection.token_sha256,
-                    guard: auth_guard.clone(),
-                },
-                auth::require_bearer,
-            ))
-            .layer(middleware::from_fn_with_state(app, dialect::apply))
-            .layer(middleware::from_fn_with_state(name, observe::record));
+        let routes =
+            connection_routes(app).layer(middleware::from_fn_with_state(gate, gate::guard));
         router = router.nest(&connection.base_path, routes);
     }
     Ok(router
         .fallback(|| async { ScimError::not_found("no SCIM endpoint at this path") })
-        .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
-        // A bug must cost one request a SCIM 500, not the connection.
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            response::panic_response,
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(middleware::from_fn(response::correlate))
+                // A bug must cost one request a SCIM 500, not the connection.
+                .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                    response::panic_response,
+                ))
+                .layer(DefaultBodyLimit::max(config.server.max_body_bytes)),
         ))
-        .layer(middleware::from_fn(response::correlate)))
 }
 
 fn connection_routes(app: Arc<ConnectionApp>) -> Router {

@@ -1,11 +1,10 @@
 //! Prometheus metrics: one process-wide recorder, `/metrics`, and the
 //! per-request families (by connection, SCIM operation and status).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -108,29 +107,48 @@ pub fn operation(method: &http::Method, path: &str) -> &'static str {
     }
 }
 
-/// Counts and times each request of a connection.
-pub async fn record(
-    State(connection): State<std::sync::Arc<str>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let operation = operation(request.method(), request.uri().path());
-    let started = Instant::now();
-    let in_flight = metrics::gauge!("scimgate_in_flight_requests");
-    in_flight.increment(1.0);
-    let response = next.run(request).await;
-    in_flight.decrement(1.0);
-    // Labels share the connection's name and static strings: no copies per request.
-    metrics::histogram!("scimgate_request_duration_seconds", "connection" => metrics::SharedString::from(connection.clone()), "operation" => operation)
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(
-        "scimgate_requests_total",
-        "connection" => metrics::SharedString::from(connection),
-        "operation" => operation,
-        "status" => crate::metric_labels::status(response.status())
-    )
-    .increment(1);
-    response
+/// Counts and times one request of a connection, from `start` to `finish`.
+pub struct RequestTimer {
+    connection: Arc<str>,
+    operation: &'static str,
+    started: Instant,
+}
+
+impl RequestTimer {
+    pub fn start(connection: Arc<str>, request: &Request) -> Self {
+        metrics::gauge!("scimgate_in_flight_requests").increment(1.0);
+        RequestTimer {
+            connection,
+            operation: operation(request.method(), request.uri().path()),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn operation(&self) -> &'static str {
+        self.operation
+    }
+
+    pub fn finish(self, status: http::StatusCode) {
+        // Labels share the connection's name and static strings: no copies per request.
+        let connection = metrics::SharedString::from(self.connection.clone());
+        metrics::histogram!("scimgate_request_duration_seconds", "connection" => connection.clone(), "operation" => self.operation)
+            .record(self.started.elapsed().as_secs_f64());
+        metrics::counter!(
+            "scimgate_requests_total",
+            "connection" => connection,
+            "operation" => self.operation,
+            "status" => crate::metric_labels::status(status)
+        )
+        .increment(1);
+    }
+}
+
+/// A request leaves the in-flight count however it ends, abandoned by its
+/// client included.
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
+        metrics::gauge!("scimgate_in_flight_requests").decrement(1.0);
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub struct ConnectionApp {
     pub dialect: DialectChoice,
 }
 
-/// The dialect chosen for this request by [`super::dialect::apply`].
+/// The dialect chosen for this request by [`super::dialect::choose`].
 pub type RequestDialect = Extension<Arc<Dialect>>;
 
 pub type AppState = State<Arc<ConnectionApp>>;
