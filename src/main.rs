@@ -148,15 +148,9 @@ async fn main() -> anyhow::Result<()> {
                 watched,
             ));
             let settings = gateway.server.listen_settings();
-            server::listen::serve(
-                listener,
-                server::reloadable(current),
-                settings,
-                tls,
-                shutdown_signal(),
-            )
-            .await
-            .context("server failed")
+            server::listen::serve(listener, current, settings, tls, shutdown_signal())
+                .await
+                .context("server failed")
         }
         Command::Check { config } => match config::load(&config) {
             Ok((gateway, report)) => {

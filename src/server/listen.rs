@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
@@ -82,17 +83,37 @@ impl Default for ListenSettings {
     }
 }
 
-/// Serves `router` on `listener` (TLS when `tls` is given) until `shutdown`
+/// What a listener serves: the router a reload last stored, read afresh by
+/// every request, so a reload swaps config and mappings without dropping
+/// connections.
+#[derive(Clone)]
+pub struct Routes(Arc<ArcSwap<Router>>);
+
+impl From<Arc<ArcSwap<Router>>> for Routes {
+    fn from(current: Arc<ArcSwap<Router>>) -> Self {
+        Routes(current)
+    }
+}
+
+/// A router that no reload replaces.
+impl From<Router> for Routes {
+    fn from(router: Router) -> Self {
+        Routes(Arc::new(ArcSwap::from_pointee(router)))
+    }
+}
+
+/// Serves `routes` on `listener` (TLS when `tls` is given) until `shutdown`
 /// resolves; then stops accepting, drains for up to `drain_timeout` and closes
 /// what is left. Connection-level failures are logged, never returned.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    routes: impl Into<Routes>,
     settings: ListenSettings,
     tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
+    let routes = routes.into();
     let builder = connection_builder(&settings);
     let acceptor = tls.as_deref().map(Tls::acceptor);
     let graceful = GracefulShutdown::new();
@@ -148,7 +169,7 @@ pub async fn serve(
             deadline: Instant::now() + settings.header_read_timeout.min(LONGEST_DEADLINE),
             request_timeout: settings.request_timeout,
             builder: builder.clone(),
-            router: router.clone(),
+            routes: routes.clone(),
             // Taken here, not in the task: a watcher made after `shutdown()`
             // was signalled would never see the signal.
             watcher: graceful.watcher(),
@@ -223,7 +244,7 @@ struct Connection {
     deadline: Instant,
     request_timeout: Duration,
     builder: auto::Builder<TokioExecutor>,
-    router: Router,
+    routes: Routes,
     watcher: Watcher,
     _permit: OwnedSemaphorePermit,
 }
@@ -253,13 +274,13 @@ impl Connection {
             deadline,
             request_timeout,
             builder,
-            router,
+            routes,
             watcher,
             _permit,
         } = self;
         let first_request = Arc::new(AtomicBool::new(false));
         let service = TowerToHyperService::new(RouterService {
-            router,
+            routes,
             peer,
             request_timeout,
             first_request: first_request.clone(),
@@ -289,7 +310,7 @@ impl Connection {
 /// and a deadline on every response head.
 #[derive(Clone)]
 struct RouterService {
-    router: Router,
+    routes: Routes,
     peer: SocketAddr,
     request_timeout: Duration,
     first_request: Arc<AtomicBool>,
@@ -304,23 +325,26 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Service::<Request<B>>::poll_ready(&mut self.router, cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // A router is always ready; which one serves is chosen per request.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         self.first_request.store(true, Ordering::Relaxed);
         request.extensions_mut().insert(ConnectInfo(self.peer));
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
+        // Shares the request's bytes; only a timeout reads it.
+        let uri = request.uri().clone();
         let limit = self.request_timeout;
         let peer = self.peer;
-        let response = self.router.call(request);
+        let mut router = Router::clone(&self.routes.0.load());
+        let response = router.call(request);
         Box::pin(async move {
             match tokio::time::timeout(limit, response).await {
                 Ok(response) => response,
                 Err(_elapsed) => {
-                    tracing::warn!(%peer, %method, path, limit_ms = limit.as_millis() as u64, "request timed out");
+                    tracing::warn!(%peer, %method, path = uri.path(), limit_ms = limit.as_millis() as u64, "request timed out");
                     Ok(request_timed_out(limit))
                 }
             }
@@ -716,7 +740,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn request_deadline_counts_from_the_head_not_the_clock() {
         let service = RouterService {
-            router: app(),
+            routes: app().into(),
             peer: SocketAddr::from(([192, 0, 2, 1], 4711)),
             request_timeout: Duration::from_secs(60),
             first_request: Arc::new(AtomicBool::new(false)),

@@ -233,16 +233,6 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
         )
 }
 
-/// A router that serves whichever router `current` holds at each request,
-/// so a reload swaps config and mappings without dropping connections.
-pub fn reloadable(current: Arc<arc_swap::ArcSwap<Router>>) -> Router {
-    use tower::ServiceExt;
-    Router::new().fallback(move |request: axum::extract::Request| {
-        let router = current.load_full();
-        async move { (*router).clone().oneshot(request).await }
-    })
-}
-
 impl crate::config::ServerSettings {
     pub fn listen_settings(&self) -> listen::ListenSettings {
         use std::time::Duration;
