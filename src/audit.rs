@@ -69,7 +69,8 @@ impl AuditLog {
                     tracing::error!(%error, "cannot write the audit log");
                 }
             }
-            Sink::Log => tracing::info!(target: "scimgate::audit", "{line}"),
+            // The line carries its own context: no request spans in it.
+            Sink::Log => tracing::info!(target: "scimgate::audit", parent: None, "{line}"),
         }
     }
 }

@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand};
 use scimgate::config::{Rate, ServerSettings};
 use scimgate::legacy::{Database, LegacyApi, LegacyConfig};
 use scimgate::{config, demo, server};
+use std::os::fd::AsFd;
 use tokio::net::TcpListener;
+
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -114,9 +116,20 @@ async fn main() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match cli.command {
         Command::Serve { config } => {
+            // Log lines (the audit log's, by default) leave the request path:
+            // a writer thread batches them into few writes. Lossless: a full
+            // queue holds requests up rather than drop a line; the guard
+            // flushes what is queued when `serve` ends.
+            let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
+            let (log_writer, _flush_logs_on_exit) =
+                tracing_appender::non_blocking::NonBlockingBuilder::default()
+                    .lossy(false)
+                    .thread_name("scimgate-log")
+                    .finish(std::io::BufWriter::new(std::fs::File::from(stdout)));
             tracing_subscriber::fmt()
                 .json()
                 .with_env_filter(filter)
+                .with_writer(log_writer)
                 .init();
             let (gateway, report) =
                 config::load(&config).map_err(|report| anyhow::anyhow!("{report}"))?;

@@ -523,3 +523,42 @@ async fn the_upstream_in_flight_cap_refuses_past_a_bounded_wait() {
     );
     assert_eq!(refused.retry_after.as_deref(), Some("1"));
 }
+
+#[tokio::test]
+async fn a_request_its_client_abandons_leaves_the_in_flight_count() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/slow"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(3))
+                .set_body_json(json!({"id": "slow"})),
+        )
+        .mount(&upstream)
+        .await;
+    let root = gateway(*upstream.address(), |_| {}).await;
+    let in_flight = async || {
+        let metrics = reqwest::get(format!("{root}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("scimgate_in_flight_requests "))
+            .map(|value| value.trim().to_string())
+    };
+    // The client gives up long before the upstream's 300 ms timeout.
+    let abandoned = reqwest::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap()
+        .get(format!("{root}/scim/generic/v2/Users/slow"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await;
+    assert!(abandoned.is_err());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(in_flight().await.as_deref(), Some("0"));
+}

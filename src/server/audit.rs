@@ -1,13 +1,15 @@
 //! Writes one audit line per provisioning write of a connection, whatever
 //! answered it (handler, extractor, rate limiter), with the correlation id.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::response::Response;
 use http::Method;
-use serde_json::Value;
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny};
 
 use super::response::CorrelationId;
 use crate::audit::{AuditLog, Entry, now};
@@ -47,74 +49,126 @@ where
         .unwrap_or_default();
     // The body is read here and handed on: writes are small and bounded.
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = to_bytes(body, state.max_body_bytes).await else {
+    let Ok(sent) = to_bytes(body, state.max_body_bytes).await else {
         let response = crate::scim::error::ScimError::new(
             http::StatusCode::PAYLOAD_TOO_LARGE,
             None,
             "the request body is larger than this gateway accepts",
         );
-        write(
-            state,
+        let entry = Line {
             operation,
-            &path,
-            &Value::Null,
-            413,
+            path: &path,
+            status: 413,
+            correlation_id: &correlation_id,
+        };
+        entry.write(
+            state,
+            &Quoted::default(),
+            &Quoted::default(),
             Some(&response.detail),
-            &Value::Null,
-            &correlation_id,
         );
         return axum::response::IntoResponse::into_response(response);
     };
-    let sent: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let response = inner(Request::from_parts(parts, Body::from(bytes))).await;
+    let response = inner(Request::from_parts(parts, Body::from(sent.clone()))).await;
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
-    let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let answered: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let detail = (status >= 400)
-        .then(|| answered["detail"].as_str())
-        .flatten();
-    write(
-        state,
+    let answered = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let (sent_fields, answered_fields) = (Quoted::from(&sent), Quoted::from(&answered));
+    let detail = answered_fields.detail.as_deref().filter(|_| status >= 400);
+    let entry = Line {
         operation,
-        &path,
-        &sent,
+        path: &path,
         status,
-        detail,
-        &answered,
-        &correlation_id,
-    );
-    Response::from_parts(parts, Body::from(bytes))
+        correlation_id: &correlation_id,
+    };
+    entry.write(state, &sent_fields, &answered_fields, detail);
+    Response::from_parts(parts, Body::from(answered))
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one audit line's fields, gathered in one place"
-)]
-fn write(
-    state: &AuditState,
-    operation: &str,
-    path: &str,
-    sent: &Value,
+/// What an audit line quotes from a request or response body. Only these
+/// fields are decoded; the rest of the body is skipped, not built.
+#[derive(Default, Deserialize)]
+struct Quoted<'a> {
+    #[serde(borrow, default, deserialize_with = "text")]
+    id: Option<Cow<'a, str>>,
+    #[serde(rename = "userName", borrow, default, deserialize_with = "text")]
+    user_name: Option<Cow<'a, str>>,
+    #[serde(rename = "displayName", borrow, default, deserialize_with = "text")]
+    display_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "text")]
+    detail: Option<Cow<'a, str>>,
+}
+
+impl<'a> Quoted<'a> {
+    /// Whatever is not a JSON object quotes nothing.
+    fn from(body: &'a [u8]) -> Self {
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+}
+
+/// A string field, or `None` for any other JSON value in its place.
+fn text<'de, D>(deserializer: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Field<'a> {
+        Text(#[serde(borrow)] Cow<'a, str>),
+        Other(IgnoredAny),
+    }
+    Ok(match Field::deserialize(deserializer)? {
+        Field::Text(text) => Some(text),
+        Field::Other(_) => None,
+    })
+}
+
+/// The parts of an audit line every outcome has.
+struct Line<'a> {
+    operation: &'a str,
+    path: &'a str,
     status: u16,
-    detail: Option<&str>,
-    answered: &Value,
-    correlation_id: &str,
-) {
-    let id_in_path = path.trim_start_matches('/').split('/').nth(1);
-    let id = answered["id"].as_str().or(id_in_path);
-    let text = |key: &str| answered[key].as_str().or(sent[key].as_str());
-    state.log.write(&Entry {
-        time: now(),
-        connection: &state.connection,
-        operation,
-        scim_id: id,
-        upstream_id: id,
-        user_name: text("userName"),
-        display_name: text("displayName"),
-        outcome: if status < 400 { "ok" } else { "failed" },
-        status,
-        detail,
-        correlation_id,
-    });
+    correlation_id: &'a str,
+}
+
+impl Line<'_> {
+    fn write(&self, state: &AuditState, sent: &Quoted, answered: &Quoted, detail: Option<&str>) {
+        let id_in_path = self.path.trim_start_matches('/').split('/').nth(1);
+        let id = answered.id.as_deref().or(id_in_path);
+        state.log.write(&Entry {
+            time: now(),
+            connection: &state.connection,
+            operation: self.operation,
+            scim_id: id,
+            upstream_id: id,
+            user_name: answered.user_name.as_deref().or(sent.user_name.as_deref()),
+            display_name: answered
+                .display_name
+                .as_deref()
+                .or(sent.display_name.as_deref()),
+            outcome: if self.status < 400 { "ok" } else { "failed" },
+            status: self.status,
+            detail,
+            correlation_id: self.correlation_id,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_fields_are_strings_or_nothing() {
+        let body = br#"{"id": "7", "userName": "a\u0040example.com", "displayName": 5, "emails": [{"value": "x"}], "detail": null}"#;
+        let quoted = Quoted::from(body);
+        assert_eq!(quoted.id.as_deref(), Some("7"));
+        // Escapes are decoded (an owned copy), not refused.
+        assert_eq!(quoted.user_name.as_deref(), Some("a@example.com"));
+        assert_eq!(quoted.display_name, None);
+        assert_eq!(quoted.detail, None);
+        for nothing in [&b""[..], b"[1, 2]", b"not json", b"{\"id\": "] {
+            assert!(Quoted::from(nothing).id.is_none());
+        }
+    }
 }
