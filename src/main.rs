@@ -1,6 +1,7 @@
 //! The `scimgate` command line: serve, check, demo, token, legacy-api.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -11,9 +12,7 @@ use clap::{Parser, Subcommand};
 use scimgate::config::{Rate, ServerSettings};
 use scimgate::legacy::{Database, LegacyApi, LegacyConfig};
 use scimgate::{config, demo, server};
-use std::os::fd::AsFd;
 use tokio::net::TcpListener;
-
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
