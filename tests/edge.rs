@@ -414,7 +414,13 @@ async fn an_upstream_behind_a_private_ca_is_reached_with_the_configured_ca() {
             let router = scimgate::server::router(&config).unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let address = listener.local_addr().unwrap();
-            tokio::spawn(async move { axum::serve(listener, router).await });
+            tokio::spawn(scimgate::server::listen::serve(
+                listener,
+                router,
+                scimgate::server::listen::ListenSettings::default(),
+                None,
+                std::future::pending(),
+            ));
             format!("http://{address}")
         }
     };

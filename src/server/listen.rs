@@ -23,8 +23,9 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -38,9 +39,6 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use super::tls::Tls;
-
-const SCIM_CONTENT_TYPE: &str = "application/scim+json";
-const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// hyper refuses (panics on) an HTTP/1 read buffer smaller than this.
 const MIN_HEAD_BUFFER: usize = 8 * 1024;
@@ -339,38 +337,36 @@ where
         let limit = self.request_timeout;
         let peer = self.peer;
         let mut router = Router::clone(&self.routes.0.load());
-        let response = router.call(request);
+        let request = request.map(Body::new);
         Box::pin(async move {
-            match tokio::time::timeout(limit, response).await {
-                Ok(response) => response,
-                Err(_elapsed) => {
-                    tracing::warn!(%peer, %method, path = uri.path(), limit_ms = limit.as_millis() as u64, "request timed out");
-                    Ok(request_timed_out(limit))
+            let response = super::response::correlated(request, async move |request| {
+                match tokio::time::timeout(limit, router.call(request)).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(infallible)) => match infallible {},
+                    Err(_elapsed) => {
+                        tracing::warn!(%peer, %method, path = uri.path(), limit_ms = limit.as_millis() as u64, "request timed out");
+                        request_timed_out(limit)
+                    }
                 }
-            }
+            });
+            Ok(response.await)
         })
     }
 }
 
 /// The SCIM error a client gets when its request outlives `request_timeout`.
 fn request_timed_out(limit: Duration) -> Response<Body> {
-    let body = serde_json::json!({
-        "schemas": [ERROR_SCHEMA],
-        "status": "503",
-        "detail": format!(
+    // A SCIM error, so `correlated` writes the correlation id into it.
+    crate::scim::error::ScimError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        format!(
             "the request took longer than the gateway allows ({}s)",
             limit.as_secs_f64()
         ),
-    });
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(SCIM_CONTENT_TYPE),
-    );
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+    )
+    .with_retry_after(1)
+    .into_response()
 }
 
 #[cfg(test)]
@@ -379,6 +375,7 @@ mod tests {
 
     use axum::extract::Path;
     use axum::routing::get;
+    use http::header;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::sync::{Notify, mpsc, oneshot};
     use tokio::task::JoinHandle;
@@ -386,6 +383,9 @@ mod tests {
     use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
     use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
     use tower::ServiceExt;
+
+    use crate::scim::error::ERROR_SCHEMA;
+    use crate::server::response::SCIM_CONTENT_TYPE;
 
     use super::super::tls::test_certs::TestPki;
     use super::super::tls::{Tls, TlsFiles};
@@ -726,13 +726,18 @@ mod tests {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         assert_eq!(response.headers()[header::CONTENT_TYPE], SCIM_CONTENT_TYPE);
+        // The deadline's answer is correlated like any other.
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(
             body,
             serde_json::json!({
                 "schemas": [ERROR_SCHEMA],
                 "status": "503",
-                "detail": "the request took longer than the gateway allows (0.2s)",
+                "detail": format!("the request took longer than the gateway allows (0.2s) (correlation id {id})"),
             })
         );
     }
@@ -753,9 +758,11 @@ mod tests {
             .unwrap()
             .to_bytes();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(
-            body["detail"],
-            "the request took longer than the gateway allows (60s)"
+        assert!(
+            body["detail"].as_str().unwrap().starts_with(
+                "the request took longer than the gateway allows (60s) (correlation id "
+            ),
+            "{body}"
         );
 
         // A quick route is untouched, and sees the peer it was given.

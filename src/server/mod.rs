@@ -134,8 +134,9 @@ pub fn router_with(
     Ok(router
         .fallback(|| async { ScimError::not_found("no SCIM endpoint at this path") })
         .layer(
+            // The correlation id is the listener's (`response::correlated`),
+            // so its own deadline answer carries one too.
             tower::ServiceBuilder::new()
-                .layer(middleware::from_fn(response::correlate))
                 // A bug must cost one request a SCIM 500, not the connection.
                 .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                     response::panic_response,

@@ -2,7 +2,6 @@
 //! every error as a SCIM error body carrying the request's correlation id.
 
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::header::{CONTENT_TYPE, ETAG, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
@@ -96,9 +95,15 @@ const REQUEST_ID: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct CorrelationId(pub String);
 
-/// Outermost middleware: assigns the correlation id (or keeps a sane one the
-/// client sent), echoes it as `X-Request-Id`, and writes it into error bodies.
-pub async fn correlate(mut request: Request, next: Next) -> Response {
+/// Runs `inner` on the request with its correlation id (a sane one the client
+/// sent, or a new one), echoes the id as `X-Request-Id` and writes it into
+/// error bodies. The listener calls this around everything else, its own
+/// request deadline included.
+pub async fn correlated<F, Fut>(mut request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = request
         .headers()
         .get(REQUEST_ID)
@@ -118,7 +123,7 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path(),
     );
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = inner(request).instrument(span.clone()).await;
     if let Some(ErrorMarker(error)) = response.extensions_mut().remove::<ErrorMarker>() {
         span.in_scope(|| {
             tracing::info!(status = error.status.as_u16(), detail = %error.detail, "request failed");

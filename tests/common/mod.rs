@@ -112,7 +112,14 @@ impl Harness {
             .await
             .unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        // As production serves it: the listener assigns correlation ids.
+        tokio::spawn(scimgate::server::listen::serve(
+            listener,
+            router,
+            scimgate::server::listen::ListenSettings::default(),
+            None,
+            std::future::pending(),
+        ));
         Harness {
             root: format!("http://{address}"),
             gateway: format!("http://{address}/scim/v2"),
@@ -423,7 +430,13 @@ pub async fn gateway_for(
         .await
         .unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(scimgate::server::listen::serve(
+        listener,
+        router,
+        scimgate::server::listen::ListenSettings::default(),
+        None,
+        std::future::pending(),
+    ));
     format!("http://{address}")
 }
 
