@@ -118,7 +118,8 @@ async fn main() -> anyhow::Result<()> {
             // Log lines (the audit log's, by default) leave the request path:
             // a writer thread batches them into few writes. Lossless: a full
             // queue holds requests up rather than drop a line; the guard
-            // flushes what is queued when `serve` ends.
+            // flushes what is queued when `serve` ends (it waits up to 1 s
+            // for a slow stdout, then the process exits regardless).
             let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
             let (log_writer, _flush_logs_on_exit) =
                 tracing_appender::non_blocking::NonBlockingBuilder::default()

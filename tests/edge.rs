@@ -565,6 +565,13 @@ async fn a_request_its_client_abandons_leaves_the_in_flight_count() {
         .send()
         .await;
     assert!(abandoned.is_err());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(in_flight().await.as_deref(), Some("0"));
+    // The gauge is process-wide: under a plain `cargo test` other tests'
+    // requests share it, so wait for it to settle rather than read it once.
+    let settled = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut last = in_flight().await;
+    while last.as_deref() != Some("0") && tokio::time::Instant::now() < settled {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = in_flight().await;
+    }
+    assert_eq!(last.as_deref(), Some("0"));
 }

@@ -148,6 +148,16 @@ dialect = "okta"
         "trace logging ran: {} lines",
         logs.lines().count()
     );
+    // A refused request's log line names its connection and operation.
+    let duplicate = logs
+        .lines()
+        .find(|line| line.contains("request failed") && line.contains(r#""status":409"#))
+        .unwrap_or_else(|| panic!("no log line for the 409: {logs}"));
+    assert!(
+        duplicate.contains(r#""operation":"create_user""#)
+            && duplicate.contains(r#""connection":"#),
+        "{duplicate}"
+    );
     let audit = std::fs::read_to_string(&audit).unwrap();
     assert!(audit.lines().count() >= 3, "{audit}");
     for (place, text) in [

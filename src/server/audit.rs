@@ -100,8 +100,13 @@ struct Quoted<'a> {
 }
 
 impl<'a> Quoted<'a> {
-    /// Whatever is not a JSON object quotes nothing.
+    /// Whatever is not a JSON object quotes nothing (serde would also fill
+    /// the struct from an array, by position). A body that repeats a key
+    /// quotes nothing either.
     fn from(body: &'a [u8]) -> Self {
+        if body.trim_ascii_start().first() != Some(&b'{') {
+            return Quoted::default();
+        }
         serde_json::from_slice(body).unwrap_or_default()
     }
 }
@@ -167,7 +172,13 @@ mod tests {
         assert_eq!(quoted.user_name.as_deref(), Some("a@example.com"));
         assert_eq!(quoted.display_name, None);
         assert_eq!(quoted.detail, None);
-        for nothing in [&b""[..], b"[1, 2]", b"not json", b"{\"id\": "] {
+        for nothing in [
+            &b""[..],
+            b"[1, 2]",
+            br#"["7", "alice@example.com"]"#,
+            b"not json",
+            b"{\"id\": ",
+        ] {
             assert!(Quoted::from(nothing).id.is_none());
         }
     }

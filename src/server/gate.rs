@@ -56,8 +56,9 @@ pub async fn guard(
         })
         .await
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
+    span.in_scope(|| super::response::log_failure(&mut response));
     dialect::label(&dialect, &mut response);
     timer.finish(response.status());
     response

@@ -67,9 +67,13 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     response
 }
 
-/// Marks a response as a SCIM error so [`correlate`] can add the request id.
+/// Marks a response as a SCIM error so [`correlated`] can add the request id.
 #[derive(Clone)]
-struct ErrorMarker(ScimError);
+struct ErrorMarker {
+    error: ScimError,
+    /// Whether the "request failed" line was written already.
+    logged: bool,
+}
 
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
@@ -84,7 +88,10 @@ impl IntoResponse for ScimError {
                 HeaderValue::from_static("Bearer realm=\"scimgate\""),
             );
         }
-        response.extensions_mut().insert(ErrorMarker(self));
+        response.extensions_mut().insert(ErrorMarker {
+            error: self,
+            logged: false,
+        });
         response
     }
 }
@@ -124,10 +131,8 @@ where
         path = %request.uri().path(),
     );
     let mut response = inner(request).instrument(span.clone()).await;
-    if let Some(ErrorMarker(error)) = response.extensions_mut().remove::<ErrorMarker>() {
-        span.in_scope(|| {
-            tracing::info!(status = error.status.as_u16(), detail = %error.detail, "request failed");
-        });
+    span.in_scope(|| log_failure(&mut response));
+    if let Some(ErrorMarker { error, .. }) = response.extensions_mut().remove::<ErrorMarker>() {
         let rebuilt = json_response(error.status, &error.body(Some(&id)));
         let (parts, _) = response.into_parts();
         let (_, body) = rebuilt.into_parts();
@@ -138,6 +143,18 @@ where
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// Logs a SCIM error answer once, in the current span: called in a
+/// connection's span first, so the line names connection, dialect and
+/// operation; the listener logs the failures no connection answered.
+pub fn log_failure(response: &mut Response) {
+    if let Some(marker) = response.extensions_mut().get_mut::<ErrorMarker>()
+        && !marker.logged
+    {
+        marker.logged = true;
+        tracing::info!(status = marker.error.status.as_u16(), detail = %marker.error.detail, "request failed");
+    }
 }
 
 fn new_request_id() -> String {
