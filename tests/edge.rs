@@ -65,6 +65,22 @@ async fn send(root: &str, method: Method, path: &str, body: Option<Value>) -> An
     }
 }
 
+/// An upstream whose `/people/slow` answers after 3 s, far past the mapping's
+/// 300 ms timeout.
+async fn slow_upstream() -> MockServer {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/slow"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(3))
+                .set_body_json(json!({"id": "slow"})),
+        )
+        .mount(&upstream)
+        .await;
+    upstream
+}
+
 fn user(name: &str) -> Option<Value> {
     Some(
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("{name}@example.com")}),
@@ -138,16 +154,7 @@ async fn upstream_429_passes_its_retry_after_back() {
 
 #[tokio::test]
 async fn a_slow_upstream_becomes_504_and_a_malformed_one_502() {
-    let upstream = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/people/slow"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_delay(Duration::from_secs(3))
-                .set_body_json(json!({"id": "slow"})),
-        )
-        .mount(&upstream)
-        .await;
+    let upstream = slow_upstream().await;
     Mock::given(method("GET"))
         .and(path("/people/garbled"))
         .respond_with(ResponseTemplate::new(200).set_body_string("{not json"))
@@ -411,16 +418,7 @@ async fn an_upstream_behind_a_private_ca_is_reached_with_the_configured_ca() {
             if trust {
                 upstream.tls.ca_pem = Some(ca_pem.into_bytes());
             }
-            let router = scimgate::server::router(&config).unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let address = listener.local_addr().unwrap();
-            tokio::spawn(scimgate::server::listen::serve(
-                listener,
-                router,
-                scimgate::server::listen::ListenSettings::default(),
-                None,
-                std::future::pending(),
-            ));
+            let address = common::serve(scimgate::server::router(&config).unwrap()).await;
             format!("http://{address}")
         }
     };
@@ -532,16 +530,7 @@ async fn the_upstream_in_flight_cap_refuses_past_a_bounded_wait() {
 
 #[tokio::test]
 async fn a_request_its_client_abandons_leaves_the_in_flight_count() {
-    let upstream = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/people/slow"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_delay(Duration::from_secs(3))
-                .set_body_json(json!({"id": "slow"})),
-        )
-        .mount(&upstream)
-        .await;
+    let upstream = slow_upstream().await;
     let root = gateway(*upstream.address(), |_| {}).await;
     let in_flight = async || {
         let metrics = reqwest::get(format!("{root}/metrics"))

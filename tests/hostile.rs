@@ -207,16 +207,7 @@ async fn start_with_peers(adjust: impl FnOnce(&mut GatewayConfig)) -> (String, S
     )
     .unwrap();
     adjust(&mut config);
-    let router = server::router(&config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(scimgate::server::listen::serve(
-        listener,
-        router,
-        scimgate::server::listen::ListenSettings::default(),
-        None,
-        std::future::pending(),
-    ));
+    let address = common::serve(server::router(&config).unwrap()).await;
     (format!("http://{address}"), format!("http://{upstream}"))
 }
 

@@ -107,19 +107,7 @@ impl Harness {
         };
         let _ = upstream;
         adjust(&mut config);
-        let router = server::router(&config).unwrap();
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let address = listener.local_addr().unwrap();
-        // As production serves it: the listener assigns correlation ids.
-        tokio::spawn(scimgate::server::listen::serve(
-            listener,
-            router,
-            scimgate::server::listen::ListenSettings::default(),
-            None,
-            std::future::pending(),
-        ));
+        let address = serve(server::router(&config).unwrap()).await;
         Harness {
             root: format!("http://{address}"),
             gateway: format!("http://{address}/scim/v2"),
@@ -425,7 +413,13 @@ pub async fn gateway_for(
     )
     .unwrap();
     adjust(&mut config);
-    let router = server::router(&config).unwrap();
+    let address = serve(server::router(&config).unwrap()).await;
+    format!("http://{address}")
+}
+
+/// Serves `router` on a loopback port as production does (`listen::serve`:
+/// peer addresses, correlation ids, deadlines) and returns the address.
+pub async fn serve(router: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
@@ -437,7 +431,7 @@ pub async fn gateway_for(
         None,
         std::future::pending(),
     ));
-    format!("http://{address}")
+    address
 }
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
