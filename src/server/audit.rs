@@ -47,6 +47,11 @@ where
         .get::<CorrelationId>()
         .map(|c| c.0.clone())
         .unwrap_or_default();
+    let line = Line {
+        operation,
+        path: &path,
+        correlation_id: &correlation_id,
+    };
     // The body is read here and handed on: writes are small and bounded.
     let (parts, body) = request.into_parts();
     let Ok(sent) = to_bytes(body, state.max_body_bytes).await else {
@@ -55,14 +60,9 @@ where
             None,
             "the request body is larger than this gateway accepts",
         );
-        let entry = Line {
-            operation,
-            path: &path,
-            status: 413,
-            correlation_id: &correlation_id,
-        };
-        entry.write(
+        line.write(
             state,
+            413,
             &Quoted::default(),
             &Quoted::default(),
             Some(&response.detail),
@@ -75,13 +75,7 @@ where
     let answered = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let (sent_fields, answered_fields) = (Quoted::from(&sent), Quoted::from(&answered));
     let detail = answered_fields.detail.as_deref().filter(|_| status >= 400);
-    let entry = Line {
-        operation,
-        path: &path,
-        status,
-        correlation_id: &correlation_id,
-    };
-    entry.write(state, &sent_fields, &answered_fields, detail);
+    line.write(state, status, &sent_fields, &answered_fields, detail);
     Response::from_parts(parts, Body::from(answered))
 }
 
@@ -128,16 +122,22 @@ where
     })
 }
 
-/// The parts of an audit line every outcome has.
+/// The parts of an audit line known before the request runs.
 struct Line<'a> {
     operation: &'a str,
     path: &'a str,
-    status: u16,
     correlation_id: &'a str,
 }
 
 impl Line<'_> {
-    fn write(&self, state: &AuditState, sent: &Quoted, answered: &Quoted, detail: Option<&str>) {
+    fn write(
+        &self,
+        state: &AuditState,
+        status: u16,
+        sent: &Quoted,
+        answered: &Quoted,
+        detail: Option<&str>,
+    ) {
         let id_in_path = self.path.trim_start_matches('/').split('/').nth(1);
         let id = answered.id.as_deref().or(id_in_path);
         state.log.write(&Entry {
@@ -151,8 +151,8 @@ impl Line<'_> {
                 .display_name
                 .as_deref()
                 .or(sent.display_name.as_deref()),
-            outcome: if self.status < 400 { "ok" } else { "failed" },
-            status: self.status,
+            outcome: if status < 400 { "ok" } else { "failed" },
+            status,
             detail,
             correlation_id: self.correlation_id,
         });
