@@ -25,7 +25,7 @@ pub fn run(data: &[u8]) {
 
             let mut patch = body.clone();
             dialect.normalise_patch(schema, &mut patch);
-            let _ = scimgate::scim::patch::parse_patch_request(&patch);
+            let _ = scimgate::scim::patch::parse_patch_request(&patch, schema);
         }
     }
 }

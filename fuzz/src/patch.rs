@@ -9,7 +9,7 @@ pub fn run(data: &[u8]) {
     let Ok(body) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    let Ok(ops) = parse_patch_request(&body) else {
+    let Ok(ops) = parse_patch_request(&body, schema::user()) else {
         return;
     };
     for (resource, schema) in [

@@ -238,6 +238,22 @@ impl ResourceSchema {
         });
     }
 
+    /// Rewrites the keys of `value`, the value of the attribute `path`
+    /// names, to their canonical case (a complex value's sub-attributes, an
+    /// extension object's attributes). Unknown paths are left alone.
+    pub fn canonicalize_at(&self, path: &AttrPath, value: &mut Value) {
+        if let Some(ext) = self.extension_named_by(path) {
+            if let Some(inner) = value.as_object_mut() {
+                canonicalize_object(&ext.attributes, inner);
+            }
+            return;
+        }
+        let Some(found) = self.find(path) else {
+            return;
+        };
+        canonicalize_attribute(found.leaf(), value);
+    }
+
     /// Type checks known attributes, required attributes and that `schemas`
     /// contains the core URN. Unknown attributes are not checked.
     pub fn validate(&self, resource: &Value) -> Result<(), SchemaError> {

@@ -261,7 +261,7 @@ pub async fn patch(
     ScimJson(mut body): ScimJson,
 ) -> Result<ScimResponse, ScimError> {
     dialect.normalise_patch(kind.schema(), &mut body);
-    let operations = parse_patch_request(&body)?;
+    let operations = parse_patch_request(&body, kind.schema())?;
     let record = app
         .provisioner
         .patch(kind, &id, &operations, if_match(&headers))

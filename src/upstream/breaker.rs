@@ -40,6 +40,33 @@ pub enum Admission {
     Refused(Duration),
 }
 
+/// An admitted request's duty to report its outcome. If it is dropped
+/// unreported (the IdP gave up and the future was dropped, or the upstream
+/// budget refused the call before it was sent), a half-open probe is given
+/// back, so the next request probes: otherwise the breaker would wait for an
+/// outcome that never comes and refuse every request until a reload.
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+    reported: bool,
+}
+
+impl Outcome<'_> {
+    pub fn record(mut self, success: bool) {
+        self.reported = true;
+        self.breaker.record(success, self.probe);
+    }
+}
+
+impl Drop for Outcome<'_> {
+    fn drop(&mut self) {
+        if !self.reported && self.probe {
+            self.breaker.abandon_probe();
+        }
+    }
+}
+
 impl Breaker {
     pub fn new(spec: BreakerSpec) -> Self {
         Breaker {
@@ -64,7 +91,7 @@ impl Breaker {
         }
     }
 
-    pub fn admit(&self) -> Admission {
+    fn admit(&self) -> Admission {
         // A poisoned lock means a panic elsewhere; let traffic through.
         let Ok(mut inner) = self.inner.lock() else {
             return Admission::Go { probe: false };
@@ -85,8 +112,28 @@ impl Breaker {
         }
     }
 
+    /// Admits a request and hands back the duty to report its outcome.
+    pub fn admit_tracked(&self) -> Result<Outcome<'_>, Duration> {
+        match self.admit() {
+            Admission::Go { probe } => Ok(Outcome {
+                breaker: self,
+                probe,
+                reported: false,
+            }),
+            Admission::Refused(wait) => Err(wait),
+        }
+    }
+
+    /// A probe that ended without an outcome: the breaker stays half-open
+    /// and the next request becomes the probe.
+    fn abandon_probe(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.probing = false;
+        }
+    }
+
     /// Records the outcome of an admitted request.
-    pub fn record(&self, success: bool, probe: bool) {
+    fn record(&self, success: bool, probe: bool) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -156,5 +203,22 @@ mod tests {
         assert_eq!(b.admit(), Admission::Go { probe: true });
         b.record(false, true);
         assert_eq!(b.state(), State::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_dropped_without_an_outcome_lets_the_next_request_probe() {
+        let b = breaker();
+        for _ in 0..3 {
+            b.record(false, false);
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let probe = b.admit_tracked().expect("the cooldown is over");
+        assert!(b.admit_tracked().is_err(), "one probe at a time");
+        drop(probe);
+        let next = b
+            .admit_tracked()
+            .expect("the abandoned probe was given back");
+        next.record(true);
+        assert_eq!(b.state(), State::Closed);
     }
 }

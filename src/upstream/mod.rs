@@ -287,14 +287,11 @@ impl UpstreamClient {
 
     /// One attempt behind the circuit breaker and the upstream's budget.
     async fn guarded(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
-        let probe = match self.breaker.admit() {
-            breaker::Admission::Go { probe } => probe,
-            breaker::Admission::Refused(wait) => {
-                return Err(UpstreamError::CircuitOpen(
-                    wait.as_secs_f64().ceil().max(1.0) as u64,
-                ));
-            }
-        };
+        let outcome = self.breaker.admit_tracked().map_err(|wait| {
+            UpstreamError::CircuitOpen(wait.as_secs_f64().ceil().max(1.0) as u64)
+        })?;
+        // A refusal by the budget drops `outcome` unreported: the probe, if
+        // this was it, goes back to the breaker.
         let _ticket = self.budget.admit().await?;
         let result = self.send_once(request).await;
         let healthy = match &result {
@@ -304,7 +301,7 @@ impl UpstreamClient {
             Err(_) => true,
         };
         let before = self.breaker.state();
-        self.breaker.record(healthy, probe);
+        outcome.record(healthy);
         let after = self.breaker.state();
         if before != after {
             tracing::warn!(upstream = %self.mapping.name, state = ?after, "upstream circuit breaker changed state");

@@ -3,12 +3,19 @@
 use serde_json::Value;
 
 use super::{PatchError, PatchOpKind, PatchOperation};
+use crate::scim::path::AttrPath;
 use crate::scim::path::PatchPath;
-use crate::scim::schema::{PATCH_OP, describe, get_ci};
+use crate::scim::schema::{PATCH_OP, ResourceSchema, describe, get_ci};
 
 /// Parses a PatchOp request body: `schemas` must contain [`PATCH_OP`];
-/// `Operations` a non-empty array; `op` accepted in any case.
-pub fn parse_patch_request(body: &Value) -> Result<Vec<PatchOperation>, PatchError> {
+/// `Operations` a non-empty array; `op` accepted in any case. Attribute
+/// names inside each value come back in their canonical case (RFC 7643
+/// §2.1: they are case-insensitive), so no later reader has to match
+/// `{"Value": …}` or a `Members` key by hand.
+pub fn parse_patch_request(
+    body: &Value,
+    schema: &ResourceSchema,
+) -> Result<Vec<PatchOperation>, PatchError> {
     let invalid = |reason: String| PatchError::InvalidRequest { reason };
     let Some(obj) = body.as_object() else {
         return Err(invalid(format!(
@@ -45,7 +52,11 @@ pub fn parse_patch_request(body: &Value) -> Result<Vec<PatchOperation>, PatchErr
     operations
         .iter()
         .enumerate()
-        .map(|(i, op)| parse_operation(i, op))
+        .map(|(i, op)| {
+            let mut operation = parse_operation(i, op)?;
+            canonicalize_value(&mut operation, schema);
+            Ok(operation)
+        })
         .collect()
 }
 
@@ -104,4 +115,65 @@ fn parse_operation(index: usize, op: &Value) -> Result<PatchOperation, PatchErro
         path,
         value: get_ci(obj, "value").cloned(),
     })
+}
+
+/// Canonical key case inside an operation's value: for a path, the value of
+/// the attribute it names; without one, every key of the object, including
+/// URN-qualified core keys (`urn:…:core:2.0:Group:members` → `members`).
+fn canonicalize_value(operation: &mut PatchOperation, schema: &ResourceSchema) {
+    let Some(value) = operation.value.as_mut() else {
+        return;
+    };
+    match &operation.path {
+        Some(path) => {
+            let mut attr = path.attr.clone();
+            if attr.sub.is_none() && path.value_filter.is_none() {
+                attr.sub.clone_from(&path.sub_attr);
+            }
+            schema.canonicalize_at(&attr, value);
+        }
+        None => {
+            let Some(fields) = value.as_object_mut() else {
+                return;
+            };
+            let old = std::mem::take(fields);
+            for (key, mut inner) in old {
+                if key.eq_ignore_ascii_case(schema.core.id) {
+                    schema.canonicalize(&mut inner);
+                }
+                let canonical = match AttrPath::parse(&key) {
+                    Ok(path)
+                        if path
+                            .uri
+                            .as_deref()
+                            .is_some_and(|uri| uri.eq_ignore_ascii_case(schema.core.id))
+                            && path.sub.is_none() =>
+                    {
+                        schema.core.attribute(&path.name).map(|a| a.name.to_owned())
+                    }
+                    _ => None,
+                };
+                match canonical {
+                    Some(name) => {
+                        schema.canonicalize_at(&AttrPath::simple(&name), &mut inner);
+                        fields.insert(name, inner);
+                    }
+                    None => {
+                        fields.insert(key, inner);
+                    }
+                }
+            }
+            schema.canonicalize(value);
+            // Dotted and URN-qualified keys name attributes too.
+            if let Some(fields) = value.as_object_mut() {
+                for (key, inner) in fields.iter_mut() {
+                    if let Ok(path) = AttrPath::parse(key)
+                        && (path.sub.is_some() || path.uri.is_some())
+                    {
+                        schema.canonicalize_at(&path, inner);
+                    }
+                }
+            }
+        }
+    }
 }

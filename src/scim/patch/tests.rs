@@ -28,7 +28,7 @@ fn body(ops: Value) -> Value {
 
 /// Parses and applies `ops` to `resource` as a User.
 fn patch(resource: &mut Value, ops: Value) -> Result<(), PatchError> {
-    let ops = parse_patch_request(&body(ops))?;
+    let ops = parse_patch_request(&body(ops), user())?;
     apply_patch(resource, &ops, user())
 }
 
@@ -50,11 +50,14 @@ fn patch_error(ops: Value) -> PatchError {
 
 #[test]
 fn request_ops_are_case_insensitive_and_empty_paths_mean_none() {
-    let ops = parse_patch_request(&body(json!([
-        {"op": "Add", "path": "title", "value": "x"},
-        {"OP": "REPLACE", "Path": "", "Value": {"title": "y"}},
-        {"op": "remove", "path": "title"}
-    ])))
+    let ops = parse_patch_request(
+        &body(json!([
+            {"op": "Add", "path": "title", "value": "x"},
+            {"OP": "REPLACE", "Path": "", "Value": {"title": "y"}},
+            {"op": "remove", "path": "title"}
+        ])),
+        user(),
+    )
     .unwrap();
     assert_eq!(
         ops.iter().map(|o| o.op).collect::<Vec<_>>(),
@@ -82,11 +85,16 @@ fn request_structure_errors_say_what_is_missing() {
         (body(json!(["add"])), "Operations[0]: expected an object"),
     ];
     for (request, expected) in cases {
-        let error = parse_patch_request(&request).unwrap_err().to_string();
+        let error = parse_patch_request(&request, user())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(expected), "{error} / {expected}");
     }
-    let error =
-        parse_patch_request(&body(json!([{"op": "add", "path": "emails[type eq]"}]))).unwrap_err();
+    let error = parse_patch_request(
+        &body(json!([{"op": "add", "path": "emails[type eq]"}])),
+        user(),
+    )
+    .unwrap_err();
     assert!(
         matches!(error, PatchError::BadPath { index: 0, .. }),
         "{error}"
@@ -403,9 +411,12 @@ fn remove_of_last_element_or_sub_attribute_unassigns_the_attribute() {
 #[test]
 fn remove_with_value_list_removes_only_listed_members() {
     let mut team = json!({"schemas": [GROUP], "id": "g-1", "displayName": "Team", "members": [{"value": "u-1"}, {"value": "u-2", "display": "Bob"}, {"value": "u-3"}]});
-    let ops = parse_patch_request(&body(json!([
-        {"op": "Remove", "path": "members", "value": [{"value": "u-2"}, {"value": "u-9"}]}
-    ])))
+    let ops = parse_patch_request(
+        &body(json!([
+            {"op": "Remove", "path": "members", "value": [{"value": "u-2"}, {"value": "u-9"}]}
+        ])),
+        user(),
+    )
     .unwrap();
     apply_patch(&mut team, &ops, group()).unwrap();
     assert_eq!(team["members"], json!([{"value": "u-1"}, {"value": "u-3"}]));
@@ -414,11 +425,14 @@ fn remove_with_value_list_removes_only_listed_members() {
 #[test]
 fn group_members_add_and_remove_by_filter() {
     let mut team = json!({"schemas": [GROUP], "displayName": "Team"});
-    let ops = parse_patch_request(&body(json!([
-        {"op": "add", "path": "members", "value": [{"value": "u-1"}, {"value": "u-2"}]},
-        {"op": "add", "path": "members", "value": [{"value": "u-1"}]},
-        {"op": "remove", "path": "members[value eq \"u-1\"]"}
-    ])))
+    let ops = parse_patch_request(
+        &body(json!([
+            {"op": "add", "path": "members", "value": [{"value": "u-1"}, {"value": "u-2"}]},
+            {"op": "add", "path": "members", "value": [{"value": "u-1"}]},
+            {"op": "remove", "path": "members[value eq \"u-1\"]"}
+        ])),
+        group(),
+    )
     .unwrap();
     apply_patch(&mut team, &ops, group()).unwrap();
     assert_eq!(team["members"], json!([{"value": "u-2"}]));
@@ -593,7 +607,7 @@ proptest! {
 
     #[test]
     fn random_request_bodies_never_panic(ops in any_value()) {
-        if let Ok(ops) = parse_patch_request(&body(ops)) {
+        if let Ok(ops) = parse_patch_request(&body(ops), user()) {
             let mut resource = alice();
             let _ = apply_patch(&mut resource, &ops, user());
         }
@@ -609,7 +623,7 @@ proptest! {
         let ops = parse_patch_request(&body(json!([
             {"op": "add", "path": "emails", "value": [{"value": fresh, "type": "other"}]},
             {"op": "remove", "path": "emails", "value": [{"value": fresh}]},
-        ]))).unwrap();
+        ])), user()).unwrap();
         apply_patch(&mut resource, &ops, user()).unwrap();
         prop_assert_eq!(resource, original);
     }
@@ -630,7 +644,7 @@ proptest! {
         let ops = parse_patch_request(&body(json!([
             {"op": "add", "path": path, "value": value},
             {"op": "remove", "path": remove_path},
-        ]))).unwrap();
+        ])), user()).unwrap();
         apply_patch(&mut resource, &ops, user()).unwrap();
         prop_assert_eq!(resource, original);
     }
@@ -668,5 +682,47 @@ fn patch_errors_become_400s_with_the_matching_scim_type() {
             "{ops}"
         );
         assert_eq!(wire.detail, error.to_string());
+    }
+}
+
+#[test]
+fn sub_attribute_names_in_values_match_in_any_case() {
+    let mut team = json!({"schemas": [GROUP], "id": "g-1", "displayName": "Team", "members": [{"value": "1"}]});
+    let ops = parse_patch_request(
+        &body(json!([
+            {"op": "replace", "path": "members", "value": [{"Value": "4"}, {"VALUE": "6"}]}
+        ])),
+        group(),
+    )
+    .unwrap();
+    apply_patch(&mut team, &ops, group()).unwrap();
+    assert_eq!(team["members"], json!([{"value": "4"}, {"value": "6"}]));
+
+    let resource = patched(json!([
+        {"op": "replace", "path": "emails", "value": [{"VALUE": "new@example.com", "Primary": true}]}
+    ]));
+    assert_eq!(
+        resource["emails"],
+        json!([{"value": "new@example.com", "primary": true}])
+    );
+}
+
+#[test]
+fn path_less_member_keys_are_canonical_in_any_case_and_urn_qualified() {
+    for key in [
+        "members",
+        "Members",
+        "urn:ietf:params:scim:schemas:core:2.0:Group:members",
+    ] {
+        let ops = parse_patch_request(
+            &body(json!([{"op": "add", "value": {key: [{"Value": "7"}]}}])),
+            group(),
+        )
+        .unwrap();
+        assert_eq!(
+            ops[0].value,
+            Some(json!({"members": [{"value": "7"}]})),
+            "{key}"
+        );
     }
 }
