@@ -528,10 +528,19 @@ async fn hostile_member_values_stay_in_their_segment() {
     );
     let received = upstream.received_requests().await.unwrap();
     let member_segment = format!("/teams/g1/members/{}", encoded(member));
+    // Before removing, the gateway reads the member as a user (is it this
+    // connection's to change?), at the user's own segment.
+    let member_as_user = format!("/people/{}", encoded(member));
     for request in &received {
         let path = request.url.path();
         assert!(
-            ["/teams/g1", "/teams/g1/members", member_segment.as_str()].contains(&path),
+            [
+                "/teams/g1",
+                "/teams/g1/members",
+                member_segment.as_str(),
+                member_as_user.as_str(),
+            ]
+            .contains(&path),
             "the upstream got {} {}",
             request.method,
             request.url
@@ -1004,14 +1013,21 @@ async fn unapproved_domains_cannot_be_created_in_any_spelling() {
         "a@sub.example.com",
         "a@example.co",
         "a+example.com@evil.com",
-        "a@example.com+tag",
         "a@exаmple.com", // Cyrillic а
+    ] {
+        let reply = h.scim(Method::POST, "/Users", Some(user(address))).await;
+        assert_scim_error(&reply, 403, None);
+        assert_nothing_upstream_for(&h, address).await;
+    }
+    // Not an address at all: refused as such, before the domain is looked at.
+    for address in [
+        "a@example.com+tag",
         "a@example.com@evil.com",
         "a@evil.com ",
         "a@example.com\r\n@evil.com",
     ] {
         let reply = h.scim(Method::POST, "/Users", Some(user(address))).await;
-        assert_scim_error(&reply, 403, None);
+        assert_scim_error(&reply, 400, Some("invalidValue"));
         assert_nothing_upstream_for(&h, address).await;
     }
     // One unapproved address among approved ones.

@@ -169,6 +169,15 @@ async fn group_field_membership_writes_the_whole_list_on_the_group() {
         .expect(1)
         .mount(&upstream)
         .await;
+    // A member added must be a user of this connection: it is read first.
+    Mock::given(method("GET"))
+        .and(path("/people/u2"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "u2", "mail": "u2@example.com"})),
+        )
+        .expect(1)
+        .mount(&upstream)
+        .await;
     let gateway = gateway(&upstream).await;
     let (status, body) = scim(&gateway, Method::GET, "/Groups/t1", None).await;
     assert_eq!(status, 200, "{body}");

@@ -172,6 +172,26 @@ impl FieldPath {
         self.0.iter().try_fold(record, |value, key| value.get(key))
     }
 
+    /// Marks the field absent: null at the first of its segments `record`
+    /// does not hold yet (`{"manager": null}`, not `{"manager": {"id":
+    /// null}}`, which an API validating nested objects would refuse).
+    pub fn clear_in(&self, record: &mut Map<String, Value>) {
+        let mut target = record;
+        for (depth, key) in self.0.iter().enumerate() {
+            let last = depth + 1 == self.0.len();
+            if last || !target.get(key).is_some_and(Value::is_object) {
+                if last || !target.contains_key(key) {
+                    target.insert(key.clone(), Value::Null);
+                }
+                return;
+            }
+            let Some(Value::Object(next)) = target.get_mut(key) else {
+                return;
+            };
+            target = next;
+        }
+    }
+
     pub fn set(&self, record: &mut Map<String, Value>, value: Value) {
         let Some((last, parents)) = self.0.split_last() else {
             return;

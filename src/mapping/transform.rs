@@ -93,6 +93,26 @@ impl ResourceMapping {
         Ok(body)
     }
 
+    /// The upstream body that makes an existing record look freshly created
+    /// from `resource` (a restore): as [`Self::create_body`], and every other
+    /// writable field, a write-only one such as a password included, set to
+    /// null, so nothing of the record's earlier life survives.
+    pub fn fresh_body(&self, resource: &Value) -> Result<Map<String, Value>, MappingError> {
+        let created = Value::Object(self.create_body(resource)?);
+        let unset: Vec<&FieldPath> = self
+            .writable()
+            .map(|(_, field)| field)
+            .filter(|field| field.get(&created).is_none())
+            .collect();
+        let Value::Object(mut body) = created else {
+            return Ok(Map::new());
+        };
+        for field in unset {
+            field.clear_in(&mut body);
+        }
+        Ok(body)
+    }
+
     /// The upstream fields that change when `current` (the resource as read
     /// from `record`) becomes `desired`. Empty when nothing changes. For
     /// upstreams without partial updates, the whole record with the changes.
@@ -561,6 +581,33 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(Value::Object(cleared), json!({"phone": null}));
+    }
+
+    #[test]
+    fn fresh_body_clears_every_writable_field_the_resource_does_not_set() {
+        let body = users()
+            .fresh_body(&json!({"userName": "alice", "password": null}))
+            .unwrap();
+        assert_eq!(body["login"], "alice");
+        assert_eq!(body["password"], Value::Null, "a password never survives");
+        assert_eq!(body["job_title"], Value::Null);
+        assert_eq!(body["role"], "member", "defaults still apply");
+    }
+
+    #[test]
+    fn clearing_a_nested_field_nulls_its_first_missing_parent() {
+        let field = FieldPath::parse("manager.id").unwrap();
+        let mut body = Map::new();
+        field.clear_in(&mut body);
+        assert_eq!(Value::Object(body), json!({"manager": null}));
+        let mut body = json!({"contact": {"email": "a@x.io"}});
+        FieldPath::parse("contact.phones")
+            .unwrap()
+            .clear_in(body.as_object_mut().unwrap());
+        assert_eq!(
+            body,
+            json!({"contact": {"email": "a@x.io", "phones": null}})
+        );
     }
 
     #[test]

@@ -40,39 +40,52 @@ impl Provisioner {
             .unwrap_or(self.limits.max_results as u64)
             .min(self.limits.max_results as u64);
         let start = query.start_index.max(1);
-        let Some(filter) = &query.filter else {
+        if query.filter.is_none() {
             return self
                 .list_unfiltered(kind, start, count, query.with_members)
                 .await;
-        };
-        let mut request = mapping.list.request(Bindings::default())?;
-        let pushed = push_down(filter, &mapping.filters);
-        if let Some((param, value)) = &pushed {
-            request.query.retain(|(k, _)| k != param);
-            request.query.push((param.clone(), value.clone()));
         }
+        let filter = query.filter.as_ref();
+        let mut request = mapping.list.request(Bindings::default())?;
+        if let Some((param, value)) = filter.and_then(|f| push_down(f, &mapping.filters)) {
+            request.query.retain(|(k, _)| *k != param);
+            request.query.push((param, value));
+        }
+        // A scan holds upstream records; bound how many run at once.
+        let _scanning = self.shared.scans.acquire().await.map_err(|_| {
+            ScimError::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "the gateway is shutting down",
+            )
+        })?;
         let cap = self.limits.scan_cap;
         let fetched = self
             .fetch(&mapping.list, &request, 0, None, cap + 1)
             .await?;
         if fetched.records.len() > cap {
+            let pushable = mapping
+                .filters
+                .iter()
+                .map(|f| f.path.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(ScimError::bad_request(
                 ScimType::TooMany,
-                format!(
-                    "the filter `{filter}` cannot be answered by the upstream and would scan more than \
-                     {cap} records; filter with `eq` on one of: {}",
-                    mapping
-                        .filters
-                        .iter()
-                        .map(|f| f.path.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                match filter {
+                    Some(filter) => format!(
+                        "the filter `{filter}` cannot be answered by the upstream and would scan \
+                         more than {cap} records; filter with `eq` on one of: {pushable}"
+                    ),
+                    None => format!("more than {cap} records to scan"),
+                },
             ));
         }
-        let needs_members =
-            query.with_members || filter.to_string().to_ascii_lowercase().contains("members");
-        let mut matched = Vec::new();
+        let needs_members = query.with_members || filter.is_some_and(|f| f.references("members"));
+        // Only the page asked for is kept; the rest is counted.
+        let skip = (start - 1) as usize;
+        let mut total_results = 0u64;
+        let mut resources = Vec::new();
         for record in fetched.records {
             if mapping
                 .soft_delete
@@ -82,24 +95,22 @@ impl Provisioner {
                 continue;
             }
             let record = self.record(kind, record, needs_members).await?;
-            if matches(filter, &record.resource, kind.schema()) {
-                matched.push(record.resource);
+            let wanted = self.in_scope(kind, &record.resource)
+                && filter.is_none_or(|f| matches(f, &record.resource, kind.schema()));
+            if !wanted {
+                continue;
             }
-        }
-        let total_results = matched.len() as u64;
-        let resources = matched
-            .into_iter()
-            .skip((start - 1) as usize)
-            .take(count as usize)
-            .map(|mut resource| {
+            total_results += 1;
+            if total_results as usize > skip && resources.len() < count as usize {
+                let mut resource = record.resource;
                 if !query.with_members
                     && let Some(object) = resource.as_object_mut()
                 {
                     object.remove("members");
                 }
-                resource
-            })
-            .collect();
+                resources.push(resource);
+            }
+        }
         Ok(ListPage {
             total_results,
             start_index: start,
@@ -132,10 +143,25 @@ impl Provisioner {
         let fetched = self
             .fetch(&mapping.list, &request, window, Some(count.max(1)), limit)
             .await?;
-        let total_results = fetched.total.unwrap_or(fetched.records.len() as u64);
+        // Users outside the connection's scope are left out. Read to the end,
+        // the total counts only the rest; paged by the upstream, a page may
+        // hold fewer than `count` and the upstream's total counts them too
+        // (a number, never a user): scanning every page to count exactly
+        // would make each page of an IdP's import cost a full listing.
+        let mut visible = Vec::new();
+        for record in fetched.records {
+            if kind == Kind::Group || self.in_scope(kind, &mapping.to_scim(&record, kind.schema())?)
+            {
+                visible.push(record);
+            }
+        }
+        let total_results = match fetched.total {
+            Some(total) if reports_total => total,
+            _ => visible.len() as u64,
+        };
         let skip = if reports_total { 0 } else { offset as usize };
         let mut resources = Vec::new();
-        for record in fetched.records.into_iter().skip(skip).take(count as usize) {
+        for record in visible.into_iter().skip(skip).take(count as usize) {
             resources.push(self.record(kind, record, with_members).await?.resource);
         }
         Ok(ListPage {

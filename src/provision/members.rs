@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::Provisioner;
+use super::{Kind, Provisioner};
 use crate::mapping::{Bindings, FieldPath, Members, ResourceMapping, id_text};
 use crate::scim::error::{ScimError, ScimType};
 
@@ -86,16 +86,94 @@ impl Provisioner {
             .collect())
     }
 
-    /// Makes the group's upstream membership go from `before` to `after`.
-    /// Adding a present member and removing an absent one are not errors
-    /// (the IdP may retry).
+    /// Checks a membership change before anything is written: every member
+    /// added must be a user this connection sees, and a member it does not
+    /// see (another connection's user) is never removed by it, not even by a
+    /// `replace` of the whole list. A member that no longer exists upstream
+    /// may be removed.
+    pub(super) async fn plan_membership(
+        &self,
+        groups: &ResourceMapping,
+        before: &BTreeSet<String>,
+        after: &BTreeSet<String>,
+    ) -> Result<MembershipChange, ScimError> {
+        let added: Vec<String> = after.difference(before).cloned().collect();
+        let mut removed: Vec<String> = before.difference(after).cloned().collect();
+        if added.is_empty() && removed.is_empty() {
+            return Ok(MembershipChange::default());
+        }
+        if groups.members.is_none() {
+            return Err(ScimError::bad_request(
+                ScimType::InvalidValue,
+                "this connection's upstream mapping declares no group membership",
+            ));
+        }
+        for member in &added {
+            if self.member_state(member).await? != MemberState::Visible {
+                return Err(ScimError::bad_request(
+                    ScimType::InvalidValue,
+                    format!("member `{member}` is not a user of this connection"),
+                ));
+            }
+        }
+        let mut kept = Vec::new();
+        for member in &removed {
+            if self.member_state(member).await? == MemberState::Foreign {
+                kept.push(member.clone());
+            }
+        }
+        removed.retain(|member| !kept.contains(member));
+        let mut members = before.clone();
+        for member in &removed {
+            members.remove(member);
+        }
+        members.extend(added.iter().cloned());
+        Ok(MembershipChange {
+            added,
+            removed,
+            members,
+        })
+    }
+
+    /// Whether `id` is a user this connection sees, another's, or none.
+    async fn member_state(&self, id: &str) -> Result<MemberState, ScimError> {
+        let users = &self.client.mapping().users;
+        if !users.id.accepts(id) {
+            return Ok(MemberState::Missing);
+        }
+        let request = users.get.request(Bindings {
+            id: Some(id),
+            member: None,
+        })?;
+        let record = match self.client.call(&request).await {
+            Ok(response) => response.body,
+            Err(error) if error.status == http::StatusCode::NOT_FOUND => {
+                return Ok(MemberState::Missing);
+            }
+            Err(error) => return Err(error),
+        };
+        if users.soft_delete.as_ref().is_some_and(|s| s.marks(&record)) {
+            return Ok(MemberState::Missing);
+        }
+        let resource = users.to_scim(&record, crate::scim::schema::user())?;
+        Ok(if self.in_scope(Kind::User, &resource) {
+            MemberState::Visible
+        } else {
+            MemberState::Foreign
+        })
+    }
+
+    /// Makes a planned membership change upstream. Adding a present member
+    /// and removing an absent one are not errors (the IdP may retry).
     pub(super) async fn apply_membership(
         &self,
         groups: &ResourceMapping,
         group_id: &str,
-        before: &BTreeSet<String>,
-        after: &BTreeSet<String>,
+        change: &MembershipChange,
     ) -> Result<(), ScimError> {
+        if change.is_empty() {
+            return Ok(());
+        }
         let Some(members) = &groups.members else {
             return Err(ScimError::bad_request(
                 ScimType::InvalidValue,
@@ -103,19 +181,9 @@ impl Provisioner {
             ));
         };
         let users = &self.client.mapping().users;
-        for member in after.difference(before) {
-            if !users.id.accepts(member) {
-                return Err(ScimError::bad_request(
-                    ScimType::InvalidValue,
-                    format!("member `{member}` is not a user id of this connection"),
-                ));
-            }
-        }
-        let added: Vec<&String> = after.difference(before).collect();
-        let removed: Vec<&String> = before.difference(after).collect();
         match members {
             Members::Endpoints { add, remove, .. } => {
-                for member in added {
+                for member in &change.added {
                     let typed = users.id.typed(member);
                     let request = add.request(Bindings {
                         id: Some(group_id),
@@ -123,7 +191,7 @@ impl Provisioner {
                     })?;
                     self.client.call(&request).await?;
                 }
-                for member in removed {
+                for member in &change.removed {
                     let typed = users.id.typed(member);
                     let request = remove.request(Bindings {
                         id: Some(group_id),
@@ -136,40 +204,155 @@ impl Provisioner {
                 field,
                 member_field,
             } => {
-                if added.is_empty() && removed.is_empty() {
-                    return Ok(());
-                }
-                let list = after
-                    .iter()
-                    .map(|member| {
-                        let typed = users.id.typed(member);
-                        match member_field {
-                            Some(inner) => {
-                                let mut element = Map::new();
-                                inner.set(&mut element, typed);
-                                Value::Object(element)
-                            }
-                            None => typed,
-                        }
-                    })
-                    .collect();
-                let mut body = Map::new();
-                field.set(&mut body, Value::Array(list));
-                let mut request = groups.update.request(Bindings {
-                    id: Some(group_id),
-                    member: None,
-                })?;
-                request.body = Some(Value::Object(body));
-                self.client.call(&request).await?;
+                self.write_member_field(
+                    groups,
+                    group_id,
+                    field,
+                    member_field.as_ref(),
+                    &change.members,
+                )
+                .await?;
             }
             Members::UserField { field, .. } => {
                 let group_value = groups.id.typed(group_id);
-                for (member, joining) in added
-                    .into_iter()
+                for (member, joining) in change
+                    .added
+                    .iter()
                     .map(|m| (m, true))
-                    .chain(removed.into_iter().map(|m| (m, false)))
+                    .chain(change.removed.iter().map(|m| (m, false)))
                 {
                     self.move_user(member, field, &group_value, joining).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a group's whole member list (membership kept on the group).
+    async fn write_member_field(
+        &self,
+        groups: &ResourceMapping,
+        group_id: &str,
+        field: &FieldPath,
+        member_field: Option<&FieldPath>,
+        members: &BTreeSet<String>,
+    ) -> Result<(), ScimError> {
+        let users = &self.client.mapping().users;
+        let list = members
+            .iter()
+            .map(|member| {
+                let typed = users.id.typed(member);
+                match member_field {
+                    Some(inner) => {
+                        let mut element = Map::new();
+                        inner.set(&mut element, typed);
+                        Value::Object(element)
+                    }
+                    None => typed,
+                }
+            })
+            .collect();
+        let mut body = Map::new();
+        field.set(&mut body, Value::Array(list));
+        let mut request = groups.update.request(Bindings {
+            id: Some(group_id),
+            member: None,
+        })?;
+        request.body = Some(Value::Object(body));
+        self.client.call(&request).await?;
+        Ok(())
+    }
+
+    /// Takes a user out of every group, for a soft delete and a restore: a
+    /// deleted user is no one's member, and a restored one starts with no
+    /// memberships (they may have been another person's). With membership
+    /// kept on the user, the emptied list is put in `user_body` when the
+    /// caller is about to write the user anyway, else written here.
+    pub(super) async fn leave_all_groups(
+        &self,
+        user_id: &str,
+        user_record: &Value,
+        user_body: Option<&mut Map<String, Value>>,
+    ) -> Result<(), ScimError> {
+        let mapping = self.client.mapping();
+        let (Some(groups), users) = (&mapping.groups, &mapping.users) else {
+            return Ok(());
+        };
+        let Some(members) = &groups.members else {
+            return Ok(());
+        };
+        match members {
+            Members::UserField { field, .. } => {
+                let belongs = field
+                    .get(user_record)
+                    .and_then(Value::as_array)
+                    .is_some_and(|list| !list.is_empty());
+                if !belongs {
+                    return Ok(());
+                }
+                let mut changes = Map::new();
+                field.set(&mut changes, Value::Array(Vec::new()));
+                if let Some(body) = user_body {
+                    body.extend(changes);
+                    return Ok(());
+                }
+                let bindings = Bindings {
+                    id: Some(user_id),
+                    member: None,
+                };
+                let body = if users.update.partial {
+                    changes
+                } else {
+                    // The record as it is now: a delete call may have changed it.
+                    let now = self.client.call(&users.get.request(bindings)?).await?.body;
+                    let mut full = now.as_object().cloned().unwrap_or_default();
+                    full.extend(changes);
+                    full
+                };
+                let mut request = users.update.request(bindings)?;
+                request.body = Some(Value::Object(body));
+                self.client.call(&request).await?;
+            }
+            Members::Endpoints { .. } | Members::GroupField { .. } => {
+                let typed = users.id.typed(user_id);
+                for group in self.fetch_all(&groups.list, Bindings::default()).await? {
+                    let group_id = groups.upstream_id(&group)?;
+                    let listed = self.member_list(members, &group_id, &group).await?;
+                    let belongs = listed
+                        .iter()
+                        .any(|m| m.get("value").and_then(id_text).as_deref() == Some(user_id));
+                    if !belongs {
+                        continue;
+                    }
+                    match members {
+                        Members::Endpoints { remove, .. } => {
+                            let request = remove.request(Bindings {
+                                id: Some(&group_id),
+                                member: Some(&typed),
+                            })?;
+                            ignore_not_found(self.client.call(&request).await)?;
+                        }
+                        Members::GroupField {
+                            field,
+                            member_field,
+                        } => {
+                            let _held = self.lock_resource(Kind::Group, &group_id).await;
+                            // Re-read under the lock: the list may have changed.
+                            let current = self.get(Kind::Group, &group_id, true).await?;
+                            let mut kept = super::members_of(&current.resource);
+                            if kept.remove(user_id) {
+                                self.write_member_field(
+                                    groups,
+                                    &group_id,
+                                    field,
+                                    member_field.as_ref(),
+                                    &kept,
+                                )
+                                .await?;
+                            }
+                        }
+                        Members::UserField { .. } => {}
+                    }
                 }
             }
         }
@@ -219,6 +402,31 @@ impl Provisioner {
         self.client.call(&request).await?;
         Ok(())
     }
+}
+
+/// A membership change as planned: the members added and removed, and the
+/// whole list after it (for upstreams that keep the list on the group).
+#[derive(Debug, Default)]
+pub(super) struct MembershipChange {
+    added: Vec<String>,
+    removed: Vec<String>,
+    members: BTreeSet<String>,
+}
+
+impl MembershipChange {
+    pub(super) fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MemberState {
+    /// A user in this connection's scope.
+    Visible,
+    /// Another connection's user: it exists, but not for this connection.
+    Foreign,
+    /// No such (live) user upstream.
+    Missing,
 }
 
 fn display_of(field: Option<&FieldPath>, record: &Value) -> Option<String> {

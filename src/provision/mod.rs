@@ -1,29 +1,38 @@
 //! Executes SCIM operations for one connection against its upstream: the
 //! read-modify-write cycles, soft deletion, restore-on-create, group
-//! membership, and the approved-domains policy.
+//! membership, and the approved-domains policy (which users the connection
+//! may see and change at all).
+//!
+//! Every operation validates and renders what it will send before its first
+//! upstream write, so a refused request writes nothing; and it holds its
+//! resource's lock ([`locks`]) from the read to the last write.
 //!
 //! It speaks SCIM resources (JSON values) to the server and upstream calls
 //! (rendered from the mapping) to the client; neither vendors nor URLs are
 //! known here.
 
 mod list;
+mod locks;
 mod members;
 pub mod policy;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use http::StatusCode;
 use serde_json::{Map, Value};
 
 use crate::config::Connection;
 use crate::mapping::transform::Absent;
-use crate::mapping::{Bindings, ResourceMapping, SoftDelete};
+use crate::mapping::{Bindings, ResourceMapping, SoftDelete, UpstreamRequest};
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::patch::{PatchOperation, apply_patch};
 use crate::scim::schema::{self, Mutability, ResourceSchema};
 use crate::upstream::UpstreamClient;
 
 pub use list::{ListPage, ListQuery};
+use locks::ResourceLocks;
+use members::MembershipChange;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -63,6 +72,29 @@ pub struct Provisioner {
     pub connection: Connection,
     client: UpstreamClient,
     limits: ListLimits,
+    /// Shared by every connection on the same upstream.
+    shared: Arc<UpstreamShared>,
+}
+
+/// Concurrent scans per upstream: each holds up to `scan_cap` records, and
+/// the shipped pod has 256 MiB.
+const MAX_CONCURRENT_SCANS: usize = 4;
+
+/// What every connection on one upstream shares: the per-resource locks and
+/// the bound on concurrent scans.
+#[derive(Debug)]
+pub struct UpstreamShared {
+    locks: ResourceLocks,
+    scans: tokio::sync::Semaphore,
+}
+
+impl Default for UpstreamShared {
+    fn default() -> Self {
+        UpstreamShared {
+            locks: ResourceLocks::default(),
+            scans: tokio::sync::Semaphore::new(MAX_CONCURRENT_SCANS),
+        }
+    }
 }
 
 /// An upstream record and the SCIM resource built from it.
@@ -73,12 +105,32 @@ pub struct Record {
 }
 
 impl Provisioner {
-    pub fn new(connection: Connection, client: UpstreamClient, limits: ListLimits) -> Self {
+    pub fn new(
+        connection: Connection,
+        client: UpstreamClient,
+        limits: ListLimits,
+        shared: Arc<UpstreamShared>,
+    ) -> Self {
         Provisioner {
             connection,
             client,
             limits,
+            shared,
         }
+    }
+
+    /// Whether this connection may see `resource` as it is now (users only:
+    /// groups carry no addresses).
+    fn in_scope(&self, kind: Kind, resource: &Value) -> bool {
+        kind == Kind::Group || policy::in_scope(resource, &self.connection.approved_domains)
+    }
+
+    /// The lock held across one resource's read-modify-write.
+    async fn lock_resource(&self, kind: Kind, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        self.shared
+            .locks
+            .lock(format!("{}/{id}", kind.endpoint()))
+            .await
     }
 
     pub fn supports(&self, kind: Kind) -> bool {
@@ -130,7 +182,11 @@ impl Provisioner {
         {
             return Err(not_found());
         }
-        self.record(kind, response.body, with_members).await
+        let record = self.record(kind, response.body, with_members).await?;
+        if !self.in_scope(kind, &record.resource) {
+            return Err(not_found());
+        }
+        Ok(record)
     }
 
     async fn record(
@@ -158,28 +214,100 @@ impl Provisioner {
             policy::check_approved_domains(&resource, &self.connection.approved_domains)?;
         }
         let body = Value::Object(mapping.create_body(&resource)?);
+        // What follows the create is checked before it: a value no call can
+        // set, or a member this connection cannot add, must not leave a
+        // half-made resource upstream.
+        mapping.state_calls(&Value::Object(Map::new()), &resource)?;
+        let wanted = members_of(&resource);
+        let membership = self
+            .plan_membership(mapping, &BTreeSet::new(), &wanted)
+            .await?;
+        let _creating = match matching_key(kind, &resource) {
+            Some(key) => Some(self.shared.locks.lock(key).await),
+            None => None,
+        };
         if kind == Kind::User
-            && let Some(restored) = self.restore(mapping, &resource, &body).await?
+            && let Some(restored) = self.restore(mapping, &resource).await?
         {
             return Ok(restored);
         }
         let mut request = mapping.create.request(Bindings::default())?;
         request.body = Some(body);
         let response = self.client.call(&request).await?;
-        let id = mapping.upstream_id(&response.body)?;
-        let wanted = members_of(&resource);
-        if !wanted.is_empty() {
-            self.apply_membership(mapping, &id, &BTreeSet::new(), &wanted)
-                .await?;
+        let (id, answered) = match mapping.upstream_id(&response.body) {
+            Ok(id) => (id, Some(response.body)),
+            Err(error) => (self.find_created(kind, &resource, error).await?, None),
+        };
+        if !membership.is_empty() {
+            self.apply_membership(mapping, &id, &membership).await?;
         }
         // Attributes set by calls (e.g. created suspended) follow the create.
-        if self
-            .state_calls(mapping, &id, &response.body, &resource)
-            .await?
-        {
-            return self.get(kind, &id, kind == Kind::Group).await;
+        let state_set = match &answered {
+            Some(record) => self.state_calls(mapping, &id, record, &resource).await?,
+            None => {
+                let current = self.get(kind, &id, false).await?;
+                self.state_calls(mapping, &id, &current.upstream, &resource)
+                    .await?
+            }
+        };
+        match answered {
+            Some(record) if !state_set => self.record(kind, record, kind == Kind::Group).await,
+            _ => self.get(kind, &id, kind == Kind::Group).await,
         }
-        self.record(kind, response.body, kind == Kind::Group).await
+    }
+
+    /// The id of a resource the upstream made but whose answer named no id:
+    /// it is looked up by its matching key, so the IdP gets the user it
+    /// asked for instead of a 502 and an orphan it would then collide with.
+    async fn find_created(
+        &self,
+        kind: Kind,
+        resource: &Value,
+        unreadable: crate::mapping::MappingError,
+    ) -> Result<String, ScimError> {
+        let attribute = match kind {
+            Kind::User => "userName",
+            Kind::Group => "displayName",
+        };
+        let failed = || {
+            ScimError::new(
+                StatusCode::BAD_GATEWAY,
+                None,
+                format!(
+                    "{unreadable}; the upstream may have made the {} but the gateway could not \
+                     find it by {attribute} either: look for it upstream before the IdP retries",
+                    kind.resource_type()
+                ),
+            )
+        };
+        let Some(key) = resource.get(attribute).and_then(Value::as_str) else {
+            return Err(failed());
+        };
+        let Ok(quoted) = serde_json::to_string(key) else {
+            return Err(failed());
+        };
+        let Ok(filter) = crate::scim::filter::parse_filter(&format!("{attribute} eq {quoted}"))
+        else {
+            return Err(failed());
+        };
+        let query = ListQuery {
+            filter: Some(filter),
+            start_index: 1,
+            count: Some(2),
+            with_members: false,
+        };
+        let page = self.list(kind, &query).await.map_err(|_| failed())?;
+        match page.resources.as_slice() {
+            [only] if page.total_results == 1 => {
+                let id = only.get("id").and_then(Value::as_str).ok_or_else(failed)?;
+                tracing::warn!(
+                    upstream_id = %id,
+                    "the create answer named no id; found the new resource by its {attribute}"
+                );
+                Ok(id.to_string())
+            }
+            _ => Err(failed()),
+        }
     }
 
     /// Makes the calls that set attributes changed by calls; true if any.
@@ -190,22 +318,22 @@ impl Provisioner {
         record: &Value,
         desired: &Value,
     ) -> Result<bool, ScimError> {
-        let calls = mapping.state_calls(record, desired)?;
-        for call in &calls {
-            let request = call.request(Bindings {
-                id: Some(id),
-                member: None,
-            })?;
-            self.client.call(&request).await?;
+        let requests = state_requests(mapping, id, record, desired)?;
+        for request in &requests {
+            self.client.call(request).await?;
         }
-        Ok(!calls.is_empty())
+        Ok(!requests.is_empty())
     }
 
+    /// Restores the soft-deleted user with `resource`'s userName, if the
+    /// mapping restores on create and there is one. The restored user looks
+    /// to every reader like one freshly created from `resource`: each mapped
+    /// field the POST does not carry goes back to its default or to absent
+    /// (a password too), and it belongs to no group.
     async fn restore(
         &self,
         mapping: &ResourceMapping,
         resource: &Value,
-        body: &Value,
     ) -> Result<Option<Record>, ScimError> {
         let (Some(soft), true) = (&mapping.soft_delete, mapping.restore_on_create) else {
             return Ok(None);
@@ -231,33 +359,47 @@ impl Provisioner {
             .items(&response.body)
             .into_iter()
             .flatten()
-            .find(|record| {
-                soft.marks(record)
-                    && mapping
-                        .to_scim(record, schema::user())
-                        .ok()
-                        .and_then(|r| {
-                            r.get("userName")
-                                .and_then(Value::as_str)
-                                .map(|u| u.eq_ignore_ascii_case(user_name))
-                        })
-                        .unwrap_or(false)
+            .filter(|record| soft.marks(record))
+            .find_map(|record| {
+                let scim = mapping.to_scim(record, schema::user()).ok()?;
+                let same = scim
+                    .get("userName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| u.eq_ignore_ascii_case(user_name));
+                same.then_some((record, scim))
             });
-        let Some(archived) = archived else {
+        let Some((archived, archived_scim)) = archived else {
             return Ok(None);
         };
+        // Another connection's former user is not this one's to revive.
+        if !self.in_scope(Kind::User, &archived_scim) {
+            return Err(ScimError::conflict(format!(
+                "a deleted user with userName `{user_name}` is kept upstream outside this \
+                 connection's approved domains; it cannot be restored from here"
+            )));
+        }
         let id = mapping.upstream_id(archived)?;
+        let mut body = mapping.fresh_body(resource)?;
+        if let Some(restored) = &soft.restore_value {
+            soft.field.set(&mut body, restored.clone());
+        }
         let mut update = mapping.update.request(Bindings {
             id: Some(&id),
             member: None,
         })?;
-        let mut body = body.clone();
-        if let (Some(restored), Some(object)) = (&soft.restore_value, body.as_object_mut()) {
-            soft.field.set(object, restored.clone());
-        }
-        update.body = Some(body);
+        let _restoring = self.lock_resource(Kind::User, &id).await;
+        self.leave_all_groups(&id, archived, Some(&mut body))
+            .await?;
+        let body = if mapping.update.partial {
+            body
+        } else {
+            let mut full = archived.as_object().cloned().unwrap_or_default();
+            full.extend(body);
+            full
+        };
+        update.body = Some(Value::Object(body));
         let response = self.client.call(&update).await?;
-        let mut record = self.reread(Kind::User, &id, response.body).await?;
+        let mut record = self.reread_any(Kind::User, &id, response.body).await?;
         if self
             .state_calls(mapping, &id, &record.upstream, resource)
             .await?
@@ -283,27 +425,36 @@ impl Provisioner {
         if_match: Option<&str>,
     ) -> Result<Record, ScimError> {
         let mapping = self.mapping(kind)?;
+        prepare(kind, &mut resource, Some(id))?;
+        let _held = self.lock_resource(kind, id).await;
         let current = self.get(kind, id, kind == Kind::Group).await?;
         check_precondition(&current.resource, if_match)?;
-        prepare(kind, &mut resource, Some(id))?;
         if kind == Kind::User {
             let effective = merged_for_policy(&current.resource, &resource);
             policy::check_approved_domains(&effective, &self.connection.approved_domains)?;
         }
-        let record = self
-            .update(kind, mapping, id, &current, &resource, Absent::Keep)
-            .await?;
-        if resource.get("members").is_some() {
-            self.apply_membership(
-                mapping,
-                id,
-                &members_of(&current.resource),
-                &members_of(&resource),
-            )
-            .await?;
-            return self.get(kind, id, true).await;
-        }
-        Ok(record)
+        let plan = plan_update(mapping, id, &current, &resource, Absent::Keep)?;
+        let membership = match resource.get("members") {
+            Some(_) => {
+                self.plan_membership(
+                    mapping,
+                    &members_of(&current.resource),
+                    &members_of(&resource),
+                )
+                .await?
+            }
+            None => MembershipChange::default(),
+        };
+        self.finish_update(
+            kind,
+            mapping,
+            id,
+            current,
+            plan,
+            membership,
+            resource.get("members").is_some(),
+        )
+        .await
     }
 
     /// PATCH, applied read-modify-write.
@@ -315,6 +466,7 @@ impl Provisioner {
         if_match: Option<&str>,
     ) -> Result<Record, ScimError> {
         let mapping = self.mapping(kind)?;
+        // Values are canonical (`parse_patch_request`), so `members` is the key.
         let touches_members = operations.iter().any(|op| {
             op.path
                 .as_ref()
@@ -325,62 +477,74 @@ impl Provisioner {
                         .as_ref()
                         .is_some_and(|v| v.get("members").is_some())
         });
+        let _held = self.lock_resource(kind, id).await;
         let current = self
             .get(kind, id, kind == Kind::Group && touches_members)
             .await?;
         check_precondition(&current.resource, if_match)?;
         let mut desired = current.resource.clone();
         apply_patch(&mut desired, operations, kind.schema())?;
+        keeps_required(kind, &current.resource, &desired)?;
         if kind == Kind::User {
             policy::check_approved_domains(&desired, &self.connection.approved_domains)?;
         }
-        let record = self
-            .update(kind, mapping, id, &current, &desired, Absent::Clear)
-            .await?;
-        if touches_members {
-            self.apply_membership(
+        let plan = plan_update(mapping, id, &current, &desired, Absent::Clear)?;
+        let membership = if touches_members {
+            self.plan_membership(
                 mapping,
-                id,
                 &members_of(&current.resource),
                 &members_of(&desired),
             )
-            .await?;
+            .await?
+        } else {
+            MembershipChange::default()
+        };
+        self.finish_update(
+            kind,
+            mapping,
+            id,
+            current,
+            plan,
+            membership,
+            touches_members,
+        )
+        .await
+    }
+
+    /// Sends a planned update, then the membership change; everything was
+    /// validated before this first write.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_update(
+        &self,
+        kind: Kind,
+        mapping: &ResourceMapping,
+        id: &str,
+        current: Record,
+        plan: UpdatePlan,
+        membership: MembershipChange,
+        with_members: bool,
+    ) -> Result<Record, ScimError> {
+        let mut record = current;
+        if let Some(request) = &plan.update {
+            let response = self.client.call(request).await?;
+            record = self.reread_any(kind, id, response.body).await?;
+        }
+        for request in &plan.state {
+            self.client.call(request).await?;
+        }
+        if !plan.state.is_empty() {
+            record = self.get(kind, id, false).await?;
+        }
+        if with_members {
+            self.apply_membership(mapping, id, &membership).await?;
             return self.get(kind, id, true).await;
         }
         Ok(record)
     }
 
-    async fn update(
-        &self,
-        kind: Kind,
-        mapping: &ResourceMapping,
-        id: &str,
-        current: &Record,
-        desired: &Value,
-        absent: Absent,
-    ) -> Result<Record, ScimError> {
-        let body = mapping.update_body(&current.upstream, &current.resource, desired, absent)?;
-        let mut record = current.clone();
-        if let Some(body) = body {
-            let mut request = mapping.update.request(Bindings {
-                id: Some(id),
-                member: None,
-            })?;
-            request.body = Some(Value::Object(body));
-            let response = self.client.call(&request).await?;
-            record = self.reread(kind, id, response.body).await?;
-        }
-        if self
-            .state_calls(mapping, id, &record.upstream, desired)
-            .await?
-        {
-            record = self.get(kind, id, false).await?;
-        }
-        Ok(record)
-    }
-
-    /// The record an update answered with, or a fresh read if it answered none.
-    async fn reread(&self, kind: Kind, id: &str, answered: Value) -> Result<Record, ScimError> {
+    /// The record an update answered with, or a fresh read if it answered
+    /// none. Not scope-checked: the caller checked the state it wrote.
+    async fn reread_any(&self, kind: Kind, id: &str, answered: Value) -> Result<Record, ScimError> {
         let mapping = self.mapping(kind)?;
         if answered.is_object() && mapping.upstream_id(&answered).is_ok() {
             self.record(kind, answered, false).await
@@ -390,7 +554,8 @@ impl Provisioner {
     }
 
     /// DELETE: soft unless the connection enables hard deletes (or the
-    /// mapping declares only a hard delete).
+    /// mapping declares only a hard delete). A soft-deleted user leaves its
+    /// groups: while deleted it is no one's member.
     pub async fn delete(
         &self,
         kind: Kind,
@@ -398,6 +563,7 @@ impl Provisioner {
         if_match: Option<&str>,
     ) -> Result<(), ScimError> {
         let mapping = self.mapping(kind)?;
+        let _held = self.lock_resource(kind, id).await;
         let current = self.get(kind, id, false).await?;
         check_precondition(&current.resource, if_match)?;
         let hard = match (&mapping.soft_delete, &mapping.hard_delete) {
@@ -430,6 +596,11 @@ impl Provisioner {
             (None, Some(soft)) => {
                 let mut marked = Map::new();
                 soft.field.set(&mut marked, soft.value.clone());
+                if kind == Kind::User {
+                    // Membership kept on the user is emptied in the same write.
+                    self.leave_all_groups(id, &current.upstream, Some(&mut marked))
+                        .await?;
+                }
                 let body = if mapping.update.partial {
                     marked
                 } else {
@@ -439,17 +610,107 @@ impl Provisioner {
                 };
                 let mut request = mapping.update.request(bindings)?;
                 request.body = Some(Value::Object(body));
-                request
+                self.client.call(&request).await?;
+                return Ok(());
             }
             (None, None) => return Err(ScimError::internal("no delete call")),
         };
         self.client.call(&request).await?;
+        if kind == Kind::User && hard.is_none() {
+            self.leave_all_groups(id, &current.upstream, None).await?;
+        }
         Ok(())
     }
 
     pub fn limits(&self) -> ListLimits {
         self.limits
     }
+}
+
+/// The writes of one update, rendered before the first is sent.
+struct UpdatePlan {
+    update: Option<UpstreamRequest>,
+    state: Vec<UpstreamRequest>,
+}
+
+fn plan_update(
+    mapping: &ResourceMapping,
+    id: &str,
+    current: &Record,
+    desired: &Value,
+    absent: Absent,
+) -> Result<UpdatePlan, ScimError> {
+    let bindings = Bindings {
+        id: Some(id),
+        member: None,
+    };
+    let update = match mapping.update_body(&current.upstream, &current.resource, desired, absent)? {
+        Some(body) => {
+            let mut request = mapping.update.request(bindings)?;
+            request.body = Some(Value::Object(body));
+            Some(request)
+        }
+        None => None,
+    };
+    // Attributes set by calls are not in the update body, so the record as
+    // read is the one these calls move on from.
+    let state = state_requests(mapping, id, &current.upstream, desired)?;
+    Ok(UpdatePlan { update, state })
+}
+
+/// The calls that bring `record`'s call-set attributes to `desired`'s.
+fn state_requests(
+    mapping: &ResourceMapping,
+    id: &str,
+    record: &Value,
+    desired: &Value,
+) -> Result<Vec<UpstreamRequest>, ScimError> {
+    mapping
+        .state_calls(record, desired)?
+        .into_iter()
+        .map(|call| {
+            call.request(Bindings {
+                id: Some(id),
+                member: None,
+            })
+            .map_err(ScimError::from)
+        })
+        .collect()
+}
+
+/// The key concurrent creates of one resource share: a userName (case-
+/// insensitive, as SCIM compares it) or a group's displayName.
+fn matching_key(kind: Kind, resource: &Value) -> Option<String> {
+    let attribute = match kind {
+        Kind::User => "userName",
+        Kind::Group => "displayName",
+    };
+    let key = resource.get(attribute).and_then(Value::as_str)?;
+    Some(format!("create:{}/{}", kind.endpoint(), key.to_lowercase()))
+}
+
+/// A PATCH may not remove a required attribute the resource has (RFC 7643
+/// §2.2: `userName`, a group's `displayName`); forwarding it would send the
+/// upstream a null it may store.
+fn keeps_required(kind: Kind, current: &Value, desired: &Value) -> Result<(), ScimError> {
+    for attribute in kind.schema().core.attributes.iter().filter(|a| a.required) {
+        let present = |resource: &Value| {
+            resource
+                .get(attribute.name)
+                .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
+        };
+        if present(current) && !present(desired) {
+            return Err(ScimError::bad_request(
+                ScimType::InvalidValue,
+                format!(
+                    "`{}` is required for a {}; it can be replaced but not removed",
+                    attribute.name,
+                    kind.resource_type()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Canonical attribute names, then read-only attributes dropped (RFC 7644

@@ -1,5 +1,6 @@
 //! Product policy applied before anything reaches the upstream: a connection
-//! provisions only users whose every email address is in an approved domain.
+//! provisions only users whose every email address is in an approved domain,
+//! and sees only such users (its scope, [`in_scope`]).
 
 use serde_json::Value;
 
@@ -29,10 +30,16 @@ pub fn check_approved_domains(user: &Value, approved: &[String]) -> Result<(), S
         ));
     }
     for address in addresses {
-        let domain = address
-            .rsplit_once('@')
-            .and_then(|(_, domain)| normalise_domain(domain));
-        let approved_here = domain
+        let domain = parse_address(address).map_err(|reason| {
+            ScimError::bad_request(
+                ScimType::InvalidValue,
+                format!(
+                    "`{}` is not an email address the gateway accepts: {reason}",
+                    address.escape_debug()
+                ),
+            )
+        })?;
+        let approved_here = normalise_domain(domain)
             .as_deref()
             .is_some_and(|domain| approved.iter().any(|a| a == domain));
         if !approved_here {
@@ -52,6 +59,58 @@ pub fn check_approved_domains(user: &Value, approved: &[String]) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// Whether a user as it is now belongs to this connection: every address it
+/// has, well formed and approved. A user outside the scope does not exist
+/// for the connection (RFC 7644 lets a provider hide resources per client).
+pub fn in_scope(user: &Value, approved: &[String]) -> bool {
+    check_approved_domains(user, approved).is_ok()
+}
+
+/// Characters RFC 5322 allows unquoted in a dot-atom local part.
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+/// Checks `address` strictly (one `@`; a dot-atom local part of at most 64
+/// bytes; a domain of dot-separated labels of letters, digits and inner
+/// hyphens, one trailing dot allowed) and returns its domain. Quoted local
+/// parts, whitespace, commas, angle brackets and control characters are
+/// refused: each has been used to make one address read as another.
+fn parse_address(address: &str) -> Result<&str, &'static str> {
+    let Some((local, domain)) = address.split_once('@') else {
+        return Err("it has no `@`");
+    };
+    if domain.contains('@') {
+        return Err("it has more than one `@`");
+    }
+    if local.is_empty() || local.len() > 64 {
+        return Err("the part before `@` must be 1 to 64 characters");
+    }
+    if !local
+        .split('.')
+        .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+    {
+        return Err(
+            "the part before `@` may hold letters, digits and !#$%&'*+-/=?^_`{|}~, with single inner dots",
+        );
+    }
+    let labels = domain.strip_suffix('.').unwrap_or(domain);
+    if labels.is_empty() || labels.len() > 253 {
+        return Err("the domain must be 1 to 253 characters");
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if !labels.split('.').all(label_ok) {
+        return Err("the domain must be dot-separated labels of letters, digits and inner hyphens");
+    }
+    Ok(domain)
 }
 
 #[cfg(test)]
@@ -100,8 +159,40 @@ mod tests {
     }
 
     #[test]
-    fn address_with_two_at_signs_uses_the_last_domain() {
-        let user = json!({"userName": "a@example.com@evil.io"});
-        assert!(check_approved_domains(&user, &approved()).is_err());
+    fn malformed_addresses_are_refused_as_invalid_values() {
+        for address in [
+            "a@example.com@evil.io",
+            "eve@evil.org@example.com",
+            "<eve@evil.org>@example.com",
+            "eve@evil.org,bob@example.com",
+            "eve@evil.org\n@example.com",
+            "eve@ example.com",
+            "eve@example.com..",
+            "\"eve@evil.org\"@example.com",
+            "eve..x@example.com",
+            "eve@-example.com",
+            "@example.com",
+        ] {
+            for user in [
+                json!({"userName": "alice", "emails": [{"value": address}]}),
+                json!({"userName": address, "emails": [{"value": "alice@example.com"}]}),
+            ] {
+                let error = check_approved_domains(&user, &approved()).unwrap_err();
+                assert_eq!(error.status, http::StatusCode::BAD_REQUEST, "{address:?}");
+                assert_eq!(error.scim_type, Some(ScimType::InvalidValue), "{address:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn users_outside_the_approved_domains_are_out_of_scope() {
+        let ours = json!({"userName": "a@example.com", "emails": [{"value": "a@example.com"}]});
+        let theirs = json!({"userName": "b@example.org", "emails": [{"value": "b@example.org"}]});
+        let mixed = json!({"userName": "c@example.com", "emails": [{"value": "c@example.org"}]});
+        let no_address = json!({"userName": "d"});
+        assert!(in_scope(&ours, &approved()));
+        for user in [theirs, mixed, no_address] {
+            assert!(!in_scope(&user, &approved()), "{user}");
+        }
     }
 }

@@ -83,6 +83,24 @@ pub enum Filter {
     },
 }
 
+impl Filter {
+    /// Whether the filter reads the top-level attribute `name` anywhere
+    /// (case-insensitive): decided on the parsed filter, never its text, so
+    /// a string that merely contains the name does not count.
+    pub fn references(&self, name: &str) -> bool {
+        match self {
+            Filter::Compare { path, .. } | Filter::Present(path) => {
+                path.name.eq_ignore_ascii_case(name)
+            }
+            Filter::ValuePath { path, .. } => path.name.eq_ignore_ascii_case(name),
+            Filter::And(left, right) | Filter::Or(left, right) => {
+                left.references(name) || right.references(name)
+            }
+            Filter::Not(inner) => inner.references(name),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
     #[error("filter: is empty; expected an expression such as `userName eq \"alice\"`")]

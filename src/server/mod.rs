@@ -69,7 +69,8 @@ pub fn router_with(
             name: upstream.name.clone(),
             source,
         })?;
-        clients.insert(upstream.name.clone(), client);
+        let shared = Arc::new(crate::provision::UpstreamShared::default());
+        clients.insert(upstream.name.clone(), (client, shared));
     }
     let audit_log = Arc::new(
         crate::audit::AuditLog::open(config.server.audit_log.as_deref())
@@ -94,7 +95,7 @@ pub fn router_with(
         .route("/readyz", get(health::ready).with_state(upstreams))
         .route("/metrics", get(observe::render));
     for connection in &config.connections {
-        let client = clients.get(&connection.upstream).cloned().ok_or_else(|| {
+        let (client, shared) = clients.get(&connection.upstream).cloned().ok_or_else(|| {
             ServerError::UnknownUpstream {
                 connection: connection.name.clone(),
                 upstream: connection.upstream.clone(),
@@ -107,7 +108,7 @@ pub fn router_with(
             }
         })?;
         let app = Arc::new(ConnectionApp {
-            provisioner: Provisioner::new(connection.clone(), client, limits),
+            provisioner: Provisioner::new(connection.clone(), client, limits, shared),
             base_path: connection.base_path.clone(),
             dialect,
         });

@@ -397,3 +397,14 @@ fn filter_and_path_errors_become_invalid_filter_and_invalid_path() {
     let wire = ScimError::from(AttrPath::parse("a.b.c").unwrap_err());
     assert_eq!(wire.scim_type, Some(ScimType::InvalidPath));
 }
+
+#[test]
+fn references_is_decided_by_the_parsed_filter_not_its_text() {
+    let named = |text: &str| parse_filter(text).unwrap().references("members");
+    assert!(named(r#"members[value eq "1"]"#));
+    assert!(named(r#"displayName eq "x" and not (Members pr)"#));
+    assert!(!named(r#"displayName eq "members""#));
+    assert!(!named(
+        r#"displayName co "members" or externalId eq "members""#
+    ));
+}
