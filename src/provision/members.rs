@@ -372,6 +372,9 @@ impl Provisioner {
             id: Some(user_id),
             member: None,
         };
+        // The user's list of groups is read-modify-written: two groups
+        // changing it at once would otherwise undo each other.
+        let _held = self.lock_resource(Kind::User, user_id).await;
         let record = match self.client.call(&users.get.request(bindings)?).await {
             Ok(response) => response.body,
             Err(error) if error.status == http::StatusCode::NOT_FOUND && !joining => return Ok(()),
