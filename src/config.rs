@@ -105,6 +105,8 @@ struct UpstreamSpec {
     max_in_flight: Option<usize>,
     /// How long a request may wait for the budget before 429/503 (default 5000).
     queue_timeout_ms: Option<u64>,
+    /// The longest upstream `Retry-After` passed on to the IdP (default 300).
+    max_retry_after_s: Option<u64>,
     #[serde(default)]
     breaker: BreakerSpec,
     /// TLS toward the upstream: a private CA, a client certificate.
@@ -255,8 +257,14 @@ pub struct Budget {
     pub rate: Option<Rate>,
     pub max_in_flight: Option<usize>,
     pub queue_timeout: std::time::Duration,
+    /// An upstream's `Retry-After` is passed on at most this long, so a
+    /// broken or hostile upstream cannot park an IdP's job for days.
+    pub max_retry_after_s: u64,
     pub breaker: BreakerSpec,
 }
+
+/// Default bound on a passed-on `Retry-After`: five minutes.
+pub const MAX_RETRY_AFTER_S: u64 = 300;
 
 impl Default for Budget {
     fn default() -> Self {
@@ -264,6 +272,7 @@ impl Default for Budget {
             rate: None,
             max_in_flight: None,
             queue_timeout: std::time::Duration::from_secs(5),
+            max_retry_after_s: MAX_RETRY_AFTER_S,
             breaker: BreakerSpec::default(),
         }
     }
@@ -436,6 +445,7 @@ fn compile(
                 queue_timeout: std::time::Duration::from_millis(
                     spec.queue_timeout_ms.unwrap_or(5_000),
                 ),
+                max_retry_after_s: spec.max_retry_after_s.unwrap_or(MAX_RETRY_AFTER_S).max(1),
                 breaker: spec.breaker,
             },
         });

@@ -656,3 +656,110 @@ set_by = [
         .collect();
     assert!(writes.is_empty(), "the upstream was written: {writes:?}");
 }
+
+#[tokio::test]
+async fn upstream_error_text_reaches_the_idp_only_for_mapped_business_refusals_and_without_secrets()
+{
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    const KEY: &str = "k-7c1e2f9a0b3d4e5f";
+    let upstream = MockServer::start().await;
+    let said = |message: String| json!({"error": {"code": "E42", "message": message}});
+    for (id, status, message) in [
+        (
+            "p-500",
+            500,
+            "db down: postgres://app:hunter2@db:5432/users".to_string(),
+        ),
+        ("p-401", 401, format!("key {KEY} is not valid")),
+        ("p-418", 418, "teapot internals".to_string()),
+        ("p-409", 409, format!("login taken (key {KEY})")),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(format!("/people/{id}")))
+            .respond_with(ResponseTemplate::new(status).set_body_json(said(message)))
+            .mount(&upstream)
+            .await;
+    }
+    let mapping = common::people_mapping(
+        r#"
+[upstream]
+name = "people"
+base_url = "http://placeholder"
+[upstream.auth]
+style = "header"
+header = "X-Api-Key"
+secret = "api_key"
+[errors]
+code_pointer = "/error/code"
+message_pointer = "/error/message"
+[[errors.rules]]
+status = 409
+scim_status = 409
+scim_type = "uniqueness"
+"#,
+        "",
+    );
+    let root = common::gateway_for(
+        &mapping,
+        *upstream.address(),
+        &[("api_key", KEY)],
+        TOKEN,
+        |_| {},
+    )
+    .await;
+    let detail = |id: &'static str| {
+        let root = root.clone();
+        async move {
+            let reply = reqwest::Client::new()
+                .get(format!("{root}/scim/v2/Users/{id}"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let body: Value = reply.json().await.unwrap();
+            body["detail"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    for id in ["p-500", "p-401", "p-418"] {
+        let text = detail(id).await;
+        assert!(text.contains("code E42"), "{id}: {text}");
+        for leaked in ["hunter2", KEY, "teapot"] {
+            assert!(!text.contains(leaked), "{id}: {text}");
+        }
+    }
+    let text = detail("p-409").await;
+    assert!(text.contains("login taken (key ****)"), "{text}");
+}
+
+#[tokio::test]
+async fn an_upstream_retry_after_is_passed_on_at_most_the_configured_bound() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/u1"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "99999999999"))
+        .mount(&upstream)
+        .await;
+    let mapping = common::people_mapping(
+        "[upstream]\nname = \"people\"\nbase_url = \"http://placeholder\"\n",
+        "",
+    );
+    for (bound, expected) in [(None, "300"), (Some(30), "30")] {
+        let root = common::gateway_for(&mapping, *upstream.address(), &[], TOKEN, |config| {
+            if let Some(bound) = bound {
+                config.upstreams[0].budget.max_retry_after_s = bound;
+            }
+        })
+        .await;
+        let reply = reqwest::Client::new()
+            .get(format!("{root}/scim/v2/Users/u1"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 429);
+        assert_eq!(reply.headers()["retry-after"], expected);
+    }
+}

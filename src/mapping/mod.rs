@@ -103,19 +103,19 @@ pub struct ErrorRule {
 
 impl ErrorMap {
     /// The SCIM error for an upstream error response. The upstream's own
-    /// message is quoted (it is meant for people) but never its raw body.
+    /// message reaches the IdP only for a business refusal a rule maps (a
+    /// 4xx other than 401/403: "login already taken" helps the admin), cut
+    /// to [`QUOTED_MESSAGE_CHARS`]; never for a 5xx or an auth failure,
+    /// whose text is the upstream's internals (seen: a database DSN with its
+    /// password, the gateway's own API key echoed back). Its code, a short
+    /// token, is named for every status. The caller redacts its secrets.
     pub fn to_scim(&self, status: StatusCode, body: &Value) -> ScimError {
         let code = self
             .code_pointer
             .as_deref()
             .and_then(|p| body.pointer(p))
-            .and_then(Value::as_str);
-        let message = self
-            .message_pointer
-            .as_deref()
-            .and_then(|p| body.pointer(p))
             .and_then(Value::as_str)
-            .map(|m| m.chars().take(300).collect::<String>());
+            .filter(|code| code.len() <= 64 && !code.chars().any(char::is_whitespace));
         let rule = self
             .rules
             .iter()
@@ -125,6 +125,17 @@ impl ErrorMap {
                     .iter()
                     .find(|r| r.status == status.as_u16() && r.code.is_none())
             });
+        let quotable = rule.is_some()
+            && status.is_client_error()
+            && status != StatusCode::UNAUTHORIZED
+            && status != StatusCode::FORBIDDEN;
+        let message = self
+            .message_pointer
+            .as_deref()
+            .filter(|_| quotable)
+            .and_then(|p| body.pointer(p))
+            .and_then(Value::as_str)
+            .map(|m| m.chars().take(QUOTED_MESSAGE_CHARS).collect::<String>());
         let mut detail = format!(
             "the upstream API refused the request (HTTP {})",
             status.as_u16()
@@ -151,6 +162,81 @@ impl ErrorMap {
                 )
             }
             None => ScimError::bad_request(ScimType::InvalidValue, detail),
+        }
+    }
+}
+
+/// How much of an upstream's own message an IdP may see.
+pub const QUOTED_MESSAGE_CHARS: usize = 200;
+
+#[cfg(test)]
+mod error_map_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn errors() -> ErrorMap {
+        ErrorMap {
+            code_pointer: Some("/error/code".into()),
+            message_pointer: Some("/error/message".into()),
+            rules: vec![
+                ErrorRule {
+                    status: 409,
+                    code: None,
+                    scim_status: StatusCode::CONFLICT,
+                    scim_type: Some(ScimType::Uniqueness),
+                },
+                ErrorRule {
+                    status: 500,
+                    code: None,
+                    scim_status: StatusCode::BAD_GATEWAY,
+                    scim_type: None,
+                },
+                ErrorRule {
+                    status: 401,
+                    code: None,
+                    scim_status: StatusCode::BAD_GATEWAY,
+                    scim_type: None,
+                },
+            ],
+        }
+    }
+
+    fn answer(message: &str) -> Value {
+        json!({"error": {"code": "E1", "message": message}})
+    }
+
+    #[test]
+    fn a_mapped_business_refusal_quotes_the_upstream_message_bounded() {
+        let long = "login already taken ".repeat(50);
+        let error = errors().to_scim(StatusCode::CONFLICT, &answer(&long));
+        assert!(
+            error.detail.contains("login already taken"),
+            "{}",
+            error.detail
+        );
+        assert!(
+            error.detail.len() < QUOTED_MESSAGE_CHARS + 80,
+            "{}",
+            error.detail
+        );
+    }
+
+    #[test]
+    fn server_errors_auth_failures_and_unmapped_statuses_never_quote_the_upstream() {
+        let secret = "postgres://app:hunter2@db:5432/users";
+        for status in [500, 502, 401, 403, 422] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let error = errors().to_scim(status, &answer(secret));
+            assert!(
+                !error.detail.contains("hunter2"),
+                "{status}: {}",
+                error.detail
+            );
+            assert!(
+                error.detail.contains("code E1"),
+                "{status}: {}",
+                error.detail
+            );
         }
     }
 }

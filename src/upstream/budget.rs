@@ -75,6 +75,7 @@ mod tests {
             rate: rate.and_then(Rate::parse),
             max_in_flight: in_flight,
             queue_timeout: Duration::from_millis(50),
+            max_retry_after_s: 300,
             breaker: Default::default(),
         })
     }

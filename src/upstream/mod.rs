@@ -98,6 +98,9 @@ pub struct UpstreamClient {
     recorder: Option<Arc<Recorder>>,
     budget: Arc<budget::Budget>,
     breaker: Arc<breaker::Breaker>,
+    /// The upstream's secret values, masked in any upstream text quoted.
+    secrets: Arc<[String]>,
+    max_retry_after_s: u64,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -200,7 +203,15 @@ impl UpstreamClient {
         let base_url = reqwest::Url::parse(&mapping.base_url)
             .map_err(|e| UpstreamError::Setup(format!("base_url: {e}")))?;
         let label = metrics::SharedString::from(Arc::<str>::from(mapping.name.as_str()));
+        let secrets = upstream
+            .secrets
+            .values()
+            .map(|s| s.expose().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
         Ok(UpstreamClient {
+            secrets,
+            max_retry_after_s: upstream.budget.max_retry_after_s,
             http,
             base_url,
             label,
@@ -232,6 +243,7 @@ impl UpstreamClient {
             return Ok(response);
         }
         let mut error = self.mapping.errors.to_scim(response.status, &response.body);
+        error.detail = redact(&error.detail, &self.secrets);
         if response.status == StatusCode::TOO_MANY_REQUESTS
             || response.status == StatusCode::SERVICE_UNAVAILABLE
         {
@@ -240,7 +252,8 @@ impl UpstreamClient {
                 .get(http::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(5);
+                .unwrap_or(5)
+                .min(self.max_retry_after_s);
             error = ScimError::new(response.status, None, error.detail).with_retry_after(seconds);
         }
         Err(error)
@@ -451,5 +464,60 @@ impl UpstreamClient {
             headers,
             body,
         })
+    }
+}
+
+/// `text` with every secret value and any credential it carries masked: a
+/// URL's userinfo (`scheme://user:password@`) and the token after `Bearer`
+/// or `Basic`. Upstreams have echoed all three in error messages.
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "****");
+        }
+    }
+    let mut masked = String::with_capacity(out.len());
+    let mut words = out.split(' ').peekable();
+    while let Some(word) = words.next() {
+        let word = match word.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('@') {
+                Some((userinfo, host)) if !userinfo.contains('/') => {
+                    format!("{scheme}://****@{host}")
+                }
+                _ => word.to_string(),
+            },
+            None => word.to_string(),
+        };
+        masked.push_str(&word);
+        let scheme = word.trim_start_matches(['"', '\'', '(']);
+        if (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("basic"))
+            && words.peek().is_some()
+        {
+            words.next();
+            masked.push_str(" ****");
+        }
+        if words.peek().is_some() {
+            masked.push(' ');
+        }
+    }
+    masked
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn secrets_urls_with_passwords_and_auth_tokens_are_masked() {
+        let secrets = ["e2e-upstream-key".to_string()];
+        let text = "bad key e2e-upstream-key for postgres://app:hunter2@db:5432/users, \
+                    header Authorization: Bearer abc.def.ghi ok";
+        let masked = redact(text, &secrets);
+        for leaked in ["e2e-upstream-key", "hunter2", "abc.def.ghi"] {
+            assert!(!masked.contains(leaked), "{masked}");
+        }
+        assert!(masked.contains("postgres://****@db:5432/users"), "{masked}");
+        assert!(masked.ends_with("Bearer **** ok"), "{masked}");
     }
 }
