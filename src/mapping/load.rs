@@ -241,15 +241,18 @@ impl Compiler<'_> {
     }
 
     fn field(&mut self, field: &Spanned<String>) -> Option<FieldPath> {
-        FieldPath::parse(field.get_ref()).or_else(|| {
-            self.error(
+        match FieldPath::parse_checked(field.get_ref()) {
+            Ok(path) => Some(path),
+            Err(reason) => self.error(
                 field.span(),
                 format!(
-                    "`{}` is not a field path; expected names joined by dots, e.g. \"profile.firstName\"",
+                    "`{}` is not a field path: {reason}; expected names joined by dots, with \
+                     an array element in brackets, e.g. \"profile.firstName\", \
+                     \"profiles[0].email\", \"metadata[key eq \\\"department\\\"].value\"",
                     field.get_ref()
                 ),
-            )
-        })
+            ),
+        }
     }
 
     fn call(

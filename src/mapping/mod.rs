@@ -7,6 +7,7 @@
 //! all of it comes from the file.
 
 pub mod call;
+mod field;
 pub mod file;
 mod load;
 pub mod transform;
@@ -22,6 +23,7 @@ use crate::scim::path::AttrPath;
 use crate::scim::schema::AttrType;
 
 pub use call::{Bindings, Call, Paging, PagingStyle, Placeholder, TotalSource, UpstreamRequest};
+pub use field::{FieldPath, FieldPathError};
 pub use file::{Direction, ValueType};
 
 /// The text of a JSON value as a SCIM id or member value.
@@ -241,68 +243,6 @@ mod error_map_tests {
     }
 }
 
-/// A dotted path into upstream JSON (`profile.firstName`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldPath(Vec<String>);
-
-impl FieldPath {
-    pub fn parse(text: &str) -> Option<FieldPath> {
-        let parts: Vec<String> = text.split('.').map(str::to_string).collect();
-        if parts.iter().any(String::is_empty) {
-            return None;
-        }
-        Some(FieldPath(parts))
-    }
-
-    pub fn get<'a>(&self, record: &'a Value) -> Option<&'a Value> {
-        self.0.iter().try_fold(record, |value, key| value.get(key))
-    }
-
-    /// Marks the field absent: null at the first of its segments `record`
-    /// does not hold yet (`{"manager": null}`, not `{"manager": {"id":
-    /// null}}`, which an API validating nested objects would refuse).
-    pub fn clear_in(&self, record: &mut Map<String, Value>) {
-        let mut target = record;
-        for (depth, key) in self.0.iter().enumerate() {
-            let last = depth + 1 == self.0.len();
-            if last || !target.get(key).is_some_and(Value::is_object) {
-                if last || !target.contains_key(key) {
-                    target.insert(key.clone(), Value::Null);
-                }
-                return;
-            }
-            let Some(Value::Object(next)) = target.get_mut(key) else {
-                return;
-            };
-            target = next;
-        }
-    }
-
-    pub fn set(&self, record: &mut Map<String, Value>, value: Value) {
-        let Some((last, parents)) = self.0.split_last() else {
-            return;
-        };
-        let mut target = record;
-        for key in parents {
-            let entry = target
-                .entry(key.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !entry.is_object() {
-                *entry = Value::Object(Map::new());
-            }
-            let Value::Object(next) = entry else { return };
-            target = next;
-        }
-        target.insert(last.clone(), value);
-    }
-}
-
-impl std::fmt::Display for FieldPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.join("."))
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct IdField {
     pub field: FieldPath,
@@ -382,7 +322,7 @@ pub enum Source {
     Template(Vec<TemplatePart>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TemplatePart {
     Text(String),
     Field(FieldPath),

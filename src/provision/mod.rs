@@ -379,9 +379,9 @@ impl Provisioner {
             )));
         }
         let id = mapping.upstream_id(archived)?;
-        let mut body = mapping.fresh_body(resource)?;
+        let mut body = mapping.fresh_body(resource, archived)?;
         if let Some(restored) = &soft.restore_value {
-            soft.field.set(&mut body, restored.clone());
+            soft.field.set_from(&mut body, archived, restored.clone());
         }
         let mut update = mapping.update.request(Bindings {
             id: Some(&id),
@@ -595,7 +595,8 @@ impl Provisioner {
             ) => call.request(bindings)?,
             (None, Some(soft)) => {
                 let mut marked = Map::new();
-                soft.field.set(&mut marked, soft.value.clone());
+                soft.field
+                    .set_from(&mut marked, &current.upstream, soft.value.clone());
                 if kind == Kind::User {
                     // Membership kept on the user is emptied in the same write.
                     self.leave_all_groups(id, &current.upstream, Some(&mut marked))

@@ -1,0 +1,424 @@
+//! Field paths: where a value lives in upstream JSON.
+//!
+//! Names joined by dots reach into objects (`profile.firstName`); a bracket
+//! after a name picks one element of an array, by position (`profiles[0]`)
+//! or by a key it holds, in the valuePath syntax SCIM itself uses
+//! (`profiles[accountId eq "IEAAAAAA"].role`,
+//! `metadata[key eq "department"].value`). One grammar reads and writes:
+//! writing upserts the element a bracket names (creating it, with its key,
+//! when none matches) and leaves the array's other elements alone.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+    /// The element whose `key` holds `value`.
+    Matching {
+        key: String,
+        value: Value,
+    },
+}
+
+/// A path into upstream JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldPath(Vec<Segment>);
+
+/// Why a text is not a field path; shown to the operator at the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldPathError {
+    #[error("it is empty or has an empty name between dots")]
+    EmptyName,
+    #[error(
+        "`{0}` is an array position: write it in brackets after the array's name, e.g. `profiles[{0}].email`"
+    )]
+    BareIndex(String),
+    #[error("a `[` is never closed")]
+    Unclosed,
+    #[error("`[{0}]` is neither a position (`[0]`) nor a key match (`[key eq \"value\"]`)")]
+    BadSelector(String),
+    #[error("`[` must follow an array's name")]
+    SelectorFirst,
+    #[error("`{0}` cannot be in a field name")]
+    BadCharacter(char),
+}
+
+impl FieldPath {
+    pub fn parse(text: &str) -> Option<FieldPath> {
+        Self::parse_checked(text).ok()
+    }
+
+    pub fn parse_checked(text: &str) -> Result<FieldPath, FieldPathError> {
+        let mut segments = Vec::new();
+        let mut rest = text;
+        loop {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            let name = &rest[..end];
+            if name.is_empty() {
+                return Err(if rest.starts_with('[') && segments.is_empty() {
+                    FieldPathError::SelectorFirst
+                } else {
+                    FieldPathError::EmptyName
+                });
+            }
+            if let Some(bad) = name.chars().find(|c| matches!(c, ']' | '"' | ' ')) {
+                return Err(FieldPathError::BadCharacter(bad));
+            }
+            if name.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(FieldPathError::BareIndex(name.to_string()));
+            }
+            segments.push(Segment::Key(name.to_string()));
+            rest = &rest[end..];
+            while let Some(inner) = rest.strip_prefix('[') {
+                let close = closing_bracket(inner).ok_or(FieldPathError::Unclosed)?;
+                segments.push(selector(&inner[..close])?);
+                rest = &inner[close + 1..];
+            }
+            match rest.strip_prefix('.') {
+                Some(next) => rest = next,
+                None if rest.is_empty() => break,
+                None => return Err(FieldPathError::EmptyName),
+            }
+        }
+        Ok(FieldPath(segments))
+    }
+
+    /// Whether the path goes through an array (a write must then start from
+    /// the record's array, or it would drop the other elements).
+    pub fn crosses_array(&self) -> bool {
+        self.0.iter().any(|s| !matches!(s, Segment::Key(_)))
+    }
+
+    /// The top-level key the path starts with.
+    pub fn root(&self) -> &str {
+        match self.0.first() {
+            Some(Segment::Key(key)) => key,
+            _ => "",
+        }
+    }
+
+    pub fn get<'a>(&self, record: &'a Value) -> Option<&'a Value> {
+        self.0
+            .iter()
+            .try_fold(record, |value, segment| match segment {
+                Segment::Key(key) => value.get(key),
+                Segment::Index(index) => value.as_array()?.get(*index),
+                Segment::Matching { key, value: wanted } => value
+                    .as_array()?
+                    .iter()
+                    .find(|element| element.get(key) == Some(wanted)),
+            })
+    }
+
+    /// Sets the field, creating objects, arrays and the element a bracket
+    /// names as needed.
+    pub fn set(&self, record: &mut Map<String, Value>, value: Value) {
+        let Some((Segment::Key(first), rest)) = self.0.split_first() else {
+            return;
+        };
+        let slot = record.entry(first.clone()).or_insert(Value::Null);
+        set_in(slot, rest, value);
+    }
+
+    /// As [`Self::set`] into a body of changes to `base`: a path through an
+    /// array first copies `base`'s array into the body, so the write changes
+    /// one element and keeps the rest.
+    pub fn set_from(&self, changes: &mut Map<String, Value>, base: &Value, value: Value) {
+        self.seed(changes, base);
+        self.set(changes, value);
+    }
+
+    /// Marks the field absent in a body of changes to `base`: null at the
+    /// first segment the body does not hold yet (`{"manager": null}`, not
+    /// `{"manager": {"id": null}}`, which an API validating nested objects
+    /// would refuse); inside an array, the element's field, and nothing when
+    /// no element matches (it is absent already).
+    pub fn clear_from(&self, changes: &mut Map<String, Value>, base: &Value) {
+        self.seed(changes, base);
+        let Some((Segment::Key(first), rest)) = self.0.split_first() else {
+            return;
+        };
+        match changes.get_mut(first) {
+            Some(slot) if !rest.is_empty() => clear_in(slot, rest),
+            Some(_) if rest.is_empty() => {
+                changes.insert(first.clone(), Value::Null);
+            }
+            _ if !self.crosses_array() => {
+                changes.insert(first.clone(), Value::Null);
+            }
+            _ => {}
+        }
+    }
+
+    fn seed(&self, changes: &mut Map<String, Value>, base: &Value) {
+        if self.crosses_array()
+            && !changes.contains_key(self.root())
+            && let Some(current) = base.get(self.root())
+        {
+            changes.insert(self.root().to_string(), current.clone());
+        }
+    }
+}
+
+fn set_in(slot: &mut Value, path: &[Segment], value: Value) {
+    let Some((segment, rest)) = path.split_first() else {
+        *slot = value;
+        return;
+    };
+    let next = match segment {
+        Segment::Key(key) => {
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            let Value::Object(map) = slot else { return };
+            map.entry(key.clone()).or_insert(Value::Null)
+        }
+        Segment::Index(index) => {
+            ensure_array(slot);
+            let Value::Array(items) = slot else { return };
+            // Positions past the end are filled with empty objects, so the
+            // named position exists (the upstream numbered it, not us).
+            while items.len() <= *index {
+                items.push(Value::Object(Map::new()));
+            }
+            &mut items[*index]
+        }
+        Segment::Matching { key, value: wanted } => {
+            ensure_array(slot);
+            let Value::Array(items) = slot else { return };
+            let position = match items.iter().position(|e| e.get(key) == Some(wanted)) {
+                Some(position) => position,
+                None => {
+                    let mut element = Map::new();
+                    element.insert(key.clone(), wanted.clone());
+                    items.push(Value::Object(element));
+                    items.len() - 1
+                }
+            };
+            &mut items[position]
+        }
+    };
+    set_in(next, rest, value);
+}
+
+fn clear_in(slot: &mut Value, path: &[Segment]) {
+    let Some((segment, rest)) = path.split_first() else {
+        *slot = Value::Null;
+        return;
+    };
+    let next = match segment {
+        Segment::Key(key) => match slot.as_object_mut() {
+            Some(map) if rest.is_empty() || !map.contains_key(key) => {
+                map.insert(key.clone(), Value::Null);
+                return;
+            }
+            Some(map) => map.get_mut(key),
+            None => return,
+        },
+        Segment::Index(index) => slot.as_array_mut().and_then(|items| items.get_mut(*index)),
+        Segment::Matching { key, value } => slot
+            .as_array_mut()
+            .and_then(|items| items.iter_mut().find(|e| e.get(key) == Some(value))),
+    };
+    if let Some(next) = next {
+        clear_in(next, rest);
+    }
+}
+
+fn ensure_array(slot: &mut Value) {
+    if !slot.is_array() {
+        *slot = Value::Array(Vec::new());
+    }
+}
+
+/// The `]` closing a selector, skipping brackets inside a quoted value.
+fn closing_bracket(text: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (position, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ']' if !quoted => return Some(position),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn selector(text: &str) -> Result<Segment, FieldPathError> {
+    let bad = || FieldPathError::BadSelector(text.to_string());
+    let trimmed = text.trim();
+    if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        return trimmed.parse().map(Segment::Index).map_err(|_| bad());
+    }
+    let mut parts = trimmed.splitn(3, ' ');
+    let (Some(key), Some(op), Some(literal)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    if !op.eq_ignore_ascii_case("eq") || key.is_empty() || key.contains(['.', '[', '"']) {
+        return Err(bad());
+    }
+    let value: Value = serde_json::from_str(literal.trim()).map_err(|_| bad())?;
+    if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+        return Err(bad());
+    }
+    Ok(Segment::Matching {
+        key: key.to_string(),
+        value,
+    })
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (position, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(key) if position == 0 => f.write_str(key)?,
+                Segment::Key(key) => write!(f, ".{key}")?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+                Segment::Matching { key, value } => write!(f, "[{key} eq {value}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn path(text: &str) -> FieldPath {
+        FieldPath::parse_checked(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn contact() -> Value {
+        json!({
+            "id": "KUAAAAAA",
+            "profiles": [
+                {"accountId": "IEAAAAAA", "email": "a@example.com", "role": "User"},
+                {"accountId": "IEBBBBBB", "email": "a@other.example", "role": "Collaborator"}
+            ],
+            "metadata": [{"key": "department", "value": "R&D"}, {"key": "floor", "value": "3"}]
+        })
+    }
+
+    #[test]
+    fn reads_array_elements_by_position_and_by_key() {
+        let record = contact();
+        assert_eq!(
+            path("profiles[0].email").get(&record),
+            Some(&json!("a@example.com"))
+        );
+        assert_eq!(
+            path(r#"profiles[accountId eq "IEBBBBBB"].role"#).get(&record),
+            Some(&json!("Collaborator"))
+        );
+        assert_eq!(
+            path(r#"metadata[key eq "department"].value"#).get(&record),
+            Some(&json!("R&D"))
+        );
+        assert_eq!(path(r#"metadata[key eq "desk"].value"#).get(&record), None);
+        assert_eq!(path("profiles[5].email").get(&record), None);
+    }
+
+    #[test]
+    fn writing_an_element_upserts_it_and_keeps_the_others() {
+        let record = contact();
+        let mut changes = Map::new();
+        path(r#"metadata[key eq "department"].value"#).set_from(
+            &mut changes,
+            &record,
+            json!("Ops"),
+        );
+        path(r#"metadata[key eq "desk"].value"#).set_from(&mut changes, &record, json!("7B"));
+        path(r#"profiles[accountId eq "IEAAAAAA"].role"#).set_from(
+            &mut changes,
+            &record,
+            json!("Collaborator"),
+        );
+        assert_eq!(
+            Value::Object(changes),
+            json!({
+                "metadata": [
+                    {"key": "department", "value": "Ops"},
+                    {"key": "floor", "value": "3"},
+                    {"key": "desk", "value": "7B"}
+                ],
+                "profiles": [
+                    {"accountId": "IEAAAAAA", "email": "a@example.com", "role": "Collaborator"},
+                    {"accountId": "IEBBBBBB", "email": "a@other.example", "role": "Collaborator"}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn writing_into_a_new_record_builds_the_arrays() {
+        let mut body = Map::new();
+        path("profiles[0].email").set(&mut body, json!("a@example.com"));
+        path("profiles[0].role").set(&mut body, json!("User"));
+        path(r#"metadata[key eq "department"].value"#).set(&mut body, json!("R&D"));
+        assert_eq!(
+            Value::Object(body),
+            json!({
+                "profiles": [{"email": "a@example.com", "role": "User"}],
+                "metadata": [{"key": "department", "value": "R&D"}]
+            })
+        );
+    }
+
+    #[test]
+    fn clearing_nulls_the_first_missing_parent_or_the_element_field() {
+        let mut body = Map::new();
+        path("manager.id").clear_from(&mut body, &json!({}));
+        assert_eq!(Value::Object(body), json!({"manager": null}));
+
+        let record = contact();
+        let mut body = Map::new();
+        path(r#"metadata[key eq "department"].value"#).clear_from(&mut body, &record);
+        path(r#"metadata[key eq "desk"].value"#).clear_from(&mut body, &record);
+        assert_eq!(
+            body["metadata"],
+            json!([{"key": "department", "value": null}, {"key": "floor", "value": "3"}]),
+            "a missing element is absent already"
+        );
+    }
+
+    #[test]
+    fn malformed_paths_say_what_would_work() {
+        for (text, expected) in [
+            ("profiles.0.email", FieldPathError::BareIndex("0".into())),
+            ("", FieldPathError::EmptyName),
+            ("a..b", FieldPathError::EmptyName),
+            ("[0].a", FieldPathError::SelectorFirst),
+            ("profiles[0", FieldPathError::Unclosed),
+            (
+                "profiles[accountId = \"x\"]",
+                FieldPathError::BadSelector("accountId = \"x\"".into()),
+            ),
+            (
+                "profiles[accountId eq x]",
+                FieldPathError::BadSelector("accountId eq x".into()),
+            ),
+            ("profiles[0]x", FieldPathError::EmptyName),
+        ] {
+            assert_eq!(FieldPath::parse_checked(text), Err(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in [
+            "a.b",
+            "profiles[0].email",
+            r#"metadata[key eq "a]b"].value"#,
+            "x[n eq 3]",
+        ] {
+            assert_eq!(path(text).to_string(), text);
+            assert_eq!(path(&path(text).to_string()), path(text));
+        }
+    }
+}
