@@ -177,6 +177,43 @@ pub struct Bindings<'a> {
     pub member: Option<&'a Value>,
 }
 
+/// How a call's body goes on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyEncoding {
+    /// A JSON document (`content_type`, default `application/json`).
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`: one parameter per top-level
+    /// field; an object or array field is sent as its JSON text.
+    Form,
+    /// No body: the fields are query parameters, encoded as for `Form`.
+    Query,
+}
+
+impl BodyEncoding {
+    pub const FORM_MEDIA_TYPE: &'static str = "application/x-www-form-urlencoded";
+}
+
+/// The parameters a form or query encoding sends for a body: strings as
+/// they are, numbers and booleans as their text, objects and arrays as
+/// their JSON text, and null as an empty value.
+pub fn form_pairs(body: &Value) -> Vec<(String, String)> {
+    let Some(fields) = body.as_object() else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Value::String(text) => text.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (key.clone(), text)
+        })
+        .collect()
+}
+
 /// A request ready to send: the path is already percent-encoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamRequest {
@@ -185,8 +222,14 @@ pub struct UpstreamRequest {
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
     pub content_type: Option<String>,
+    pub encoding: BodyEncoding,
     /// For list calls, the JSON pointer to the records ("" = the body).
     pub list_items: Option<String>,
+    /// For single-record calls, the JSON pointer to the record, and for a
+    /// create answering only an id, the pointer to it (what `explain`'s
+    /// recorder answers in the declared shape).
+    pub record_at: Option<String>,
+    pub id_at: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -200,8 +243,15 @@ pub struct Call {
     pub partial: bool,
     /// The body's media type (default `application/json`).
     pub content_type: Option<String>,
+    pub encoding: BodyEncoding,
     /// A list call: its answer holds records at `items`.
     pub is_list: bool,
+    /// Where the record is in a single-record answer (None: the body).
+    pub record: Option<String>,
+    /// A create whose answer only names the new record: where its id is.
+    pub id_at: Option<String>,
+    /// The call's name in the mapping, for messages (`users.create`).
+    pub label: String,
 }
 
 impl Call {
@@ -278,7 +328,11 @@ impl Call {
             items: None,
             partial: false,
             content_type: None,
+            encoding: BodyEncoding::Json,
             is_list: false,
+            record: None,
+            id_at: None,
+            label: String::new(),
         })
     }
 
@@ -347,8 +401,19 @@ impl Call {
             query,
             body,
             content_type: self.content_type.clone(),
+            encoding: self.encoding,
             list_items: self.is_list.then(|| self.items.clone().unwrap_or_default()),
+            record_at: self.record.clone(),
+            id_at: self.id_at.clone(),
         })
+    }
+
+    /// The record in a single-record answer.
+    pub fn record_in<'a>(&self, body: &'a Value) -> Option<&'a Value> {
+        match self.record.as_deref() {
+            None | Some("") => Some(body),
+            Some(pointer) => body.pointer(pointer),
+        }
     }
 
     /// The records of a list response.

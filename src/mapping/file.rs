@@ -161,14 +161,35 @@ pub struct CallSpec {
     /// A JSON body template; a string equal to `"{member}"` is replaced by the id.
     pub body: Option<Spanned<toml::Value>>,
     pub paging: Option<PagingSpec>,
-    /// JSON pointer to the array of records in a list response ("" = the body).
-    pub items: Option<String>,
+    /// List calls: JSON pointer to the array of records in the answer ("" =
+    /// the body).
+    pub items: Option<Spanned<String>>,
+    /// Get, create and update calls: JSON pointer to the record in the answer
+    /// (default: the body), e.g. "/data/0" for `{"data": [{…}]}`.
+    pub record: Option<Spanned<String>>,
+    /// Create calls whose answer is not the new record (an invitation, a job):
+    /// JSON pointer to the new record's id; the record is then read with the
+    /// get call.
+    pub id: Option<Spanned<String>>,
     /// Update calls only: the upstream takes partial bodies (only changed fields).
     #[serde(default)]
     pub partial: bool,
-    /// Media type of the body, e.g. "application/merge-patch+json" (default
-    /// "application/json").
+    /// Media type of the body: "application/json" (the default), another
+    /// JSON type such as "application/merge-patch+json", or
+    /// "application/x-www-form-urlencoded" (the same as `encoding = "form"`).
     pub content_type: Option<Spanned<String>>,
+    /// How the body is sent: "json" (default), "form" (form-encoded, an
+    /// object or array field as its JSON text) or "query" (as query
+    /// parameters, encoded as for "form").
+    pub encoding: Option<Spanned<EncodingSpec>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodingSpec {
+    Json,
+    Form,
+    Query,
 }
 
 #[derive(Debug, Clone, Deserialize)]

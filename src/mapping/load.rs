@@ -9,12 +9,12 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use super::file::{
-    AttributeSpec, AuthSection, AuthStyle, CallSpec, CredentialsIn, Direction, MappingFile,
-    MembersSpec, MembersStyle, MethodSpec, PagingSpec, ResourceSection,
+    AttributeSpec, AuthSection, AuthStyle, CallSpec, CredentialsIn, Direction, EncodingSpec,
+    MappingFile, MembersSpec, MembersStyle, MethodSpec, PagingSpec, ResourceSection,
 };
 use super::{
-    AttributeMap, Auth, Call, ErrorMap, ErrorRule, FieldPath, FilterParam, IdField, Members,
-    MetaFields, Paging, PagingStyle, Placeholder, ResourceMapping, ScimTarget, SoftDelete,
+    AttributeMap, Auth, BodyEncoding, Call, ErrorMap, ErrorRule, FieldPath, FilterParam, IdField,
+    Members, MetaFields, Paging, PagingStyle, Placeholder, ResourceMapping, ScimTarget, SoftDelete,
     TotalSource, UpstreamMapping,
 };
 use super::{Source, TemplatePart};
@@ -258,10 +258,12 @@ impl Compiler<'_> {
     fn call(
         &mut self,
         spec: &CallSpec,
+        role: CallRole,
         allowed: &[Placeholder],
         required: &[Placeholder],
         what: &str,
     ) -> Option<Call> {
+        self.call_answer_keys(spec, role, what)?;
         let method = match spec.method {
             MethodSpec::Get => Method::GET,
             MethodSpec::Post => Method::POST,
@@ -291,22 +293,59 @@ impl Compiler<'_> {
                 );
             }
         }
+        if spec.paging.is_some() && role != CallRole::List {
+            return self.error(
+                spec.path.span(),
+                format!("{what}: `paging` applies to list calls only"),
+            );
+        }
         let paging = spec.paging.as_ref().map(paging);
-        let mut call = call.with_paging(paging, spec.items.clone());
+        let mut call = call.with_paging(paging, spec.items.as_ref().map(|i| i.get_ref().clone()));
+        call.is_list = role == CallRole::List;
+        call.label = what.trim_matches(['[', ']']).to_string();
+        call.record = spec.record.as_ref().map(|r| r.get_ref().clone());
+        call.id_at = spec.id.as_ref().map(|r| r.get_ref().clone());
         call.partial = spec.partial;
+        let encoding = spec.encoding.as_ref().map(|e| *e.get_ref());
         if let Some(content_type) = &spec.content_type {
-            if content_type.get_ref().parse::<http::HeaderValue>().is_err()
-                || !content_type.get_ref().contains('/')
-            {
+            let media = content_type.get_ref().to_ascii_lowercase();
+            let essence = media.split(';').next().unwrap_or_default().trim();
+            let json = essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"));
+            let form = essence == BodyEncoding::FORM_MEDIA_TYPE;
+            if content_type.get_ref().parse::<http::HeaderValue>().is_err() || !(json || form) {
                 return self.error(
                     content_type.span(),
                     format!(
-                        "{what}: `{}` is not a media type, e.g. \"application/merge-patch+json\"",
-                        content_type.get_ref()
+                        "{what}: the gateway sends bodies as JSON or as a form, so `{}` is not a \
+                         content_type it can honour; expected \"application/json\", a JSON type \
+                         such as \"application/merge-patch+json\", or \"{}\"",
+                        content_type.get_ref(),
+                        BodyEncoding::FORM_MEDIA_TYPE
                     ),
                 );
             }
-            call.content_type = Some(content_type.get_ref().clone());
+            match (form, encoding) {
+                (true, Some(EncodingSpec::Form) | None) => call.encoding = BodyEncoding::Form,
+                (false, Some(EncodingSpec::Json) | None) => {
+                    call.content_type = Some(content_type.get_ref().clone());
+                }
+                _ => {
+                    return self.error(
+                        content_type.span(),
+                        format!(
+                            "{what}: content_type `{}` contradicts `encoding`; give one of them",
+                            content_type.get_ref()
+                        ),
+                    );
+                }
+            }
+        } else {
+            call.encoding = match encoding {
+                Some(EncodingSpec::Form) => BodyEncoding::Form,
+                Some(EncodingSpec::Query) => BodyEncoding::Query,
+                Some(EncodingSpec::Json) | None => BodyEncoding::Json,
+            };
         }
         Some(call)
     }
@@ -322,9 +361,13 @@ impl Compiler<'_> {
             value_type: section.id.value_type,
         });
         let id_only = [Placeholder::Id];
-        let list = self
-            .call(&section.list, &[], &[], &format!("[{section_name}.list]"))
-            .map(listing);
+        let list = self.call(
+            &section.list,
+            CallRole::List,
+            &[],
+            &[],
+            &format!("[{section_name}.list]"),
+        );
         if let Some(list) = &list
             && list.paging.is_none()
         {
@@ -335,18 +378,21 @@ impl Compiler<'_> {
         }
         let get = self.call(
             &section.get,
+            CallRole::Record,
             &id_only,
             &id_only,
             &format!("[{section_name}.get]"),
         );
         let create = self.call(
             &section.create,
+            CallRole::Create,
             &[],
             &[],
             &format!("[{section_name}.create]"),
         );
         let update = self.call(
             &section.update,
+            CallRole::Record,
             &id_only,
             &id_only,
             &format!("[{section_name}.update]"),
@@ -354,6 +400,7 @@ impl Compiler<'_> {
         let hard_delete = section.delete.hard.as_ref().map(|spec| {
             self.call(
                 spec,
+                CallRole::Action,
                 &id_only,
                 &id_only,
                 &format!("[{section_name}.delete.hard]"),
@@ -363,6 +410,7 @@ impl Compiler<'_> {
             let call = soft.call.as_ref().map(|spec| {
                 self.call(
                     spec,
+                    CallRole::Action,
                     &id_only,
                     &id_only,
                     &format!("[{section_name}.delete.soft.call]"),
@@ -493,10 +541,15 @@ impl Compiler<'_> {
         if !complete {
             return None;
         }
-        let call = |cx: &mut Self, spec: &Option<CallSpec>, allowed: &[Placeholder], what: &str| {
+        let call = |cx: &mut Self,
+                    spec: &Option<CallSpec>,
+                    role: CallRole,
+                    allowed: &[Placeholder],
+                    what: &str| {
             spec.as_ref().and_then(|spec| {
                 cx.call(
                     spec,
+                    role,
                     allowed,
                     &id_only,
                     &format!("[{section_name}.members.{what}]"),
@@ -508,11 +561,11 @@ impl Compiler<'_> {
         };
         Some(match spec.style {
             MembersStyle::Endpoints => Members::Endpoints {
-                list: listing(call(self, &spec.list, &id_only, "list")?),
+                list: call(self, &spec.list, CallRole::List, &id_only, "list")?,
                 member_field: field(self, &spec.member_field)?,
                 display_field,
-                add: call(self, &spec.add, &both, "add")?,
-                remove: call(self, &spec.remove, &both, "remove")?,
+                add: call(self, &spec.add, CallRole::Action, &both, "add")?,
+                remove: call(self, &spec.remove, CallRole::Action, &both, "remove")?,
             },
             MembersStyle::GroupField => Members::GroupField {
                 field: field(self, &spec.field)?,
@@ -523,7 +576,7 @@ impl Compiler<'_> {
             },
             MembersStyle::UserField => Members::UserField {
                 field: field(self, &spec.field)?,
-                list: listing(call(self, &spec.list, &id_only, "list")?),
+                list: call(self, &spec.list, CallRole::List, &id_only, "list")?,
                 display_field,
             },
         })
@@ -606,9 +659,13 @@ impl Compiler<'_> {
         let mut set_by = Vec::new();
         for entry in &spec.set_by {
             let what = format!("set_by for `{}`", spec.scim.get_ref());
-            if let Some(call) =
-                self.call(&entry.call, &[Placeholder::Id], &[Placeholder::Id], &what)
-            {
+            if let Some(call) = self.call(
+                &entry.call,
+                CallRole::Action,
+                &[Placeholder::Id],
+                &[Placeholder::Id],
+                &what,
+            ) {
                 set_by.push((toml_to_json(&entry.value), call));
             }
         }
@@ -732,9 +789,80 @@ impl Compiler<'_> {
     }
 }
 
-fn listing(mut call: Call) -> Call {
-    call.is_list = true;
-    call
+/// What a call's answer is, which decides the keys that say where things
+/// are in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallRole {
+    /// Answers records: `items` (and `paging`).
+    List,
+    /// Answers one record: `record`.
+    Record,
+    /// Answers the new record (`record`), or something else holding its id (`id`).
+    Create,
+    /// Its answer is not read.
+    Action,
+}
+
+impl Compiler<'_> {
+    /// Refuses answer keys a call's role does not read, at the key itself,
+    /// and checks the pointers given.
+    fn call_answer_keys(&mut self, spec: &CallSpec, role: CallRole, what: &str) -> Option<()> {
+        let mut ok = true;
+        let mut refuse = |cx: &mut Self, key: &Option<Spanned<String>>, message: String| {
+            if let Some(key) = key {
+                cx.error::<()>(key.span(), format!("{what}: {message}"));
+                ok = false;
+            }
+        };
+        if role != CallRole::List {
+            refuse(
+                self,
+                &spec.items,
+                "`items` applies to list calls; where a single record is in the answer is \
+                 `record` (e.g. record = \"/data/0\")"
+                    .into(),
+            );
+        }
+        if !matches!(role, CallRole::Record | CallRole::Create) {
+            refuse(
+                self,
+                &spec.record,
+                match role {
+                    CallRole::List => "`record` applies to single-record calls; a list's records \
+                                       are at `items`"
+                        .into(),
+                    _ => "`record` has no effect here: this call's answer is not read".into(),
+                },
+            );
+        }
+        if role != CallRole::Create {
+            refuse(
+                self,
+                &spec.id,
+                "`id` applies to create calls whose answer is not the new record".into(),
+            );
+        } else if spec.id.is_some() && spec.record.is_some() {
+            refuse(
+                self,
+                &spec.record,
+                "give `record` (the answer is the new record) or `id` (it only names it), not both"
+                    .into(),
+            );
+        }
+        for pointer in [&spec.items, &spec.record, &spec.id].into_iter().flatten() {
+            let text = pointer.get_ref();
+            if !text.is_empty() && !text.starts_with('/') {
+                self.error::<()>(
+                    pointer.span(),
+                    format!(
+                        "{what}: `{text}` is not a JSON pointer; it starts with `/`, e.g. \"/data/0\" (\"\" is the whole answer)"
+                    ),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(())
+    }
 }
 
 fn paging(spec: &PagingSpec) -> Paging {
@@ -856,6 +984,87 @@ mod tests {
         let text = crate::demo::LEGACY_MAPPING;
         assert!(text.contains(from), "{from}");
         text.replacen(from, to, 1)
+    }
+
+    /// Each error, with the `line:col` it points at.
+    fn located(errors: &[String], needle: &str) -> String {
+        errors
+            .iter()
+            .find(|e| e.contains(needle))
+            .unwrap_or_else(|| panic!("no error with {needle:?} in {errors:#?}"))
+            .clone()
+    }
+
+    #[test]
+    fn answer_keys_are_refused_where_the_call_does_not_read_them_at_their_own_line() {
+        let text = legacy_with(
+            "[users.get]\nmethod = \"GET\"\npath = \"/api/v1/users/{id}\"",
+            "[users.get]\nmethod = \"GET\"\npath = \"/api/v1/users/{id}\"\nitems = \"/data/0\"",
+        )
+        .replacen(
+            "[users.list]\nmethod = \"GET\"",
+            "[users.list]\nmethod = \"GET\"\nrecord = \"/data/0\"\nid = \"/id\"",
+            1,
+        )
+        .replacen(
+            "[users.create]\nmethod = \"POST\"",
+            "[users.create]\nmethod = \"POST\"\nid = \"data/0/userId\"",
+            1,
+        );
+        let errors = errors_of(&text);
+        let line_of = |needle: &str| {
+            let at = text.find(needle).unwrap();
+            text[..at].lines().count() + 1
+        };
+        let items = located(&errors, "`items` applies to list calls");
+        assert!(
+            items.starts_with(&format!("m.toml:{}:", line_of("items = \"/data/0\""))),
+            "{items}"
+        );
+        located(&errors, "`record` applies to single-record calls");
+        located(&errors, "`id` applies to create calls");
+        let pointer = located(&errors, "is not a JSON pointer");
+        assert!(
+            pointer.starts_with(&format!("m.toml:{}:", line_of("id = \"data/0/userId\""))),
+            "{pointer}"
+        );
+    }
+
+    #[test]
+    fn array_positions_need_brackets_and_content_types_must_be_sendable() {
+        let text = legacy_with("field = \"job_title\"", "field = \"profiles.0.title\"").replacen(
+            "path = \"/api/v1/users/{id}\"\npartial = true",
+            "path = \"/api/v1/users/{id}\"\npartial = true\ncontent_type = \"text/xml\"",
+            1,
+        );
+        let errors = errors_of(&text);
+        located(
+            &errors,
+            "write it in brackets after the array's name, e.g. `profiles[0].email`",
+        );
+        located(&errors, "`text/xml` is not a content_type it can honour");
+    }
+
+    #[test]
+    fn a_form_content_type_or_encoding_makes_a_form_call() {
+        for (from, to) in [
+            (
+                "partial = true",
+                "partial = true\ncontent_type = \"application/x-www-form-urlencoded\"",
+            ),
+            ("partial = true", "partial = true\nencoding = \"form\""),
+        ] {
+            let text = legacy_with(from, to);
+            let source = SourceFile::new("m.toml", &text);
+            let mut report = Report::default();
+            let mapping = compile(&source, &mut report).unwrap_or_else(|| panic!("{report}"));
+            assert_eq!(mapping.users.update.encoding, BodyEncoding::Form, "{to}");
+        }
+        let text = legacy_with(
+            "partial = true",
+            "partial = true\nencoding = \"json\"\ncontent_type = \"application/x-www-form-urlencoded\"",
+        );
+        located(&errors_of(&text), "contradicts `encoding`");
     }
 
     #[test]

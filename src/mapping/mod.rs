@@ -22,7 +22,10 @@ use crate::scim::error::{ScimError, ScimType};
 use crate::scim::path::AttrPath;
 use crate::scim::schema::AttrType;
 
-pub use call::{Bindings, Call, Paging, PagingStyle, Placeholder, TotalSource, UpstreamRequest};
+pub use call::{
+    Bindings, BodyEncoding, Call, Paging, PagingStyle, Placeholder, TotalSource, UpstreamRequest,
+    form_pairs,
+};
 pub use field::{FieldPath, FieldPathError};
 pub use file::{Direction, ValueType};
 
@@ -439,6 +442,88 @@ pub enum MappingError {
     MissingId(String),
     #[error("the upstream answered a list call without an array of records")]
     NotAList,
+    /// A call's answer did not hold what the mapping says it holds; `held`
+    /// is the answer's shape (keys and types, never values).
+    #[error("{call}: the answer has no {what} at `{pointer}`; it held {held}")]
+    Unreadable {
+        call: String,
+        what: &'static str,
+        pointer: String,
+        held: String,
+    },
+}
+
+impl MappingError {
+    fn unreadable(call: &Call, what: &'static str, pointer: &str, body: &Value) -> Self {
+        MappingError::Unreadable {
+            call: call.label.clone(),
+            what,
+            pointer: pointer.to_string(),
+            held: shape(body, 0),
+        }
+    }
+}
+
+/// The shape of an answer for a message: its keys and the types of their
+/// values, never the values (they may be secrets or personal data).
+fn shape(value: &Value, depth: usize) -> String {
+    match value {
+        Value::Object(_) if depth >= 3 => "{…}".into(),
+        Value::Object(map) => {
+            let mut fields: Vec<String> = map
+                .iter()
+                .take(8)
+                .map(|(key, inner)| format!("\"{key}\": {}", shape(inner, depth + 1)))
+                .collect();
+            if map.len() > 8 {
+                fields.push("…".into());
+            }
+            format!("{{{}}}", fields.join(", "))
+        }
+        Value::Array(items) => match items.first() {
+            None => "[]".into(),
+            Some(first) if items.len() == 1 => format!("[{}]", shape(first, depth + 1)),
+            Some(first) => format!("[{}, … ({} items)]", shape(first, depth + 1), items.len()),
+        },
+        Value::String(_) => "a string".into(),
+        Value::Number(_) => "a number".into(),
+        Value::Bool(_) => "a boolean".into(),
+        Value::Null => "null".into(),
+    }
+}
+
+impl ResourceMapping {
+    /// The record a single-record call answered, where its `record` says.
+    pub fn answered<'a>(&self, call: &Call, body: &'a Value) -> Result<&'a Value, MappingError> {
+        call.record_in(body)
+            .filter(|r| r.is_object())
+            .ok_or_else(|| {
+                MappingError::unreadable(call, "record", call.record.as_deref().unwrap_or(""), body)
+            })
+    }
+
+    /// The new resource's id from the create call's answer, and the record
+    /// if the answer is it (else it must be read).
+    pub fn created(&self, body: &Value) -> Result<(String, Option<Value>), MappingError> {
+        let call = &self.create;
+        if let Some(pointer) = &call.id_at {
+            let id = body
+                .pointer(pointer)
+                .and_then(id_text)
+                .ok_or_else(|| MappingError::unreadable(call, "id", pointer, body))?;
+            return Ok((id, None));
+        }
+        let record = self.answered(call, body)?;
+        let id = self.upstream_id(record).map_err(|_| {
+            let pointer = format!(
+                "{}/{}",
+                call.record.as_deref().unwrap_or(""),
+                self.id.field.to_string().replace('.', "/")
+            );
+            MappingError::unreadable(call, "id", &pointer, body)
+        })?;
+        Ok((id, Some(record.clone())))
+    }
 }
 
 impl From<MappingError> for ScimError {
@@ -449,7 +534,9 @@ impl From<MappingError> for ScimError {
             MappingError::UnmappedValue { .. } | MappingError::WrongType { .. } => {
                 ScimError::bad_request(ScimType::InvalidValue, error.to_string())
             }
-            MappingError::MissingId(_) | MappingError::NotAList => {
+            MappingError::MissingId(_)
+            | MappingError::NotAList
+            | MappingError::Unreadable { .. } => {
                 ScimError::new(StatusCode::BAD_GATEWAY, None, error.to_string())
             }
         }

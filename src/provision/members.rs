@@ -146,7 +146,7 @@ impl Provisioner {
             member: None,
         })?;
         let record = match self.client.call(&request).await {
-            Ok(response) => response.body,
+            Ok(response) => users.answered(&users.get, &response.body)?.clone(),
             Err(error) if error.status == http::StatusCode::NOT_FOUND => {
                 return Ok(MemberState::Missing);
             }
@@ -304,7 +304,8 @@ impl Provisioner {
                     changes
                 } else {
                     // The record as it is now: a delete call may have changed it.
-                    let now = self.client.call(&users.get.request(bindings)?).await?.body;
+                    let answer = self.client.call(&users.get.request(bindings)?).await?.body;
+                    let now = users.answered(&users.get, &answer)?;
                     let mut full = now.as_object().cloned().unwrap_or_default();
                     full.extend(changes);
                     full
@@ -376,7 +377,7 @@ impl Provisioner {
         // changing it at once would otherwise undo each other.
         let _held = self.lock_resource(Kind::User, user_id).await;
         let record = match self.client.call(&users.get.request(bindings)?).await {
-            Ok(response) => response.body,
+            Ok(response) => users.answered(&users.get, &response.body)?.clone(),
             Err(error) if error.status == http::StatusCode::NOT_FOUND && !joining => return Ok(()),
             Err(error) => return Err(error),
         };

@@ -182,7 +182,8 @@ impl Provisioner {
         {
             return Err(not_found());
         }
-        let record = self.record(kind, response.body, with_members).await?;
+        let answered = mapping.answered(&mapping.get, &response.body)?.clone();
+        let record = self.record(kind, answered, with_members).await?;
         if !self.in_scope(kind, &record.resource) {
             return Err(not_found());
         }
@@ -234,8 +235,8 @@ impl Provisioner {
         let mut request = mapping.create.request(Bindings::default())?;
         request.body = Some(body);
         let response = self.client.call(&request).await?;
-        let (id, answered) = match mapping.upstream_id(&response.body) {
-            Ok(id) => (id, Some(response.body)),
+        let (id, answered) = match mapping.created(&response.body) {
+            Ok(created) => created,
             Err(error) => (self.find_created(kind, &resource, error).await?, None),
         };
         if !membership.is_empty() {
@@ -546,10 +547,11 @@ impl Provisioner {
     /// none. Not scope-checked: the caller checked the state it wrote.
     async fn reread_any(&self, kind: Kind, id: &str, answered: Value) -> Result<Record, ScimError> {
         let mapping = self.mapping(kind)?;
-        if answered.is_object() && mapping.upstream_id(&answered).is_ok() {
-            self.record(kind, answered, false).await
-        } else {
-            self.get(kind, id, false).await
+        match mapping.answered(&mapping.update, &answered) {
+            Ok(record) if mapping.upstream_id(record).is_ok() => {
+                self.record(kind, record.clone(), false).await
+            }
+            _ => self.get(kind, id, false).await,
         }
     }
 

@@ -18,7 +18,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::config::Upstream;
-use crate::mapping::{Auth, UpstreamMapping, UpstreamRequest};
+use crate::mapping::{Auth, BodyEncoding, UpstreamMapping, UpstreamRequest, form_pairs};
 use crate::scim::error::ScimError;
 
 /// Upstream bodies larger than this are refused rather than buffered.
@@ -332,9 +332,13 @@ impl UpstreamClient {
     /// The full URL of a request, as it would be sent.
     fn url_of(&self, request: &UpstreamRequest) -> String {
         let mut url = format!("{}{}", self.mapping.base_url, request.path);
-        if !request.query.is_empty() {
+        let mut pairs = request.query.clone();
+        if let (BodyEncoding::Query, Some(body)) = (request.encoding, &request.body) {
+            pairs.extend(form_pairs(body));
+        }
+        if !pairs.is_empty() {
             let query: String = form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(request.query.iter())
+                .extend_pairs(pairs.iter())
                 .finish();
             url.push('?');
             url.push_str(&query);
@@ -352,10 +356,14 @@ impl UpstreamClient {
             headers.push((AUTHORIZATION.to_string(), "Bearer ****".to_string()));
         }
         if request.body.is_some() {
-            let content_type = request
-                .content_type
-                .as_deref()
-                .unwrap_or("application/json");
+            let content_type = match request.encoding {
+                BodyEncoding::Json => request
+                    .content_type
+                    .as_deref()
+                    .unwrap_or("application/json"),
+                BodyEncoding::Form => BodyEncoding::FORM_MEDIA_TYPE,
+                BodyEncoding::Query => return headers,
+            };
             headers.push((CONTENT_TYPE.to_string(), content_type.to_string()));
         }
         headers
@@ -401,13 +409,25 @@ impl UpstreamClient {
             builder = builder.header(AUTHORIZATION, tokens.authorization(&self.http).await?);
         }
         if let Some(body) = &request.body {
-            let content_type = request
-                .content_type
-                .as_deref()
-                .unwrap_or("application/json");
-            builder = builder
-                .header(CONTENT_TYPE, content_type)
-                .body(serde_json::to_vec(body).map_err(|_| UpstreamError::BadBody)?);
+            builder = match request.encoding {
+                BodyEncoding::Json => builder
+                    .header(
+                        CONTENT_TYPE,
+                        request
+                            .content_type
+                            .as_deref()
+                            .unwrap_or("application/json"),
+                    )
+                    .body(serde_json::to_vec(body).map_err(|_| UpstreamError::BadBody)?),
+                BodyEncoding::Form => builder
+                    .header(CONTENT_TYPE, BodyEncoding::FORM_MEDIA_TYPE)
+                    .body(
+                        form_urlencoded::Serializer::new(String::new())
+                            .extend_pairs(form_pairs(body))
+                            .finish(),
+                    ),
+                BodyEncoding::Query => builder.query(&form_pairs(body)),
+            };
         }
         let started = std::time::Instant::now();
         let mut response = builder.send().await.map_err(|error| {

@@ -55,8 +55,8 @@ impl Recorder {
         }
         let (status, body) = match (&request.list_items, &request.method) {
             // Lists answer empty: a create's look-ups find nothing to restore.
-            (Some(pointer), _) => (StatusCode::OK, empty_list(pointer)),
-            (None, &Method::GET) => (StatusCode::OK, self.record.clone()),
+            (Some(pointer), _) => (StatusCode::OK, wrap_at(pointer, Value::Array(Vec::new()))),
+            (None, &Method::GET) => (StatusCode::OK, self.in_shape(request, self.record.clone())),
             (None, &Method::DELETE) => (StatusCode::NO_CONTENT, Value::Null),
             (None, _) => {
                 let mut merged = self.record.clone();
@@ -65,7 +65,7 @@ impl Recorder {
                 {
                     merge(target, changes);
                 }
-                (StatusCode::OK, merged)
+                (StatusCode::OK, self.in_shape(request, merged))
             }
         };
         UpstreamResponse {
@@ -76,8 +76,25 @@ impl Recorder {
     }
 }
 
-fn empty_list(pointer: &str) -> Value {
-    let mut body = Value::Array(Vec::new());
+impl Recorder {
+    /// A record answered where the call's mapping reads it: inside its
+    /// envelope, or for a create that answers only an id, just that id.
+    fn in_shape(&self, request: &UpstreamRequest, record: Value) -> Value {
+        if let Some(pointer) = &request.id_at {
+            let id = self.record.get("id").cloned().unwrap_or(Value::from("1"));
+            return wrap_at(pointer, id);
+        }
+        match &request.record_at {
+            Some(pointer) => wrap_at(pointer, record),
+            None => record,
+        }
+    }
+}
+
+/// `value` placed at a JSON pointer in otherwise empty containers (a
+/// numeric segment is an array position).
+fn wrap_at(pointer: &str, value: Value) -> Value {
+    let mut body = value;
     for key in pointer
         .split('/')
         .skip(1)
@@ -85,9 +102,18 @@ fn empty_list(pointer: &str) -> Value {
         .into_iter()
         .rev()
     {
-        let mut object = Map::new();
-        object.insert(key.to_string(), body);
-        body = Value::Object(object);
+        body = match key.parse::<usize>() {
+            Ok(position) => {
+                let mut items = vec![Value::Object(Map::new()); position];
+                items.push(body);
+                Value::Array(items)
+            }
+            Err(_) => {
+                let mut object = Map::new();
+                object.insert(key.replace("~1", "/").replace("~0", "~"), body);
+                Value::Object(object)
+            }
+        };
     }
     body
 }
@@ -119,7 +145,10 @@ mod tests {
             query: vec![],
             body,
             content_type: None,
+            encoding: Default::default(),
             list_items: list_items.map(str::to_string),
+            record_at: None,
+            id_at: None,
         }
     }
 

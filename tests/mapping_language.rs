@@ -1,0 +1,256 @@
+//! The mapping language against an envelope API, end to end: records inside
+//! `{"kind", "data": [...]}` (single ones too), a create that answers an
+//! invitation naming the new user's id, fields inside arrays by position and
+//! by key, and bodies sent as forms (a parameter holding JSON) or as query
+//! parameters. Each test asserts the exact upstream requests.
+
+mod common;
+
+use common::TOKEN;
+use reqwest::Method;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// An envelope API whose update call sends its body as `encoding`.
+fn envelope_mapping(encoding: &str) -> String {
+    format!(
+        r#"
+[upstream]
+name = "envelope"
+base_url = "http://placeholder"
+
+[users]
+id = {{ field = "id", type = "string" }}
+
+[users.list]
+method = "GET"
+path = "/contacts"
+items = "/data"
+
+[users.get]
+method = "GET"
+path = "/contacts/{{id}}"
+record = "/data/0"
+
+[users.create]
+method = "POST"
+path = "/invitations"
+encoding = "form"
+id = "/data/0/userId"
+
+[users.update]
+method = "PUT"
+path = "/contacts/{{id}}"
+encoding = "{encoding}"
+partial = true
+record = "/data/0"
+
+[users.delete]
+hard = {{ method = "DELETE", path = "/contacts/{{id}}" }}
+
+[[users.attributes]]
+scim = "userName"
+field = "profiles[0].email"
+
+[[users.attributes]]
+scim = "name.givenName"
+field = "firstName"
+
+[[users.attributes]]
+scim = "{ENTERPRISE}:department"
+field = 'metadata[key eq "department"].value'
+"#
+    )
+}
+
+fn contact(department: &str) -> Value {
+    json!({
+        "id": "KUAAAAAA",
+        "firstName": "Alice",
+        "profiles": [{"accountId": "IEAAAAAA", "email": "alice@example.com", "role": "User"}],
+        "metadata": [{"key": "department", "value": department}, {"key": "floor", "value": "3"}]
+    })
+}
+
+fn envelope(kind: &str, record: Value) -> Value {
+    json!({"kind": kind, "data": [record]})
+}
+
+async fn gateway(upstream: &MockServer, encoding: &str) -> String {
+    let root = common::gateway_for(
+        &envelope_mapping(encoding),
+        *upstream.address(),
+        &[],
+        TOKEN,
+        |_| {},
+    )
+    .await;
+    format!("{root}/scim/v2")
+}
+
+async fn scim(base: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/scim+json")
+            .body(body.to_string());
+    }
+    let reply = request.send().await.unwrap();
+    let status = reply.status().as_u16();
+    (status, reply.json().await.unwrap_or(Value::Null))
+}
+
+/// The form (or query) parameters of a request, JSON-valued ones parsed.
+fn parameters(pairs: &str) -> Value {
+    let mut fields = serde_json::Map::new();
+    for (key, value) in form_urlencoded::parse(pairs.as_bytes()) {
+        let value = serde_json::from_str(&value).unwrap_or(Value::String(value.into_owned()));
+        fields.insert(key.into_owned(), value);
+    }
+    Value::Object(fields)
+}
+
+async fn writes(upstream: &MockServer) -> Vec<wiremock::Request> {
+    upstream
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() != "GET")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_create_answered_by_an_invitation_reads_the_user_back_from_its_envelope() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/invitations"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(
+            "invitations",
+            json!({"id": "INV1", "email": "alice@example.com", "userId": "KUAAAAAA"}),
+        )))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/contacts/KUAAAAAA"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(envelope("contacts", contact("R&D"))),
+        )
+        .mount(&upstream)
+        .await;
+    let base = gateway(&upstream, "form").await;
+    let (status, body) = scim(
+        &base,
+        Method::POST,
+        "/Users",
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+            "userName": "alice@example.com",
+            "name": {"givenName": "Alice"},
+            ENTERPRISE: {"department": "R&D"}
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["id"], "KUAAAAAA");
+    assert_eq!(body[ENTERPRISE]["department"], "R&D");
+    let sent = writes(&upstream).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(
+        parameters(std::str::from_utf8(&sent[0].body).unwrap()),
+        json!({
+            "profiles": [{"email": "alice@example.com"}],
+            "firstName": "Alice",
+            "metadata": [{"key": "department", "value": "R&D"}]
+        })
+    );
+    // And a read finds the record inside its envelope.
+    let (status, body) = scim(&base, Method::GET, "/Users/KUAAAAAA", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["userName"], "alice@example.com");
+    let (status, body) = scim(&base, Method::GET, "/Users/KUAAAAAA", None).await;
+    assert_eq!(
+        (status, body["name"]["givenName"].clone()),
+        (200, json!("Alice"))
+    );
+}
+
+#[tokio::test]
+async fn changing_one_key_of_a_key_value_list_sends_the_whole_list_with_the_others_kept() {
+    for encoding in ["form", "query", "json"] {
+        let upstream = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/contacts/KUAAAAAA"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(envelope("contacts", contact("R&D"))),
+            )
+            .mount(&upstream)
+            .await;
+        Mock::given(method("PUT"))
+            .and(path("/contacts/KUAAAAAA"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(envelope("contacts", contact("Ops"))),
+            )
+            .expect(1)
+            .mount(&upstream)
+            .await;
+        let base = gateway(&upstream, encoding).await;
+        let (status, body) = scim(
+            &base,
+            Method::PATCH,
+            "/Users/KUAAAAAA",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": format!("{ENTERPRISE}:department"), "value": "Ops"}]
+            })),
+        )
+        .await;
+        assert_eq!(status, 200, "{encoding}: {body}");
+        assert_eq!(body[ENTERPRISE]["department"], "Ops", "{encoding}");
+        let sent = writes(&upstream).await;
+        assert_eq!(sent.len(), 1, "{encoding}");
+        let carried = match encoding {
+            "form" => parameters(std::str::from_utf8(&sent[0].body).unwrap()),
+            "query" => {
+                assert!(sent[0].body.is_empty(), "query: no body");
+                parameters(sent[0].url.query().unwrap_or_default())
+            }
+            _ => serde_json::from_slice(&sent[0].body).unwrap(),
+        };
+        assert_eq!(
+            carried,
+            json!({"metadata": [{"key": "department", "value": "Ops"}, {"key": "floor", "value": "3"}]}),
+            "{encoding}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_answer_without_the_declared_record_names_the_call_and_its_shape() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/contacts/KUAAAAAA"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"kind": "contacts", "data": []})),
+        )
+        .mount(&upstream)
+        .await;
+    let base = gateway(&upstream, "form").await;
+    let (status, body) = scim(&base, Method::GET, "/Users/KUAAAAAA", None).await;
+    assert_eq!(status, 502, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("users.get: the answer has no record at `/data/0`; it held {\"kind\": a string, \"data\": []}"),
+        "{detail}"
+    );
+}
