@@ -13,6 +13,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const USER_TYPE: &str = "urn:ietf:params:scim:schemas:extension:scimgate:2.0:User";
 
 /// An envelope API whose update call sends its body as `encoding`.
 fn envelope_mapping(encoding: &str) -> String {
@@ -62,6 +63,16 @@ field = "firstName"
 [[users.attributes]]
 scim = "{ENTERPRISE}:department"
 field = 'metadata[key eq "department"].value'
+
+# One SCIM value onto two upstream fields, and back.
+[[users.attributes]]
+scim = "{USER_TYPE}:userType"
+default = "Regular"
+values = [
+  {{ scim = "Regular", upstream = {{ "profiles[0].role" = "User", "profiles[0].external" = false }} }},
+  {{ scim = "External", upstream = {{ "profiles[0].role" = "User", "profiles[0].external" = true }} }},
+  {{ scim = "Collaborator", upstream = {{ "profiles[0].role" = "Collaborator" }} }},
+]
 "#
     )
 }
@@ -70,7 +81,7 @@ fn contact(department: &str) -> Value {
     json!({
         "id": "KUAAAAAA",
         "firstName": "Alice",
-        "profiles": [{"accountId": "IEAAAAAA", "email": "alice@example.com", "role": "User"}],
+        "profiles": [{"accountId": "IEAAAAAA", "email": "alice@example.com", "role": "User", "external": false}],
         "metadata": [{"key": "department", "value": department}, {"key": "floor", "value": "3"}]
     })
 }
@@ -169,7 +180,7 @@ async fn a_create_answered_by_an_invitation_reads_the_user_back_from_its_envelop
     assert_eq!(
         parameters(std::str::from_utf8(&sent[0].body).unwrap()),
         json!({
-            "profiles": [{"email": "alice@example.com"}],
+            "profiles": [{"email": "alice@example.com", "role": "User", "external": false}],
             "firstName": "Alice",
             "metadata": [{"key": "department", "value": "R&D"}]
         })
@@ -252,5 +263,52 @@ async fn an_answer_without_the_declared_record_names_the_call_and_its_shape() {
     assert!(
         detail.contains("users.get: the answer has no record at `/data/0`; it held {\"kind\": a string, \"data\": []}"),
         "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn one_user_type_maps_onto_two_fields_and_a_read_matches_on_all_of_them() {
+    let upstream = MockServer::start().await;
+    let mut collaborator = contact("R&D");
+    collaborator["profiles"][0]["role"] = json!("Collaborator");
+    collaborator["profiles"][0]["external"] = json!(true);
+    Mock::given(method("GET"))
+        .and(path("/contacts/KUAAAAAA"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope("contacts", collaborator)))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/contacts/KUAAAAAA"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(envelope("contacts", contact("R&D"))),
+        )
+        .mount(&upstream)
+        .await;
+    let base = gateway(&upstream, "json").await;
+    let (_, body) = scim(&base, Method::GET, "/Users/KUAAAAAA", None).await;
+    assert_eq!(body[USER_TYPE]["userType"], "Collaborator", "{body}");
+
+    let to = |user_type: &str| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": format!("{USER_TYPE}:userType"), "value": user_type}]
+        })
+    };
+    let (status, body) = scim(&base, Method::PATCH, "/Users/KUAAAAAA", Some(to("Viewer"))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        writes(&upstream).await.is_empty(),
+        "a refused value writes nothing"
+    );
+
+    let (status, body) = scim(&base, Method::PATCH, "/Users/KUAAAAAA", Some(to("Regular"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[USER_TYPE]["userType"], "Regular", "{body}");
+    let sent = writes(&upstream).await;
+    let carried: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(
+        carried["profiles"],
+        json!([{"accountId": "IEAAAAAA", "email": "alice@example.com", "role": "User", "external": false}]),
+        "both fields written, the element's others kept"
     );
 }

@@ -638,8 +638,22 @@ impl Compiler<'_> {
 
     fn attribute(&mut self, spec: &AttributeSpec, schema: &ResourceSchema) -> Option<AttributeMap> {
         let target = self.scim_path(&spec.scim, schema, spec.items.is_some());
+        let tables =
+            !spec.values.is_empty() && spec.values.iter().all(|pair| pair.upstream.is_table());
         let source = match (&spec.field, &spec.template) {
-            (Some(field), None) => self.field(field).map(Source::Field),
+            (Some(field), None) => {
+                if tables {
+                    return self.error(
+                        field.span(),
+                        format!(
+                            "`{}`: its values map onto several fields (their `upstream` are \
+                             tables of field = value), so drop `field`",
+                            spec.scim.get_ref()
+                        ),
+                    );
+                }
+                self.field(field).map(Source::Field)
+            }
             (None, Some(template)) => {
                 if spec.direction != Direction::Both && spec.direction != Direction::Read {
                     return self.error(
@@ -647,12 +661,34 @@ impl Compiler<'_> {
                         "a `template` composes a read-only value; drop `direction`",
                     );
                 }
+                let ignored = [
+                    ("values", !spec.values.is_empty()),
+                    ("default", spec.default.is_some()),
+                    ("set_by", !spec.set_by.is_empty()),
+                    ("type", spec.value_type.is_some()),
+                ];
+                if let Some((key, _)) = ignored.iter().find(|(_, given)| *given) {
+                    return self.error(
+                        template.span(),
+                        format!(
+                            "`{}`: a `template` is composed text, read-only, so `{key}` would \
+                             have no effect; map the value with `field` instead",
+                            spec.scim.get_ref()
+                        ),
+                    );
+                }
                 self.template(template).map(Source::Template)
             }
+            (None, None) if tables => self.fields_of_values(spec),
             _ => {
                 return self.error(
                     spec.scim.span(),
-                    format!("`{}`: give exactly one of `field` (an upstream field) or `template` (composed, read-only)", spec.scim.get_ref()),
+                    format!(
+                        "`{}`: give exactly one of `field` (an upstream field), `template` \
+                         (composed, read-only), or `values` whose `upstream` are tables of \
+                         field = value (one value onto several fields)",
+                        spec.scim.get_ref()
+                    ),
                 );
             }
         };
@@ -733,7 +769,7 @@ impl Compiler<'_> {
         let source = source?;
         let direction = match source {
             Source::Template(_) => Direction::Read,
-            Source::Field(_) => spec.direction,
+            Source::Field(_) | Source::Fields(_) => spec.direction,
         };
         Some(AttributeMap {
             scim: target,
@@ -743,13 +779,44 @@ impl Compiler<'_> {
             values: spec
                 .values
                 .iter()
-                .map(|pair| (toml_to_json(&pair.scim), toml_to_json(&pair.upstream)))
+                .map(|pair| {
+                    (
+                        toml_to_json(&pair.scim),
+                        canonical_fields(toml_to_json(&pair.upstream)),
+                    )
+                })
                 .collect(),
             default: spec.default.as_ref().map(toml_to_json),
             direction,
             set_by,
             items,
         })
+    }
+
+    /// The fields a multi-field value map names, in first-named order.
+    fn fields_of_values(&mut self, spec: &AttributeSpec) -> Option<Source> {
+        let mut fields: Vec<FieldPath> = Vec::new();
+        for pair in &spec.values {
+            let Some(table) = pair.upstream.as_table() else {
+                continue;
+            };
+            for name in table.keys() {
+                match FieldPath::parse_checked(name) {
+                    Ok(field) if !fields.contains(&field) => fields.push(field),
+                    Ok(_) => {}
+                    Err(reason) => {
+                        return self.error(
+                            spec.scim.span(),
+                            format!(
+                                "`{}`: `{name}` in its values is not a field path: {reason}",
+                                spec.scim.get_ref()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        Some(Source::Fields(fields))
     }
 
     /// "{profile.firstName} {profile.lastName}" → text and field parts.
@@ -939,6 +1006,23 @@ fn paging(spec: &PagingSpec) -> Paging {
 }
 
 /// TOML has no null; everything else converts one to one.
+/// A multi-field value's keys in the field paths' canonical spelling, so a
+/// read and a write find them whatever spacing the operator used.
+fn canonical_fields(upstream: Value) -> Value {
+    match upstream {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(name, value)| match FieldPath::parse(&name) {
+                    Some(field) => (field.to_string(), value),
+                    None => (name, value),
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 pub(crate) fn toml_to_json(value: &toml::Value) -> Value {
     match value {
         toml::Value::String(s) => Value::from(s.as_str()),
@@ -1043,6 +1127,27 @@ mod tests {
             "write it in brackets after the array's name, e.g. `profiles[0].email`",
         );
         located(&errors, "`text/xml` is not a content_type it can honour");
+    }
+
+    #[test]
+    fn keys_a_template_cannot_honour_are_refused() {
+        for key in [
+            "values = [{ scim = \"a\", upstream = \"b\" }]",
+            "default = \"x\"",
+            "type = \"string\"",
+        ] {
+            let text = legacy_with(
+                "field = \"job_title\"",
+                &format!("template = \"{{job_title}}\"\n{key}"),
+            );
+            let errors = errors_of(&text);
+            located(&errors, "a `template` is composed text, read-only");
+        }
+        let text = legacy_with(
+            "field = \"job_title\"",
+            "field = \"job_title\"\nvalues = [{ scim = \"a\", upstream = { job_title = \"b\", org = \"c\" } }]",
+        );
+        located(&errors_of(&text), "so drop `field`");
     }
 
     #[test]

@@ -321,6 +321,10 @@ pub struct ScimTarget {
 #[derive(Debug, Clone)]
 pub enum Source {
     Field(FieldPath),
+    /// One SCIM value ⇄ several upstream fields, through the value map:
+    /// each pair's upstream side is an object of field → value, and a read
+    /// matches a pair when every field it names holds its value.
+    Fields(Vec<FieldPath>),
     /// Read-only: text with `{field.path}` holes, e.g. "{first} {last}".
     Template(Vec<TemplatePart>),
 }

@@ -81,13 +81,15 @@ impl ResourceMapping {
     /// for attributes the IdP did not send.
     pub fn create_body(&self, resource: &Value) -> Result<Map<String, Value>, MappingError> {
         let mut body = Map::new();
-        for (attribute, field) in self.writable() {
+        for attribute in self.writable() {
             let value = match attribute.extract(resource) {
                 Some(Value::Null) | None => attribute.default.clone(),
                 Some(value) => Some(value.clone()),
             };
             if let Some(value) = value {
-                field.set(&mut body, attribute.write(&value)?);
+                for (field, written) in attribute.writes(attribute.write(&value)?) {
+                    field.set(&mut body, written);
+                }
             }
         }
         Ok(body)
@@ -105,7 +107,7 @@ impl ResourceMapping {
         let created = Value::Object(self.create_body(resource)?);
         let unset: Vec<&FieldPath> = self
             .writable()
-            .map(|(_, field)| field)
+            .flat_map(AttributeMap::fields)
             .filter(|field| field.get(&created).is_none())
             .collect();
         let Value::Object(mut body) = created else {
@@ -128,7 +130,7 @@ impl ResourceMapping {
         absent: Absent,
     ) -> Result<Option<Map<String, Value>>, MappingError> {
         let mut changes = Map::new();
-        for (attribute, field) in self.writable() {
+        for attribute in self.writable() {
             let wanted = match attribute.extract(desired) {
                 Some(value) => attribute.write(value)?,
                 // Only clear what the IdP could see: an upstream value the
@@ -146,8 +148,10 @@ impl ResourceMapping {
                 }
                 None => continue,
             };
-            if field.get(record).unwrap_or(&Value::Null) != &wanted {
-                field.set_from(&mut changes, record, wanted);
+            for (field, wanted) in attribute.writes(wanted) {
+                if field.get(record).unwrap_or(&Value::Null) != &wanted {
+                    field.set_from(&mut changes, record, wanted);
+                }
             }
         }
         if changes.is_empty() {
@@ -163,12 +167,11 @@ impl ResourceMapping {
 
     /// Attributes written as upstream fields: not read-only, not composed,
     /// not changed by calls.
-    fn writable(&self) -> impl Iterator<Item = (&AttributeMap, &FieldPath)> {
-        self.attributes.iter().filter_map(|a| match &a.source {
-            Source::Field(field) if a.direction != Direction::Read && a.set_by.is_empty() => {
-                Some((a, field))
-            }
-            _ => None,
+    fn writable(&self) -> impl Iterator<Item = &AttributeMap> {
+        self.attributes.iter().filter(|a| {
+            !matches!(a.source, Source::Template(_))
+                && a.direction != Direction::Read
+                && a.set_by.is_empty()
         })
     }
 
@@ -224,6 +227,13 @@ impl AttributeMap {
     pub fn upstream_value(&self, record: &Value) -> Option<Value> {
         match &self.source {
             Source::Field(field) => field.get(record).cloned(),
+            Source::Fields(fields) => {
+                let held: Map<String, Value> = fields
+                    .iter()
+                    .filter_map(|f| Some((f.to_string(), f.get(record)?.clone())))
+                    .collect();
+                (!held.is_empty()).then_some(Value::Object(held))
+            }
             Source::Template(parts) => {
                 let mut text = String::new();
                 let mut any = false;
@@ -238,6 +248,10 @@ impl AttributeMap {
                             Some(Value::Number(n)) => {
                                 any = true;
                                 text.push_str(&n.to_string());
+                            }
+                            Some(Value::Bool(b)) => {
+                                any = true;
+                                text.push_str(if *b { "true" } else { "false" });
                             }
                             _ => {}
                         },
@@ -274,6 +288,29 @@ impl AttributeMap {
         match holder {
             Value::Null => Some(NULL),
             holder => holder.get(sub),
+        }
+    }
+
+    /// The upstream fields this attribute writes.
+    pub fn fields(&self) -> &[FieldPath] {
+        match &self.source {
+            Source::Field(field) => std::slice::from_ref(field),
+            Source::Fields(fields) => fields,
+            Source::Template(_) => &[],
+        }
+    }
+
+    /// The (field, value) writes of an upstream value from [`Self::write`]:
+    /// for several fields, the fields its object names (null clears them all).
+    fn writes(&self, written: Value) -> Vec<(&FieldPath, Value)> {
+        match (&self.source, written) {
+            (Source::Field(field), written) => vec![(field, written)],
+            (Source::Fields(fields), Value::Object(values)) => fields
+                .iter()
+                .filter_map(|f| Some((f, values.get(&f.to_string())?.clone())))
+                .collect(),
+            (Source::Fields(fields), _) => fields.iter().map(|f| (f, Value::Null)).collect(),
+            (Source::Template(_), _) => Vec::new(),
         }
     }
 
@@ -335,7 +372,15 @@ impl AttributeMap {
             return self
                 .values
                 .iter()
-                .find(|(_, upstream)| loosely_equal(upstream, raw))
+                .find(|(_, upstream)| match (&self.source, upstream, raw) {
+                    // Every field the pair names holds its value.
+                    (Source::Fields(_), Value::Object(wanted), Value::Object(held)) => {
+                        wanted.iter().all(|(field, value)| {
+                            held.get(field).is_some_and(|h| loosely_equal(h, value))
+                        })
+                    }
+                    _ => loosely_equal(upstream, raw),
+                })
                 .map(|(scim, _)| scim.clone());
         }
         Some(match (self.scim.kind, raw) {
