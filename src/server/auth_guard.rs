@@ -1,14 +1,19 @@
-//! Throttles repeated authentication failures per client, so a bearer token
-//! cannot be guessed at line rate.
+//! Throttles repeated authentication failures per client, to bound what
+//! bad requests cost (a refusal, a log line each), not to stop guessing: a
+//! bearer token is 256 random bits, and no request rate makes a right guess
+//! a realistic threat.
 //!
 //! Each client (its peer address, see [`ClientKey`]) has a failure budget: a
 //! burst of [`FAILURE_BURST`] failures, refilled at one failure per
-//! [`FAILURE_REFILL`] (≈10 a minute). While the budget is spent the client is
-//! answered 429 before its token is looked at: a throttled guess learns
-//! nothing, whether it was right or wrong. This means a *valid* token sent
-//! from a throttled address is refused too, until the budget refills — the
-//! alternative (checking the token first and letting right ones through)
-//! would keep answering guesses and so defeat the throttle.
+//! [`FAILURE_REFILL`] (≈10 a minute). While the budget is spent the client's
+//! *wrong* tokens are answered 429 instead of 401. A *valid* token is checked
+//! first, always, in constant time, and is never refused by this throttle:
+//! behind a shared ingress every IdP has the same peer address, and a
+//! budget that refused valid tokens let anyone's bad requests lock out every
+//! IdP. A throttled guesser learns no more than an unthrottled one (a wrong
+//! guess gets 429 rather than 401, a right one gets in either way), and it
+//! learns nothing it could use: the budget bounds the cost of its requests,
+//! the token's entropy bounds its chances.
 //!
 //! The budget is one GCRA cell per client ("all failures charged so far have
 //! drained by `drained_at`"). It is hand-rolled rather than `governor`
