@@ -5,7 +5,9 @@
 //! that gives up after a while.
 //!
 //! One task per connection, kept in a `JoinSet` so that shutdown can abort
-//! whatever is left once the drain timeout has passed. Nothing that happens
+//! whatever is left once the drain timeout has passed. A connection with no
+//! request in flight for the idle limit is closed, HTTP/2 as HTTP/1, so an
+//! idle client does not keep its slot under `max_connections`. Nothing that happens
 //! on one connection (a failed handshake, a reset, a panicking handler) ends
 //! the loop.
 
@@ -15,7 +17,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,11 +30,10 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -56,7 +57,9 @@ pub struct ListenSettings {
     pub max_connections: usize,
     /// Time from accept to a complete first request head, TLS handshake
     /// included; for later requests on a kept-alive HTTP/1 connection, time
-    /// from the previous response to the next head (so also the idle timeout).
+    /// from the previous response to the next head. Also the idle limit of
+    /// every connection: one with no request in flight this long is closed
+    /// (HTTP/2 too, with a GOAWAY), and HTTP/2's keep-alive ping interval.
     pub header_read_timeout: Duration,
     /// HTTP/1 read buffer cap (at least 8 KiB): a larger request head gets 431
     /// or a closed connection. Also HTTP/2's header list limit.
@@ -114,7 +117,9 @@ pub async fn serve(
     let routes = routes.into();
     let builder = connection_builder(&settings);
     let acceptor = tls.as_deref().map(Tls::acceptor);
-    let graceful = GracefulShutdown::new();
+    // `true` once the listener stops accepting: every connection then
+    // finishes what it is answering and closes.
+    let (drain, draining) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(
         settings.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
@@ -165,12 +170,11 @@ pub async fn serve(
         let connection = Connection {
             peer,
             deadline: Instant::now() + settings.header_read_timeout.min(LONGEST_DEADLINE),
+            idle_limit: settings.header_read_timeout.min(LONGEST_DEADLINE),
             request_timeout: settings.request_timeout,
             builder: builder.clone(),
             routes: routes.clone(),
-            // Taken here, not in the task: a watcher made after `shutdown()`
-            // was signalled would never see the signal.
-            watcher: graceful.watcher(),
+            draining: draining.clone(),
             _permit: permit,
         };
         match &acceptor {
@@ -183,7 +187,13 @@ pub async fn serve(
     // than wait in a queue nobody reads.
     drop(listener);
     tracing::info!(%local, open = connections.len(), "stopped accepting; draining");
-    if tokio::time::timeout(settings.drain_timeout, graceful.shutdown())
+    let _ = drain.send(true);
+    let drained = async {
+        while let Some(finished) = connections.join_next().await {
+            report_task(finished);
+        }
+    };
+    if tokio::time::timeout(settings.drain_timeout, drained)
         .await
         .is_err()
     {
@@ -207,9 +217,15 @@ fn connection_builder(settings: &ListenSettings) -> auto::Builder<TokioExecutor>
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout.min(LONGEST_DEADLINE))
         .max_buf_size(settings.max_header_bytes.max(MIN_HEAD_BUFFER));
+    let idle_limit = settings.header_read_timeout.min(LONGEST_DEADLINE);
     builder
         .http2()
         .timer(TokioTimer::new())
+        // Pings find a dead peer under a long request; an idle connection is
+        // closed by `Connection::serve` instead, whether the peer answers
+        // pings or not.
+        .keep_alive_interval(idle_limit)
+        .keep_alive_timeout(idle_limit)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
@@ -240,11 +256,46 @@ struct Connection {
     peer: SocketAddr,
     /// The first request head must be complete by then (handshake included).
     deadline: Instant,
+    /// With no request in flight this long, the connection is closed.
+    idle_limit: Duration,
     request_timeout: Duration,
     builder: auto::Builder<TokioExecutor>,
     routes: Routes,
-    watcher: Watcher,
+    /// Taken at accept, not in the task: a receiver made after the signal
+    /// still sees it (`wait_for` checks the current value first).
+    draining: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
+}
+
+/// Requests in flight on one connection, and a wake-up whenever the count
+/// changes: what tells an idle connection from a busy one.
+#[derive(Debug, Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    changed: Notify,
+}
+
+impl Activity {
+    fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_one();
+        InFlight(self.clone())
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// One request in flight; it leaves the count however it ends (answered,
+/// timed out or abandoned by its client).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.changed.notify_one();
+    }
 }
 
 impl Connection {
@@ -270,32 +321,60 @@ impl Connection {
         let Connection {
             peer,
             deadline,
+            idle_limit,
             request_timeout,
             builder,
             routes,
-            watcher,
+            mut draining,
             _permit,
         } = self;
         let first_request = Arc::new(AtomicBool::new(false));
+        let activity = Arc::new(Activity::default());
         let service = TowerToHyperService::new(RouterService {
             routes,
             peer,
             request_timeout,
             first_request: first_request.clone(),
+            activity: activity.clone(),
         });
-        let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), service));
+        let connection = builder.serve_connection(TokioIo::new(io), service);
         let mut connection = pin!(connection);
-        // hyper's header timeout only starts once the protocol is known; a
-        // client that sends nothing (or half an h2 preface) would otherwise
-        // hold its connection, and its permit, forever.
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = tokio::time::sleep_until(deadline) => {
-                if !first_request.load(Ordering::Relaxed) {
-                    tracing::debug!(%peer, "no complete request head in time; closing");
-                    return;
+        // Until the first request, `deadline` bounds the wait: hyper's header
+        // timeout only starts once the protocol is known, so a client that
+        // sends nothing (or half an h2 preface) would otherwise hold its
+        // connection, and its permit, forever. After it, the idle limit
+        // counts from the last answer. hyper has no idle timeout for
+        // HTTP/2, so this loop is it (for HTTP/1 hyper's header timeout
+        // usually closes first).
+        let mut idle_deadline = deadline;
+        let mut closing = false;
+        let result = loop {
+            tokio::select! {
+                result = connection.as_mut() => break result,
+                Ok(_) = draining.wait_for(|draining| *draining), if !closing => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
                 }
-                connection.await
+                () = activity.changed.notified() => {
+                    if activity.idle() {
+                        idle_deadline = Instant::now() + idle_limit;
+                    }
+                }
+                () = tokio::time::sleep_until(idle_deadline), if !closing => {
+                    if !activity.idle() {
+                        // A request started as the timer fired; its end
+                        // restarts the timer.
+                        idle_deadline = Instant::now() + idle_limit;
+                        continue;
+                    }
+                    if !first_request.load(Ordering::Relaxed) {
+                        tracing::debug!(%peer, "no complete request head in time; closing");
+                        return;
+                    }
+                    tracing::debug!(%peer, idle_ms = idle_limit.as_millis() as u64, "idle; closing");
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
             }
         };
         if let Err(error) = result {
@@ -312,6 +391,7 @@ struct RouterService {
     peer: SocketAddr,
     request_timeout: Duration,
     first_request: Arc<AtomicBool>,
+    activity: Arc<Activity>,
 }
 
 impl<B> Service<Request<B>> for RouterService
@@ -330,6 +410,7 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         self.first_request.store(true, Ordering::Relaxed);
+        let in_flight = self.activity.start();
         request.extensions_mut().insert(ConnectInfo(self.peer));
         let method = request.method().clone();
         // Shares the request's bytes; only a timeout reads it.
@@ -349,7 +430,9 @@ where
                     }
                 }
             });
-            Ok(response.await)
+            let response = response.await;
+            drop(in_flight);
+            Ok(response)
         })
     }
 }
@@ -749,6 +832,7 @@ mod tests {
             peer: SocketAddr::from(([192, 0, 2, 1], 4711)),
             request_timeout: Duration::from_secs(60),
             first_request: Arc::new(AtomicBool::new(false)),
+            activity: Arc::default(),
         };
         let request = Request::get("/sleep").body(Body::empty()).unwrap();
         let response = service.clone().oneshot(request).await.unwrap();
