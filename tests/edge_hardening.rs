@@ -68,3 +68,74 @@ async fn an_idle_http2_connection_gives_its_slot_back_after_the_idle_limit() {
         served.elapsed()
     );
 }
+
+/// The audit lines written so far.
+fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn new_user(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": format!("{name}@example.com"),
+    })
+}
+
+#[tokio::test]
+async fn a_well_formed_client_request_id_is_the_audit_correlation_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let h = Harness::start_with(ServerSettings {
+        audit_log: Some(audit.clone()),
+        ..ServerSettings::default()
+    })
+    .await;
+    let id = "okta:req-42.a_b";
+    let created = h
+        .scim_with(
+            Method::POST,
+            "/Users",
+            Some(new_user("rid")),
+            Some(common::TOKEN),
+            &[("x-request-id", id)],
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.headers["x-request-id"], id);
+    assert_eq!(audit_lines(&audit)[0]["correlation_id"], id);
+}
+
+#[tokio::test]
+async fn a_malformed_client_request_id_is_replaced_by_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let h = Harness::start_with(ServerSettings {
+        audit_log: Some(audit.clone()),
+        ..ServerSettings::default()
+    })
+    .await;
+    let long = "x".repeat(65);
+    for (n, sent) in ["forged\", \"outcome\": \"ok", long.as_str(), "a b"]
+        .into_iter()
+        .enumerate()
+    {
+        let created = h
+            .scim_with(
+                Method::POST,
+                "/Users",
+                Some(new_user(&format!("rid{n}"))),
+                Some(common::TOKEN),
+                &[("x-request-id", sent)],
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let given = created.headers["x-request-id"].to_str().unwrap();
+        assert_ne!(given, sent);
+        assert_eq!(given.len(), 24, "a new id: {given}");
+        assert_eq!(audit_lines(&audit)[n]["correlation_id"], given);
+    }
+}
