@@ -139,3 +139,55 @@ async fn a_malformed_client_request_id_is_replaced_by_a_new_one() {
         assert_eq!(audit_lines(&audit)[n]["correlation_id"], given);
     }
 }
+
+/// Writes `request` on a new connection to `root` (`http://addr`) and reads
+/// until the server closes: (status code, the whole answer as text).
+async fn raw_exchange(root: &str, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = root.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server never closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+/// The JSON body of a raw HTTP/1.1 answer.
+fn raw_body(answer: &str) -> serde_json::Value {
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap_or(("", ""));
+    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_is_400_invalid_syntax_and_audited_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let h = Harness::start_with(ServerSettings {
+        audit_log: Some(audit.clone()),
+        ..ServerSettings::default()
+    })
+    .await;
+    let request = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/scim+json\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n",
+        common::TOKEN
+    );
+    let (status, answer) = raw_exchange(&h.root, request.as_bytes()).await;
+    assert_eq!(status, 400, "{answer}");
+    let body = raw_body(&answer);
+    assert_eq!(body["status"], "400", "{answer}");
+    assert_eq!(body["scimType"], "invalidSyntax", "{answer}");
+    let lines = audit_lines(&audit);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["status"], 400);
+}
