@@ -191,3 +191,13 @@ async fn a_malformed_chunked_body_is_400_invalid_syntax_and_audited_so() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["status"], 400);
 }
+
+#[tokio::test]
+async fn a_wrong_method_on_health_and_metrics_gets_a_scim_405_with_allow() {
+    let h = Harness::start().await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let reply = h.send(Method::POST, path, &[], Some("{}".into())).await;
+        assert_scim_error(&reply, 405, None);
+        assert_eq!(reply.headers["allow"], "GET,HEAD", "{path}");
+    }
+}

@@ -133,6 +133,15 @@ pub fn router_with(
     }
     Ok(router
         .fallback(|| async { ScimError::not_found("no SCIM endpoint at this path") })
+        // /healthz, /readyz, /metrics: axum's own 405 has an empty body
+        // (it still adds `Allow`; connections have their own fallback).
+        .method_not_allowed_fallback(|method: http::Method| async move {
+            ScimError::new(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                None,
+                format!("{method} is not allowed here; this endpoint answers GET"),
+            )
+        })
         .layer(
             // The correlation id is the listener's (`response::correlated`),
             // so its own deadline answer carries one too.
