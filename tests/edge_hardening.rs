@@ -201,3 +201,58 @@ async fn a_wrong_method_on_health_and_metrics_gets_a_scim_405_with_allow() {
         assert_eq!(reply.headers["allow"], "GET,HEAD", "{path}");
     }
 }
+
+/// Log output written through a subscriber set for one test.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
+    type Writer = CapturedLog;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+// A current-thread runtime (the default): the gateway's tasks run on this
+// thread, under the subscriber set here.
+#[tokio::test]
+async fn an_unauthenticated_request_logs_a_bounded_path() {
+    let log = CapturedLog::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let h = Harness::start().await;
+    let long = "a".repeat(14_000);
+    let reply = h
+        .scim_with(Method::GET, &format!("/Users/{long}"), None, None, &[])
+        .await;
+    assert_scim_error(&reply, 401, None);
+    let text = log.text();
+    let line = text
+        .lines()
+        .find(|line| line.contains("request failed") && line.contains("status=401"))
+        .unwrap_or_else(|| panic!("no line for the 401: {text}"));
+    assert!(line.len() < 1024, "{line}");
+    assert!(line.contains("…(+"), "{line}");
+}

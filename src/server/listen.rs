@@ -425,7 +425,7 @@ where
                     Ok(Ok(response)) => response,
                     Ok(Err(infallible)) => match infallible {},
                     Err(_elapsed) => {
-                        tracing::warn!(%peer, %method, path = uri.path(), limit_ms = limit.as_millis() as u64, "request timed out");
+                        tracing::warn!(%peer, %method, path = %super::observe::logged_path(uri.path()), limit_ms = limit.as_millis() as u64, "request timed out");
                         request_timed_out(limit)
                     }
                 }

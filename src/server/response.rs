@@ -123,7 +123,7 @@ where
         "request",
         request_id = %id,
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %super::observe::logged_path(request.uri().path()),
     );
     let mut response = inner(request).instrument(span.clone()).await;
     span.in_scope(|| log_failure(&mut response));
