@@ -256,3 +256,92 @@ async fn an_unauthenticated_request_logs_a_bounded_path() {
     assert!(line.len() < 1024, "{line}");
     assert!(line.contains("…(+"), "{line}");
 }
+
+/// The reference legacy API over HTTPS (scimgate's own listener) with a
+/// certificate for `localhost` from a private CA: (its port, the CA's PEM).
+async fn legacy_behind_a_private_ca(api_key: &str) -> (u16, String, tempfile::TempDir) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use scimgate::server::{listen, tls};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = tls::TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    std::fs::write(&files.cert, leaf.pem()).unwrap();
+    std::fs::write(&files.key, leaf_key.serialize_pem()).unwrap();
+    let legacy = scimgate::legacy::LegacyApi::open(scimgate::legacy::LegacyConfig {
+        api_key: api_key.into(),
+        database: scimgate::legacy::Database::Memory,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(listen::serve(
+        listener,
+        legacy.router(),
+        ListenSettings::default(),
+        Some(std::sync::Arc::new(tls::Tls::load(files).unwrap())),
+        std::future::pending(),
+    ));
+    (port, ca_cert.pem(), dir)
+}
+
+#[tokio::test]
+async fn readiness_probes_the_upstream_with_its_private_ca() {
+    let (port, ca_pem, _dir) = legacy_behind_a_private_ca(common::API_KEY).await;
+    let mut config = common::demo_config(ServerSettings::default()).await;
+    let upstream = &mut config.upstreams[0];
+    let mut mapping = (*upstream.mapping).clone();
+    mapping.base_url = format!("https://localhost:{port}");
+    upstream.mapping = std::sync::Arc::new(mapping);
+    upstream.tls.ca_pem = Some(ca_pem.into_bytes());
+    let root = format!("http://{}", common::serve(server::router(&config).unwrap()).await);
+    // SCIM calls reach it…
+    let listed = reqwest::Client::new()
+        .get(format!("{root}/scim/v2/Users"))
+        .bearer_auth(common::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    // …and so does the readiness probe.
+    let ready = reqwest::get(format!("{root}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready", "{body}");
+}
+
+#[tokio::test]
+async fn a_readiness_probe_storm_reaches_the_upstream_once_per_interval() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&upstream)
+        .await;
+    let mapping = common::people_mapping(
+        "[upstream]\nname = \"probed\"\nbase_url = \"http://placeholder\"\n",
+        "",
+    );
+    let root = common::gateway_for(&mapping, *upstream.address(), &[], "t", |_| {}).await;
+    let mut storm = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        storm.spawn(reqwest::get(format!("{root}/readyz")));
+    }
+    while let Some(ready) = storm.join_next().await {
+        assert_eq!(ready.unwrap().unwrap().status(), 200);
+    }
+    let probes = upstream.received_requests().await.unwrap().len();
+    assert_eq!(probes, 1, "20 concurrent /readyz, one probe");
+}

@@ -84,7 +84,7 @@ pub fn router_with(
         config
             .upstreams
             .iter()
-            .map(|u| (u.name.clone(), u.mapping.base_url.clone()))
+            .filter_map(|u| Some((u.name.clone(), clients.get(&u.name)?.clone())))
             .collect(),
     ));
     // One failure budget per client across every connection (auth_guard).
