@@ -231,27 +231,37 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
     }
 }
 
-// A current-thread runtime (the default): the gateway's tasks run on this
-// thread, under the subscriber set here.
+/// Every log line of this test binary from the first call on: a global
+/// subscriber, since a scoped one misses spans whose callsites other tests'
+/// threads registered first.
+fn captured_log() -> &'static CapturedLog {
+    static LOG: std::sync::OnceLock<CapturedLog> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = CapturedLog::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        log
+    })
+}
+
 #[tokio::test]
 async fn an_unauthenticated_request_logs_a_bounded_path() {
-    let log = CapturedLog::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(log.clone())
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = captured_log();
     let h = Harness::start().await;
     let long = "a".repeat(14_000);
     let reply = h
         .scim_with(Method::GET, &format!("/Users/{long}"), None, None, &[])
         .await;
     assert_scim_error(&reply, 401, None);
+    let id = reply.headers["x-request-id"].to_str().unwrap();
     let text = log.text();
     let line = text
         .lines()
-        .find(|line| line.contains("request failed") && line.contains("status=401"))
+        .find(|line| line.contains(&format!("request_id={id}")) && line.contains("status=401"))
         .unwrap_or_else(|| panic!("no line for the 401: {text}"));
     assert!(line.len() < 1024, "{line}");
     assert!(line.contains("…(+"), "{line}");
