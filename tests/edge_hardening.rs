@@ -355,3 +355,55 @@ async fn a_readiness_probe_storm_reaches_the_upstream_once_per_interval() {
     let probes = upstream.received_requests().await.unwrap().len();
     assert_eq!(probes, 1, "20 concurrent /readyz, one probe");
 }
+
+#[tokio::test]
+async fn a_client_that_writes_its_whole_oversized_body_before_reading_gets_the_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Small socket buffers on both sides, as over a real network: the
+    // client is still writing when the gateway has answered.
+    const BUFFER: u32 = 64 * 1024;
+    let config = common::demo_config(ServerSettings::default()).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(BUFFER).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(server::listen::serve(
+        listener,
+        server::router(&config).unwrap(),
+        ListenSettings::default(),
+        None,
+        std::future::pending(),
+    ));
+
+    let body = vec![b'x'; 2_000_000];
+    let mut request = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n",
+        common::TOKEN,
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let client = tokio::net::TcpSocket::new_v4().unwrap();
+    client.set_send_buffer_size(BUFFER).unwrap();
+    let mut stream = client.connect(address).await.unwrap();
+    // Everything first (as urllib does), then the answer.
+    let exchange = async {
+        stream.write_all(&request).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("no answer")
+        .expect("the connection was reset instead of answered");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let body = raw_body(&answer);
+    assert_eq!(body["status"], "413", "{answer}");
+    assert_eq!(
+        body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+        "{answer}"
+    );
+}

@@ -7,7 +7,9 @@
 //! One task per connection, kept in a `JoinSet` so that shutdown can abort
 //! whatever is left once the drain timeout has passed. A connection with no
 //! request in flight for the idle limit is closed, HTTP/2 as HTTP/1, so an
-//! idle client does not keep its slot under `max_connections`. Nothing that happens
+//! idle client does not keep its slot under `max_connections`; one closed
+//! with a request body unread lingers first, so its client reads the answer
+//! rather than a reset (see `Lingering`). Nothing that happens
 //! on one connection (a failed handshake, a reset, a panicking handler) ends
 //! the loop.
 
@@ -31,7 +33,7 @@ use http::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
@@ -45,6 +47,12 @@ use super::tls::Tls;
 const MIN_HEAD_BUFFER: usize = 8 * 1024;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A connection closed with part of a request body unread lingers: it reads
+/// and discards up to this much more of it, for up to [`LINGER_TIME`], before
+/// it closes (see [`Lingering`]). A few times the default body limit: a
+/// client that sends a body over the limit rarely sends one far over it.
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
 /// Deadlines are added to `Instant`s, which panics on overflow: a configured
 /// "forever" (`Duration::MAX`) becomes a year.
 const LONGEST_DEADLINE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -330,13 +338,16 @@ impl Connection {
         } = self;
         let first_request = Arc::new(AtomicBool::new(false));
         let activity = Arc::new(Activity::default());
+        let unread_body = Arc::new(AtomicBool::new(false));
         let service = TowerToHyperService::new(RouterService {
             routes,
             peer,
             request_timeout,
             first_request: first_request.clone(),
             activity: activity.clone(),
+            unread_body: unread_body.clone(),
         });
+        let io = Lingering::new(io, unread_body);
         let connection = builder.serve_connection(TokioIo::new(io), service);
         let mut connection = pin!(connection);
         // Until the first request, `deadline` bounds the wait: hyper's header
@@ -392,11 +403,14 @@ struct RouterService {
     request_timeout: Duration,
     first_request: Arc<AtomicBool>,
     activity: Arc<Activity>,
+    /// Set when an HTTP/1 request's body was left unread (a refusal before
+    /// it, a 413): the connection then lingers as it closes.
+    unread_body: Arc<AtomicBool>,
 }
 
 impl<B> Service<Request<B>> for RouterService
 where
-    B: HttpBody<Data = Bytes> + Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
 {
     type Response = Response<Body>;
@@ -418,7 +432,14 @@ where
         let limit = self.request_timeout;
         let peer = self.peer;
         let mut router = Router::clone(&self.routes.0.load());
-        let request = request.map(Body::new);
+        let request = if request.version() <= http::Version::HTTP_11 {
+            let unread_body = self.unread_body.clone();
+            request.map(|body| Body::new(ReadToEnd::new(body, unread_body)))
+        } else {
+            // HTTP/2 refuses a body per stream (RST_STREAM), never by
+            // closing the connection under it.
+            request.map(Body::new)
+        };
         Box::pin(async move {
             let response = super::response::correlated(request, async move |request| {
                 match tokio::time::timeout(limit, router.call(request)).await {
@@ -434,6 +455,156 @@ where
             drop(in_flight);
             Ok(response)
         })
+    }
+}
+
+/// A request body that reports, when dropped before its end, that the
+/// connection has unread body bytes.
+struct ReadToEnd<B> {
+    inner: B,
+    ended: bool,
+    unread_body: Arc<AtomicBool>,
+}
+
+impl<B: HttpBody> ReadToEnd<B> {
+    fn new(inner: B, unread_body: Arc<AtomicBool>) -> Self {
+        let ended = inner.is_end_stream();
+        ReadToEnd {
+            inner,
+            ended,
+            unread_body,
+        }
+    }
+}
+
+impl<B> HttpBody for ReadToEnd<B>
+where
+    B: HttpBody + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => self.ended = true,
+            // A broken body is the client's to resend, not ours to drain.
+            Poll::Ready(Some(Err(_))) => self.ended = true,
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for ReadToEnd<B> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.unread_body.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The connection's socket, closed the way nginx's lingering close does:
+/// when a response leaves part of a request body unread (a 413, a refusal
+/// before the body), closing at once would make the kernel answer the
+/// client's further bytes with a reset — and a client that writes its
+/// whole body before it reads (urllib, many .NET and Java clients) would
+/// see the reset instead of the answer. So shutdown sends FIN, then reads
+/// and discards up to [`LINGER_BYTES`] for up to [`LINGER_TIME`], or until
+/// the client closes its side.
+struct Lingering<I> {
+    inner: I,
+    unread_body: Arc<AtomicBool>,
+    written_shut: bool,
+    drained: usize,
+    until: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> Lingering<I> {
+    fn new(inner: I, unread_body: Arc<AtomicBool>) -> Self {
+        Lingering {
+            inner,
+            unread_body,
+            written_shut: false,
+            drained: 0,
+            until: None,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Lingering<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.written_shut {
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.written_shut = true;
+        }
+        if !this.unread_body.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        let until = this
+            .until
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER_TIME)));
+        let mut scratch = [0u8; 8 * 1024];
+        while this.drained < LINGER_BYTES {
+            if until.as_mut().poll(cx).is_ready() {
+                break;
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                // EOF: the client has closed its side too.
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => break,
+                Poll::Ready(Ok(())) => this.drained += buf.filled().len(),
+                Poll::Ready(Err(_)) => break,
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -833,6 +1004,7 @@ mod tests {
             request_timeout: Duration::from_secs(60),
             first_request: Arc::new(AtomicBool::new(false)),
             activity: Arc::default(),
+            unread_body: Arc::default(),
         };
         let request = Request::get("/sleep").body(Body::empty()).unwrap();
         let response = service.clone().oneshot(request).await.unwrap();
