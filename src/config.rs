@@ -32,6 +32,11 @@ struct ConfigFile {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+    /// A second, plain-HTTP listener for `/healthz`, `/readyz` and
+    /// `/metrics` (e.g. on an internal interface); with it, the main
+    /// listener no longer serves `/readyz` and `/metrics`. Without it, all
+    /// three are served on `listen`. Changing it needs a restart.
+    pub admin_listen: Option<SocketAddr>,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
     /// Most upstream records a filter the upstream cannot answer may scan
@@ -74,6 +79,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
             max_body_bytes: 1024 * 1024,
             scan_cap: 10_000,
             max_results: 200,
@@ -454,6 +460,12 @@ fn compile(
             "[server] header_read_timeout_ms and request_timeout_ms must be above 0",
         ));
     }
+    if file.server.admin_listen == Some(file.server.listen) {
+        report.push(source.error_at(
+            key_span(source, "admin_listen"),
+            "admin_listen must be another address than listen (or left out to serve /readyz and /metrics on listen)",
+        ));
+    }
     let dialects = match &file.server.dialects_dir {
         Some(dir) => crate::dialect::load_dir(&base_dir.join(dir), report),
         None => crate::dialect::embedded(),
@@ -663,6 +675,23 @@ fn upstream_tls(
 const RATE_EXPECTED: &str =
     "rate_limit must be a count per unit, e.g. \"20/s\", \"600/min\" or \"5000/h\"";
 
+/// Where `key = …` is written, for checks made after deserialising (the
+/// key's first assignment at the start of a line; whole file if none).
+fn key_span(source: &SourceFile, key: &str) -> Option<std::ops::Range<usize>> {
+    let mut offset = 0;
+    for line in source.text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            let start = offset + (line.len() - trimmed.len());
+            return Some(start..start + key.len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// An upstream whose mapping failed is already reported; don't pile on.
 fn file_mentions_upstream(source: &SourceFile, name: &str) -> bool {
     source.text.contains(&format!("[upstreams.{name}]"))
@@ -812,6 +841,29 @@ dialect = "azure"
         let message = report.diagnostics[0].to_string();
         assert!(message.starts_with("gateway.toml:3:1: error:"), "{message}");
         assert!(message.contains("max_body_bytes"), "{message}");
+    }
+
+    #[test]
+    fn admin_listen_is_read_and_must_differ_from_listen() {
+        let (config, report) = compile_text(
+            "[server]\nlisten = \"127.0.0.1:8080\"\nadmin_listen = \"127.0.0.1:9100\"\n",
+        );
+        assert!(!report.has_errors(), "{report}");
+        assert_eq!(
+            config.unwrap().server.admin_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+        );
+        let (_, report) = compile_text(
+            "[server]\nlisten = \"127.0.0.1:8080\"\n  admin_listen = \"127.0.0.1:8080\"\n",
+        );
+        let message = report.diagnostics[0].to_string();
+        assert!(
+            message.starts_with("gateway.toml:3:3: error: admin_listen must be another address"),
+            "{message}"
+        );
+        let (_, report) = compile_text("[server]\nadmin_listen = \"not an address\"\n");
+        let message = report.diagnostics[0].to_string();
+        assert!(message.starts_with("gateway.toml:2:16: error:"), "{message}");
     }
 
     #[test]

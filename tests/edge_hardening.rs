@@ -407,3 +407,121 @@ async fn a_client_that_writes_its_whole_oversized_body_before_reading_gets_the_4
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn with_admin_listen_readiness_and_metrics_move_to_the_admin_listener() {
+    let mut config = common::demo_config(ServerSettings::default()).await;
+    // Only its presence matters here; the test binds its own ports.
+    config.server.admin_listen = Some("127.0.0.1:9".parse().unwrap());
+    let main = format!("http://{}", common::serve(server::router(&config).unwrap()).await);
+    let admin = format!(
+        "http://{}",
+        common::serve(server::admin_router(&config).unwrap()).await
+    );
+    let get = |url: String| async move { reqwest::get(url).await.unwrap() };
+    assert_eq!(get(format!("{admin}/healthz")).await.status(), 200);
+    assert_eq!(get(format!("{admin}/readyz")).await.status(), 200);
+    let metrics = get(format!("{admin}/metrics")).await;
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    // The SCIM listener keeps liveness and SCIM, not readiness or metrics.
+    assert_eq!(get(format!("{main}/healthz")).await.status(), 200);
+    for path in ["/readyz", "/metrics"] {
+        let reply = get(format!("{main}{path}")).await;
+        assert_eq!(reply.status(), 404, "{path}");
+    }
+    // Nor does the admin listener serve SCIM.
+    let scim = reqwest::Client::new()
+        .get(format!("{admin}/scim/v2/Users"))
+        .bearer_auth(common::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scim.status(), 404);
+    let listed = reqwest::Client::new()
+        .get(format!("{main}/scim/v2/Users"))
+        .bearer_auth(common::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+}
+
+#[tokio::test]
+async fn without_admin_listen_the_main_listener_serves_health_readiness_and_metrics() {
+    let h = Harness::start().await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let reply = reqwest::get(format!("{}{path}", h.root)).await.unwrap();
+        assert_eq!(reply.status(), 200, "{path}");
+    }
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn scimgate_serve_opens_the_admin_listener_from_the_config() {
+    let upstream = scimgate::demo::start_legacy(scimgate::legacy::Database::Memory, common::API_KEY)
+        .await
+        .unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("legacy.toml");
+    std::fs::write(&mapping, scimgate::demo::LEGACY_MAPPING).unwrap();
+    let config = dir.path().join("scimgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin_port}"
+
+[upstreams.legacy]
+mapping = "legacy.toml"
+base_url = "http://{upstream}"
+secrets.api_key = {{ value = "{}" }}
+
+[connections.acme]
+base_path = "/scim/v2"
+upstream = "legacy"
+token_sha256 = "{}"
+approved_domains = ["example.com"]
+"#,
+            common::API_KEY,
+            hex::encode(server::hash_token(common::TOKEN)),
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = None;
+    for _ in 0..100 {
+        if let Ok(reply) = reqwest::get(format!("http://127.0.0.1:{admin_port}/readyz")).await {
+            ready = Some(reply.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let main = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ready, Some(reqwest::StatusCode::OK));
+    assert_eq!(main.unwrap().status(), 404);
+}

@@ -89,10 +89,12 @@ pub fn router_with(
     ));
     // One failure budget per client across every connection (auth_guard).
     let auth_guard = Arc::new(auth_guard::AuthGuard::default());
-    let mut router = Router::new()
-        .route("/healthz", get(health::alive))
-        .route("/readyz", get(health::ready).with_state(upstreams))
-        .route("/metrics", get(observe::render));
+    let mut router = match config.server.admin_listen {
+        None => admin_routes(upstreams),
+        // Readiness and metrics move to the admin listener; liveness stays
+        // here too, for a load balancer's checks of this listener.
+        Some(_) => Router::new().route("/healthz", get(health::alive)),
+    };
     for connection in &config.connections {
         let client = clients.get(&connection.upstream).cloned().ok_or_else(|| {
             ServerError::UnknownUpstream {
@@ -131,7 +133,36 @@ pub fn router_with(
             connection_routes(app).layer(middleware::from_fn_with_state(gate, gate::guard));
         router = router.nest(&connection.base_path, routes);
     }
-    Ok(router
+    Ok(answering_in_scim(router, config.server.max_body_bytes))
+}
+
+/// The admin listener's router (`admin_listen`): `/healthz`, `/readyz` and
+/// `/metrics` only, with upstream clients of its own for the probes.
+pub fn admin_router(config: &GatewayConfig) -> Result<Router, ServerError> {
+    let mut targets = Vec::new();
+    for upstream in &config.upstreams {
+        let client = UpstreamClient::new(upstream).map_err(|source| ServerError::Upstream {
+            name: upstream.name.clone(),
+            source,
+        })?;
+        targets.push((upstream.name.clone(), client));
+    }
+    observe::handle();
+    let routes = admin_routes(Arc::new(health::Upstreams::new(targets)));
+    Ok(answering_in_scim(routes, config.server.max_body_bytes))
+}
+
+fn admin_routes(upstreams: Arc<health::Upstreams>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::alive))
+        .route("/readyz", get(health::ready).with_state(upstreams))
+        .route("/metrics", get(observe::render))
+}
+
+/// What every listener's router answers outside its routes, in SCIM: 404,
+/// 405 (axum's own have empty bodies), a handler's panic as 500.
+fn answering_in_scim(router: Router, max_body_bytes: usize) -> Router {
+    router
         .fallback(|| async { ScimError::not_found("no SCIM endpoint at this path") })
         // /healthz, /readyz, /metrics: axum's own 405 has an empty body
         // (it still adds `Allow`; connections have their own fallback).
@@ -150,8 +181,8 @@ pub fn router_with(
                 .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                     response::panic_response,
                 ))
-                .layer(DefaultBodyLimit::max(config.server.max_body_bytes)),
-        ))
+                .layer(DefaultBodyLimit::max(max_body_bytes)),
+        )
 }
 
 fn connection_routes(app: Arc<ConnectionApp>) -> Router {
