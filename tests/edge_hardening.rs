@@ -525,3 +525,124 @@ approved_domains = ["example.com"]
     assert_eq!(ready, Some(reqwest::StatusCode::OK));
     assert_eq!(main.unwrap().status(), 404);
 }
+
+fn location(reply: &common::Reply) -> String {
+    reply.headers["location"].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn public_url_is_the_base_of_every_answered_url_whatever_the_host_says() {
+    let public = "https://scim.example.com/idp/acme";
+    let h = Harness::start_configured(ServerSettings::default(), |config| {
+        config.connections[0].public_url = Some(public.to_string());
+    })
+    .await;
+    let forged = [
+        ("host", "user@evil.example"),
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-host", "evil.example"),
+    ];
+    let created = h
+        .scim_with(
+            Method::POST,
+            "/Users",
+            Some(new_user("pub")),
+            Some(common::TOKEN),
+            &forged,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(location(&created), format!("{public}/Users/{id}"));
+    assert_eq!(created.body["meta"]["location"], format!("{public}/Users/{id}"));
+    let group = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "pub",
+        "members": [{"value": id}],
+    });
+    let group = h
+        .scim_with(Method::POST, "/Groups", Some(group), Some(common::TOKEN), &forged)
+        .await;
+    assert_eq!(group.status, 201, "{}", group.body);
+    assert_eq!(
+        group.body["members"][0]["$ref"],
+        format!("{public}/Users/{id}")
+    );
+    let config = h
+        .scim_with(
+            Method::GET,
+            "/ServiceProviderConfig",
+            None,
+            Some(common::TOKEN),
+            &forged,
+        )
+        .await;
+    assert_eq!(
+        config.body["meta"]["location"],
+        format!("{public}/ServiceProviderConfig")
+    );
+}
+
+#[tokio::test]
+async fn without_public_url_a_host_that_is_not_host_and_port_is_refused() {
+    let h = Harness::start().await;
+    for host in ["user@evil.example", "evil.example/x", "evil.example:99999"] {
+        let reply = h
+            .scim_with(Method::GET, "/Users", None, Some(common::TOKEN), &[("host", host)])
+            .await;
+        assert_scim_error(&reply, 400, None);
+    }
+    let plain = h
+        .scim_with(
+            Method::POST,
+            "/Users",
+            Some(new_user("host")),
+            Some(common::TOKEN),
+            &[("host", "scim.example.com:8443")],
+        )
+        .await;
+    assert_eq!(plain.status, 201, "{}", plain.body);
+    assert!(
+        location(&plain).starts_with("http://scim.example.com:8443/scim/v2/Users/"),
+        "{}",
+        location(&plain)
+    );
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
+    let forwarded = [
+        ("host", "gateway.internal"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "scim.example.com"),
+    ];
+    for (trusted, expected) in [
+        ("127.0.0.1", "https://scim.example.com/scim/v2/Users/"),
+        ("10.0.0.0/8", "http://gateway.internal/scim/v2/Users/"),
+    ] {
+        let settings = ServerSettings {
+            trusted_proxies: vec![trusted.parse().unwrap()],
+            ..ServerSettings::default()
+        };
+        let h = Harness::start_with(settings).await;
+        let created = h
+            .scim_with(
+                Method::POST,
+                "/Users",
+                Some(new_user("fwd")),
+                Some(common::TOKEN),
+                &forwarded,
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        assert!(location(&created).starts_with(expected), "{trusted}: {}", location(&created));
+        assert!(
+            created.body["meta"]["location"]
+                .as_str()
+                .unwrap()
+                .starts_with(expected),
+            "{trusted}: {}",
+            created.body
+        );
+    }
+}

@@ -177,6 +177,7 @@ pub async fn serve(
         };
         let connection = Connection {
             peer,
+            tls: acceptor.is_some(),
             deadline: Instant::now() + settings.header_read_timeout.min(LONGEST_DEADLINE),
             idle_limit: settings.header_read_timeout.min(LONGEST_DEADLINE),
             request_timeout: settings.request_timeout,
@@ -262,6 +263,8 @@ fn report_task(finished: Result<(), JoinError>) {
 /// Everything one connection's task owns.
 struct Connection {
     peer: SocketAddr,
+    /// Served over TLS (the scheme of the URLs it answers with).
+    tls: bool,
     /// The first request head must be complete by then (handshake included).
     deadline: Instant,
     /// With no request in flight this long, the connection is closed.
@@ -328,6 +331,7 @@ impl Connection {
     {
         let Connection {
             peer,
+            tls,
             deadline,
             idle_limit,
             request_timeout,
@@ -342,6 +346,7 @@ impl Connection {
         let service = TowerToHyperService::new(RouterService {
             routes,
             peer,
+            tls,
             request_timeout,
             first_request: first_request.clone(),
             activity: activity.clone(),
@@ -400,6 +405,7 @@ impl Connection {
 struct RouterService {
     routes: Routes,
     peer: SocketAddr,
+    tls: bool,
     request_timeout: Duration,
     first_request: Arc<AtomicBool>,
     activity: Arc<Activity>,
@@ -426,6 +432,9 @@ where
         self.first_request.store(true, Ordering::Relaxed);
         let in_flight = self.activity.start();
         request.extensions_mut().insert(ConnectInfo(self.peer));
+        request
+            .extensions_mut()
+            .insert(super::public_base::Transport { tls: self.tls });
         let method = request.method().clone();
         // Shares the request's bytes; only a timeout reads it.
         let uri = request.uri().clone();
@@ -1001,6 +1010,7 @@ mod tests {
         let service = RouterService {
             routes: app().into(),
             peer: SocketAddr::from(([192, 0, 2, 1], 4711)),
+            tls: false,
             request_timeout: Duration::from_secs(60),
             first_request: Arc::new(AtomicBool::new(false)),
             activity: Arc::default(),

@@ -12,6 +12,7 @@ mod health;
 mod limit;
 pub mod listen;
 mod observe;
+mod public_base;
 mod resources;
 mod response;
 pub mod tls;
@@ -35,6 +36,7 @@ pub use limit::quota;
 pub use resources::ConnectionApp;
 pub use response::SCIM_CONTENT_TYPE;
 
+use public_base::PublicBase;
 use resources::{AppState, RequestDialect};
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +89,8 @@ pub fn router_with(
             .filter_map(|u| Some((u.name.clone(), clients.get(&u.name)?.clone())))
             .collect(),
     ));
+    let trusted_proxies: Arc<[crate::config::ProxyNet]> =
+        Arc::from(config.server.trusted_proxies.as_slice());
     // One failure budget per client across every connection (auth_guard).
     let auth_guard = Arc::new(auth_guard::AuthGuard::default());
     let mut router = match config.server.admin_listen {
@@ -124,6 +128,11 @@ pub fn router_with(
                 log: audit_log.clone(),
                 connection: connection.name.clone(),
                 max_body_bytes: config.server.max_body_bytes,
+            },
+            origin: public_base::Origin {
+                public_url: connection.public_url.as_deref().map(Arc::from),
+                base_path: connection.base_path.clone(),
+                trusted_proxies: trusted_proxies.clone(),
             },
             limiter: connection.rate.map(|rate| {
                 limit::ConnectionLimiter::new(&connection.name, rate, connection.max_wait)
@@ -230,26 +239,26 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
     Router::new()
         .route(
             &search,
-            post(move |s: AppState, h: HeaderMap, b: ScimJson| resources::search(kind, s, h, b)),
+            post(move |s: AppState, p: PublicBase, b: ScimJson| resources::search(kind, s, p, b)),
         )
         .route(
             &collection,
-            get(move |s: AppState, h: HeaderMap, q: ScimQuery| resources::list(kind, s, h, q))
+            get(move |s: AppState, p: PublicBase, q: ScimQuery| resources::list(kind, s, p, q))
                 .post(
                     move |s: AppState,
                           d: RequestDialect,
-                          h: HeaderMap,
+                          p: PublicBase,
                           q: ScimQuery,
                           b: ScimJson| {
-                        resources::create(kind, s, d, h, q, b)
+                        resources::create(kind, s, d, p, q, b)
                     },
                 ),
         )
         .route(
             &item,
             get(
-                move |s: AppState, id: ScimPath, h: HeaderMap, q: ScimQuery| {
-                    resources::get(kind, s, id, h, q)
+                move |s: AppState, id: ScimPath, p: PublicBase, q: ScimQuery| {
+                    resources::get(kind, s, id, p, q)
                 },
             )
             .put(
@@ -257,16 +266,18 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
                       d: RequestDialect,
                       id: ScimPath,
                       h: HeaderMap,
+                      p: PublicBase,
                       q: ScimQuery,
-                      b: ScimJson| { resources::replace(kind, s, d, id, h, q, b) },
+                      b: ScimJson| { resources::replace(kind, s, d, id, h, p, q, b) },
             )
             .patch(
                 move |s: AppState,
                       d: RequestDialect,
                       id: ScimPath,
                       h: HeaderMap,
+                      p: PublicBase,
                       q: ScimQuery,
-                      b: ScimJson| { resources::patch(kind, s, d, id, h, q, b) },
+                      b: ScimJson| { resources::patch(kind, s, d, id, h, p, q, b) },
             )
             .delete(move |s: AppState, id: ScimPath, h: HeaderMap| {
                 resources::delete(kind, s, id, h)
