@@ -646,3 +646,27 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
         );
     }
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_one_clients_failures_do_not_throttle_another() {
+    let h = Harness::start_with(ServerSettings {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..ServerSettings::default()
+    })
+    .await;
+    let from = |client: &'static str| [("x-forwarded-for", client)];
+    for _ in 0..10 {
+        let bad = h
+            .scim_with(Method::GET, "/Users", None, Some("wrong"), &from("192.0.2.1"))
+            .await;
+        assert_scim_error(&bad, 401, None);
+    }
+    let throttled = h
+        .scim_with(Method::GET, "/Users", None, Some("wrong"), &from("192.0.2.1"))
+        .await;
+    assert_scim_error(&throttled, 429, None);
+    let neighbour = h
+        .scim_with(Method::GET, "/Users", None, Some("wrong"), &from("192.0.2.2"))
+        .await;
+    assert_scim_error(&neighbour, 401, None);
+}

@@ -41,6 +41,8 @@ pub fn authorised(header: Option<&str>, expected: &[u8; 32]) -> bool {
 pub struct Gate {
     pub expected: [u8; 32],
     pub guard: Arc<AuthGuard>,
+    /// Whose `X-Forwarded-For` names the client (see `auth_guard`).
+    pub trusted_proxies: Arc<[crate::config::ProxyNet]>,
 }
 
 /// `Ok` for a request with the connection's token; otherwise the refusal.
@@ -54,7 +56,7 @@ pub fn check(gate: &Gate, request: &Request) -> Result<(), ScimError> {
     if authorised(header, &gate.expected) {
         return Ok(());
     }
-    let client = ClientKey::of(request.extensions());
+    let client = ClientKey::of(request.extensions(), request.headers(), &gate.trusted_proxies);
     if let Some(wait) = gate.guard.throttled(client, Instant::now()) {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         return Err(ScimError::new(
@@ -110,6 +112,7 @@ mod tests {
         let gate = Gate {
             expected: hash_token("s3cret"),
             guard: Arc::new(AuthGuard::new(2, std::time::Duration::from_secs(60))),
+            trusted_proxies: Arc::from([]),
         };
         for _ in 0..2 {
             let refused = check(&gate, &request("guess")).unwrap_err();

@@ -21,6 +21,12 @@
 //! charging it — only failures are charged, not every request — and
 //! `governor` offers no such non-consuming check.
 //!
+//! Behind a proxy in `[server] trusted_proxies`, the client is the address
+//! that proxy reports (the last `X-Forwarded-For` entry no trusted proxy
+//! wrote), so one client's failures spend only its own budget; anyone
+//! else's `X-Forwarded-For` is ignored, since it would let a client pick
+//! its budget.
+//!
 //! One guard serves every connection of a router, so rotating base paths
 //! does not multiply an attacker's attempts. A reload builds a new router
 //! and with it a fresh guard; that is at most one extra burst per reload.
@@ -31,7 +37,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
-use http::Extensions;
+use http::{Extensions, HeaderMap};
+
+use crate::config::ProxyNet;
 
 /// Failures a client may make at once before it is throttled.
 pub const FAILURE_BURST: u32 = 10;
@@ -57,13 +65,35 @@ pub enum ClientKey {
 impl ClientKey {
     /// The key for a request: its peer address from `ConnectInfo`, which
     /// `listen::serve` (and axum's `into_make_service_with_connect_info`)
-    /// put in every request. `X-Forwarded-For` is deliberately not trusted:
-    /// any client can write it, and would then pick its own budget.
-    pub fn of(extensions: &Extensions) -> ClientKey {
-        match extensions.get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(peer)) => ClientKey::Ip(prefix(peer.ip())),
-            None => ClientKey::Shared,
+    /// put in every request — or, when that peer is a trusted proxy, the
+    /// client it forwarded for. `X-Forwarded-For` from anyone else is not
+    /// believed: any client can write it, and would then pick its budget.
+    pub fn of(extensions: &Extensions, headers: &HeaderMap, trusted: &[ProxyNet]) -> ClientKey {
+        let Some(ConnectInfo(peer)) = extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return ClientKey::Shared;
+        };
+        let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+        let mut client = peer.ip();
+        if is_trusted(client) {
+            // Walk back from the nearest hop; the first address no trusted
+            // proxy wrote is the client. One that does not parse ends the
+            // walk at the last hop that did.
+            let hops = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect::<Vec<_>>();
+            for hop in hops.iter().rev() {
+                let Ok(ip) = hop.parse::<IpAddr>() else { break };
+                client = ip;
+                if !is_trusted(ip) {
+                    break;
+                }
+            }
         }
+        ClientKey::Ip(prefix(client))
     }
 }
 
@@ -167,6 +197,39 @@ mod tests {
         // One refill later, one more failure is allowed.
         let later = now + Duration::from_secs(6);
         assert_eq!(guard.throttled(client, later), None);
+    }
+
+    fn key_of(peer: [u8; 4], forwarded_for: Option<&str>, trusted: &[&str]) -> ClientKey {
+        let mut extensions = Extensions::new();
+        extensions.insert(ConnectInfo(SocketAddr::from((peer, 4711))));
+        let mut headers = HeaderMap::new();
+        if let Some(value) = forwarded_for {
+            headers.insert("x-forwarded-for", value.parse().unwrap());
+        }
+        let trusted: Vec<ProxyNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        ClientKey::of(&extensions, &headers, &trusted)
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+        let proxy = [10, 0, 0, 1];
+        let trusted = ["10.0.0.0/8"];
+        assert_eq!(
+            key_of(proxy, Some("192.0.2.1"), &trusted),
+            ip("192.0.2.1")
+        );
+        // A forged first entry is skipped: the proxy appended the real one.
+        assert_eq!(
+            key_of(proxy, Some("203.0.113.9, 192.0.2.1, 10.0.0.2"), &trusted),
+            ip("192.0.2.1")
+        );
+        assert_eq!(key_of(proxy, None, &trusted), ip("10.0.0.1"));
+        // From an untrusted peer the header is ignored.
+        assert_eq!(
+            key_of([192, 0, 2, 50], Some("192.0.2.1"), &trusted),
+            ip("192.0.2.50")
+        );
+        assert_eq!(key_of(proxy, Some("192.0.2.1"), &[]), ip("10.0.0.1"));
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub fn router_with(
             auth: auth::Gate {
                 expected: connection.token_sha256,
                 guard: auth_guard.clone(),
+                trusted_proxies: trusted_proxies.clone(),
             },
             audit: audit::AuditState {
                 log: audit_log.clone(),
