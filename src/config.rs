@@ -95,11 +95,15 @@ impl ProxyNet {
         };
         match (self.network, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -112,7 +116,9 @@ impl std::str::FromStr for ProxyNet {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let expected = || {
-            format!("`{text}` is not an address or CIDR block, e.g. \"10.0.0.0/8\" or \"192.0.2.7\"")
+            format!(
+                "`{text}` is not an address or CIDR block, e.g. \"10.0.0.0/8\" or \"192.0.2.7\""
+            )
         };
         let (address, prefix) = match text.trim().split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
@@ -131,8 +137,6 @@ impl std::str::FromStr for ProxyNet {
         Ok(ProxyNet { network, prefix })
     }
 }
-
-
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -967,7 +971,10 @@ dialect = "azure"
         );
         let (_, report) = compile_text("[server]\nadmin_listen = \"not an address\"\n");
         let message = report.diagnostics[0].to_string();
-        assert!(message.starts_with("gateway.toml:2:16: error:"), "{message}");
+        assert!(
+            message.starts_with("gateway.toml:2:16: error:"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -997,10 +1004,12 @@ public_url = "https://scim.example.com/scim/v2/"
             Some("https://scim.example.com/scim/v2")
         );
 
-        let (_, report) = compile_text("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n");
+        let (_, report) =
+            compile_text("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n");
         let message = report.diagnostics[0].to_string();
         assert!(
-            message.starts_with("gateway.toml:2:34: error: `10.0.0.0/33` is not an address or CIDR"),
+            message
+                .starts_with("gateway.toml:2:34: error: `10.0.0.0/33` is not an address or CIDR"),
             "{message}"
         );
         let text = format!(
@@ -1008,10 +1017,9 @@ public_url = "https://scim.example.com/scim/v2/"
         );
         let (_, report) = compile_text(&text);
         assert!(
-            report
-                .diagnostics
-                .iter()
-                .any(|d| d.to_string().starts_with("gateway.toml:5:14: error: public_url must be")),
+            report.diagnostics.iter().any(|d| d
+                .to_string()
+                .starts_with("gateway.toml:5:14: error: public_url must be")),
             "{report}"
         );
     }

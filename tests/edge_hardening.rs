@@ -315,7 +315,10 @@ async fn readiness_probes_the_upstream_with_its_private_ca() {
     mapping.base_url = format!("https://localhost:{port}");
     upstream.mapping = std::sync::Arc::new(mapping);
     upstream.tls.ca_pem = Some(ca_pem.into_bytes());
-    let root = format!("http://{}", common::serve(server::router(&config).unwrap()).await);
+    let root = format!(
+        "http://{}",
+        common::serve(server::router(&config).unwrap()).await
+    );
     // SCIM calls reach it…
     let listed = reqwest::Client::new()
         .get(format!("{root}/scim/v2/Users"))
@@ -413,7 +416,10 @@ async fn with_admin_listen_readiness_and_metrics_move_to_the_admin_listener() {
     let mut config = common::demo_config(ServerSettings::default()).await;
     // Only its presence matters here; the test binds its own ports.
     config.server.admin_listen = Some("127.0.0.1:9".parse().unwrap());
-    let main = format!("http://{}", common::serve(server::router(&config).unwrap()).await);
+    let main = format!(
+        "http://{}",
+        common::serve(server::router(&config).unwrap()).await
+    );
     let admin = format!(
         "http://{}",
         common::serve(server::admin_router(&config).unwrap()).await
@@ -472,9 +478,10 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn scimgate_serve_opens_the_admin_listener_from_the_config() {
-    let upstream = scimgate::demo::start_legacy(scimgate::legacy::Database::Memory, common::API_KEY)
-        .await
-        .unwrap();
+    let upstream =
+        scimgate::demo::start_legacy(scimgate::legacy::Database::Memory, common::API_KEY)
+            .await
+            .unwrap();
     let (port, admin_port) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let mapping = dir.path().join("legacy.toml");
@@ -554,14 +561,23 @@ async fn public_url_is_the_base_of_every_answered_url_whatever_the_host_says() {
     assert_eq!(created.status, 201, "{}", created.body);
     let id = created.body["id"].as_str().unwrap().to_string();
     assert_eq!(location(&created), format!("{public}/Users/{id}"));
-    assert_eq!(created.body["meta"]["location"], format!("{public}/Users/{id}"));
+    assert_eq!(
+        created.body["meta"]["location"],
+        format!("{public}/Users/{id}")
+    );
     let group = serde_json::json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
         "displayName": "pub",
         "members": [{"value": id}],
     });
     let group = h
-        .scim_with(Method::POST, "/Groups", Some(group), Some(common::TOKEN), &forged)
+        .scim_with(
+            Method::POST,
+            "/Groups",
+            Some(group),
+            Some(common::TOKEN),
+            &forged,
+        )
         .await;
     assert_eq!(group.status, 201, "{}", group.body);
     assert_eq!(
@@ -588,7 +604,13 @@ async fn without_public_url_a_host_that_is_not_host_and_port_is_refused() {
     let h = Harness::start().await;
     for host in ["user@evil.example", "evil.example/x", "evil.example:99999"] {
         let reply = h
-            .scim_with(Method::GET, "/Users", None, Some(common::TOKEN), &[("host", host)])
+            .scim_with(
+                Method::GET,
+                "/Users",
+                None,
+                Some(common::TOKEN),
+                &[("host", host)],
+            )
             .await;
         assert_scim_error(&reply, 400, None);
     }
@@ -635,7 +657,11 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
             )
             .await;
         assert_eq!(created.status, 201, "{}", created.body);
-        assert!(location(&created).starts_with(expected), "{trusted}: {}", location(&created));
+        assert!(
+            location(&created).starts_with(expected),
+            "{trusted}: {}",
+            location(&created)
+        );
         assert!(
             created.body["meta"]["location"]
                 .as_str()
@@ -657,16 +683,34 @@ async fn behind_a_trusted_proxy_one_clients_failures_do_not_throttle_another() {
     let from = |client: &'static str| [("x-forwarded-for", client)];
     for _ in 0..10 {
         let bad = h
-            .scim_with(Method::GET, "/Users", None, Some("wrong"), &from("192.0.2.1"))
+            .scim_with(
+                Method::GET,
+                "/Users",
+                None,
+                Some("wrong"),
+                &from("192.0.2.1"),
+            )
             .await;
         assert_scim_error(&bad, 401, None);
     }
     let throttled = h
-        .scim_with(Method::GET, "/Users", None, Some("wrong"), &from("192.0.2.1"))
+        .scim_with(
+            Method::GET,
+            "/Users",
+            None,
+            Some("wrong"),
+            &from("192.0.2.1"),
+        )
         .await;
     assert_scim_error(&throttled, 429, None);
     let neighbour = h
-        .scim_with(Method::GET, "/Users", None, Some("wrong"), &from("192.0.2.2"))
+        .scim_with(
+            Method::GET,
+            "/Users",
+            None,
+            Some("wrong"),
+            &from("192.0.2.2"),
+        )
         .await;
     assert_scim_error(&neighbour, 401, None);
 }

@@ -187,7 +187,10 @@ mod tests {
     #[tokio::test]
     async fn a_body_over_the_limit_is_413_and_a_broken_one_400() {
         let big = to_bytes(Body::from(vec![b'x'; 32]), 8).await.unwrap_err();
-        assert_eq!(unreadable_body(&big).status, http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            unreadable_body(&big).status,
+            http::StatusCode::PAYLOAD_TOO_LARGE
+        );
         // What a body read fails with when hyper meets a broken chunk.
         let broken = axum::Error::new(std::io::Error::other("invalid chunk size line"));
         let refusal = unreadable_body(&broken);

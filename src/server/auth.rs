@@ -56,7 +56,11 @@ pub fn check(gate: &Gate, request: &Request) -> Result<(), ScimError> {
     if authorised(header, &gate.expected) {
         return Ok(());
     }
-    let client = ClientKey::of(request.extensions(), request.headers(), &gate.trusted_proxies);
+    let client = ClientKey::of(
+        request.extensions(),
+        request.headers(),
+        &gate.trusted_proxies,
+    );
     if let Some(wait) = gate.guard.throttled(client, Instant::now()) {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         return Err(ScimError::new(

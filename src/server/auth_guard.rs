@@ -214,10 +214,7 @@ mod tests {
     fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
         let proxy = [10, 0, 0, 1];
         let trusted = ["10.0.0.0/8"];
-        assert_eq!(
-            key_of(proxy, Some("192.0.2.1"), &trusted),
-            ip("192.0.2.1")
-        );
+        assert_eq!(key_of(proxy, Some("192.0.2.1"), &trusted), ip("192.0.2.1"));
         // A forged first entry is skipped: the proxy appended the real one.
         assert_eq!(
             key_of(proxy, Some("203.0.113.9, 192.0.2.1, 10.0.0.2"), &trusted),

@@ -269,7 +269,9 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
                       h: HeaderMap,
                       p: PublicBase,
                       q: ScimQuery,
-                      b: ScimJson| { resources::replace(kind, s, d, id, h, p, q, b) },
+                      b: ScimJson| {
+                    resources::replace(kind, s, d, id, h, p, q, b)
+                },
             )
             .patch(
                 move |s: AppState,

@@ -97,11 +97,7 @@ pub fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
     while !path.is_char_boundary(end) {
         end -= 1;
     }
-    std::borrow::Cow::Owned(format!(
-        "{}…(+{} bytes)",
-        &path[..end],
-        path.len() - end
-    ))
+    std::borrow::Cow::Owned(format!("{}…(+{} bytes)", &path[..end], path.len() - end))
 }
 
 /// The SCIM operation a request is, as a bounded label.

@@ -48,7 +48,9 @@ impl Origin {
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .is_some_and(|ConnectInfo(peer)| {
-                self.trusted_proxies.iter().any(|net| net.contains(peer.ip()))
+                self.trusted_proxies
+                    .iter()
+                    .any(|net| net.contains(peer.ip()))
             });
         let forwarded = |name: &str| trusted.then(|| first_value(headers, name)).flatten();
         let tls = request
@@ -115,7 +117,9 @@ fn valid_host(authority: &str) -> bool {
             && (host.parse::<IpAddr>().is_ok()
                 || host.split('.').all(|label| {
                     (1..=63).contains(&label.len())
-                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 }))
     });
     let port_ok = port.is_none_or(|port| {

@@ -467,10 +467,7 @@ impl UpstreamClient {
         if self.recorder.is_some() {
             return Ok(StatusCode::OK);
         }
-        let mut request = self
-            .http
-            .get(self.base_url.clone())
-            .timeout(PROBE_TIMEOUT);
+        let mut request = self.http.get(self.base_url.clone()).timeout(PROBE_TIMEOUT);
         if let Some((name, value)) = &self.auth {
             request = request.header(name.clone(), value.clone());
         }
