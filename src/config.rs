@@ -32,6 +32,11 @@ struct ConfigFile {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+    /// A second, plain-HTTP listener for `/healthz`, `/readyz` and
+    /// `/metrics` (e.g. on an internal interface); with it, the main
+    /// listener no longer serves `/readyz` and `/metrics`. Without it, all
+    /// three are served on `listen`. Changing it needs a restart.
+    pub admin_listen: Option<SocketAddr>,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
     /// Most upstream records a filter the upstream cannot answer may scan
@@ -61,6 +66,76 @@ pub struct ServerSettings {
     /// Reload when the config, a mapping, a dialect or the certificate file
     /// changes, as SIGHUP does (checked every 2 s).
     pub watch: bool,
+    /// Peers (addresses or CIDRs) whose `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host` are believed; anyone else's are ignored. Filled
+    /// at load from the file's `trusted_proxies`.
+    #[serde(skip)]
+    pub trusted_proxies: Vec<ProxyNet>,
+    /// `trusted_proxies` as the file writes it, each entry with its
+    /// position; `load` parses it into `trusted_proxies` (errors at
+    /// file:line:col) and leaves it empty.
+    #[serde(rename = "trusted_proxies")]
+    pub trusted_proxies_written: Vec<Spanned<String>>,
+}
+
+/// An address or a CIDR block, e.g. `10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyNet {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl ProxyNet {
+    /// Whether `ip` is in this block (an IPv4-mapped IPv6 peer as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V4(_) => ip,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for ProxyNet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let expected = || {
+            format!(
+                "`{text}` is not an address or CIDR block, e.g. \"10.0.0.0/8\" or \"192.0.2.7\""
+            )
+        };
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let network: std::net::IpAddr = address.parse().map_err(|_| expected())?;
+        let longest = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => longest,
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= longest)
+                .ok_or_else(expected)?,
+        };
+        Ok(ProxyNet { network, prefix })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +149,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
             max_body_bytes: 1024 * 1024,
             scan_cap: 10_000,
             max_results: 200,
@@ -86,6 +162,8 @@ impl Default for ServerSettings {
             request_timeout_ms: 60_000,
             drain_timeout_ms: 30_000,
             watch: false,
+            trusted_proxies: Vec::new(),
+            trusted_proxies_written: Vec::new(),
         }
     }
 }
@@ -192,6 +270,10 @@ struct ConnectionSpec {
     /// How long a request over the limit is held before it gets 429 (default:
     /// the dialect's; pacing suits IdPs that punish rejection).
     max_wait_ms: Option<u64>,
+    /// The connection's SCIM base URL as the IdP reaches it, e.g.
+    /// "https://scim.example.com/scim/v2": `Location`, `meta.location` and
+    /// `$ref` are built from it, never from the request's headers.
+    public_url: Option<Spanned<String>>,
 }
 
 /// `count` requests per `per`.
@@ -292,6 +374,9 @@ pub struct Connection {
     pub rate: Option<Rate>,
     /// Overrides the dialect's pacing wait.
     pub max_wait: Option<std::time::Duration>,
+    /// `http(s)://host[:port][/path]`, no trailing `/`: the base of every
+    /// URL the connection answers with. Without it, the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 /// Everything the gateway serves, validated.
@@ -464,6 +549,18 @@ fn compile(
             "[server] header_read_timeout_ms and request_timeout_ms must be above 0",
         ));
     }
+    for written in std::mem::take(&mut file.server.trusted_proxies_written) {
+        match written.get_ref().parse::<ProxyNet>() {
+            Ok(net) => file.server.trusted_proxies.push(net),
+            Err(message) => report.push(source.error_at(Some(written.span()), message)),
+        }
+    }
+    if file.server.admin_listen == Some(file.server.listen) {
+        report.push(source.error_at(
+            key_span(source, "admin_listen"),
+            "admin_listen must be another address than listen (or left out to serve /readyz and /metrics on listen)",
+        ));
+    }
     let dialects = match &file.server.dialects_dir {
         Some(dir) => crate::dialect::load_dir(&base_dir.join(dir), report),
         None => crate::dialect::embedded(),
@@ -555,9 +652,20 @@ fn compile(
             }
             rate
         });
+        let public_url = spec.public_url.as_ref().and_then(|url| {
+            let public_url = valid_public_url(url.get_ref());
+            if public_url.is_none() {
+                report.push(source.error_at(
+                    Some(url.span()),
+                    "public_url must be an http(s) URL without credentials, query or fragment, e.g. \"https://scim.example.com/scim/v2\"",
+                ));
+            }
+            public_url
+        });
         connections.push(Connection {
             name,
             dialect,
+            public_url,
             rate,
             max_wait: spec.max_wait_ms.map(std::time::Duration::from_millis),
             base_path,
@@ -673,9 +781,38 @@ fn upstream_tls(
 const RATE_EXPECTED: &str =
     "rate_limit must be a count per unit, e.g. \"20/s\", \"600/min\" or \"5000/h\"";
 
+/// Where `key = …` is written, for checks made after deserialising (the
+/// key's first assignment at the start of a line; whole file if none).
+fn key_span(source: &SourceFile, key: &str) -> Option<std::ops::Range<usize>> {
+    let mut offset = 0;
+    for line in source.text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            let start = offset + (line.len() - trimmed.len());
+            return Some(start..start + key.len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// An upstream whose mapping failed is already reported; don't pile on.
 fn file_mentions_upstream(source: &SourceFile, name: &str) -> bool {
     source.text.contains(&format!("[upstreams.{name}]"))
+}
+
+/// `url` without its trailing `/`, if it can be the base of answered URLs.
+fn valid_public_url(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let fit = matches!(parsed.scheme(), "http" | "https")
+        && parsed.host_str().is_some()
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && parsed.query().is_none()
+        && parsed.fragment().is_none();
+    fit.then(|| url.trim_end_matches('/').to_string())
 }
 
 fn valid_base_path(path: &str) -> bool {
@@ -822,6 +959,79 @@ dialect = "azure"
         let message = report.diagnostics[0].to_string();
         assert!(message.starts_with("gateway.toml:3:1: error:"), "{message}");
         assert!(message.contains("max_body_bytes"), "{message}");
+    }
+
+    #[test]
+    fn admin_listen_is_read_and_must_differ_from_listen() {
+        let (config, report) = compile_text(
+            "[server]\nlisten = \"127.0.0.1:8080\"\nadmin_listen = \"127.0.0.1:9100\"\n",
+        );
+        assert!(!report.has_errors(), "{report}");
+        assert_eq!(
+            config.unwrap().server.admin_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+        );
+        let (_, report) = compile_text(
+            "[server]\nlisten = \"127.0.0.1:8080\"\n  admin_listen = \"127.0.0.1:8080\"\n",
+        );
+        let message = report.diagnostics[0].to_string();
+        assert!(
+            message.starts_with("gateway.toml:3:3: error: admin_listen must be another address"),
+            "{message}"
+        );
+        let (_, report) = compile_text("[server]\nadmin_listen = \"not an address\"\n");
+        let message = report.diagnostics[0].to_string();
+        assert!(
+            message.starts_with("gateway.toml:2:16: error:"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_and_public_url_are_checked_at_their_position() {
+        let text = format!(
+            r#"[server]
+trusted_proxies = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
+
+[connections.acme]
+base_path = "/scim/v2"
+upstream = "nowhere"
+token_sha256 = "{HASH}"
+public_url = "https://scim.example.com/scim/v2/"
+"#
+        );
+        let (config, _) = compile_text(&text);
+        let config = config.unwrap();
+        let proxies = &config.server.trusted_proxies;
+        assert!(proxies[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(proxies[0].contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!proxies[0].contains("11.0.0.1".parse().unwrap()));
+        assert!(proxies[1].contains("192.0.2.7".parse().unwrap()));
+        assert!(!proxies[1].contains("192.0.2.8".parse().unwrap()));
+        assert!(proxies[2].contains("2001:db8:1::1".parse().unwrap()));
+        assert_eq!(
+            config.connections[0].public_url.as_deref(),
+            Some("https://scim.example.com/scim/v2")
+        );
+
+        let (_, report) =
+            compile_text("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n");
+        let message = report.diagnostics[0].to_string();
+        assert!(
+            message
+                .starts_with("gateway.toml:2:34: error: `10.0.0.0/33` is not an address or CIDR"),
+            "{message}"
+        );
+        let text = format!(
+            "[connections.acme]\nbase_path = \"/scim/v2\"\nupstream = \"x\"\ntoken_sha256 = \"{HASH}\"\npublic_url = \"https://user@scim.example.com\"\n"
+        );
+        let (_, report) = compile_text(&text);
+        assert!(
+            report.diagnostics.iter().any(|d| d
+                .to_string()
+                .starts_with("gateway.toml:5:14: error: public_url must be")),
+            "{report}"
+        );
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub fn config_for(
             dialect: (*dialect).to_string(),
             rate: None,
             max_wait: None,
+            public_url: None,
         })
         .collect();
     Ok(GatewayConfig {

@@ -153,14 +153,38 @@ async fn main() -> anyhow::Result<()> {
                 connections = gateway.connections.len(),
                 "serving"
             );
+            let settings = gateway.server.listen_settings();
+            let admin = match gateway.server.admin_listen {
+                Some(address) => {
+                    let routes = Arc::new(ArcSwap::from_pointee(server::admin_router(&gateway)?));
+                    let listener = TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("cannot listen on {address} (admin_listen)"))?;
+                    tracing::info!(admin_listen = %address, "serving /healthz, /readyz and /metrics");
+                    let admin = server::listen::serve(
+                        listener,
+                        routes.clone(),
+                        settings.clone(),
+                        None,
+                        shutdown_signal(),
+                    );
+                    tokio::spawn(async move {
+                        if let Err(error) = admin.await {
+                            tracing::error!(%error, "the admin listener failed");
+                        }
+                    });
+                    Some(Admin { address, routes })
+                }
+                None => None,
+            };
             let watched = gateway.server.watch.then(|| gateway.source_files());
             tokio::spawn(reload_on_hangup(
                 config,
                 current.clone(),
+                admin,
                 tls.clone(),
                 watched,
             ));
-            let settings = gateway.server.listen_settings();
             server::listen::serve(listener, current, settings, tls, shutdown_signal())
                 .await
                 .context("server failed")
@@ -313,12 +337,19 @@ async fn serve(listener: TcpListener, router: axum::Router) -> anyhow::Result<()
         .context("server failed")
 }
 
+/// The admin listener (`admin_listen`) as a reload sees it.
+struct Admin {
+    address: SocketAddr,
+    routes: Arc<ArcSwap<axum::Router>>,
+}
+
 /// SIGHUP (and, with `watch = true`, a changed file): reload the config,
 /// every mapping and dialect, and the TLS certificate. A bad reload is logged
 /// and the last good state keeps serving.
 async fn reload_on_hangup(
     path: PathBuf,
     current: Arc<ArcSwap<axum::Router>>,
+    admin: Option<Admin>,
     tls: Option<Arc<server::tls::Tls>>,
     watched: Option<Vec<PathBuf>>,
 ) {
@@ -343,13 +374,14 @@ async fn reload_on_hangup(
     }
     drop(trigger);
     while let Some(cause) = reloads.recv().await {
-        reload(&path, &current, tls.as_ref(), cause).await;
+        reload(&path, &current, admin.as_ref(), tls.as_ref(), cause).await;
     }
 }
 
 async fn reload(
     path: &std::path::Path,
     current: &ArcSwap<axum::Router>,
+    admin: Option<&Admin>,
     tls: Option<&Arc<server::tls::Tls>>,
     cause: &str,
 ) {
@@ -357,9 +389,18 @@ async fn reload(
     let owned = path.to_path_buf();
     let loaded = tokio::task::spawn_blocking(move || config::load(&owned)).await;
     match loaded {
-        Ok(Ok((gateway, report))) => match server::router(&gateway) {
-            Ok(router) => {
+        Ok(Ok((gateway, _))) if gateway.server.admin_listen != admin.map(|a| a.address) => {
+            tracing::error!(
+                cause,
+                "reload failed: admin_listen changed, which needs a restart; the previous config keeps serving"
+            )
+        }
+        Ok(Ok((gateway, report))) => match routers(&gateway, admin.is_some()) {
+            Ok((router, admin_router)) => {
                 current.store(Arc::new(router));
+                if let (Some(admin), Some(admin_router)) = (admin, admin_router) {
+                    admin.routes.store(Arc::new(admin_router));
+                }
                 for warning in report.warnings() {
                     tracing::warn!(%warning, "config warning");
                 }
@@ -391,6 +432,17 @@ async fn reload(
             Err(error) => tracing::error!(%error, "TLS reload failed"),
         }
     }
+}
+
+/// The main router and, when there is an admin listener, its router: both
+/// built before either is swapped in, so a reload changes both or neither.
+fn routers(
+    gateway: &config::GatewayConfig,
+    admin: bool,
+) -> Result<(axum::Router, Option<axum::Router>), server::ServerError> {
+    let router = server::router(gateway)?;
+    let admin = admin.then(|| server::admin_router(gateway)).transpose()?;
+    Ok((router, admin))
 }
 
 /// Polls the files' modification times; a change asks for a reload.

@@ -13,6 +13,7 @@ use serde::de::{Deserializer, IgnoredAny};
 
 use super::response::CorrelationId;
 use crate::audit::{AuditLog, Entry, now};
+use crate::scim::error::{ScimError, ScimType};
 
 pub struct AuditState {
     pub log: Arc<AuditLog>,
@@ -54,20 +55,19 @@ where
     };
     // The body is read here and handed on: writes are small and bounded.
     let (parts, body) = request.into_parts();
-    let Ok(sent) = to_bytes(body, state.max_body_bytes).await else {
-        let response = crate::scim::error::ScimError::new(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            "the request body is larger than this gateway accepts",
-        );
-        line.write(
-            state,
-            413,
-            &Quoted::default(),
-            &Quoted::default(),
-            Some(&response.detail),
-        );
-        return axum::response::IntoResponse::into_response(response);
+    let sent = match to_bytes(body, state.max_body_bytes).await {
+        Ok(sent) => sent,
+        Err(error) => {
+            let response = unreadable_body(&error);
+            line.write(
+                state,
+                response.status.as_u16(),
+                &Quoted::default(),
+                &Quoted::default(),
+                Some(&response.detail),
+            );
+            return axum::response::IntoResponse::into_response(response);
+        }
     };
     let response = inner(Request::from_parts(parts, Body::from(sent.clone()))).await;
     let status = response.status().as_u16();
@@ -77,6 +77,27 @@ where
     let detail = answered_fields.detail.as_deref().filter(|_| status >= 400);
     line.write(state, status, &sent_fields, &answered_fields, detail);
     Response::from_parts(parts, Body::from(answered))
+}
+
+/// The refusal of a body that could not be read: 413 only when it was
+/// too large; a malformed one (a broken chunked encoding, a connection
+/// that ended mid-body) is the client's syntax error.
+fn unreadable_body(error: &axum::Error) -> ScimError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return ScimError::new(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                "the request body is larger than this gateway accepts",
+            );
+        }
+        cause = current.source();
+    }
+    ScimError::bad_request(
+        ScimType::InvalidSyntax,
+        "the request body could not be read (malformed, e.g. a broken chunked encoding, or cut short)",
+    )
 }
 
 /// What an audit line quotes from a request or response body. Only these
@@ -162,6 +183,20 @@ impl Line<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413_and_a_broken_one_400() {
+        let big = to_bytes(Body::from(vec![b'x'; 32]), 8).await.unwrap_err();
+        assert_eq!(
+            unreadable_body(&big).status,
+            http::StatusCode::PAYLOAD_TOO_LARGE
+        );
+        // What a body read fails with when hyper meets a broken chunk.
+        let broken = axum::Error::new(std::io::Error::other("invalid chunk size line"));
+        let refusal = unreadable_body(&broken);
+        assert_eq!(refusal.status, http::StatusCode::BAD_REQUEST);
+        assert_eq!(refusal.scim_type, Some(ScimType::InvalidSyntax));
+    }
 
     #[test]
     fn quoted_fields_are_strings_or_nothing() {

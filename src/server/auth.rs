@@ -41,13 +41,26 @@ pub fn authorised(header: Option<&str>, expected: &[u8; 32]) -> bool {
 pub struct Gate {
     pub expected: [u8; 32],
     pub guard: Arc<AuthGuard>,
+    /// Whose `X-Forwarded-For` names the client (see `auth_guard`).
+    pub trusted_proxies: Arc<[crate::config::ProxyNet]>,
 }
 
 /// `Ok` for a request with the connection's token; otherwise the refusal.
 pub fn check(gate: &Gate, request: &Request) -> Result<(), ScimError> {
-    let client = ClientKey::of(request.extensions());
-    // Throttled clients are refused before the token is compared, so a
-    // throttled guess is not even evaluated (see `auth_guard`).
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    // The token first, always: a valid one is never refused by the failure
+    // throttle, whoever else shares its address (see `auth_guard`).
+    if authorised(header, &gate.expected) {
+        return Ok(());
+    }
+    let client = ClientKey::of(
+        request.extensions(),
+        request.headers(),
+        &gate.trusted_proxies,
+    );
     if let Some(wait) = gate.guard.throttled(client, Instant::now()) {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         return Err(ScimError::new(
@@ -59,18 +72,10 @@ pub fn check(gate: &Gate, request: &Request) -> Result<(), ScimError> {
         )
         .with_retry_after(seconds));
     }
-    let header = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if authorised(header, &gate.expected) {
-        Ok(())
-    } else {
-        gate.guard.charge(client, Instant::now());
-        Err(ScimError::unauthorized(
-            "a valid bearer token for this connection is required (Authorization: Bearer <token>)",
-        ))
-    }
+    gate.guard.charge(client, Instant::now());
+    Err(ScimError::unauthorized(
+        "a valid bearer token for this connection is required (Authorization: Bearer <token>)",
+    ))
 }
 
 #[cfg(test)]
@@ -92,6 +97,37 @@ mod tests {
         assert!(!authorised(Some("Basic s3cret"), &hash));
         assert!(!authorised(Some("Bearer"), &hash));
         assert!(!authorised(Some(""), &hash));
+    }
+
+    fn request(token: &str) -> Request {
+        let mut request = Request::builder()
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let peer = std::net::SocketAddr::from(([192, 0, 2, 7], 4711));
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        request
+    }
+
+    #[test]
+    fn valid_token_is_never_refused_by_the_failure_throttle() {
+        let gate = Gate {
+            expected: hash_token("s3cret"),
+            guard: Arc::new(AuthGuard::new(2, std::time::Duration::from_secs(60))),
+            trusted_proxies: Arc::from([]),
+        };
+        for _ in 0..2 {
+            let refused = check(&gate, &request("guess")).unwrap_err();
+            assert_eq!(refused.status, http::StatusCode::UNAUTHORIZED);
+        }
+        let throttled = check(&gate, &request("guess")).unwrap_err();
+        assert_eq!(throttled.status, http::StatusCode::TOO_MANY_REQUESTS);
+        // Same address, budget spent: the right token still gets in.
+        assert!(check(&gate, &request("s3cret")).is_ok());
+        let throttled = check(&gate, &request("guess")).unwrap_err();
+        assert_eq!(throttled.status, http::StatusCode::TOO_MANY_REQUESTS);
     }
 
     #[test]

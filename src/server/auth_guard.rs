@@ -1,20 +1,31 @@
-//! Throttles repeated authentication failures per client, so a bearer token
-//! cannot be guessed at line rate.
+//! Throttles repeated authentication failures per client, to bound what
+//! bad requests cost (a refusal, a log line each), not to stop guessing: a
+//! bearer token is 256 random bits, and no request rate makes a right guess
+//! a realistic threat.
 //!
 //! Each client (its peer address, see [`ClientKey`]) has a failure budget: a
 //! burst of [`FAILURE_BURST`] failures, refilled at one failure per
-//! [`FAILURE_REFILL`] (≈10 a minute). While the budget is spent the client is
-//! answered 429 before its token is looked at: a throttled guess learns
-//! nothing, whether it was right or wrong. This means a *valid* token sent
-//! from a throttled address is refused too, until the budget refills — the
-//! alternative (checking the token first and letting right ones through)
-//! would keep answering guesses and so defeat the throttle.
+//! [`FAILURE_REFILL`] (≈10 a minute). While the budget is spent the client's
+//! *wrong* tokens are answered 429 instead of 401. A *valid* token is checked
+//! first, always, in constant time, and is never refused by this throttle:
+//! behind a shared ingress every IdP has the same peer address, and a
+//! budget that refused valid tokens let anyone's bad requests lock out every
+//! IdP. A throttled guesser learns no more than an unthrottled one (a wrong
+//! guess gets 429 rather than 401, a right one gets in either way), and it
+//! learns nothing it could use: the budget bounds the cost of its requests,
+//! the token's entropy bounds its chances.
 //!
 //! The budget is one GCRA cell per client ("all failures charged so far have
 //! drained by `drained_at`"). It is hand-rolled rather than `governor`
 //! because the gate has to *ask* whether a client is throttled without
 //! charging it — only failures are charged, not every request — and
 //! `governor` offers no such non-consuming check.
+//!
+//! Behind a proxy in `[server] trusted_proxies`, the client is the address
+//! that proxy reports (the last `X-Forwarded-For` entry no trusted proxy
+//! wrote), so one client's failures spend only its own budget; anyone
+//! else's `X-Forwarded-For` is ignored, since it would let a client pick
+//! its budget.
 //!
 //! One guard serves every connection of a router, so rotating base paths
 //! does not multiply an attacker's attempts. A reload builds a new router
@@ -26,7 +37,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
-use http::Extensions;
+use http::{Extensions, HeaderMap};
+
+use crate::config::ProxyNet;
 
 /// Failures a client may make at once before it is throttled.
 pub const FAILURE_BURST: u32 = 10;
@@ -52,13 +65,35 @@ pub enum ClientKey {
 impl ClientKey {
     /// The key for a request: its peer address from `ConnectInfo`, which
     /// `listen::serve` (and axum's `into_make_service_with_connect_info`)
-    /// put in every request. `X-Forwarded-For` is deliberately not trusted:
-    /// any client can write it, and would then pick its own budget.
-    pub fn of(extensions: &Extensions) -> ClientKey {
-        match extensions.get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(peer)) => ClientKey::Ip(prefix(peer.ip())),
-            None => ClientKey::Shared,
+    /// put in every request — or, when that peer is a trusted proxy, the
+    /// client it forwarded for. `X-Forwarded-For` from anyone else is not
+    /// believed: any client can write it, and would then pick its budget.
+    pub fn of(extensions: &Extensions, headers: &HeaderMap, trusted: &[ProxyNet]) -> ClientKey {
+        let Some(ConnectInfo(peer)) = extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return ClientKey::Shared;
+        };
+        let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+        let mut client = peer.ip();
+        if is_trusted(client) {
+            // Walk back from the nearest hop; the first address no trusted
+            // proxy wrote is the client. One that does not parse ends the
+            // walk at the last hop that did.
+            let hops = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect::<Vec<_>>();
+            for hop in hops.iter().rev() {
+                let Ok(ip) = hop.parse::<IpAddr>() else { break };
+                client = ip;
+                if !is_trusted(ip) {
+                    break;
+                }
+            }
         }
+        ClientKey::Ip(prefix(client))
     }
 }
 
@@ -162,6 +197,36 @@ mod tests {
         // One refill later, one more failure is allowed.
         let later = now + Duration::from_secs(6);
         assert_eq!(guard.throttled(client, later), None);
+    }
+
+    fn key_of(peer: [u8; 4], forwarded_for: Option<&str>, trusted: &[&str]) -> ClientKey {
+        let mut extensions = Extensions::new();
+        extensions.insert(ConnectInfo(SocketAddr::from((peer, 4711))));
+        let mut headers = HeaderMap::new();
+        if let Some(value) = forwarded_for {
+            headers.insert("x-forwarded-for", value.parse().unwrap());
+        }
+        let trusted: Vec<ProxyNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        ClientKey::of(&extensions, &headers, &trusted)
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+        let proxy = [10, 0, 0, 1];
+        let trusted = ["10.0.0.0/8"];
+        assert_eq!(key_of(proxy, Some("192.0.2.1"), &trusted), ip("192.0.2.1"));
+        // A forged first entry is skipped: the proxy appended the real one.
+        assert_eq!(
+            key_of(proxy, Some("203.0.113.9, 192.0.2.1, 10.0.0.2"), &trusted),
+            ip("192.0.2.1")
+        );
+        assert_eq!(key_of(proxy, None, &trusted), ip("10.0.0.1"));
+        // From an untrusted peer the header is ignored.
+        assert_eq!(
+            key_of([192, 0, 2, 50], Some("192.0.2.1"), &trusted),
+            ip("192.0.2.50")
+        );
+        assert_eq!(key_of(proxy, Some("192.0.2.1"), &[]), ip("10.0.0.1"));
     }
 
     #[test]

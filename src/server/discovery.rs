@@ -3,17 +3,20 @@
 //! connection supports.
 
 use axum::extract::State;
-use http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::extract::ScimPath;
-use super::resources::{AppState, base_url};
+use super::public_base::PublicBase;
+use super::resources::AppState;
 use super::response::ScimResponse;
 use crate::provision::Kind;
 use crate::scim::error::ScimError;
 use crate::scim::schema::{self, LIST_RESPONSE, SchemaDef};
 
-pub async fn service_provider_config(State(app): AppState, headers: HeaderMap) -> ScimResponse {
+pub async fn service_provider_config(
+    State(app): AppState,
+    PublicBase(base): PublicBase,
+) -> ScimResponse {
     let limits = app.provisioner.limits();
     ScimResponse::ok(json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
@@ -32,7 +35,7 @@ pub async fn service_provider_config(State(app): AppState, headers: HeaderMap) -
         }],
         "meta": {
             "resourceType": "ServiceProviderConfig",
-            "location": format!("{}/ServiceProviderConfig", base_url(&app, &headers)),
+            "location": format!("{base}/ServiceProviderConfig"),
         }
     }))
 }
@@ -159,8 +162,7 @@ fn list_response(resources: Vec<Value>) -> ScimResponse {
     }))
 }
 
-pub async fn resource_types(app: AppState, headers: HeaderMap) -> ScimResponse {
-    let base = base_url(&app, &headers);
+pub async fn resource_types(app: AppState, PublicBase(base): PublicBase) -> ScimResponse {
     list_response(
         kinds(&app)
             .into_iter()
@@ -172,9 +174,8 @@ pub async fn resource_types(app: AppState, headers: HeaderMap) -> ScimResponse {
 pub async fn resource_type_by_name(
     app: AppState,
     ScimPath(name): ScimPath,
-    headers: HeaderMap,
+    PublicBase(base): PublicBase,
 ) -> Result<ScimResponse, ScimError> {
-    let base = base_url(&app, &headers);
     kinds(&app)
         .into_iter()
         .find(|k| k.resource_type().eq_ignore_ascii_case(&name))
@@ -201,17 +202,15 @@ fn schemas_of(app: &AppState, base: &str) -> Vec<Value> {
         .collect()
 }
 
-pub async fn schemas(app: AppState, headers: HeaderMap) -> ScimResponse {
-    let base = base_url(&app, &headers);
+pub async fn schemas(app: AppState, PublicBase(base): PublicBase) -> ScimResponse {
     list_response(schemas_of(&app, &base))
 }
 
 pub async fn schema_by_id(
     app: AppState,
     ScimPath(id): ScimPath,
-    headers: HeaderMap,
+    PublicBase(base): PublicBase,
 ) -> Result<ScimResponse, ScimError> {
-    let base = base_url(&app, &headers);
     schemas_of(&app, &base)
         .into_iter()
         .find(|s| {

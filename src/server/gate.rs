@@ -12,13 +12,14 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::resources::ConnectionApp;
-use super::{audit, auth, dialect, limit, observe};
+use super::{audit, auth, dialect, limit, observe, public_base};
 
 pub struct ConnectionGate {
     pub name: Arc<str>,
     pub app: Arc<ConnectionApp>,
     pub auth: auth::Gate,
     pub audit: audit::AuditState,
+    pub origin: public_base::Origin,
     pub limiter: Option<limit::ConnectionLimiter>,
 }
 
@@ -43,6 +44,12 @@ pub async fn guard(
         operation,
     );
     let mut response = async {
+        // Before auth: a Host that cannot be reflected is refused as
+        // malformed whoever sends it.
+        match gate.origin.of(&request) {
+            Ok(base) => request.extensions_mut().insert(base),
+            Err(refusal) => return refusal.into_response(),
+        };
         if let Err(refusal) = auth::check(&gate.auth, &request) {
             return refusal.into_response();
         }

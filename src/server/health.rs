@@ -2,6 +2,11 @@
 //! `/readyz` is ready when the config and mappings are loaded (they are, or
 //! this router would not exist) and every upstream answers HTTP at all; it
 //! names upstreams, never their URLs or credentials.
+//!
+//! Each upstream is probed with its own client, so a private CA or a client
+//! certificate counts for readiness as it does for SCIM calls. The result is
+//! kept for [`PROBE_CACHE`]: a storm of `/readyz` (every replica's probe,
+//! every load balancer) reaches each upstream at most once per interval.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,21 +16,65 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::{Map, Value, json};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::upstream::UpstreamClient;
+
+/// How long one round of probes answers `/readyz`.
+pub const PROBE_CACHE: Duration = Duration::from_secs(1);
 
 pub struct Upstreams {
-    /// (name, base URL)
-    pub targets: Vec<(String, String)>,
-    pub http: reqwest::Client,
+    /// (name, the client SCIM calls use)
+    targets: Vec<(String, UpstreamClient)>,
+    /// The last answer and when it was probed. Held across a probe, so
+    /// concurrent `/readyz` wait for one round instead of each making one.
+    last: Mutex<Option<(Instant, Readiness)>>,
+}
+
+#[derive(Clone)]
+struct Readiness {
+    ready: bool,
+    upstreams: Map<String, Value>,
 }
 
 impl Upstreams {
-    pub fn new(targets: Vec<(String, String)>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        Upstreams { targets, http }
+    pub fn new(targets: Vec<(String, UpstreamClient)>) -> Self {
+        Upstreams {
+            targets,
+            last: Mutex::new(None),
+        }
+    }
+
+    async fn readiness(&self) -> Readiness {
+        let mut last = self.last.lock().await;
+        if let Some((probed, readiness)) = last.as_ref()
+            && probed.elapsed() < PROBE_CACHE
+        {
+            return readiness.clone();
+        }
+        let mut probes = tokio::task::JoinSet::new();
+        for (name, client) in self.targets.iter().cloned() {
+            // Any HTTP answer, even 401 or 404, proves the upstream is reachable.
+            probes.spawn(async move { (name, client.probe().await.is_ok()) });
+        }
+        let mut readiness = Readiness {
+            ready: true,
+            upstreams: Map::new(),
+        };
+        while let Some(Ok((name, reachable))) = probes.join_next().await {
+            readiness.ready &= reachable;
+            readiness.upstreams.insert(
+                name,
+                Value::from(if reachable {
+                    "reachable"
+                } else {
+                    "unreachable"
+                }),
+            );
+        }
+        *last = Some((Instant::now(), readiness.clone()));
+        readiness
     }
 }
 
@@ -34,30 +83,12 @@ pub async fn alive() -> Json<Value> {
 }
 
 pub async fn ready(State(upstreams): State<Arc<Upstreams>>) -> Response {
-    let mut probes = tokio::task::JoinSet::new();
-    for (name, url) in upstreams.targets.iter().cloned() {
-        let http = upstreams.http.clone();
-        // Any HTTP answer, even 401 or 404, proves the upstream is reachable.
-        probes.spawn(async move { (name, http.get(url).send().await.is_ok()) });
-    }
-    let mut states = Map::new();
-    let mut all = true;
-    while let Some(Ok((name, reachable))) = probes.join_next().await {
-        all &= reachable;
-        states.insert(
-            name,
-            Value::from(if reachable {
-                "reachable"
-            } else {
-                "unreachable"
-            }),
-        );
-    }
-    let status = if all {
+    let Readiness { ready, upstreams } = upstreams.readiness().await;
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"status": if all { "ready" } else { "not ready" }, "upstreams": states});
+    let body = json!({"status": if ready { "ready" } else { "not ready" }, "upstreams": upstreams});
     (status, Json(body)).into_response()
 }

@@ -5,7 +5,11 @@
 //! that gives up after a while.
 //!
 //! One task per connection, kept in a `JoinSet` so that shutdown can abort
-//! whatever is left once the drain timeout has passed. Nothing that happens
+//! whatever is left once the drain timeout has passed. A connection with no
+//! request in flight for the idle limit is closed, HTTP/2 as HTTP/1, so an
+//! idle client does not keep its slot under `max_connections`; one closed
+//! with a request body unread lingers first, so its client reads the answer
+//! rather than a reset (see `Lingering`). Nothing that happens
 //! on one connection (a failed handshake, a reset, a panicking handler) ends
 //! the loop.
 
@@ -15,7 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,11 +32,10 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -44,6 +47,12 @@ use super::tls::Tls;
 const MIN_HEAD_BUFFER: usize = 8 * 1024;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A connection closed with part of a request body unread lingers: it reads
+/// and discards up to this much more of it, for up to [`LINGER_TIME`], before
+/// it closes (see [`Lingering`]). A few times the default body limit: a
+/// client that sends a body over the limit rarely sends one far over it.
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
 /// Deadlines are added to `Instant`s, which panics on overflow: a configured
 /// "forever" (`Duration::MAX`) becomes a year.
 const LONGEST_DEADLINE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -56,7 +65,9 @@ pub struct ListenSettings {
     pub max_connections: usize,
     /// Time from accept to a complete first request head, TLS handshake
     /// included; for later requests on a kept-alive HTTP/1 connection, time
-    /// from the previous response to the next head (so also the idle timeout).
+    /// from the previous response to the next head. Also the idle limit of
+    /// every connection: one with no request in flight this long is closed
+    /// (HTTP/2 too, with a GOAWAY), and HTTP/2's keep-alive ping interval.
     pub header_read_timeout: Duration,
     /// HTTP/1 read buffer cap (at least 8 KiB): a larger request head gets 431
     /// or a closed connection. Also HTTP/2's header list limit.
@@ -114,7 +125,9 @@ pub async fn serve(
     let routes = routes.into();
     let builder = connection_builder(&settings);
     let acceptor = tls.as_deref().map(Tls::acceptor);
-    let graceful = GracefulShutdown::new();
+    // `true` once the listener stops accepting: every connection then
+    // finishes what it is answering and closes.
+    let (drain, draining) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(
         settings.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
@@ -164,13 +177,13 @@ pub async fn serve(
         };
         let connection = Connection {
             peer,
+            tls: acceptor.is_some(),
             deadline: Instant::now() + settings.header_read_timeout.min(LONGEST_DEADLINE),
+            idle_limit: settings.header_read_timeout.min(LONGEST_DEADLINE),
             request_timeout: settings.request_timeout,
             builder: builder.clone(),
             routes: routes.clone(),
-            // Taken here, not in the task: a watcher made after `shutdown()`
-            // was signalled would never see the signal.
-            watcher: graceful.watcher(),
+            draining: draining.clone(),
             _permit: permit,
         };
         match &acceptor {
@@ -183,7 +196,13 @@ pub async fn serve(
     // than wait in a queue nobody reads.
     drop(listener);
     tracing::info!(%local, open = connections.len(), "stopped accepting; draining");
-    if tokio::time::timeout(settings.drain_timeout, graceful.shutdown())
+    let _ = drain.send(true);
+    let drained = async {
+        while let Some(finished) = connections.join_next().await {
+            report_task(finished);
+        }
+    };
+    if tokio::time::timeout(settings.drain_timeout, drained)
         .await
         .is_err()
     {
@@ -207,9 +226,15 @@ fn connection_builder(settings: &ListenSettings) -> auto::Builder<TokioExecutor>
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout.min(LONGEST_DEADLINE))
         .max_buf_size(settings.max_header_bytes.max(MIN_HEAD_BUFFER));
+    let idle_limit = settings.header_read_timeout.min(LONGEST_DEADLINE);
     builder
         .http2()
         .timer(TokioTimer::new())
+        // Pings find a dead peer under a long request; an idle connection is
+        // closed by `Connection::serve` instead, whether the peer answers
+        // pings or not.
+        .keep_alive_interval(idle_limit)
+        .keep_alive_timeout(idle_limit)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
@@ -238,13 +263,50 @@ fn report_task(finished: Result<(), JoinError>) {
 /// Everything one connection's task owns.
 struct Connection {
     peer: SocketAddr,
+    /// Served over TLS (the scheme of the URLs it answers with).
+    tls: bool,
     /// The first request head must be complete by then (handshake included).
     deadline: Instant,
+    /// With no request in flight this long, the connection is closed.
+    idle_limit: Duration,
     request_timeout: Duration,
     builder: auto::Builder<TokioExecutor>,
     routes: Routes,
-    watcher: Watcher,
+    /// Taken at accept, not in the task: a receiver made after the signal
+    /// still sees it (`wait_for` checks the current value first).
+    draining: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
+}
+
+/// Requests in flight on one connection, and a wake-up whenever the count
+/// changes: what tells an idle connection from a busy one.
+#[derive(Debug, Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    changed: Notify,
+}
+
+impl Activity {
+    fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_one();
+        InFlight(self.clone())
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// One request in flight; it leaves the count however it ends (answered,
+/// timed out or abandoned by its client).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.changed.notify_one();
+    }
 }
 
 impl Connection {
@@ -269,33 +331,66 @@ impl Connection {
     {
         let Connection {
             peer,
+            tls,
             deadline,
+            idle_limit,
             request_timeout,
             builder,
             routes,
-            watcher,
+            mut draining,
             _permit,
         } = self;
         let first_request = Arc::new(AtomicBool::new(false));
+        let activity = Arc::new(Activity::default());
+        let unread_body = Arc::new(AtomicBool::new(false));
         let service = TowerToHyperService::new(RouterService {
             routes,
             peer,
+            tls,
             request_timeout,
             first_request: first_request.clone(),
+            activity: activity.clone(),
+            unread_body: unread_body.clone(),
         });
-        let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), service));
+        let io = Lingering::new(io, unread_body);
+        let connection = builder.serve_connection(TokioIo::new(io), service);
         let mut connection = pin!(connection);
-        // hyper's header timeout only starts once the protocol is known; a
-        // client that sends nothing (or half an h2 preface) would otherwise
-        // hold its connection, and its permit, forever.
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = tokio::time::sleep_until(deadline) => {
-                if !first_request.load(Ordering::Relaxed) {
-                    tracing::debug!(%peer, "no complete request head in time; closing");
-                    return;
+        // Until the first request, `deadline` bounds the wait: hyper's header
+        // timeout only starts once the protocol is known, so a client that
+        // sends nothing (or half an h2 preface) would otherwise hold its
+        // connection, and its permit, forever. After it, the idle limit
+        // counts from the last answer. hyper has no idle timeout for
+        // HTTP/2, so this loop is it (for HTTP/1 hyper's header timeout
+        // usually closes first).
+        let mut idle_deadline = deadline;
+        let mut closing = false;
+        let result = loop {
+            tokio::select! {
+                result = connection.as_mut() => break result,
+                Ok(_) = draining.wait_for(|draining| *draining), if !closing => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
                 }
-                connection.await
+                () = activity.changed.notified() => {
+                    if activity.idle() {
+                        idle_deadline = Instant::now() + idle_limit;
+                    }
+                }
+                () = tokio::time::sleep_until(idle_deadline), if !closing => {
+                    if !activity.idle() {
+                        // A request started as the timer fired; its end
+                        // restarts the timer.
+                        idle_deadline = Instant::now() + idle_limit;
+                        continue;
+                    }
+                    if !first_request.load(Ordering::Relaxed) {
+                        tracing::debug!(%peer, "no complete request head in time; closing");
+                        return;
+                    }
+                    tracing::debug!(%peer, idle_ms = idle_limit.as_millis() as u64, "idle; closing");
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
             }
         };
         if let Err(error) = result {
@@ -310,13 +405,18 @@ impl Connection {
 struct RouterService {
     routes: Routes,
     peer: SocketAddr,
+    tls: bool,
     request_timeout: Duration,
     first_request: Arc<AtomicBool>,
+    activity: Arc<Activity>,
+    /// Set when an HTTP/1 request's body was left unread (a refusal before
+    /// it, a 413): the connection then lingers as it closes.
+    unread_body: Arc<AtomicBool>,
 }
 
 impl<B> Service<Request<B>> for RouterService
 where
-    B: HttpBody<Data = Bytes> + Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
 {
     type Response = Response<Body>;
@@ -330,27 +430,190 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         self.first_request.store(true, Ordering::Relaxed);
+        let in_flight = self.activity.start();
         request.extensions_mut().insert(ConnectInfo(self.peer));
+        request
+            .extensions_mut()
+            .insert(super::public_base::Transport { tls: self.tls });
         let method = request.method().clone();
         // Shares the request's bytes; only a timeout reads it.
         let uri = request.uri().clone();
         let limit = self.request_timeout;
         let peer = self.peer;
         let mut router = Router::clone(&self.routes.0.load());
-        let request = request.map(Body::new);
+        let request = if request.version() <= http::Version::HTTP_11 {
+            let unread_body = self.unread_body.clone();
+            request.map(|body| Body::new(ReadToEnd::new(body, unread_body)))
+        } else {
+            // HTTP/2 refuses a body per stream (RST_STREAM), never by
+            // closing the connection under it.
+            request.map(Body::new)
+        };
         Box::pin(async move {
             let response = super::response::correlated(request, async move |request| {
                 match tokio::time::timeout(limit, router.call(request)).await {
                     Ok(Ok(response)) => response,
                     Ok(Err(infallible)) => match infallible {},
                     Err(_elapsed) => {
-                        tracing::warn!(%peer, %method, path = uri.path(), limit_ms = limit.as_millis() as u64, "request timed out");
+                        tracing::warn!(%peer, %method, path = %super::observe::logged_path(uri.path()), limit_ms = limit.as_millis() as u64, "request timed out");
                         request_timed_out(limit)
                     }
                 }
             });
-            Ok(response.await)
+            let response = response.await;
+            drop(in_flight);
+            Ok(response)
         })
+    }
+}
+
+/// A request body that reports, when dropped before its end, that the
+/// connection has unread body bytes.
+struct ReadToEnd<B> {
+    inner: B,
+    ended: bool,
+    unread_body: Arc<AtomicBool>,
+}
+
+impl<B: HttpBody> ReadToEnd<B> {
+    fn new(inner: B, unread_body: Arc<AtomicBool>) -> Self {
+        let ended = inner.is_end_stream();
+        ReadToEnd {
+            inner,
+            ended,
+            unread_body,
+        }
+    }
+}
+
+impl<B> HttpBody for ReadToEnd<B>
+where
+    B: HttpBody + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => self.ended = true,
+            // A broken body is the client's to resend, not ours to drain.
+            Poll::Ready(Some(Err(_))) => self.ended = true,
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for ReadToEnd<B> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.unread_body.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The connection's socket, closed the way nginx's lingering close does:
+/// when a response leaves part of a request body unread (a 413, a refusal
+/// before the body), closing at once would make the kernel answer the
+/// client's further bytes with a reset — and a client that writes its
+/// whole body before it reads (urllib, many .NET and Java clients) would
+/// see the reset instead of the answer. So shutdown sends FIN, then reads
+/// and discards up to [`LINGER_BYTES`] for up to [`LINGER_TIME`], or until
+/// the client closes its side.
+struct Lingering<I> {
+    inner: I,
+    unread_body: Arc<AtomicBool>,
+    written_shut: bool,
+    drained: usize,
+    until: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> Lingering<I> {
+    fn new(inner: I, unread_body: Arc<AtomicBool>) -> Self {
+        Lingering {
+            inner,
+            unread_body,
+            written_shut: false,
+            drained: 0,
+            until: None,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Lingering<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.written_shut {
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.written_shut = true;
+        }
+        if !this.unread_body.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        let until = this
+            .until
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER_TIME)));
+        let mut scratch = [0u8; 8 * 1024];
+        while this.drained < LINGER_BYTES {
+            if until.as_mut().poll(cx).is_ready() {
+                break;
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                // EOF: the client has closed its side too.
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => break,
+                Poll::Ready(Ok(())) => this.drained += buf.filled().len(),
+                Poll::Ready(Err(_)) => break,
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -747,8 +1010,11 @@ mod tests {
         let service = RouterService {
             routes: app().into(),
             peer: SocketAddr::from(([192, 0, 2, 1], 4711)),
+            tls: false,
             request_timeout: Duration::from_secs(60),
             first_request: Arc::new(AtomicBool::new(false)),
+            activity: Arc::default(),
+            unread_body: Arc::default(),
         };
         let request = Request::get("/sleep").body(Body::empty()).unwrap();
         let response = service.clone().oneshot(request).await.unwrap();

@@ -12,6 +12,7 @@ mod health;
 mod limit;
 pub mod listen;
 mod observe;
+mod public_base;
 mod resources;
 mod response;
 pub mod tls;
@@ -35,6 +36,7 @@ pub use limit::quota;
 pub use resources::ConnectionApp;
 pub use response::SCIM_CONTENT_TYPE;
 
+use public_base::PublicBase;
 use resources::{AppState, RequestDialect};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,15 +87,19 @@ pub fn router_with(
         config
             .upstreams
             .iter()
-            .map(|u| (u.name.clone(), u.mapping.base_url.clone()))
+            .filter_map(|u| Some((u.name.clone(), clients.get(&u.name)?.clone())))
             .collect(),
     ));
+    let trusted_proxies: Arc<[crate::config::ProxyNet]> =
+        Arc::from(config.server.trusted_proxies.as_slice());
     // One failure budget per client across every connection (auth_guard).
     let auth_guard = Arc::new(auth_guard::AuthGuard::default());
-    let mut router = Router::new()
-        .route("/healthz", get(health::alive))
-        .route("/readyz", get(health::ready).with_state(upstreams))
-        .route("/metrics", get(observe::render));
+    let mut router = match config.server.admin_listen {
+        None => admin_routes(upstreams),
+        // Readiness and metrics move to the admin listener; liveness stays
+        // here too, for a load balancer's checks of this listener.
+        Some(_) => Router::new().route("/healthz", get(health::alive)),
+    };
     for connection in &config.connections {
         let (client, shared) = clients.get(&connection.upstream).cloned().ok_or_else(|| {
             ServerError::UnknownUpstream {
@@ -118,11 +124,17 @@ pub fn router_with(
             auth: auth::Gate {
                 expected: connection.token_sha256,
                 guard: auth_guard.clone(),
+                trusted_proxies: trusted_proxies.clone(),
             },
             audit: audit::AuditState {
                 log: audit_log.clone(),
                 connection: connection.name.clone(),
                 max_body_bytes: config.server.max_body_bytes,
+            },
+            origin: public_base::Origin {
+                public_url: connection.public_url.as_deref().map(Arc::from),
+                base_path: connection.base_path.clone(),
+                trusted_proxies: trusted_proxies.clone(),
             },
             limiter: connection.rate.map(|rate| {
                 limit::ConnectionLimiter::new(&connection.name, rate, connection.max_wait)
@@ -132,8 +144,46 @@ pub fn router_with(
             connection_routes(app).layer(middleware::from_fn_with_state(gate, gate::guard));
         router = router.nest(&connection.base_path, routes);
     }
-    Ok(router
+    Ok(answering_in_scim(router, config.server.max_body_bytes))
+}
+
+/// The admin listener's router (`admin_listen`): `/healthz`, `/readyz` and
+/// `/metrics` only, with upstream clients of its own for the probes.
+pub fn admin_router(config: &GatewayConfig) -> Result<Router, ServerError> {
+    let mut targets = Vec::new();
+    for upstream in &config.upstreams {
+        let client = UpstreamClient::new(upstream).map_err(|source| ServerError::Upstream {
+            name: upstream.name.clone(),
+            source,
+        })?;
+        targets.push((upstream.name.clone(), client));
+    }
+    observe::handle();
+    let routes = admin_routes(Arc::new(health::Upstreams::new(targets)));
+    Ok(answering_in_scim(routes, config.server.max_body_bytes))
+}
+
+fn admin_routes(upstreams: Arc<health::Upstreams>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::alive))
+        .route("/readyz", get(health::ready).with_state(upstreams))
+        .route("/metrics", get(observe::render))
+}
+
+/// What every listener's router answers outside its routes, in SCIM: 404,
+/// 405 (axum's own have empty bodies), a handler's panic as 500.
+fn answering_in_scim(router: Router, max_body_bytes: usize) -> Router {
+    router
         .fallback(|| async { ScimError::not_found("no SCIM endpoint at this path") })
+        // /healthz, /readyz, /metrics: axum's own 405 has an empty body
+        // (it still adds `Allow`; connections have their own fallback).
+        .method_not_allowed_fallback(|method: http::Method| async move {
+            ScimError::new(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                None,
+                format!("{method} is not allowed here; this endpoint answers GET"),
+            )
+        })
         .layer(
             // The correlation id is the listener's (`response::correlated`),
             // so its own deadline answer carries one too.
@@ -142,8 +192,8 @@ pub fn router_with(
                 .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                     response::panic_response,
                 ))
-                .layer(DefaultBodyLimit::max(config.server.max_body_bytes)),
-        ))
+                .layer(DefaultBodyLimit::max(max_body_bytes)),
+        )
 }
 
 fn connection_routes(app: Arc<ConnectionApp>) -> Router {
@@ -191,26 +241,26 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
     Router::new()
         .route(
             &search,
-            post(move |s: AppState, h: HeaderMap, b: ScimJson| resources::search(kind, s, h, b)),
+            post(move |s: AppState, p: PublicBase, b: ScimJson| resources::search(kind, s, p, b)),
         )
         .route(
             &collection,
-            get(move |s: AppState, h: HeaderMap, q: ScimQuery| resources::list(kind, s, h, q))
+            get(move |s: AppState, p: PublicBase, q: ScimQuery| resources::list(kind, s, p, q))
                 .post(
                     move |s: AppState,
                           d: RequestDialect,
-                          h: HeaderMap,
+                          p: PublicBase,
                           q: ScimQuery,
                           b: ScimJson| {
-                        resources::create(kind, s, d, h, q, b)
+                        resources::create(kind, s, d, p, q, b)
                     },
                 ),
         )
         .route(
             &item,
             get(
-                move |s: AppState, id: ScimPath, h: HeaderMap, q: ScimQuery| {
-                    resources::get(kind, s, id, h, q)
+                move |s: AppState, id: ScimPath, p: PublicBase, q: ScimQuery| {
+                    resources::get(kind, s, id, p, q)
                 },
             )
             .put(
@@ -218,16 +268,20 @@ fn resource_routes(kind: Kind) -> Router<Arc<ConnectionApp>> {
                       d: RequestDialect,
                       id: ScimPath,
                       h: HeaderMap,
+                      p: PublicBase,
                       q: ScimQuery,
-                      b: ScimJson| { resources::replace(kind, s, d, id, h, q, b) },
+                      b: ScimJson| {
+                    resources::replace(kind, s, d, id, h, p, q, b)
+                },
             )
             .patch(
                 move |s: AppState,
                       d: RequestDialect,
                       id: ScimPath,
                       h: HeaderMap,
+                      p: PublicBase,
                       q: ScimQuery,
-                      b: ScimJson| { resources::patch(kind, s, d, id, h, q, b) },
+                      b: ScimJson| { resources::patch(kind, s, d, id, h, p, q, b) },
             )
             .delete(move |s: AppState, id: ScimPath, h: HeaderMap| {
                 resources::delete(kind, s, id, h)

@@ -82,6 +82,24 @@ pub async fn render() -> Response {
     }
 }
 
+/// Most of a request path a log line carries: paths come from anyone,
+/// unauthenticated too, and the log writer is lossless, so a 15 KB path
+/// per request would cost the log (and every request waiting on it) dearly.
+pub const LOGGED_PATH_BYTES: usize = 256;
+
+/// `path` as a log line carries it: at most [`LOGGED_PATH_BYTES`], cut on a
+/// character boundary and marked with how much was left out.
+pub fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.len() <= LOGGED_PATH_BYTES {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut end = LOGGED_PATH_BYTES;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…(+{} bytes)", &path[..end], path.len() - end))
+}
+
 /// The SCIM operation a request is, as a bounded label.
 pub fn operation(method: &http::Method, path: &str) -> &'static str {
     let mut parts = path.trim_start_matches('/').split('/');
@@ -155,6 +173,25 @@ impl Drop for RequestTimer {
 mod tests {
     use super::*;
     use http::Method;
+
+    #[test]
+    fn a_logged_path_is_bounded_on_a_char_boundary_and_marked() {
+        assert_eq!(logged_path("/scim/v2/Users"), "/scim/v2/Users");
+        let exact = "a".repeat(LOGGED_PATH_BYTES);
+        assert_eq!(logged_path(&exact), exact.as_str());
+        let long = format!("/{}", "a".repeat(15_000));
+        let logged = logged_path(&long);
+        assert!(logged.starts_with(&long[..LOGGED_PATH_BYTES]), "{logged}");
+        assert!(logged.ends_with("…(+14745 bytes)"), "{logged}");
+        // A two-byte character across the cut is left out whole.
+        let split = format!("{}é{}", "a".repeat(LOGGED_PATH_BYTES - 1), "b".repeat(10));
+        let logged = logged_path(&split);
+        assert!(
+            logged.starts_with(&format!("{}…", "a".repeat(LOGGED_PATH_BYTES - 1))),
+            "{logged}"
+        );
+        assert!(logged.ends_with("(+12 bytes)"), "{logged}");
+    }
 
     #[test]
     fn operations_are_named_from_method_and_path() {

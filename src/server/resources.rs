@@ -9,6 +9,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::extract::{ScimJson, ScimPath, ScimQuery};
+use super::public_base::PublicBase;
 use super::response::ScimResponse;
 use crate::dialect::{Dialect, DialectChoice};
 use crate::provision::{Kind, ListQuery, Provisioner};
@@ -29,23 +30,6 @@ pub struct ConnectionApp {
 pub type RequestDialect = Extension<Arc<Dialect>>;
 
 pub type AppState = State<Arc<ConnectionApp>>;
-
-/// `http(s)://host/base-path` as the IdP addressed it, for `meta.location`.
-pub(super) fn base_url(app: &ConnectionApp, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| h.parse::<http::uri::Authority>().is_ok())
-        .unwrap_or("localhost");
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}{}", app.base_path)
-}
 
 /// Adds request-dependent meta and member references, then projects.
 fn render(kind: Kind, mut resource: Value, base: &str, query: &ScimQuery) -> Value {
@@ -113,11 +97,9 @@ fn single(
     kind: Kind,
     status: StatusCode,
     resource: Value,
-    app: &ConnectionApp,
-    headers: &HeaderMap,
+    base: &str,
     query: &ScimQuery,
 ) -> ScimResponse {
-    let base = base_url(app, headers);
     let etag = resource
         .pointer("/meta/version")
         .and_then(Value::as_str)
@@ -132,7 +114,7 @@ fn single(
     });
     ScimResponse {
         status,
-        body: Some(render(kind, resource, &base, query)),
+        body: Some(render(kind, resource, base, query)),
         location,
         etag,
     }
@@ -147,7 +129,7 @@ fn if_match(headers: &HeaderMap) -> Option<&str> {
 pub async fn list(
     kind: Kind,
     State(app): AppState,
-    headers: HeaderMap,
+    PublicBase(base): PublicBase,
     query: ScimQuery,
 ) -> Result<ScimResponse, ScimError> {
     let page = app
@@ -162,7 +144,6 @@ pub async fn list(
             },
         )
         .await?;
-    let base = base_url(&app, &headers);
     let resources: Vec<Value> = page
         .resources
         .into_iter()
@@ -181,37 +162,30 @@ pub async fn list(
 pub async fn search(
     kind: Kind,
     app: AppState,
-    headers: HeaderMap,
+    base: PublicBase,
     ScimJson(body): ScimJson,
 ) -> Result<ScimResponse, ScimError> {
     let query = ScimQuery::from_search_request(&body)?;
-    list(kind, app, headers, query).await
+    list(kind, app, base, query).await
 }
 
 pub async fn get(
     kind: Kind,
     State(app): AppState,
     ScimPath(id): ScimPath,
-    headers: HeaderMap,
+    PublicBase(base): PublicBase,
     query: ScimQuery,
 ) -> Result<ScimResponse, ScimError> {
     let with_members = kind == Kind::Group && query.wants("members");
     let record = app.provisioner.get(kind, &id, with_members).await?;
-    Ok(single(
-        kind,
-        StatusCode::OK,
-        record.resource,
-        &app,
-        &headers,
-        &query,
-    ))
+    Ok(single(kind, StatusCode::OK, record.resource, &base, &query))
 }
 
 pub async fn create(
     kind: Kind,
     State(app): AppState,
     Extension(dialect): RequestDialect,
-    headers: HeaderMap,
+    PublicBase(base): PublicBase,
     query: ScimQuery,
     ScimJson(mut body): ScimJson,
 ) -> Result<ScimResponse, ScimError> {
@@ -221,18 +195,20 @@ pub async fn create(
         kind,
         StatusCode::CREATED,
         record.resource,
-        &app,
-        &headers,
+        &base,
         &query,
     ))
 }
 
+// One argument per extractor: bundling them would only hide what it reads.
+#[allow(clippy::too_many_arguments)]
 pub async fn replace(
     kind: Kind,
     State(app): AppState,
     Extension(dialect): RequestDialect,
     ScimPath(id): ScimPath,
     headers: HeaderMap,
+    PublicBase(base): PublicBase,
     query: ScimQuery,
     ScimJson(mut body): ScimJson,
 ) -> Result<ScimResponse, ScimError> {
@@ -241,22 +217,18 @@ pub async fn replace(
         .provisioner
         .replace(kind, &id, body, if_match(&headers))
         .await?;
-    Ok(single(
-        kind,
-        StatusCode::OK,
-        record.resource,
-        &app,
-        &headers,
-        &query,
-    ))
+    Ok(single(kind, StatusCode::OK, record.resource, &base, &query))
 }
 
+// One argument per extractor: bundling them would only hide what it reads.
+#[allow(clippy::too_many_arguments)]
 pub async fn patch(
     kind: Kind,
     State(app): AppState,
     Extension(dialect): RequestDialect,
     ScimPath(id): ScimPath,
     headers: HeaderMap,
+    PublicBase(base): PublicBase,
     query: ScimQuery,
     ScimJson(mut body): ScimJson,
 ) -> Result<ScimResponse, ScimError> {
@@ -269,14 +241,7 @@ pub async fn patch(
     if kind == Kind::Group && dialect.response.group_patch_status == StatusCode::NO_CONTENT {
         return Ok(ScimResponse::no_content());
     }
-    Ok(single(
-        kind,
-        StatusCode::OK,
-        record.resource,
-        &app,
-        &headers,
-        &query,
-    ))
+    Ok(single(kind, StatusCode::OK, record.resource, &base, &query))
 }
 
 pub async fn delete(

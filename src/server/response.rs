@@ -115,12 +115,7 @@ where
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+        .filter(|v| well_formed_request_id(v))
         .map(str::to_string)
         .unwrap_or_else(new_request_id);
     request.extensions_mut().insert(CorrelationId(id.clone()));
@@ -128,7 +123,7 @@ where
         "request",
         request_id = %id,
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %super::observe::logged_path(request.uri().path()),
     );
     let mut response = inner(request).instrument(span.clone()).await;
     span.in_scope(|| log_failure(&mut response));
@@ -157,6 +152,17 @@ pub fn log_failure(response: &mut Response) {
     }
 }
 
+/// Whether a client's `X-Request-Id` may become the correlation id: it
+/// lands in the audit log, every log line and error `detail`, so only a
+/// short token (1–64 of `A-Z a-z 0-9 . _ : -`) is taken; anything else gets a
+/// new id rather than being quoted.
+fn well_formed_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
 fn new_request_id() -> String {
     let bytes: [u8; 12] = rand::random();
     hex::encode(bytes)
@@ -180,6 +186,16 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_short_well_formed_request_ids_are_taken_from_the_client() {
+        for taken in ["a", "okta:req-1.2_x", &"x".repeat(64)] {
+            assert!(well_formed_request_id(taken), "{taken}");
+        }
+        for refused in ["", &"x".repeat(65), "a b", "a\"b", "{\"k\":1}", "é", "a/b"] {
+            assert!(!well_formed_request_id(refused), "{refused}");
+        }
+    }
 
     #[tokio::test]
     async fn a_panic_becomes_a_scim_500_that_does_not_quote_the_panic() {

@@ -485,6 +485,31 @@ impl UpstreamClient {
             body,
         })
     }
+
+    /// One GET of the base URL with this upstream's own client (its TLS
+    /// settings: a private CA, a client certificate) and static auth, for
+    /// readiness: any HTTP answer proves the upstream reachable. It passes
+    /// neither breaker nor budget (a probe must not spend the IdPs'
+    /// requests) and fetches no OAuth2 token (one per probe would load the
+    /// token endpoint).
+    pub async fn probe(&self) -> Result<StatusCode, UpstreamError> {
+        const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+        if self.recorder.is_some() {
+            return Ok(StatusCode::OK);
+        }
+        let mut request = self.http.get(self.base_url.clone()).timeout(PROBE_TIMEOUT);
+        if let Some((name, value)) = &self.auth {
+            request = request.header(name.clone(), value.clone());
+        }
+        let response = request.send().await.map_err(|error| {
+            if error.is_timeout() {
+                UpstreamError::Timeout(PROBE_TIMEOUT)
+            } else {
+                UpstreamError::Unreachable
+            }
+        })?;
+        Ok(response.status())
+    }
 }
 
 /// `text` with every secret value and any credential it carries masked: a

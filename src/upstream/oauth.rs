@@ -13,6 +13,9 @@ use super::UpstreamError;
 
 /// Refresh this long before the upstream says the token expires.
 const EARLY: Duration = Duration::from_secs(30);
+/// A token answer is a few hundred bytes; one larger than this is refused
+/// before it is buffered (every other upstream read has its own cap too).
+const MAX_TOKEN_ANSWER_BYTES: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub struct TokenSource {
@@ -23,6 +26,35 @@ pub struct TokenSource {
     /// Send the credentials as form fields rather than HTTP Basic.
     pub in_body: bool,
     cached: Mutex<Option<(HeaderValue, Instant)>>,
+}
+
+/// The answer's body, or an error once it passes [`MAX_TOKEN_ANSWER_BYTES`].
+async fn bounded_body(mut response: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+    let too_large = || {
+        tracing::warn!(
+            limit = MAX_TOKEN_ANSWER_BYTES,
+            "upstream token endpoint answered with a body too large for a token"
+        );
+        UpstreamError::BadBody
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_TOKEN_ANSWER_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|_| UpstreamError::Unreachable)?
+    {
+        if body.len() + chunk.len() > MAX_TOKEN_ANSWER_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[derive(Deserialize)]
@@ -98,10 +130,66 @@ impl TokenSource {
             );
             return Err(UpstreamError::TokenRefused(response.status().as_u16()));
         }
-        let answer: TokenAnswer = response.json().await.map_err(|_| UpstreamError::BadBody)?;
+        let body = bounded_body(response).await?;
+        let answer: TokenAnswer =
+            serde_json::from_slice(&body).map_err(|_| UpstreamError::BadBody)?;
         let mut value = HeaderValue::from_str(&format!("Bearer {}", answer.access_token))
             .map_err(|_| UpstreamError::BadBody)?;
         value.set_sensitive(true);
         Ok((value, Duration::from_secs(answer.expires_in.unwrap_or(300))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+
+    fn source(server: &MockServer) -> TokenSource {
+        TokenSource::new(
+            format!("{}/oauth/token", server.uri()),
+            "scimgate".into(),
+            "secret".into(),
+            None,
+            false,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_oversized_token_answer_is_refused_not_buffered() {
+        let server = MockServer::start().await;
+        // Valid JSON with a usable token: only its size is wrong.
+        let padding = "x".repeat(MAX_TOKEN_ANSWER_BYTES);
+        Mock::given(method("POST"))
+            .and(path("/oauth/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "access_token": "t0k3n",
+                "expires_in": 3600,
+                "padding": padding,
+            })))
+            .mount(&server)
+            .await;
+        let answer = source(&server).authorization(&reqwest::Client::new()).await;
+        assert!(matches!(answer, Err(UpstreamError::BadBody)), "{answer:?}");
+    }
+
+    #[tokio::test]
+    async fn a_token_answer_within_the_bound_is_used() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/oauth/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "access_token": "t0k3n",
+                "expires_in": 3600,
+            })))
+            .mount(&server)
+            .await;
+        let answer = source(&server)
+            .authorization(&reqwest::Client::new())
+            .await
+            .unwrap();
+        assert_eq!(answer, "Bearer t0k3n");
     }
 }

@@ -488,3 +488,31 @@ field = "mail"
 pub fn people_mapping(upstream: &str, extra: &str) -> String {
     format!("{upstream}{PEOPLE_USERS}{extra}")
 }
+
+/// The demo config in front of a fresh in-memory legacy API, for tests that
+/// build their own router or listener.
+pub async fn demo_config(settings: ServerSettings) -> GatewayConfig {
+    let upstream = demo::start_legacy(Database::Memory, API_KEY).await.unwrap();
+    let domains = ["example.com".to_string()];
+    demo::gateway_config(upstream, API_KEY, TOKEN, &domains, settings).unwrap()
+}
+
+/// Serves `router` on a loopback port through `listen::serve` with
+/// `settings`, and returns the address.
+pub async fn serve_with(
+    router: axum::Router,
+    settings: scimgate::server::listen::ListenSettings,
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(scimgate::server::listen::serve(
+        listener,
+        router,
+        settings,
+        None,
+        std::future::pending(),
+    ));
+    address
+}
