@@ -87,7 +87,7 @@ pub fn router_with(
         config
             .upstreams
             .iter()
-            .filter_map(|u| Some((u.name.clone(), clients.get(&u.name)?.clone())))
+            .filter_map(|u| Some((u.name.clone(), clients.get(&u.name)?.0.clone())))
             .collect(),
     ));
     let trusted_proxies: Arc<[crate::config::ProxyNet]> =
