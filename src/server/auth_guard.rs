@@ -211,6 +211,12 @@ mod tests {
     }
 
     #[test]
+    fn without_a_peer_address_every_client_shares_one_budget() {
+        let key = ClientKey::of(&Extensions::new(), &HeaderMap::new(), &[]);
+        assert_eq!(key, ClientKey::Shared);
+    }
+
+    #[test]
     fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
         let proxy = [10, 0, 0, 1];
         let trusted = ["10.0.0.0/8"];

@@ -35,6 +35,10 @@ pub enum UpstreamError {
     BadBody,
     #[error("the upstream API answered with more than {MAX_RESPONSE_BYTES} bytes")]
     TooLarge,
+    #[error(
+        "the upstream's token endpoint answered with more than {0} bytes, too many for a token"
+    )]
+    TokenAnswerTooLarge(usize),
     #[error("the upstream client could not be built: {0}")]
     Setup(String),
     #[error("secret `{0}` for the upstream auth header is not a valid header value")]
@@ -61,9 +65,10 @@ impl From<UpstreamError> for ScimError {
             UpstreamError::RateBudget(seconds) => (StatusCode::TOO_MANY_REQUESTS, Some(seconds)),
             UpstreamError::Saturated => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
             UpstreamError::CircuitOpen(seconds) => (StatusCode::SERVICE_UNAVAILABLE, Some(seconds)),
-            UpstreamError::BadBody | UpstreamError::TooLarge | UpstreamError::TokenRefused(_) => {
-                (StatusCode::BAD_GATEWAY, None)
-            }
+            UpstreamError::BadBody
+            | UpstreamError::TooLarge
+            | UpstreamError::TokenAnswerTooLarge(_)
+            | UpstreamError::TokenRefused(_) => (StatusCode::BAD_GATEWAY, None),
             UpstreamError::Setup(_) | UpstreamError::BadSecret(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, None)
             }

@@ -35,7 +35,7 @@ async fn bounded_body(mut response: reqwest::Response) -> Result<Vec<u8>, Upstre
             limit = MAX_TOKEN_ANSWER_BYTES,
             "upstream token endpoint answered with a body too large for a token"
         );
-        UpstreamError::BadBody
+        UpstreamError::TokenAnswerTooLarge(MAX_TOKEN_ANSWER_BYTES)
     };
     if response
         .content_length()
@@ -172,7 +172,10 @@ mod tests {
             .mount(&server)
             .await;
         let answer = source(&server).authorization(&reqwest::Client::new()).await;
-        assert!(matches!(answer, Err(UpstreamError::BadBody)), "{answer:?}");
+        assert!(
+            matches!(answer, Err(UpstreamError::TokenAnswerTooLarge(_))),
+            "{answer:?}"
+        );
     }
 
     #[tokio::test]
