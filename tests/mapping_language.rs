@@ -312,3 +312,310 @@ async fn one_user_type_maps_onto_two_fields_and_a_read_matches_on_all_of_them() 
         "both fields written, the element's others kept"
     );
 }
+
+/// Contact fields by one call, account fields by another; the create is an
+/// invitation carrying only what invitations take; groups change by
+/// `addMembers`/`removeMembers` arrays of bare ids.
+const SPLIT: &str = r#"
+[upstream]
+name = "split"
+base_url = "http://placeholder"
+
+[users]
+id = { field = "id", type = "string" }
+
+[users.list]
+method = "GET"
+path = "/contacts"
+items = "/data"
+
+[users.get]
+method = "GET"
+path = "/contacts/{id}"
+record = "/data/0"
+
+[users.create]
+method = "POST"
+path = "/invitations"
+encoding = "form"
+fields = ["profiles[0].email", "firstName"]
+body = { email = "{profiles[0].email}", firstName = "{firstName}" }
+id = "/data/0/userId"
+
+[users.update]
+method = "PUT"
+path = "/contacts/{id}"
+encoding = "form"
+partial = true
+fields = ["firstName", "title", "metadata"]
+record = "/data/0"
+
+[[users.update_also]]
+method = "PUT"
+path = "/users/{id}"
+encoding = "form"
+fields = ["profiles[0].active"]
+body = { active = "{profiles[0].active}" }
+
+[users.delete]
+hard = { method = "DELETE", path = "/contacts/{id}" }
+
+[[users.attributes]]
+scim = "userName"
+field = "profiles[0].email"
+
+[[users.attributes]]
+scim = "name.givenName"
+field = "firstName"
+
+[[users.attributes]]
+scim = "title"
+field = "title"
+
+[[users.attributes]]
+scim = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"
+field = 'metadata[key eq "department"].value'
+
+[[users.attributes]]
+scim = "active"
+field = "profiles[0].active"
+
+[groups]
+id = { field = "id", type = "string" }
+
+[groups.list]
+method = "GET"
+path = "/groups"
+items = "/data"
+
+[groups.get]
+method = "GET"
+path = "/groups/{id}"
+record = "/data/0"
+
+[groups.create]
+method = "POST"
+path = "/groups"
+encoding = "form"
+record = "/data/0"
+
+[groups.update]
+method = "PUT"
+path = "/groups/{id}"
+encoding = "form"
+partial = true
+record = "/data/0"
+
+[groups.delete]
+hard = { method = "DELETE", path = "/groups/{id}" }
+
+[[groups.attributes]]
+scim = "displayName"
+field = "title"
+
+[groups.members]
+style = "group_field"
+field = "memberIds"
+add = { method = "PUT", path = "/groups/{id}", encoding = "form", body = { addMembers = "{members}" } }
+remove = { method = "PUT", path = "/groups/{id}", encoding = "form", body = { removeMembers = "{members}" } }
+"#;
+
+fn active_contact() -> Value {
+    let mut record = contact("R&D");
+    record["profiles"][0]["active"] = json!(true);
+    record["title"] = json!("Engineer");
+    record
+}
+
+async fn split_gateway(upstream: &MockServer) -> String {
+    let root = common::gateway_for(SPLIT, *upstream.address(), &[], TOKEN, |_| {}).await;
+    format!("{root}/scim/v2")
+}
+
+/// Each write as `METHOD path` and its parameters.
+async fn sent_forms(upstream: &MockServer) -> Vec<(String, Value)> {
+    writes(upstream)
+        .await
+        .iter()
+        .map(|r| {
+            (
+                format!("{} {}", r.method, r.url.path()),
+                parameters(std::str::from_utf8(&r.body).unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_create_carries_only_its_fields_and_the_update_calls_write_the_rest() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/invitations"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(
+            "invitations",
+            json!({"id": "INV1", "userId": "KUAAAAAA"}),
+        )))
+        .mount(&upstream)
+        .await;
+    let mut invited = active_contact();
+    invited["metadata"] = json!([]);
+    invited.as_object_mut().unwrap().remove("title");
+    Mock::given(method("GET"))
+        .and(path("/contacts/KUAAAAAA"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope("contacts", invited)))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/contacts/KUAAAAAA"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(envelope("contacts", active_contact())),
+        )
+        .mount(&upstream)
+        .await;
+    let base = split_gateway(&upstream).await;
+    let (status, body) = scim(
+        &base,
+        Method::POST,
+        "/Users",
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+            "userName": "alice@example.com",
+            "name": {"givenName": "Alice"},
+            "title": "Engineer",
+            "active": true,
+            ENTERPRISE: {"department": "R&D"}
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        sent_forms(&upstream).await,
+        [
+            (
+                "POST /invitations".to_string(),
+                json!({"email": "alice@example.com", "firstName": "Alice"})
+            ),
+            (
+                "PUT /contacts/KUAAAAAA".to_string(),
+                json!({"title": "Engineer", "metadata": [{"key": "department", "value": "R&D"}]})
+            ),
+        ],
+        "active is already true: the account call is not sent"
+    );
+}
+
+#[tokio::test]
+async fn an_update_sends_only_the_calls_whose_fields_changed() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/contacts/KUAAAAAA"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(envelope("contacts", active_contact())),
+        )
+        .mount(&upstream)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(envelope("contacts", active_contact())),
+        )
+        .mount(&upstream)
+        .await;
+    let base = split_gateway(&upstream).await;
+    let patch = |operations: Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations});
+    let (status, body) = scim(
+        &base,
+        Method::PATCH,
+        "/Users/KUAAAAAA",
+        Some(patch(
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        sent_forms(&upstream).await,
+        [("PUT /users/KUAAAAAA".to_string(), json!({"active": false}))]
+    );
+    upstream.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/contacts/KUAAAAAA"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(envelope("contacts", active_contact())),
+        )
+        .mount(&upstream)
+        .await;
+    let (status, body) = scim(
+        &base,
+        Method::PATCH,
+        "/Users/KUAAAAAA",
+        Some(patch(
+            json!([{"op": "replace", "path": "userName", "value": "new@example.com"}]),
+        )),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["scimType"], "mutability", "{body}");
+    assert!(writes(&upstream).await.is_empty());
+}
+
+#[tokio::test]
+async fn group_members_change_by_arrays_of_bare_ids() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/groups/G1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(
+            "groups",
+            json!({"id": "G1", "title": "Ops", "memberIds": ["KUAAAAAA"]}),
+        )))
+        .mount(&upstream)
+        .await;
+    for id in ["KUAAAAAA", "KUAAAAAB"] {
+        let mut member = active_contact();
+        member["id"] = json!(id);
+        Mock::given(method("GET"))
+            .and(path(format!("/contacts/{id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(envelope("contacts", member)))
+            .mount(&upstream)
+            .await;
+    }
+    Mock::given(method("PUT"))
+        .and(path("/groups/G1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(
+            "groups",
+            json!({"id": "G1", "title": "Ops", "memberIds": ["KUAAAAAB"]}),
+        )))
+        .mount(&upstream)
+        .await;
+    let base = split_gateway(&upstream).await;
+    let (status, body) = scim(&base, Method::GET, "/Groups/G1", None).await;
+    assert_eq!(
+        (status, body["members"][0]["value"].clone()),
+        (200, json!("KUAAAAAA"))
+    );
+    let (status, body) = scim(
+        &base,
+        Method::PATCH,
+        "/Groups/G1",
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": "KUAAAAAB"}]},
+                {"op": "remove", "path": "members[value eq \"KUAAAAAA\"]"}
+            ]}),
+        ),
+    )
+    .await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    assert_eq!(
+        sent_forms(&upstream).await,
+        [
+            (
+                "PUT /groups/G1".to_string(),
+                json!({"addMembers": ["KUAAAAAB"]})
+            ),
+            (
+                "PUT /groups/G1".to_string(),
+                json!({"removeMembers": ["KUAAAAAA"]})
+            ),
+        ]
+    );
+}

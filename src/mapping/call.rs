@@ -9,7 +9,7 @@ use http::Method;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
-use super::MappingError;
+use super::{FieldPath, MappingError};
 
 /// Everything but RFC 3986 unreserved characters is encoded in a segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -175,6 +175,28 @@ impl Paging {
 pub struct Bindings<'a> {
     pub id: Option<&'a str>,
     pub member: Option<&'a Value>,
+    /// `{members}` in a body: an array of member ids.
+    pub members: Option<&'a Value>,
+    /// `{field.path}` in a body: the new values of the fields it carries; a
+    /// key whose field is not among them is left out of the body.
+    pub changes: Option<&'a [(FieldPath, Value)]>,
+}
+
+impl<'a> Bindings<'a> {
+    pub fn id(id: &'a str) -> Self {
+        Bindings {
+            id: Some(id),
+            ..Bindings::default()
+        }
+    }
+
+    pub fn member(id: &'a str, member: &'a Value) -> Self {
+        Bindings {
+            id: Some(id),
+            member: Some(member),
+            ..Bindings::default()
+        }
+    }
 }
 
 /// How a call's body goes on the wire.
@@ -252,6 +274,9 @@ pub struct Call {
     pub id_at: Option<String>,
     /// The call's name in the mapping, for messages (`users.create`).
     pub label: String,
+    /// Update and create calls: the upstream fields this call carries
+    /// (empty: every field no other call claims).
+    pub fields: Vec<FieldPath>,
 }
 
 impl Call {
@@ -333,6 +358,7 @@ impl Call {
             record: None,
             id_at: None,
             label: String::new(),
+            fields: Vec::new(),
         })
     }
 
@@ -378,7 +404,7 @@ impl Call {
         let body = self
             .body
             .as_ref()
-            .map(|template| fill_body(template, bindings.member));
+            .map(|template| fill_body(template, &bindings).unwrap_or(Value::Null));
         // Query values may name a placeholder (`groupId = "{id}"`); the HTTP
         // client form-encodes them, so they cannot add parameters.
         let query = self
@@ -432,16 +458,96 @@ fn value_as_segment(value: &Value) -> String {
     }
 }
 
-fn fill_body(template: &Value, member: Option<&Value>) -> Value {
+/// The body a template renders; `None` for a value whose field placeholder
+/// has no change bound (its key is then left out).
+fn fill_body(template: &Value, bindings: &Bindings<'_>) -> Option<Value> {
     match template {
-        Value::String(text) if text == "{member}" => member.cloned().unwrap_or(Value::Null),
-        Value::Array(items) => Value::Array(items.iter().map(|v| fill_body(v, member)).collect()),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), fill_body(v, member)))
+        Value::String(text) => match body_placeholder(text) {
+            Some(BodyPlaceholder::Member) => Some(bindings.member.cloned().unwrap_or(Value::Null)),
+            Some(BodyPlaceholder::Members) => Some(
+                bindings
+                    .members
+                    .cloned()
+                    .unwrap_or(Value::Array(Vec::new())),
+            ),
+            Some(BodyPlaceholder::Field(field)) => bindings
+                .changes?
+                .iter()
+                .find(|(changed, _)| *changed == field)
+                .map(|(_, value)| value.clone()),
+            None => Some(template.clone()),
+        },
+        Value::Array(items) => Some(Value::Array(
+            items
+                .iter()
+                .filter_map(|v| fill_body(v, bindings))
                 .collect(),
-        ),
-        other => other.clone(),
+        )),
+        Value::Object(map) => Some(Value::Object(
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), fill_body(v, bindings)?)))
+                .collect(),
+        )),
+        other => Some(other.clone()),
+    }
+}
+
+/// What a `"{…}"` string in a body template stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyPlaceholder {
+    Member,
+    Members,
+    Field(FieldPath),
+}
+
+/// The placeholder a body string is, if it is exactly one.
+pub fn body_placeholder(text: &str) -> Option<BodyPlaceholder> {
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    match inner {
+        "member" => Some(BodyPlaceholder::Member),
+        "members" => Some(BodyPlaceholder::Members),
+        "id" => None,
+        other => FieldPath::parse(other).map(BodyPlaceholder::Field),
+    }
+}
+
+impl Call {
+    /// Whether this call carries `field`: it names it, or an object or
+    /// array holding it (`metadata` carries `metadata[key eq "x"].value`).
+    pub fn carries(&self, field: &FieldPath) -> bool {
+        let text = field.to_string();
+        self.fields.iter().any(|carried| {
+            let carried = carried.to_string();
+            text == carried
+                || text
+                    .strip_prefix(carried.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        })
+    }
+
+    /// The field placeholders its body template uses.
+    pub fn body_fields(&self) -> Vec<FieldPath> {
+        fn walk(value: &Value, found: &mut Vec<FieldPath>) {
+            match value {
+                Value::String(text) => {
+                    if let Some(BodyPlaceholder::Field(field)) = body_placeholder(text) {
+                        found.push(field);
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+                Value::Object(map) => map.values().for_each(|v| walk(v, found)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        if let Some(body) = &self.body {
+            walk(body, &mut found);
+        }
+        found
+    }
+
+    pub fn has_body_template(&self) -> bool {
+        self.body.is_some()
     }
 }
 
@@ -464,10 +570,7 @@ mod tests {
     #[test]
     fn id_is_percent_encoded_into_one_segment() {
         let request = get_user()
-            .request(Bindings {
-                id: Some("../admin?x=1#y@evil.example/%2F"),
-                member: None,
-            })
+            .request(Bindings::id("../admin?x=1#y@evil.example/%2F"))
             .unwrap();
         assert_eq!(
             request.path,
@@ -478,10 +581,7 @@ mod tests {
     #[test]
     fn dot_segments_are_refused() {
         for id in [".", "..", ""] {
-            let result = get_user().request(Bindings {
-                id: Some(id),
-                member: None,
-            });
+            let result = get_user().request(Bindings::id(id));
             assert!(matches!(result, Err(MappingError::UnsafeSegment)), "{id}");
         }
     }
@@ -496,12 +596,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let request = call
-            .request(Bindings {
-                id: Some("a/b:c"),
-                member: None,
-            })
-            .unwrap();
+        let request = call.request(Bindings::id("a/b:c")).unwrap();
         assert_eq!(request.path, "/users/a%2Fb%3Ac:suspend");
         let error = Call::new(
             Method::GET,
@@ -540,12 +635,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let request = call
-            .request(Bindings {
-                id: Some("g&x=1"),
-                member: None,
-            })
-            .unwrap();
+        let request = call.request(Bindings::id("g&x=1")).unwrap();
         assert_eq!(
             request.query,
             vec![
@@ -566,12 +656,7 @@ mod tests {
             Some(json!({"user_id": "{member}", "kind": "user"})),
         )
         .unwrap();
-        let request = call
-            .request(Bindings {
-                id: Some("3"),
-                member: Some(&json!(7)),
-            })
-            .unwrap();
+        let request = call.request(Bindings::member("3", &json!(7))).unwrap();
         assert_eq!(request.path, "/teams/3/members");
         assert_eq!(request.body, Some(json!({"user_id": 7, "kind": "user"})));
     }

@@ -107,6 +107,10 @@ pub struct ResourceSection {
     pub get: CallSpec,
     pub create: CallSpec,
     pub update: CallSpec,
+    /// More update calls, each with the `fields` it carries, for upstreams
+    /// that change one record through several endpoints.
+    #[serde(default)]
+    pub update_also: Vec<CallSpec>,
     pub delete: DeleteSpec,
     /// SCIM attribute path → upstream query parameter, for `eq` push-down.
     #[serde(default)]
@@ -178,6 +182,12 @@ pub struct CallSpec {
     /// JSON type such as "application/merge-patch+json", or
     /// "application/x-www-form-urlencoded" (the same as `encoding = "form"`).
     pub content_type: Option<Spanned<String>>,
+    /// Create and update calls: the upstream fields this call carries (an
+    /// object or array name carries what is inside it). An update made of
+    /// several calls sends only the calls whose fields changed; a create
+    /// that carries some fields leaves the rest to the update calls.
+    #[serde(default)]
+    pub fields: Vec<Spanned<String>>,
     /// How the body is sent: "json" (default), "form" (form-encoded, an
     /// object or array field as its JSON text) or "query" (as query
     /// parameters, encoded as for "form").

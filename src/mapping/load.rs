@@ -305,6 +305,28 @@ impl Compiler<'_> {
         call.label = what.trim_matches(['[', ']']).to_string();
         call.record = spec.record.as_ref().map(|r| r.get_ref().clone());
         call.id_at = spec.id.as_ref().map(|r| r.get_ref().clone());
+        if !spec.fields.is_empty() && !matches!(role, CallRole::Create | CallRole::Update) {
+            return self.error(
+                spec.fields[0].span(),
+                format!("{what}: `fields` applies to create and update calls"),
+            );
+        }
+        for field in &spec.fields {
+            call.fields.push(self.field(field)?);
+        }
+        // A `{field}` in the body must be one the call carries.
+        for used in call.body_fields() {
+            if call.fields.is_empty() || !call.carries(&used) {
+                let span = spec.body.as_ref().map(|b| b.span()).unwrap_or_default();
+                return self.error(
+                    span,
+                    format!(
+                        "{what}: the body uses `{{{used}}}`, which is not among the call's `fields`; \
+                         list it there so the call is sent when it changes"
+                    ),
+                );
+            }
+        }
         call.partial = spec.partial;
         let encoding = spec.encoding.as_ref().map(|e| *e.get_ref());
         if let Some(content_type) = &spec.content_type {
@@ -392,11 +414,24 @@ impl Compiler<'_> {
         );
         let update = self.call(
             &section.update,
-            CallRole::Record,
+            CallRole::Update,
             &id_only,
             &id_only,
             &format!("[{section_name}.update]"),
         );
+        let mut update_also = Vec::new();
+        for (position, spec) in section.update_also.iter().enumerate() {
+            let what = format!("[[{section_name}.update_also]] #{}", position + 1);
+            if spec.fields.is_empty() {
+                self.error::<()>(
+                    spec.path.span(),
+                    format!("{what}: an additional update call must list the `fields` it carries"),
+                );
+            }
+            if let Some(call) = self.call(spec, CallRole::Update, &id_only, &id_only, &what) {
+                update_also.push(call);
+            }
+        }
         let hard_delete = section.delete.hard.as_ref().map(|spec| {
             self.call(
                 spec,
@@ -489,6 +524,7 @@ impl Compiler<'_> {
             get: get?,
             create: create?,
             update: update?,
+            update_also,
             // A broken soft/hard/members section is already reported as an
             // error, so the whole mapping is refused; flatten is safe here.
             soft_delete: soft_delete.flatten(),
@@ -522,8 +558,16 @@ impl Compiler<'_> {
             ("field", spec.field.is_some()),
         ];
         let mut complete = true;
+        if spec.style == MembersStyle::GroupField && spec.add.is_some() != spec.remove.is_some() {
+            self.report.push(self.source.error_at(
+                spec.add.as_ref().or(spec.remove.as_ref()).map(|c| c.path.span()),
+                format!("{at} style = \"group_field\" takes `add` and `remove` together (they change the list by `{{members}}`), or neither (the update writes the whole list)"),
+            ));
+            complete = false;
+        }
         for (key, present) in given {
-            let optional = key == "member_field" && spec.style == MembersStyle::GroupField;
+            let optional = matches!(key, "member_field" | "add" | "remove")
+                && spec.style == MembersStyle::GroupField;
             if needed.contains(&key) && !present {
                 self.report.push(
                     self.source
@@ -571,6 +615,20 @@ impl Compiler<'_> {
                 field: field(self, &spec.field)?,
                 member_field: match &spec.member_field {
                     Some(f) => Some(self.field(f)?),
+                    None => None,
+                },
+                add: match &spec.add {
+                    Some(_) => Some(call(self, &spec.add, CallRole::Action, &id_only, "add")?),
+                    None => None,
+                },
+                remove: match &spec.remove {
+                    Some(_) => Some(call(
+                        self,
+                        &spec.remove,
+                        CallRole::Action,
+                        &id_only,
+                        "remove",
+                    )?),
                     None => None,
                 },
             },
@@ -866,6 +924,8 @@ enum CallRole {
     Record,
     /// Answers the new record (`record`), or something else holding its id (`id`).
     Create,
+    /// Answers the record, maybe (`record`); carries `fields`.
+    Update,
     /// Its answer is not read.
     Action,
 }
@@ -890,7 +950,7 @@ impl Compiler<'_> {
                     .into(),
             );
         }
-        if !matches!(role, CallRole::Record | CallRole::Create) {
+        if !matches!(role, CallRole::Record | CallRole::Create | CallRole::Update) {
             refuse(
                 self,
                 &spec.record,

@@ -371,6 +371,10 @@ pub enum Members {
     GroupField {
         field: FieldPath,
         member_field: Option<FieldPath>,
+        /// Calls that add and remove members given as `{members}` (an array
+        /// of ids); without them the whole list is written by the update.
+        add: Option<Call>,
+        remove: Option<Call>,
     },
     /// Each user's `field` lists its group ids; `list` lists a group's users;
     /// changed by each user's update call.
@@ -390,6 +394,8 @@ pub struct ResourceMapping {
     pub get: Call,
     pub create: Call,
     pub update: Call,
+    /// More update calls, each carrying its declared fields.
+    pub update_also: Vec<Call>,
     pub soft_delete: Option<SoftDelete>,
     pub hard_delete: Option<Call>,
     pub restore_on_create: bool,
@@ -446,6 +452,11 @@ pub enum MappingError {
     MissingId(String),
     #[error("the upstream answered a list call without an array of records")]
     NotAList,
+    #[error(
+        "the upstream cannot change `{field}` after a create: no update call of the mapping \
+         carries it"
+    )]
+    NotUpdatable { field: String },
     /// A call's answer did not hold what the mapping says it holds; `held`
     /// is the answer's shape (keys and types, never values).
     #[error("{call}: the answer has no {what} at `{pointer}`; it held {held}")]
@@ -497,6 +508,15 @@ fn shape(value: &Value, depth: usize) -> String {
 }
 
 impl ResourceMapping {
+    /// The update call that carries `field`: the first that names it, else
+    /// the first that declares no fields (it carries the rest).
+    pub fn update_call_for(&self, field: &FieldPath) -> Option<&Call> {
+        let calls = || std::iter::once(&self.update).chain(&self.update_also);
+        calls()
+            .find(|call| call.carries(field))
+            .or_else(|| calls().find(|call| call.fields.is_empty()))
+    }
+
     /// The record a single-record call answered, where its `record` says.
     pub fn answered<'a>(&self, call: &Call, body: &'a Value) -> Result<&'a Value, MappingError> {
         call.record_in(body)
@@ -537,6 +557,9 @@ impl From<MappingError> for ScimError {
             MappingError::UnsafeSegment => ScimError::not_found(error.to_string()),
             MappingError::UnmappedValue { .. } | MappingError::WrongType { .. } => {
                 ScimError::bad_request(ScimType::InvalidValue, error.to_string())
+            }
+            MappingError::NotUpdatable { .. } => {
+                ScimError::bad_request(ScimType::Mutability, error.to_string())
             }
             MappingError::MissingId(_)
             | MappingError::NotAList

@@ -5,8 +5,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    AttributeMap, Call, Direction, FieldPath, MappingError, ResourceMapping, Source, TemplatePart,
-    ValueType,
+    AttributeMap, Bindings, Call, Direction, FieldPath, MappingError, ResourceMapping, Source,
+    TemplatePart, UpstreamRequest, ValueType,
 };
 use crate::scim::schema::{AttrType, ResourceSchema};
 
@@ -77,10 +77,10 @@ impl ResourceMapping {
         Ok(Value::Object(resource))
     }
 
-    /// The upstream body that creates `resource`, with the declared defaults
-    /// for attributes the IdP did not send.
-    pub fn create_body(&self, resource: &Value) -> Result<Map<String, Value>, MappingError> {
-        let mut body = Map::new();
+    /// The upstream fields and values that create `resource`, with the
+    /// declared defaults for attributes the IdP did not send.
+    pub fn create_fields(&self, resource: &Value) -> Result<Vec<(FieldPath, Value)>, MappingError> {
+        let mut fields = Vec::new();
         for attribute in self.writable() {
             let value = match attribute.extract(resource) {
                 Some(Value::Null) | None => attribute.default.clone(),
@@ -88,48 +88,85 @@ impl ResourceMapping {
             };
             if let Some(value) = value {
                 for (field, written) in attribute.writes(attribute.write(&value)?) {
-                    field.set(&mut body, written);
+                    fields.push((field.clone(), written));
                 }
             }
+        }
+        Ok(fields)
+    }
+
+    /// The upstream body that creates `resource` (every field, whichever
+    /// call carries it).
+    pub fn create_body(&self, resource: &Value) -> Result<Map<String, Value>, MappingError> {
+        let mut body = Map::new();
+        for (field, value) in self.create_fields(resource)? {
+            field.set(&mut body, value);
         }
         Ok(body)
     }
 
-    /// The upstream body that makes an existing record look freshly created
-    /// from `resource` (a restore): as [`Self::create_body`], and every other
-    /// writable field, a write-only one such as a password included, set to
-    /// null, so nothing of the record's earlier life survives.
+    /// The create request for `resource`: the fields the create call carries
+    /// (all, if it names none), in its body template if it has one.
+    pub fn create_request(&self, resource: &Value) -> Result<UpstreamRequest, MappingError> {
+        let call = &self.create;
+        let carried: Vec<(FieldPath, Value)> = self
+            .create_fields(resource)?
+            .into_iter()
+            .filter(|(field, _)| call.fields.is_empty() || call.carries(field))
+            .collect();
+        let mut request = call.request(Bindings {
+            changes: Some(&carried),
+            ..Bindings::default()
+        })?;
+        if !call.has_body_template() {
+            let mut body = Map::new();
+            for (field, value) in carried {
+                field.set(&mut body, value);
+            }
+            request.body = Some(Value::Object(body));
+        }
+        Ok(request)
+    }
+
+    /// The field changes that make an existing record look freshly created
+    /// from `resource` (a restore): its create fields, and every other
+    /// writable field, a write-only one such as a password included, cleared
+    /// (null), so nothing of the record's earlier life survives.
+    pub fn fresh_fields(&self, resource: &Value) -> Result<Vec<(FieldPath, Value)>, MappingError> {
+        let mut fields = self.create_fields(resource)?;
+        let unset: Vec<FieldPath> = self
+            .writable()
+            .flat_map(AttributeMap::fields)
+            .filter(|field| !fields.iter().any(|(set, _)| set == *field))
+            .cloned()
+            .collect();
+        fields.extend(unset.into_iter().map(|field| (field, Value::Null)));
+        Ok(fields)
+    }
+
+    /// As [`Self::fresh_fields`], as one body for the primary update call.
     pub fn fresh_body(
         &self,
         resource: &Value,
         record: &Value,
     ) -> Result<Map<String, Value>, MappingError> {
-        let created = Value::Object(self.create_body(resource)?);
-        let unset: Vec<&FieldPath> = self
-            .writable()
-            .flat_map(AttributeMap::fields)
-            .filter(|field| field.get(&created).is_none())
-            .collect();
-        let Value::Object(mut body) = created else {
-            return Ok(Map::new());
-        };
-        for field in unset {
-            field.clear_from(&mut body, record);
+        let mut body = Map::new();
+        for (field, value) in self.fresh_fields(resource)? {
+            write_change(&mut body, record, &field, value);
         }
         Ok(body)
     }
 
     /// The upstream fields that change when `current` (the resource as read
-    /// from `record`) becomes `desired`. Empty when nothing changes. For
-    /// upstreams without partial updates, the whole record with the changes.
-    pub fn update_body(
+    /// from `record`) becomes `desired`, with their new values (null clears).
+    pub fn changes(
         &self,
         record: &Value,
         current: &Value,
         desired: &Value,
         absent: Absent,
-    ) -> Result<Option<Map<String, Value>>, MappingError> {
-        let mut changes = Map::new();
+    ) -> Result<Vec<(FieldPath, Value)>, MappingError> {
+        let mut changes = Vec::new();
         for attribute in self.writable() {
             let wanted = match attribute.extract(desired) {
                 Some(value) => attribute.write(value)?,
@@ -150,19 +187,70 @@ impl ResourceMapping {
             };
             for (field, wanted) in attribute.writes(wanted) {
                 if field.get(record).unwrap_or(&Value::Null) != &wanted {
-                    field.set_from(&mut changes, record, wanted);
+                    changes.push((field.clone(), wanted));
                 }
             }
         }
+        Ok(changes)
+    }
+
+    /// The upstream update body for `changes` on the primary update call;
+    /// `None` when nothing changes. Without partial updates, the whole record
+    /// with the changes.
+    pub fn update_body(
+        &self,
+        record: &Value,
+        current: &Value,
+        desired: &Value,
+        absent: Absent,
+    ) -> Result<Option<Map<String, Value>>, MappingError> {
+        let changes = self.changes(record, current, desired, absent)?;
         if changes.is_empty() {
             return Ok(None);
         }
-        if self.update.partial {
-            return Ok(Some(changes));
+        Ok(Some(render_fields(&self.update, record, changes)))
+    }
+
+    /// The update requests that make `changes` on the record `id`: each
+    /// update call gets the changes it carries, and a call that carries none
+    /// is not sent. A change no call carries (a field the upstream sets only
+    /// on create) is refused.
+    pub fn update_requests(
+        &self,
+        id: &str,
+        record: &Value,
+        changes: Vec<(FieldPath, Value)>,
+    ) -> Result<Vec<UpstreamRequest>, MappingError> {
+        let calls: Vec<&Call> = std::iter::once(&self.update)
+            .chain(&self.update_also)
+            .collect();
+        let mut routed: Vec<Vec<(FieldPath, Value)>> = vec![Vec::new(); calls.len()];
+        for (field, value) in changes {
+            let position = calls
+                .iter()
+                .position(|call| call.carries(&field))
+                .or_else(|| calls.iter().position(|call| call.fields.is_empty()))
+                .ok_or_else(|| MappingError::NotUpdatable {
+                    field: field.to_string(),
+                })?;
+            routed[position].push((field, value));
         }
-        let mut full = record.as_object().cloned().unwrap_or_default();
-        merge(&mut full, changes);
-        Ok(Some(full))
+        let mut requests = Vec::new();
+        for (call, carried) in calls.into_iter().zip(routed) {
+            if carried.is_empty() {
+                continue;
+            }
+            let mut request = call.request(Bindings {
+                id: Some(id),
+                changes: Some(&carried),
+                ..Bindings::default()
+            })?;
+            if !call.has_body_template() {
+                request.body = Some(Value::Object(render_fields(call, record, carried)));
+            }
+            requests.push(request);
+        }
+        Ok(requests)
     }
 
     /// Attributes written as upstream fields: not read-only, not composed,
@@ -207,6 +295,34 @@ impl ResourceMapping {
             calls.push(call);
         }
         Ok(calls)
+    }
+}
+
+/// The body carrying `changes` for `call`: only them for a partial update,
+/// else the whole record with them.
+fn render_fields(
+    call: &Call,
+    record: &Value,
+    changes: Vec<(FieldPath, Value)>,
+) -> Map<String, Value> {
+    let mut body = Map::new();
+    for (field, value) in changes {
+        write_change(&mut body, record, &field, value);
+    }
+    if call.partial {
+        return body;
+    }
+    let mut full = record.as_object().cloned().unwrap_or_default();
+    merge(&mut full, body);
+    full
+}
+
+/// One change into a body of changes to `record`; null clears the field.
+fn write_change(body: &mut Map<String, Value>, record: &Value, field: &FieldPath, value: Value) {
+    if value.is_null() {
+        field.clear_from(body, record);
+    } else {
+        field.set_from(body, record, value);
     }
 }
 

@@ -20,10 +20,7 @@ impl Provisioner {
         group_id: &str,
         group: &Value,
     ) -> Result<Vec<Value>, ScimError> {
-        let bindings = Bindings {
-            id: Some(group_id),
-            member: None,
-        };
+        let bindings = Bindings::id(group_id);
         let entries: Vec<(String, Option<String>)> = match members {
             Members::Endpoints {
                 list,
@@ -42,6 +39,7 @@ impl Provisioner {
             Members::GroupField {
                 field,
                 member_field,
+                ..
             } => field
                 .get(group)
                 .and_then(Value::as_array)
@@ -141,10 +139,7 @@ impl Provisioner {
         if !users.id.accepts(id) {
             return Ok(MemberState::Missing);
         }
-        let request = users.get.request(Bindings {
-            id: Some(id),
-            member: None,
-        })?;
+        let request = users.get.request(Bindings::id(id))?;
         let record = match self.client.call(&request).await {
             Ok(response) => users.answered(&users.get, &response.body)?.clone(),
             Err(error) if error.status == http::StatusCode::NOT_FOUND => {
@@ -185,24 +180,40 @@ impl Provisioner {
             Members::Endpoints { add, remove, .. } => {
                 for member in &change.added {
                     let typed = users.id.typed(member);
-                    let request = add.request(Bindings {
-                        id: Some(group_id),
-                        member: Some(&typed),
-                    })?;
+                    let request = add.request(Bindings::member(group_id, &typed))?;
                     self.client.call(&request).await?;
                 }
                 for member in &change.removed {
                     let typed = users.id.typed(member);
-                    let request = remove.request(Bindings {
-                        id: Some(group_id),
-                        member: Some(&typed),
-                    })?;
+                    let request = remove.request(Bindings::member(group_id, &typed))?;
                     ignore_not_found(self.client.call(&request).await)?;
+                }
+            }
+            Members::GroupField {
+                add: Some(add),
+                remove: Some(remove),
+                ..
+            } => {
+                let ids = |members: &[String]| {
+                    Value::Array(members.iter().map(|m| users.id.typed(m)).collect())
+                };
+                for (call, members) in [(add, &change.added), (remove, &change.removed)] {
+                    if members.is_empty() {
+                        continue;
+                    }
+                    let list = ids(members);
+                    let request = call.request(Bindings {
+                        id: Some(group_id),
+                        members: Some(&list),
+                        ..Bindings::default()
+                    })?;
+                    self.client.call(&request).await?;
                 }
             }
             Members::GroupField {
                 field,
                 member_field,
+                ..
             } => {
                 self.write_member_field(
                     groups,
@@ -252,27 +263,23 @@ impl Provisioner {
                 }
             })
             .collect();
-        let mut body = Map::new();
-        field.set(&mut body, Value::Array(list));
-        let mut request = groups.update.request(Bindings {
-            id: Some(group_id),
-            member: None,
-        })?;
-        request.body = Some(Value::Object(body));
-        self.client.call(&request).await?;
+        let change = vec![(field.clone(), Value::Array(list))];
+        for request in groups.update_requests(group_id, &Value::Null, change)? {
+            self.client.call(&request).await?;
+        }
         Ok(())
     }
 
     /// Takes a user out of every group, for a soft delete and a restore: a
     /// deleted user is no one's member, and a restored one starts with no
     /// memberships (they may have been another person's). With membership
-    /// kept on the user, the emptied list is put in `user_body` when the
+    /// kept on the user, the emptied list joins `user_changes` when the
     /// caller is about to write the user anyway, else written here.
     pub(super) async fn leave_all_groups(
         &self,
         user_id: &str,
         user_record: &Value,
-        user_body: Option<&mut Map<String, Value>>,
+        user_changes: Option<&mut Vec<(FieldPath, Value)>>,
     ) -> Result<(), ScimError> {
         let mapping = self.client.mapping();
         let (Some(groups), users) = (&mapping.groups, &mapping.users) else {
@@ -290,29 +297,21 @@ impl Provisioner {
                 if !belongs {
                     return Ok(());
                 }
-                let mut changes = Map::new();
-                field.set(&mut changes, Value::Array(Vec::new()));
-                if let Some(body) = user_body {
-                    body.extend(changes);
+                let emptied = (field.clone(), Value::Array(Vec::new()));
+                if let Some(changes) = user_changes {
+                    changes.push(emptied);
                     return Ok(());
                 }
-                let bindings = Bindings {
-                    id: Some(user_id),
-                    member: None,
-                };
-                let body = if users.update.partial {
-                    changes
-                } else {
-                    // The record as it is now: a delete call may have changed it.
-                    let answer = self.client.call(&users.get.request(bindings)?).await?.body;
-                    let now = users.answered(&users.get, &answer)?;
-                    let mut full = now.as_object().cloned().unwrap_or_default();
-                    full.extend(changes);
-                    full
-                };
-                let mut request = users.update.request(bindings)?;
-                request.body = Some(Value::Object(body));
-                self.client.call(&request).await?;
+                // The record as it is now: a delete call may have changed it.
+                let answer = self
+                    .client
+                    .call(&users.get.request(Bindings::id(user_id))?)
+                    .await?
+                    .body;
+                let now = users.answered(&users.get, &answer)?;
+                for request in users.update_requests(user_id, now, vec![emptied])? {
+                    self.client.call(&request).await?;
+                }
             }
             Members::Endpoints { .. } | Members::GroupField { .. } => {
                 let typed = users.id.typed(user_id);
@@ -327,15 +326,25 @@ impl Provisioner {
                     }
                     match members {
                         Members::Endpoints { remove, .. } => {
+                            let request = remove.request(Bindings::member(&group_id, &typed))?;
+                            ignore_not_found(self.client.call(&request).await)?;
+                        }
+                        Members::GroupField {
+                            remove: Some(remove),
+                            ..
+                        } => {
+                            let only = Value::Array(vec![typed.clone()]);
                             let request = remove.request(Bindings {
                                 id: Some(&group_id),
-                                member: Some(&typed),
+                                members: Some(&only),
+                                ..Bindings::default()
                             })?;
-                            ignore_not_found(self.client.call(&request).await)?;
+                            self.client.call(&request).await?;
                         }
                         Members::GroupField {
                             field,
                             member_field,
+                            ..
                         } => {
                             let _held = self.lock_resource(Kind::Group, &group_id).await;
                             // Re-read under the lock: the list may have changed.
@@ -369,10 +378,7 @@ impl Provisioner {
         joining: bool,
     ) -> Result<(), ScimError> {
         let users = &self.client.mapping().users;
-        let bindings = Bindings {
-            id: Some(user_id),
-            member: None,
-        };
+        let bindings = Bindings::id(user_id);
         // The user's list of groups is read-modify-written: two groups
         // changing it at once would otherwise undo each other.
         let _held = self.lock_resource(Kind::User, user_id).await;
@@ -392,18 +398,10 @@ impl Provisioner {
             (false, true) => groups.retain(|g| id_text(g) != id_text(group)),
             _ => return Ok(()),
         }
-        let mut changes = Map::new();
-        field.set(&mut changes, Value::Array(groups));
-        let body = if users.update.partial {
-            changes
-        } else {
-            let mut full = record.as_object().cloned().unwrap_or_default();
-            full.extend(changes);
-            full
-        };
-        let mut request = users.update.request(bindings)?;
-        request.body = Some(Value::Object(body));
-        self.client.call(&request).await?;
+        let change = vec![(field.clone(), Value::Array(groups))];
+        for request in users.update_requests(user_id, &record, change)? {
+            self.client.call(&request).await?;
+        }
         Ok(())
     }
 }

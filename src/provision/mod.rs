@@ -164,10 +164,7 @@ impl Provisioner {
         if !mapping.id.accepts(id) {
             return Err(not_found());
         }
-        let request = mapping.get.request(Bindings {
-            id: Some(id),
-            member: None,
-        })?;
+        let request = mapping.get.request(Bindings::id(id))?;
         let response = self.client.call(&request).await.map_err(|error| {
             if error.status == StatusCode::NOT_FOUND {
                 not_found()
@@ -214,7 +211,7 @@ impl Provisioner {
         if kind == Kind::User {
             policy::check_approved_domains(&resource, &self.connection.approved_domains)?;
         }
-        let body = Value::Object(mapping.create_body(&resource)?);
+        let request = mapping.create_request(&resource)?;
         // What follows the create is checked before it: a value no call can
         // set, or a member this connection cannot add, must not leave a
         // half-made resource upstream.
@@ -232,12 +229,31 @@ impl Provisioner {
         {
             return Ok(restored);
         }
-        let mut request = mapping.create.request(Bindings::default())?;
-        request.body = Some(body);
         let response = self.client.call(&request).await?;
         let (id, answered) = match mapping.created(&response.body) {
             Ok(created) => created,
             Err(error) => (self.find_created(kind, &resource, error).await?, None),
+        };
+        // A create call that carries only some fields leaves the rest to the
+        // update calls, made against the record as created.
+        let answered = if mapping.create.fields.is_empty() {
+            answered
+        } else {
+            let created = match answered {
+                Some(record) => self.record(kind, record, false).await?,
+                None => self.get_any(kind, &id).await?,
+            };
+            let rest = mapping.changes(
+                &created.upstream,
+                &created.resource,
+                &resource,
+                Absent::Keep,
+            )?;
+            let requests = mapping.update_requests(&id, &created.upstream, rest)?;
+            for request in &requests {
+                self.client.call(request).await?;
+            }
+            (requests.is_empty()).then_some(created.upstream)
         };
         if !membership.is_empty() {
             self.apply_membership(mapping, &id, &membership).await?;
@@ -380,27 +396,24 @@ impl Provisioner {
             )));
         }
         let id = mapping.upstream_id(archived)?;
-        let mut body = mapping.fresh_body(resource, archived)?;
+        let mut changes = mapping.fresh_fields(resource)?;
         if let Some(restored) = &soft.restore_value {
-            soft.field.set_from(&mut body, archived, restored.clone());
+            changes.retain(|(field, _)| *field != soft.field);
+            changes.push((soft.field.clone(), restored.clone()));
         }
-        let mut update = mapping.update.request(Bindings {
-            id: Some(&id),
-            member: None,
-        })?;
         let _restoring = self.lock_resource(Kind::User, &id).await;
-        self.leave_all_groups(&id, archived, Some(&mut body))
+        self.leave_all_groups(&id, archived, Some(&mut changes))
             .await?;
-        let body = if mapping.update.partial {
-            body
+        let requests = mapping.update_requests(&id, archived, changes)?;
+        let mut last = Value::Null;
+        for request in &requests {
+            last = self.client.call(request).await?.body;
+        }
+        let mut record = if requests.len() == 1 {
+            self.reread_any(Kind::User, &id, last).await?
         } else {
-            let mut full = archived.as_object().cloned().unwrap_or_default();
-            full.extend(body);
-            full
+            self.get_any(Kind::User, &id).await?
         };
-        update.body = Some(Value::Object(body));
-        let response = self.client.call(&update).await?;
-        let mut record = self.reread_any(Kind::User, &id, response.body).await?;
         if self
             .state_calls(mapping, &id, &record.upstream, resource)
             .await?
@@ -526,9 +539,14 @@ impl Provisioner {
         with_members: bool,
     ) -> Result<Record, ScimError> {
         let mut record = current;
-        if let Some(request) = &plan.update {
-            let response = self.client.call(request).await?;
-            record = self.reread_any(kind, id, response.body).await?;
+        let mut last = Value::Null;
+        for request in &plan.updates {
+            last = self.client.call(request).await?.body;
+        }
+        match plan.updates.len() {
+            0 => {}
+            1 => record = self.reread_any(kind, id, last).await?,
+            _ => record = self.get_any(kind, id).await?,
         }
         for request in &plan.state {
             self.client.call(request).await?;
@@ -543,6 +561,18 @@ impl Provisioner {
         Ok(record)
     }
 
+    /// Reads a record the caller has just written (its scope was checked on
+    /// the state written).
+    async fn get_any(&self, kind: Kind, id: &str) -> Result<Record, ScimError> {
+        let mapping = self.mapping(kind)?;
+        let response = self
+            .client
+            .call(&mapping.get.request(Bindings::id(id))?)
+            .await?;
+        let answered = mapping.answered(&mapping.get, &response.body)?.clone();
+        self.record(kind, answered, false).await
+    }
+
     /// The record an update answered with, or a fresh read if it answered
     /// none. Not scope-checked: the caller checked the state it wrote.
     async fn reread_any(&self, kind: Kind, id: &str, answered: Value) -> Result<Record, ScimError> {
@@ -551,7 +581,7 @@ impl Provisioner {
             Ok(record) if mapping.upstream_id(record).is_ok() => {
                 self.record(kind, record.clone(), false).await
             }
-            _ => self.get(kind, id, false).await,
+            _ => self.get_any(kind, id).await,
         }
     }
 
@@ -583,10 +613,7 @@ impl Provisioner {
                 ));
             }
         };
-        let bindings = Bindings {
-            id: Some(id),
-            member: None,
-        };
+        let bindings = Bindings::id(id);
         let request = match (hard, &mapping.soft_delete) {
             (Some(hard), _) => hard.request(bindings)?,
             (
@@ -596,24 +623,15 @@ impl Provisioner {
                 }),
             ) => call.request(bindings)?,
             (None, Some(soft)) => {
-                let mut marked = Map::new();
-                soft.field
-                    .set_from(&mut marked, &current.upstream, soft.value.clone());
+                let mut marked = vec![(soft.field.clone(), soft.value.clone())];
                 if kind == Kind::User {
                     // Membership kept on the user is emptied in the same write.
                     self.leave_all_groups(id, &current.upstream, Some(&mut marked))
                         .await?;
                 }
-                let body = if mapping.update.partial {
-                    marked
-                } else {
-                    let mut full = current.upstream.as_object().cloned().unwrap_or_default();
-                    full.extend(marked);
-                    full
-                };
-                let mut request = mapping.update.request(bindings)?;
-                request.body = Some(Value::Object(body));
-                self.client.call(&request).await?;
+                for request in mapping.update_requests(id, &current.upstream, marked)? {
+                    self.client.call(&request).await?;
+                }
                 return Ok(());
             }
             (None, None) => return Err(ScimError::internal("no delete call")),
@@ -632,7 +650,7 @@ impl Provisioner {
 
 /// The writes of one update, rendered before the first is sent.
 struct UpdatePlan {
-    update: Option<UpstreamRequest>,
+    updates: Vec<UpstreamRequest>,
     state: Vec<UpstreamRequest>,
 }
 
@@ -643,22 +661,12 @@ fn plan_update(
     desired: &Value,
     absent: Absent,
 ) -> Result<UpdatePlan, ScimError> {
-    let bindings = Bindings {
-        id: Some(id),
-        member: None,
-    };
-    let update = match mapping.update_body(&current.upstream, &current.resource, desired, absent)? {
-        Some(body) => {
-            let mut request = mapping.update.request(bindings)?;
-            request.body = Some(Value::Object(body));
-            Some(request)
-        }
-        None => None,
-    };
-    // Attributes set by calls are not in the update body, so the record as
+    let changes = mapping.changes(&current.upstream, &current.resource, desired, absent)?;
+    let updates = mapping.update_requests(id, &current.upstream, changes)?;
+    // Attributes set by calls are not in the update bodies, so the record as
     // read is the one these calls move on from.
     let state = state_requests(mapping, id, &current.upstream, desired)?;
-    Ok(UpdatePlan { update, state })
+    Ok(UpdatePlan { updates, state })
 }
 
 /// The calls that bring `record`'s call-set attributes to `desired`'s.
@@ -671,13 +679,7 @@ fn state_requests(
     mapping
         .state_calls(record, desired)?
         .into_iter()
-        .map(|call| {
-            call.request(Bindings {
-                id: Some(id),
-                member: None,
-            })
-            .map_err(ScimError::from)
-        })
+        .map(|call| call.request(Bindings::id(id)).map_err(ScimError::from))
         .collect()
 }
 
