@@ -119,11 +119,6 @@ impl Params {
         Ok(fields)
     }
 
-    /// True when no parameter was given.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// Refuses any parameter not taken.
     pub(crate) fn finish(self) -> Result<(), ApiError> {
         match self.values.keys().next() {
@@ -175,7 +170,6 @@ mod tests {
         let mut params = Params::parse("deleted=true&access_token=t", b"title=R%26D+team").unwrap();
         assert_eq!(params.bool("deleted").unwrap(), Some(true));
         assert_eq!(params.string("title").as_deref(), Some("R&D team"));
-        assert!(params.is_empty());
         params.finish().unwrap();
     }
 
