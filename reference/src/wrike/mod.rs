@@ -27,6 +27,7 @@
 //! | PUT | `/users/{id}` | `profile` (alone) or `userTypeId`, `active`, `deleted`; `fields` | `users` |
 //! | DELETE | `/users/{id}` | — | `users` (the deleted record) |
 //! | GET | `/user_types` | — | `userTypes` |
+//! | GET | `/account` | — | `accounts` |
 //! | GET | `/invitations` | — | `invitations` |
 //! | POST | `/invitations` | `email`, `firstName`, `lastName`, `role`, `external` or `userTypeId`, `subject`, `message` | `invitations` |
 //! | GET | `/groups` | `fields` | `groups` |
@@ -41,11 +42,12 @@
 //! `method_not_found`.
 //!
 //! Layout: this file holds the public API, the router, the token check and the
-//! answer envelope; `contacts.rs`, `users.rs`, `invitations.rs` and `groups.rs` the
-//! handlers; `params.rs` parameter parsing; `records.rs` the data model, its
-//! validation and rendering; `store.rs` the state and its rules; `error.rs` the wire
-//! error.
+//! answer envelope; `account.rs`, `contacts.rs`, `users.rs`, `invitations.rs` and
+//! `groups.rs` the handlers; `params.rs` parameter parsing; `records.rs` the data
+//! model, its validation and rendering; `store.rs` the state and its rules;
+//! `error.rs` the wire error.
 
+mod account;
 mod contacts;
 mod error;
 mod groups;
@@ -192,6 +194,7 @@ impl WrikeApi {
                 get(users::get).put(users::update).delete(users::delete),
             )
             .route(&path("/user_types"), get(users::user_types))
+            .route(&path("/account"), get(account::get))
             .route(
                 &path("/invitations"),
                 get(invitations::list).post(invitations::create),
