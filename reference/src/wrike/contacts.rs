@@ -59,6 +59,16 @@ fn split_ids(ids: &str) -> Result<Vec<String>, ApiError> {
             "At most {MAX_IDS} ids"
         )));
     }
+    if let Some((i, id)) = ids
+        .iter()
+        .enumerate()
+        .find(|(i, id)| ids[..*i].contains(id))
+    {
+        return Err(ApiError::invalid_parameter(format!(
+            "Id '{id}' is named twice (position {})",
+            i + 1
+        )));
+    }
     Ok(ids)
 }
 
@@ -205,10 +215,16 @@ mod tests {
             .get(&format!("/api/v4/contacts/{a},KUAAAA77"))
             .await
             .assert_error(404, "resource_not_found");
-        client
-            .get(&format!("/api/v4/contacts/{a},"))
-            .await
-            .assert_error(400, "invalid_parameter");
+        for bad in [
+            format!("{a},"),
+            format!("{a},{a}"),
+            vec![a.as_str(); 101].join(","),
+        ] {
+            client
+                .get(&format!("/api/v4/contacts/{bad}"))
+                .await
+                .assert_error(400, "invalid_parameter");
+        }
     }
 
     #[tokio::test]
