@@ -10,9 +10,9 @@ use crate::config::{
     Connection, GatewayConfig, Secret, ServerSettings, Upstream, normalise_domain,
 };
 use crate::diagnostics::{Report, SourceFile};
-use crate::legacy::{Database, LegacyApi, LegacyConfig, LegacyError};
 use crate::mapping;
 use crate::server::hash_token;
+use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig, LegacyError};
 
 /// The reference upstream's mapping, compiled into the binary.
 pub const LEGACY_MAPPING: &str = include_str!("../mappings/upstream/legacy.toml");

@@ -4,9 +4,9 @@
 //! `server` (listen, auth, limits) → `provision` (one SCIM operation, product
 //! policy) → `scim` (vendor-neutral protocol core) and `mapping` (SCIM ⇄
 //! upstream JSON, declared in mapping files) → `upstream` (HTTP client).
-//! No module reaches upward. `legacy` is the reference upstream API used by
-//! `scimgate demo`, the tests and the benchmarks; `directory` is a second,
-//! differently shaped reference API that proves the mapping language general.
+//! No module reaches upward. The reference upstream APIs `scimgate demo`, the
+//! tests and the benchmarks run against live in the `scimgate-reference`
+//! crate (`reference/`), not here.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -14,9 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod diagnostics;
 pub mod dialect;
-pub mod directory;
 pub mod explain;
-pub mod legacy;
 pub mod mapping;
 pub mod metric_labels;
 pub mod provision;

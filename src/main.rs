@@ -10,8 +10,8 @@ use arc_swap::ArcSwap;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use scimgate::config::{Rate, ServerSettings};
-use scimgate::legacy::{Database, LegacyApi, LegacyConfig};
 use scimgate::{config, demo, server};
+use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 

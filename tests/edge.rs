@@ -373,11 +373,12 @@ async fn an_upstream_behind_a_private_ca_is_reached_with_the_configured_ca() {
     std::fs::write(&files.key, leaf_key.serialize_pem()).unwrap();
 
     // The reference legacy API, served over TLS by scimgate's own listener.
-    let legacy = scimgate::legacy::LegacyApi::open(scimgate::legacy::LegacyConfig {
-        api_key: "tls-key".into(),
-        database: scimgate::legacy::Database::Memory,
-    })
-    .unwrap();
+    let legacy =
+        scimgate_reference::legacy::LegacyApi::open(scimgate_reference::legacy::LegacyConfig {
+            api_key: "tls-key".into(),
+            database: scimgate_reference::legacy::Database::Memory,
+        })
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let acceptor = std::sync::Arc::new(tls::Tls::load(files).unwrap());

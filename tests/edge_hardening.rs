@@ -289,11 +289,12 @@ async fn legacy_behind_a_private_ca(api_key: &str) -> (u16, String, tempfile::Te
     };
     std::fs::write(&files.cert, leaf.pem()).unwrap();
     std::fs::write(&files.key, leaf_key.serialize_pem()).unwrap();
-    let legacy = scimgate::legacy::LegacyApi::open(scimgate::legacy::LegacyConfig {
-        api_key: api_key.into(),
-        database: scimgate::legacy::Database::Memory,
-    })
-    .unwrap();
+    let legacy =
+        scimgate_reference::legacy::LegacyApi::open(scimgate_reference::legacy::LegacyConfig {
+            api_key: api_key.into(),
+            database: scimgate_reference::legacy::Database::Memory,
+        })
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(listen::serve(
@@ -478,10 +479,12 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn scimgate_serve_opens_the_admin_listener_from_the_config() {
-    let upstream =
-        scimgate::demo::start_legacy(scimgate::legacy::Database::Memory, common::API_KEY)
-            .await
-            .unwrap();
+    let upstream = scimgate::demo::start_legacy(
+        scimgate_reference::legacy::Database::Memory,
+        common::API_KEY,
+    )
+    .await
+    .unwrap();
     let (port, admin_port) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let mapping = dir.path().join("legacy.toml");

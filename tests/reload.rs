@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use scimgate::legacy::Database;
+use scimgate_reference::legacy::Database;
 
 const BIN: &str = env!("CARGO_BIN_EXE_scimgate");
 

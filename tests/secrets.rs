@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use scimgate::legacy::Database;
+use scimgate_reference::legacy::Database;
 
 const BIN: &str = env!("CARGO_BIN_EXE_scimgate");
 const TOKEN: &str = "tok-4f1c9d2e7a7b4c0e";

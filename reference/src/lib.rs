@@ -7,10 +7,18 @@
 //! mapping language has to cover (auth, ids, record shapes, paging, update verbs,
 //! deletion, errors):
 //!
+//! - [`legacy`]: a flat snake_case API with a static key, integer ids, page
+//!   paging and member sub-resources.
+//! - [`directory`]: a nested camelCase API behind OAuth2 client credentials, UUIDs,
+//!   cursor paging, merge-patch updates, soft deletion and groups kept on users.
 //! - [`wrike`]: shaped like Wrike's public REST API v4 — `{"kind", "data": [...]}`
 //!   envelopes, form-encoded parameters holding JSON text, users created by
 //!   invitation, soft deletion, `{"errorDescription", "error"}` errors.
 //!
-//! Nothing here is used by the gateway itself.
+//! The gateway depends on this crate only for `scimgate demo` and
+//! `scimgate legacy-api`; its request path never calls into it.
+#![forbid(unsafe_code)]
 
+pub mod directory;
+pub mod legacy;
 pub mod wrike;

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 
 use reqwest::{Method, StatusCode};
 use scimgate::config::{GatewayConfig, Secret, ServerSettings};
-use scimgate::directory::{DirectoryApi, DirectoryConfig};
-use scimgate::legacy::Database;
 use scimgate::{demo, server};
+use scimgate_reference::directory::{DirectoryApi, DirectoryConfig};
+use scimgate_reference::legacy::Database;
 use serde_json::Value;
 
 pub const TOKEN: &str = "e2e-token";
@@ -82,7 +82,7 @@ impl Harness {
                 let api = DirectoryApi::open(DirectoryConfig {
                     client_id: "scimgate".into(),
                     client_secret: CLIENT_SECRET.into(),
-                    database: scimgate::directory::Database::Memory,
+                    database: scimgate_reference::directory::Database::Memory,
                 })
                 .unwrap();
                 directory = Some(api.clone());
