@@ -38,8 +38,16 @@ enum Command {
     },
     /// Validate a config and every mapping it names; exit 1 on any error.
     Check {
-        #[arg(long, default_value = "scimgate.toml")]
-        config: PathBuf,
+        /// Mapping and dialect files to check on their own, without a
+        /// gateway config (a file with an `[upstream]` table is a mapping).
+        files: Vec<PathBuf>,
+        /// The gateway config to check with every file it names (the
+        /// default when no FILE is given).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Fail on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Run the gateway in front of the reference legacy API, ready for curl.
     Demo {
@@ -94,6 +102,74 @@ enum Command {
         #[arg(long, env = "LEGACY_API_KEY")]
         api_key: String,
     },
+}
+
+/// `scimgate check`: every file given, and the config if given (or if no
+/// file is); all problems are printed before the verdict.
+fn check(files: &[PathBuf], config: Option<PathBuf>, deny_warnings: bool) -> anyhow::Result<()> {
+    let config = match (config, files.is_empty()) {
+        (Some(config), _) => Some(config),
+        (None, true) => Some(PathBuf::from("scimgate.toml")),
+        (None, false) => None,
+    };
+    let mut failed = Vec::new();
+    let mut verdict = |path: &std::path::Path,
+                       report: &scimgate::diagnostics::Report,
+                       what: String| {
+        let refused = report.has_errors() || (deny_warnings && report.warnings().next().is_some());
+        if refused {
+            eprint!("{report}");
+            failed.push(path.display().to_string());
+        } else {
+            print!("{report}");
+            println!("{}: ok ({what})", path.display());
+        }
+    };
+    for path in files {
+        let mut report = scimgate::diagnostics::Report::default();
+        let what = match scimgate::diagnostics::SourceFile::read(path) {
+            Err(diagnostic) => {
+                report.push(diagnostic);
+                "unreadable".to_string()
+            }
+            Ok(source)
+                if source
+                    .text
+                    .parse::<toml::Table>()
+                    .is_ok_and(|t| t.contains_key("upstream")) =>
+            {
+                let mapping = scimgate::mapping::compile(&source, &mut report);
+                match mapping {
+                    Some(m) => format!("upstream mapping `{}`", m.name),
+                    None => "upstream mapping".to_string(),
+                }
+            }
+            Ok(source) => match scimgate::dialect::compile(&source, &mut report) {
+                Some(d) => format!("dialect `{}`", d.name),
+                None => "dialect".to_string(),
+            },
+        };
+        verdict(path, &report, what);
+    }
+    if let Some(config) = config {
+        match config::load(&config) {
+            Ok((gateway, report)) => verdict(
+                &config,
+                &report,
+                format!(
+                    "{} connection(s), {} upstream(s)",
+                    gateway.connections.len(),
+                    gateway.upstreams.len()
+                ),
+            ),
+            Err(report) => verdict(&config, &report, String::new()),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("invalid: {}", failed.join(", "))
+    }
 }
 
 fn parse_rate(text: &str) -> Result<Rate, String> {
@@ -189,22 +265,11 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("server failed")
         }
-        Command::Check { config } => match config::load(&config) {
-            Ok((gateway, report)) => {
-                print!("{report}");
-                println!(
-                    "{}: ok ({} connection(s), {} upstream(s))",
-                    config.display(),
-                    gateway.connections.len(),
-                    gateway.upstreams.len()
-                );
-                Ok(())
-            }
-            Err(report) => {
-                eprint!("{report}");
-                bail!("{}: invalid", config.display())
-            }
-        },
+        Command::Check {
+            files,
+            config,
+            deny_warnings,
+        } => check(&files, config, deny_warnings),
         Command::Demo {
             listen,
             token,

@@ -93,6 +93,10 @@ pub struct ErrorRuleSpec {
     pub status: u16,
     /// Optionally also the upstream's error code (at `code_pointer`).
     pub code: Option<String>,
+    /// Optionally also text the upstream's message (at `message_pointer`)
+    /// contains, case-insensitive: for APIs that tell a duplicate from other
+    /// refusals only in words ("already exists").
+    pub message_contains: Option<Spanned<String>>,
     pub scim_status: Spanned<u16>,
     pub scim_type: Option<Spanned<String>>,
 }

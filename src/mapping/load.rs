@@ -212,9 +212,21 @@ impl Compiler<'_> {
                     }
                 },
             };
+            if let Some(text) = &rule.message_contains
+                && section.message_pointer.is_none()
+            {
+                self.error::<()>(
+                    text.span(),
+                    "`message_contains` needs `message_pointer` in [errors], to know where the message is",
+                );
+            }
             rules.push(ErrorRule {
                 status: rule.status,
                 code: rule.code.clone(),
+                message_contains: rule
+                    .message_contains
+                    .as_ref()
+                    .map(|t| t.get_ref().to_lowercase()),
                 scim_status,
                 scim_type,
             });

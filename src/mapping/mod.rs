@@ -102,6 +102,8 @@ pub struct ErrorMap {
 pub struct ErrorRule {
     pub status: u16,
     pub code: Option<String>,
+    /// Lower-case text the upstream's message must contain.
+    pub message_contains: Option<String>,
     pub scim_status: StatusCode,
     pub scim_type: Option<ScimType>,
 }
@@ -121,14 +123,27 @@ impl ErrorMap {
             .and_then(|p| body.pointer(p))
             .and_then(Value::as_str)
             .filter(|code| code.len() <= 64 && !code.chars().any(char::is_whitespace));
-        let rule = self
-            .rules
-            .iter()
-            .find(|r| r.status == status.as_u16() && r.code.is_some() && r.code.as_deref() == code)
-            .or_else(|| {
-                self.rules
-                    .iter()
-                    .find(|r| r.status == status.as_u16() && r.code.is_none())
+        let said = self
+            .message_pointer
+            .as_deref()
+            .and_then(|p| body.pointer(p))
+            .and_then(Value::as_str)
+            .map(str::to_lowercase);
+        // The most specific rule first: code and message, code, message, status.
+        let applies = |r: &&ErrorRule, by_code: bool, by_message: bool| {
+            r.status == status.as_u16()
+                && r.code.is_some() == by_code
+                && (!by_code || r.code.as_deref() == code)
+                && r.message_contains.is_some() == by_message
+                && (!by_message
+                    || r.message_contains
+                        .as_deref()
+                        .is_some_and(|t| said.as_deref().is_some_and(|m| m.contains(t))))
+        };
+        let rule = [(true, true), (true, false), (false, true), (false, false)]
+            .into_iter()
+            .find_map(|(by_code, by_message)| {
+                self.rules.iter().find(|r| applies(r, by_code, by_message))
             });
         let quotable = rule.is_some()
             && status.is_client_error()
@@ -187,18 +202,21 @@ mod error_map_tests {
                 ErrorRule {
                     status: 409,
                     code: None,
+                    message_contains: None,
                     scim_status: StatusCode::CONFLICT,
                     scim_type: Some(ScimType::Uniqueness),
                 },
                 ErrorRule {
                     status: 500,
                     code: None,
+                    message_contains: None,
                     scim_status: StatusCode::BAD_GATEWAY,
                     scim_type: None,
                 },
                 ErrorRule {
                     status: 401,
                     code: None,
+                    message_contains: None,
                     scim_status: StatusCode::BAD_GATEWAY,
                     scim_type: None,
                 },
@@ -224,6 +242,24 @@ mod error_map_tests {
             "{}",
             error.detail
         );
+    }
+
+    #[test]
+    fn a_rule_with_message_text_is_chosen_only_when_the_message_says_it() {
+        let mut map = errors();
+        for (message_contains, scim_status) in [(Some("already exists"), 409), (None, 400)] {
+            map.rules.push(ErrorRule {
+                status: 400,
+                code: Some("E1".into()),
+                message_contains: message_contains.map(str::to_string),
+                scim_status: StatusCode::from_u16(scim_status).unwrap(),
+                scim_type: None,
+            });
+        }
+        let duplicate = map.to_scim(StatusCode::BAD_REQUEST, &answer("User ALREADY EXISTS"));
+        assert_eq!(duplicate.status, StatusCode::CONFLICT);
+        let other = map.to_scim(StatusCode::BAD_REQUEST, &answer("bad email"));
+        assert_eq!(other.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -172,14 +172,15 @@ impl Provisioner {
                 error
             }
         })?;
+        let answered = mapping.answered(&mapping.get, &response.body)?;
         if mapping
             .soft_delete
             .as_ref()
-            .is_some_and(|s| s.marks(&response.body))
+            .is_some_and(|s| s.marks(answered))
         {
             return Err(not_found());
         }
-        let answered = mapping.answered(&mapping.get, &response.body)?.clone();
+        let answered = answered.clone();
         let record = self.record(kind, answered, with_members).await?;
         if !self.in_scope(kind, &record.resource) {
             return Err(not_found());
@@ -268,7 +269,10 @@ impl Provisioner {
             }
         };
         match answered {
-            Some(record) if !state_set => self.record(kind, record, kind == Kind::Group).await,
+            // Membership written after the create is read back, not taken from its answer.
+            Some(record) if !state_set && membership.is_empty() => {
+                self.record(kind, record, kind == Kind::Group).await
+            }
             _ => self.get(kind, &id, kind == Kind::Group).await,
         }
     }

@@ -19,11 +19,18 @@ pub const CLIENT_SECRET: &str = "e2e-client-secret";
 /// The reference upstream a harness runs behind the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// src/legacy + mappings/upstream/legacy.toml
+    /// reference/src/legacy + mappings/upstream/legacy.toml
     Legacy,
-    /// src/directory + mappings/upstream/directory.toml
+    /// reference/src/directory + mappings/upstream/directory.toml
     Directory,
+    /// reference/src/wrike + mappings/upstream/wrike.toml
+    Wrike,
 }
+
+/// Every reference upstream, for suites that run against each.
+pub const BACKENDS: [Backend; 3] = [Backend::Legacy, Backend::Directory, Backend::Wrike];
+
+pub const WRIKE_TOKEN: &str = "e2e-wrike-token";
 
 pub struct Harness {
     /// `http://127.0.0.1:PORT`, the gateway's root.
@@ -103,6 +110,33 @@ impl Harness {
                     demo::config_for(mapping, upstream, secrets, TOKEN, &domains, settings)
                         .unwrap();
                 (upstream, config, format!("http://{upstream}/v2"))
+            }
+            Backend::Wrike => {
+                let api = scimgate_reference::wrike::WrikeApi::open(
+                    scimgate_reference::wrike::WrikeConfig {
+                        token: WRIKE_TOKEN.into(),
+                        account_id: "IEAAAAAA".into(),
+                        database: scimgate_reference::wrike::Database::Memory,
+                    },
+                )
+                .unwrap();
+                let upstream = api
+                    .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .await
+                    .unwrap();
+                let mut report = scimgate::diagnostics::Report::default();
+                let mapping = scimgate::mapping::load(
+                    std::path::Path::new("mappings/upstream/wrike.toml"),
+                    &mut report,
+                )
+                .unwrap_or_else(|| panic!("{report}"));
+                let secrets = [("token".to_string(), Secret::new(WRIKE_TOKEN))]
+                    .into_iter()
+                    .collect();
+                let config =
+                    demo::config_for(mapping, upstream, secrets, TOKEN, &domains, settings)
+                        .unwrap();
+                (upstream, config, format!("http://{upstream}/api/v4"))
             }
         };
         let _ = upstream;
@@ -186,6 +220,7 @@ impl Harness {
         let request = self.http.get(format!("{}{path}", self.upstream));
         let request = match self.backend {
             Backend::Legacy => request.header("x-api-key", API_KEY),
+            Backend::Wrike => request.bearer_auth(WRIKE_TOKEN),
             Backend::Directory => {
                 let root = self.upstream.trim_end_matches("/v2");
                 let token: Value = self
@@ -239,13 +274,29 @@ impl Harness {
                     ("externalId", "/externalKey"),
                 ],
             ),
+            Backend::Wrike => (
+                format!("/contacts/{id}?fields=%5B%22metadata%22%5D"),
+                &[
+                    ("userName", "/profiles/0/email"),
+                    ("givenName", "/firstName"),
+                    ("familyName", "/lastName"),
+                    ("email", "/profiles/0/email"),
+                    ("phone", "/phone"),
+                    ("title", "/title"),
+                    ("organization", "/companyName"),
+                ],
+            ),
         };
         let reply = self.upstream(&path).await;
         if reply.status == 404 {
             return None;
         }
         assert_eq!(reply.status, 200, "{}", reply.body);
-        let raw = reply.body;
+        let raw = match self.backend {
+            // Every answer is {"kind", "data": [record]}.
+            Backend::Wrike => reply.body["data"][0].clone(),
+            _ => reply.body,
+        };
         let mut view = serde_json::Map::new();
         for (name, pointer) in fields {
             view.insert(
@@ -264,6 +315,28 @@ impl Harness {
                 raw["suspended"] == false,
                 raw["deleted"] == true,
             ),
+            Backend::Wrike => {
+                let metadata = |key: &str| {
+                    raw["metadata"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|entry| entry["key"] == key)
+                        .map(|entry| entry["value"].clone())
+                        .unwrap_or(Value::Null)
+                };
+                view.insert("department".into(), metadata("department"));
+                view.insert("externalId".into(), metadata("externalId"));
+                (
+                    wrike_user_type(
+                        raw["profiles"][0]["userTypeId"]
+                            .as_str()
+                            .unwrap_or_default(),
+                    ),
+                    raw["profiles"][0]["active"] == true,
+                    raw["deleted"] == true,
+                )
+            }
         };
         view.insert("userType".into(), Value::from(user_type));
         view.insert("active".into(), Value::from(active));
@@ -286,6 +359,21 @@ impl Harness {
                 format!("/users?groupId={id}"),
                 "/id",
             ),
+            Backend::Wrike => {
+                let group = self.upstream(&format!("/groups/{id}")).await;
+                if group.status == 404 {
+                    return None;
+                }
+                let record = &group.body["data"][0];
+                let mut members: Vec<String> = record["memberIds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m.as_str().map(str::to_string))
+                    .collect();
+                members.sort();
+                return Some(serde_json::json!({"name": record["title"], "members": members}));
+            }
         };
         let group = self.upstream(&group_path).await;
         if group.status == 404 {
@@ -371,6 +459,17 @@ fn legacy_role(role: &str) -> &'static str {
         "collaborator" => "Collaborator",
         "contributor" => "Contributor",
         "viewer" => "Viewer",
+        _ => "?",
+    }
+}
+
+fn wrike_user_type(user_type_id: &str) -> &'static str {
+    match user_type_id {
+        "KTAAAAAA" => "Regular",
+        "KTAAAAAB" => "External",
+        "KTAAAAAC" => "Contributor",
+        "KTAAAAAD" => "Collaborator",
+        "KTAAAAAE" => "Viewer",
         _ => "?",
     }
 }
