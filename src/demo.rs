@@ -1,6 +1,7 @@
-//! `scimgate demo`: the gateway in front of the reference legacy API, on an
-//! embedded default config, so anyone can provision users with `curl`.
-//! Tests and benches build their gateway the same way.
+//! `scimgate demo`: the gateway in front of a reference upstream API (legacy
+//! by default; directory or Wrike-shaped), on an embedded default config, so
+//! anyone can provision users with `curl`. Tests and benches build their
+//! gateway the same way.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,9 +15,120 @@ use crate::mapping;
 use crate::server::hash_token;
 use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig, LegacyError};
 
-/// The reference upstream's mapping, compiled into the binary.
+/// The reference upstreams' mappings, compiled into the binary.
 pub const LEGACY_MAPPING: &str = include_str!("../mappings/upstream/legacy.toml");
 const LEGACY_MAPPING_PATH: &str = "mappings/upstream/legacy.toml (embedded)";
+const DIRECTORY_MAPPING: &str = include_str!("../mappings/upstream/directory.toml");
+const WRIKE_MAPPING: &str = include_str!("../mappings/upstream/wrike.toml");
+
+/// The reference upstream a demo runs in front of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoUpstream {
+    /// Flat snake_case records, an API key, page paging (reference/src/legacy).
+    Legacy,
+    /// Nested camelCase records behind OAuth2 client credentials (reference/src/directory).
+    Directory,
+    /// Shaped like Wrike's REST API v4: envelopes, form parameters, invitations (reference/src/wrike).
+    Wrike,
+}
+
+/// A started reference upstream and what the banner says of it.
+pub struct StartedUpstream {
+    pub config: GatewayConfig,
+    pub address: SocketAddr,
+    /// e.g. "http://127.0.0.1:9090/api/v1 (reference legacy API, SQLite demo.sqlite)".
+    pub description: String,
+}
+
+/// Starts `upstream` on a free loopback port, its data in `db` (a file, or
+/// `None` for memory), and a gateway config for it; the upstream's own
+/// credential is made up here and never shown.
+pub async fn start_upstream(
+    upstream: DemoUpstream,
+    db: Option<&std::path::Path>,
+    token: &str,
+    approved_domains: &[String],
+    server: ServerSettings,
+) -> Result<StartedUpstream, DemoError> {
+    let secret = crate::server::new_token();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stored = db.map_or("memory".to_string(), |p| p.display().to_string());
+    let (address, mapping_text, path, secrets, description) = match upstream {
+        DemoUpstream::Legacy => {
+            let database = match db {
+                Some(path) => Database::File(path.to_path_buf()),
+                None => Database::Memory,
+            };
+            let address = start_legacy(database, &secret).await?;
+            (
+                address,
+                LEGACY_MAPPING,
+                LEGACY_MAPPING_PATH,
+                vec![("api_key", secret)],
+                format!("http://{address}/api/v1 (reference legacy API, SQLite {stored})"),
+            )
+        }
+        DemoUpstream::Directory => {
+            use scimgate_reference::directory::{Database, DirectoryApi, DirectoryConfig};
+            let api = DirectoryApi::open(DirectoryConfig {
+                client_id: "scimgate".into(),
+                client_secret: secret.clone(),
+                database: match db {
+                    Some(path) => Database::File(path.to_path_buf()),
+                    None => Database::Memory,
+                },
+            })
+            .map_err(|e| DemoError::Upstream(e.to_string()))?;
+            let address = api
+                .spawn(loopback)
+                .await
+                .map_err(|e| DemoError::Upstream(e.to_string()))?;
+            (
+                address,
+                DIRECTORY_MAPPING,
+                "mappings/upstream/directory.toml (embedded)",
+                vec![("client_secret", secret)],
+                format!("http://{address}/v2 (reference directory API, OAuth2, SQLite {stored})"),
+            )
+        }
+        DemoUpstream::Wrike => {
+            use scimgate_reference::wrike::{Database, WrikeApi, WrikeConfig};
+            let api = WrikeApi::open(WrikeConfig {
+                token: secret.clone(),
+                account_id: "IEAAAAAA".into(),
+                database: match db {
+                    Some(path) => Database::File(path.to_path_buf()),
+                    None => Database::Memory,
+                },
+            })
+            .map_err(|e| DemoError::Upstream(e.to_string()))?;
+            let address = api
+                .spawn(loopback)
+                .await
+                .map_err(|e| DemoError::Upstream(e.to_string()))?;
+            (
+                address,
+                WRIKE_MAPPING,
+                "mappings/upstream/wrike.toml (embedded)",
+                vec![("token", secret)],
+                format!("http://{address}/api/v4 (reference Wrike-shaped API, {stored})"),
+            )
+        }
+    };
+    let mut report = Report::default();
+    let source = SourceFile::new(path, mapping_text);
+    let mapping = mapping::compile(&source, &mut report).ok_or(DemoError::Mapping(report))?;
+    let secrets = secrets
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), Secret::new(value)))
+        .collect();
+    let config = config_for(mapping, address, secrets, token, approved_domains, server)?;
+    Ok(StartedUpstream {
+        config,
+        address,
+        description,
+    })
+}
 
 /// The demo's connections (base path, dialect), all with the demo token: the
 /// `auto` one first, then one per shipped dialect to try each IdP's quirks.
@@ -36,6 +148,8 @@ pub enum DemoError {
     Domain(String),
     #[error("the reference legacy API could not start: {0}")]
     Legacy(#[from] LegacyError),
+    #[error("the reference upstream API could not start: {0}")]
+    Upstream(String),
 }
 
 /// A gateway config whose connections all reach the legacy API at `upstream`.

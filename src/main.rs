@@ -59,9 +59,14 @@ enum Command {
         /// Email domain the demo connection provisions (repeatable).
         #[arg(long = "approved-domain", default_value = "example.com")]
         approved_domains: Vec<String>,
-        /// SQLite file of the reference legacy API; `:memory:` keeps nothing.
-        #[arg(long, default_value = "scimgate-demo.sqlite")]
-        db: String,
+        /// Which reference upstream API the demo runs in front of.
+        #[arg(long, value_enum, default_value = "legacy")]
+        upstream: demo::DemoUpstream,
+        /// Where the reference upstream keeps its data (default
+        /// scimgate-demo.sqlite, or scimgate-demo-<upstream>.sqlite/.json
+        /// for the others); `:memory:` keeps nothing.
+        #[arg(long)]
+        db: Option<String>,
         /// Rate limit of each demo connection, e.g. 20/s or 600/min.
         #[arg(long, value_parser = parse_rate)]
         rate_limit: Option<Rate>,
@@ -274,6 +279,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             token,
             approved_domains,
+            upstream,
             db,
             rate_limit,
         } => {
@@ -282,14 +288,28 @@ async fn main() -> anyhow::Result<()> {
                 .with_env_filter(filter)
                 .init();
             let token = token.unwrap_or_else(server::new_token);
-            let api_key = server::new_token();
-            let upstream = demo::start_legacy(database(&db), &api_key).await?;
             let settings = ServerSettings {
                 listen,
                 ..ServerSettings::default()
             };
-            let mut gateway =
-                demo::gateway_config(upstream, &api_key, &token, &approved_domains, settings)?;
+            let db = db.unwrap_or_else(|| {
+                match upstream {
+                    demo::DemoUpstream::Legacy => "scimgate-demo.sqlite",
+                    demo::DemoUpstream::Directory => "scimgate-demo-directory.sqlite",
+                    demo::DemoUpstream::Wrike => "scimgate-demo-wrike.json",
+                }
+                .to_string()
+            });
+            let stored = (db != ":memory:").then(|| PathBuf::from(&db));
+            let started = demo::start_upstream(
+                upstream,
+                stored.as_deref(),
+                &token,
+                &approved_domains,
+                settings,
+            )
+            .await?;
+            let mut gateway = started.config;
             for connection in &mut gateway.connections {
                 connection.rate = rate_limit;
             }
@@ -308,9 +328,7 @@ async fn main() -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join("  ")
             );
-            println!(
-                "  upstream:       http://{upstream}/api/v1 (reference legacy API, SQLite {db})"
-            );
+            println!("  upstream:       {}", started.description);
             println!("  approved:       {}", approved_domains.join(", "));
             if let Some(rate) = rate_limit {
                 println!(

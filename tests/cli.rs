@@ -28,6 +28,20 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn demo_prints_base_url_token_and_upstream_and_serves_scim() {
+    demo_serves(None, "/api/v1 (reference legacy API").await;
+}
+
+#[tokio::test]
+async fn demo_runs_in_front_of_the_directory_api() {
+    demo_serves(Some("directory"), "/v2 (reference directory API").await;
+}
+
+#[tokio::test]
+async fn demo_runs_in_front_of_the_wrike_shaped_api() {
+    demo_serves(Some("wrike"), "/api/v4 (reference Wrike-shaped API").await;
+}
+
+async fn demo_serves(upstream: Option<&str>, banner: &str) {
     let port = free_port();
     let mut child = Command::new(BIN)
         .args([
@@ -37,6 +51,7 @@ async fn demo_prints_base_url_token_and_upstream_and_serves_scim() {
             "--db",
             ":memory:",
         ])
+        .args(upstream.map(|u| ["--upstream", u]).into_iter().flatten())
         .args(["--approved-domain", "example.org"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -58,7 +73,7 @@ async fn demo_prints_base_url_token_and_upstream_and_serves_scim() {
         text.contains(&format!("http://127.0.0.1:{port}/scim/v2")),
         "{text}"
     );
-    assert!(text.contains("/api/v1"), "{text}");
+    assert!(text.contains(banner), "{text}");
     let token = printed
         .iter()
         .find_map(|l| l.trim().strip_prefix("bearer token:"))
@@ -95,6 +110,62 @@ async fn demo_prints_base_url_token_and_upstream_and_serves_scim() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
+}
+
+#[test]
+fn check_takes_mapping_and_dialect_files_alone_and_deny_warnings_fails_on_warnings() {
+    let output = Command::new(BIN)
+        .args([
+            "check",
+            "mappings/upstream/legacy.toml",
+            "mappings/idp/entra.toml",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("mappings/upstream/legacy.toml: ok (upstream mapping `legacy`)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mappings/idp/entra.toml: ok (dialect `entra`)"),
+        "{stdout}"
+    );
+    // The Wrike mapping warns (its lists cannot be paged): fine, unless denied.
+    let wrike = ["check", "mappings/upstream/wrike.toml"];
+    assert!(
+        Command::new(BIN)
+            .args(wrike)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let denied = Command::new(BIN)
+        .args(wrike)
+        .arg("--deny-warnings")
+        .output()
+        .unwrap();
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr)
+            .contains("warning: [users.list] declares no paging")
+    );
+    // A broken file fails with its line and column.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[upstream]\nname = \"x\"\nbase_url = 7\n").unwrap();
+    let output = Command::new(BIN)
+        .arg("check")
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("broken.toml:3:"),
+        "{output:?}"
+    );
 }
 
 #[test]
