@@ -202,6 +202,125 @@ impl fmt::Display for Explanation {
     }
 }
 
+/// Runs the tests a mapping file carries through [`explain`]: each request
+/// on a connection with the generic dialect approving example.com, reads
+/// answering with the test's record. Returns one error per failure, at the
+/// test's name.
+pub async fn run_mapping_tests(
+    mapping: &crate::mapping::UpstreamMapping,
+) -> Vec<crate::diagnostics::Diagnostic> {
+    let mut failures = Vec::new();
+    let secrets = mapping
+        .auth
+        .secret_name()
+        .map(|name| (name.to_string(), crate::config::Secret::new("test-secret")))
+        .into_iter()
+        .collect();
+    let config = match crate::demo::config_for(
+        mapping.clone(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
+        secrets,
+        &new_token(),
+        &["example.com".to_string()],
+        crate::config::ServerSettings::default(),
+    ) {
+        Ok(config) => config,
+        Err(error) => {
+            return vec![crate::diagnostics::Diagnostic {
+                severity: crate::diagnostics::Severity::Error,
+                file: mapping.source.clone(),
+                line: 1,
+                column: 1,
+                message: format!("its tests cannot run: {error}"),
+            }];
+        }
+    };
+    let base = config
+        .upstreams
+        .first()
+        .map(|u| u.mapping.base_url.trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    for test in &mapping.tests {
+        let fail = |what: String| crate::diagnostics::Diagnostic {
+            severity: crate::diagnostics::Severity::Error,
+            file: mapping.source.clone(),
+            line: test.line,
+            column: test.column,
+            message: format!("test `{}`: {what}", test.name),
+        };
+        let question = Question {
+            connection: "demo-generic".into(),
+            method: test.request.method.clone(),
+            path: test.request.path.clone(),
+            body: test.request.body.clone(),
+            user_agent: None,
+            record: test.record.clone(),
+        };
+        let explained = match explain(&config, question).await {
+            Ok(explained) => explained,
+            Err(error) => {
+                failures.push(fail(error.to_string()));
+                continue;
+            }
+        };
+        if let Some(status) = test.status
+            && status != explained.status
+        {
+            failures.push(fail(format!(
+                "expected status {status}, got {}: {}",
+                explained.status, explained.response
+            )));
+        }
+        let Some(expected) = &test.calls else {
+            continue;
+        };
+        let made: Vec<crate::mapping::TestCall> = explained
+            .calls
+            .iter()
+            .map(|call| crate::mapping::TestCall {
+                method: call.method.clone(),
+                path: call
+                    .url
+                    .strip_prefix(&base)
+                    .unwrap_or(&call.url)
+                    .to_string(),
+                body: call.body.clone(),
+            })
+            .collect();
+        let show = |call: &crate::mapping::TestCall| match &call.body {
+            Some(body) => format!("{} {} {body}", call.method, call.path),
+            None => format!("{} {}", call.method, call.path),
+        };
+        let mut calls_match = true;
+        for (position, wanted) in expected.iter().enumerate() {
+            let got = made.get(position);
+            let same = got.is_some_and(|got| {
+                got.method == wanted.method
+                    && got.path == wanted.path
+                    && (wanted.body.is_none() || got.body == wanted.body)
+            });
+            if !same {
+                failures.push(fail(format!(
+                    "call {}: expected {}, got {}",
+                    position + 1,
+                    show(wanted),
+                    got.map(show).unwrap_or_else(|| "no call".into())
+                )));
+                calls_match = false;
+                break;
+            }
+        }
+        if calls_match && made.len() > expected.len() {
+            failures.push(fail(format!(
+                "{} more call(s) than expected, first {}",
+                made.len() - expected.len(),
+                show(&made[expected.len()])
+            )));
+        }
+    }
+    failures
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,7 +111,11 @@ enum Command {
 
 /// `scimgate check`: every file given, and the config if given (or if no
 /// file is); all problems are printed before the verdict.
-fn check(files: &[PathBuf], config: Option<PathBuf>, deny_warnings: bool) -> anyhow::Result<()> {
+async fn check(
+    files: &[PathBuf],
+    config: Option<PathBuf>,
+    deny_warnings: bool,
+) -> anyhow::Result<()> {
     let config = match (config, files.is_empty()) {
         (Some(config), _) => Some(config),
         (None, true) => Some(PathBuf::from("scimgate.toml")),
@@ -143,9 +147,11 @@ fn check(files: &[PathBuf], config: Option<PathBuf>, deny_warnings: bool) -> any
                     .parse::<toml::Table>()
                     .is_ok_and(|t| t.contains_key("upstream")) =>
             {
-                let mapping = scimgate::mapping::compile(&source, &mut report);
-                match mapping {
-                    Some(m) => format!("upstream mapping `{}`", m.name),
+                match scimgate::mapping::compile(&source, &mut report) {
+                    Some(mapping) => {
+                        let ran = tested(&mapping, &mut report).await;
+                        format!("upstream mapping `{}`, {ran} test(s) passed", mapping.name)
+                    }
                     None => "upstream mapping".to_string(),
                 }
             }
@@ -158,15 +164,20 @@ fn check(files: &[PathBuf], config: Option<PathBuf>, deny_warnings: bool) -> any
     }
     if let Some(config) = config {
         match config::load(&config) {
-            Ok((gateway, report)) => verdict(
-                &config,
-                &report,
-                format!(
-                    "{} connection(s), {} upstream(s)",
-                    gateway.connections.len(),
-                    gateway.upstreams.len()
-                ),
-            ),
+            Ok((gateway, mut report)) => {
+                for upstream in &gateway.upstreams {
+                    tested(&upstream.mapping, &mut report).await;
+                }
+                verdict(
+                    &config,
+                    &report,
+                    format!(
+                        "{} connection(s), {} upstream(s)",
+                        gateway.connections.len(),
+                        gateway.upstreams.len()
+                    ),
+                );
+            }
             Err(report) => verdict(&config, &report, String::new()),
         }
     }
@@ -175,6 +186,18 @@ fn check(files: &[PathBuf], config: Option<PathBuf>, deny_warnings: bool) -> any
     } else {
         bail!("invalid: {}", failed.join(", "))
     }
+}
+
+/// Runs a mapping's own tests; each failure becomes an error in `report`.
+/// Returns how many ran.
+async fn tested(
+    mapping: &scimgate::mapping::UpstreamMapping,
+    report: &mut scimgate::diagnostics::Report,
+) -> usize {
+    for failure in scimgate::explain::run_mapping_tests(mapping).await {
+        report.push(failure);
+    }
+    mapping.tests.len()
 }
 
 fn parse_rate(text: &str) -> Result<Rate, String> {
@@ -191,8 +214,19 @@ fn database(path: &str) -> Database {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    // An error is a message for the operator, never a backtrace (anyhow
+    // prints one from `main` when RUST_BACKTRACE is set).
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match cli.command {
         Command::Serve { config } => {
@@ -274,7 +308,7 @@ async fn main() -> anyhow::Result<()> {
             files,
             config,
             deny_warnings,
-        } => check(&files, config, deny_warnings),
+        } => check(&files, config, deny_warnings).await,
         Command::Demo {
             listen,
             token,

@@ -125,7 +125,9 @@ fn check_takes_mapping_and_dialect_files_alone_and_deny_warnings_fails_on_warnin
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(
-        stdout.contains("mappings/upstream/legacy.toml: ok (upstream mapping `legacy`)"),
+        stdout.contains(
+            "mappings/upstream/legacy.toml: ok (upstream mapping `legacy`, 2 test(s) passed)"
+        ),
         "{stdout}"
     );
     assert!(
@@ -165,6 +167,37 @@ fn check_takes_mapping_and_dialect_files_alone_and_deny_warnings_fails_on_warnin
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("broken.toml:3:"),
         "{output:?}"
+    );
+}
+
+#[test]
+fn check_runs_the_tests_a_mapping_carries_and_names_the_one_that_fails() {
+    let mapping = std::fs::read_to_string("mappings/upstream/legacy.toml").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("legacy.toml");
+    // The same mapping with one expectation changed: the PATCH body.
+    let broken = mapping.replacen(
+        r#"body = { status = "disabled" } }"#,
+        r#"body = { status = "suspended" } }"#,
+        1,
+    );
+    assert_ne!(broken, mapping, "the shipped test is still there");
+    std::fs::write(&wrong, &broken).unwrap();
+    let output = Command::new(BIN).arg("check").arg(&wrong).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let line = broken
+        .lines()
+        .position(|l| l.contains("name = \"deactivation writes only the status\""))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!("legacy.toml:{line}:8: error: test `deactivation writes only the status`: call 2: expected PATCH /api/v1/users/7 {{\"status\":\"suspended\"}}, got PATCH /api/v1/users/7 {{\"status\":\"disabled\"}}")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("backtrace"),
+        "a message, not a backtrace: {stderr}"
     );
 }
 

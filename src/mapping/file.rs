@@ -18,6 +18,35 @@ pub struct MappingFile {
     pub errors: ErrorsSection,
     pub users: ResourceSection,
     pub groups: Option<ResourceSection>,
+    /// Example SCIM requests and the upstream calls they must make, run by
+    /// `scimgate check`.
+    #[serde(default)]
+    pub tests: Vec<TestSpec>,
+}
+
+/// One test a mapping carries: a SCIM request (on a connection with the
+/// generic dialect, approving example.com), optionally the upstream record
+/// reads answer with, and what must come of it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSpec {
+    pub name: Spanned<String>,
+    pub request: TestCallSpec,
+    /// The upstream record every read answers with (default: just its id).
+    pub record: Option<toml::Value>,
+    /// The upstream calls, in order, each `{ method, path, body }`; `path`
+    /// includes the query, if any; a call's `body` is compared whole when given.
+    pub calls: Option<Vec<TestCallSpec>>,
+    /// The SCIM answer's status.
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCallSpec {
+    pub method: MethodSpec,
+    pub path: String,
+    pub body: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]

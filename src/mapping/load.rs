@@ -75,6 +75,30 @@ pub fn compile(source: &SourceFile, report: &mut Report) -> Option<UpstreamMappi
         users: users?,
         groups: groups.flatten(),
         source: source.path.clone(),
+        tests: file
+            .tests
+            .iter()
+            .map(|test| {
+                let (line, col) = source.line_col(test.name.span().start);
+                let call = |spec: &super::file::TestCallSpec| super::TestCall {
+                    method: method_of(spec.method),
+                    path: spec.path.clone(),
+                    body: spec.body.as_ref().map(toml_to_json),
+                };
+                super::MappingTest {
+                    name: test.name.get_ref().clone(),
+                    line,
+                    column: col,
+                    request: call(&test.request),
+                    record: test.record.as_ref().map(toml_to_json),
+                    calls: test
+                        .calls
+                        .as_ref()
+                        .map(|calls| calls.iter().map(call).collect()),
+                    status: test.status,
+                }
+            })
+            .collect(),
     })
 }
 
@@ -276,13 +300,7 @@ impl Compiler<'_> {
         what: &str,
     ) -> Option<Call> {
         self.call_answer_keys(spec, role, what)?;
-        let method = match spec.method {
-            MethodSpec::Get => Method::GET,
-            MethodSpec::Post => Method::POST,
-            MethodSpec::Put => Method::PUT,
-            MethodSpec::Patch => Method::PATCH,
-            MethodSpec::Delete => Method::DELETE,
-        };
+        let method = method_of(spec.method);
         let body = spec.body.as_ref().map(|b| toml_to_json(b.get_ref()));
         let query = spec
             .query
@@ -1078,6 +1096,16 @@ fn paging(spec: &PagingSpec) -> Paging {
 }
 
 /// TOML has no null; everything else converts one to one.
+fn method_of(method: MethodSpec) -> Method {
+    match method {
+        MethodSpec::Get => Method::GET,
+        MethodSpec::Post => Method::POST,
+        MethodSpec::Put => Method::PUT,
+        MethodSpec::Patch => Method::PATCH,
+        MethodSpec::Delete => Method::DELETE,
+    }
+}
+
 /// A multi-field value's keys in the field paths' canonical spelling, so a
 /// read and a write find them whatever spacing the operator used.
 fn canonical_fields(upstream: Value) -> Value {

@@ -50,6 +50,28 @@ pub struct UpstreamMapping {
     pub users: ResourceMapping,
     pub groups: Option<ResourceMapping>,
     pub source: PathBuf,
+    /// The tests the file carries, for `scimgate check`.
+    pub tests: Vec<MappingTest>,
+}
+
+/// One test a mapping file carries (see `file::TestSpec`).
+#[derive(Debug, Clone)]
+pub struct MappingTest {
+    pub name: String,
+    /// Where the test's name is in its file, for reports.
+    pub line: usize,
+    pub column: usize,
+    pub request: TestCall,
+    pub record: Option<Value>,
+    pub calls: Option<Vec<TestCall>>,
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestCall {
+    pub method: http::Method,
+    pub path: String,
+    pub body: Option<Value>,
 }
 
 /// How requests authenticate; secrets are referenced by name and resolved

@@ -244,17 +244,25 @@ impl Provisioner {
                 Some(record) => self.record(kind, record, false).await?,
                 None => self.get_any(kind, &id).await?,
             };
-            let rest = mapping.changes(
+            // What the create carried is not sent again, even if the record
+            // answers it differently (an address the upstream normalised).
+            let mut rest = mapping.changes(
                 &created.upstream,
                 &created.resource,
                 &resource,
                 Absent::Keep,
             )?;
+            rest.retain(|(field, _)| !mapping.create.carries(field));
             let requests = mapping.update_requests(&id, &created.upstream, rest)?;
+            let mut last = Value::Null;
             for request in &requests {
-                self.client.call(request).await?;
+                last = self.client.call(request).await?.body;
             }
-            (requests.is_empty()).then_some(created.upstream)
+            Some(match requests.len() {
+                0 => created.upstream,
+                1 => self.reread_any(kind, &id, last).await?.upstream,
+                _ => self.get_any(kind, &id).await?.upstream,
+            })
         };
         if !membership.is_empty() {
             self.apply_membership(mapping, &id, &membership).await?;
