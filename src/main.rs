@@ -48,6 +48,10 @@ enum Command {
         /// Fail on warnings too.
         #[arg(long)]
         deny_warnings: bool,
+        /// Check the config without reading its secrets (environment
+        /// variables and files need not exist).
+        #[arg(long)]
+        no_environment: bool,
     },
     /// Run the gateway in front of the reference legacy API, ready for curl.
     Demo {
@@ -115,6 +119,7 @@ async fn check(
     files: &[PathBuf],
     config: Option<PathBuf>,
     deny_warnings: bool,
+    environment: config::Environment,
 ) -> anyhow::Result<()> {
     let config = match (config, files.is_empty()) {
         (Some(config), _) => Some(config),
@@ -163,7 +168,7 @@ async fn check(
         verdict(path, &report, what);
     }
     if let Some(config) = config {
-        match config::load(&config) {
+        match config::load_with(&config, environment) {
             Ok((gateway, mut report)) => {
                 for upstream in &gateway.upstreams {
                     tested(&upstream.mapping, &mut report).await;
@@ -308,7 +313,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             files,
             config,
             deny_warnings,
-        } => check(&files, config, deny_warnings).await,
+            no_environment,
+        } => {
+            let environment = if no_environment {
+                config::Environment::Ignore
+            } else {
+                config::Environment::Read
+            };
+            check(&files, config, deny_warnings, environment).await
+        }
         Command::Demo {
             listen,
             token,

@@ -202,6 +202,31 @@ fn check_runs_the_tests_a_mapping_carries_and_names_the_one_that_fails() {
 }
 
 #[test]
+fn check_without_the_environment_needs_no_secrets_and_with_it_names_the_missing_one() {
+    let without = Command::new(BIN)
+        .args([
+            "check",
+            "--config",
+            "deploy/scimgate.toml",
+            "--no-environment",
+        ])
+        .env_remove("LEGACY_API_KEY")
+        .output()
+        .unwrap();
+    assert!(without.status.success(), "{without:?}");
+    let with = Command::new(BIN)
+        .args(["check", "--config", "deploy/scimgate.toml"])
+        .env_remove("LEGACY_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!with.status.success());
+    assert!(
+        String::from_utf8_lossy(&with.stderr).contains("LEGACY_API_KEY is not set"),
+        "{with:?}"
+    );
+}
+
+#[test]
 fn check_accepts_the_example_config() {
     let output = Command::new(BIN)
         .args(["check", "--config", "deploy/scimgate.toml"])
