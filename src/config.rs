@@ -876,7 +876,7 @@ mod tests {
             }
         };
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let config = compile(&source, file, root, &mut report);
+        let config = compile(&source, file, root, Environment::Read, &mut report);
         (config, report)
     }
 
