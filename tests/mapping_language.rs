@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::TOKEN;
+use common::{TOKEN, scim_at as scim};
 use reqwest::Method;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -100,20 +100,6 @@ async fn gateway(upstream: &MockServer, encoding: &str) -> String {
     )
     .await;
     format!("{root}/scim/v2")
-}
-
-async fn scim(base: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/scim+json")
-            .body(body.to_string());
-    }
-    let reply = request.send().await.unwrap();
-    let status = reply.status().as_u16();
-    (status, reply.json().await.unwrap_or(Value::Null))
 }
 
 /// The form (or query) parameters of a request, JSON-valued ones parsed.

@@ -4,12 +4,11 @@
 
 mod common;
 
+use common::{TOKEN, scim_at as scim};
 use reqwest::Method;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const TOKEN: &str = "styles-token";
 
 const MAPPING: &str = r#"
 [upstream]
@@ -91,20 +90,6 @@ async fn gateway(upstream: &MockServer) -> String {
     )
     .await;
     format!("{root}/scim/generic/v2")
-}
-
-async fn scim(base: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/scim+json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]

@@ -615,3 +615,19 @@ pub async fn serve_with(
     ));
     address
 }
+
+/// A SCIM call at `base` (a connection's base URL) with the test token;
+/// the status and the JSON body (null when there is none).
+pub async fn scim_at(base: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/scim+json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
