@@ -247,6 +247,16 @@ async fn main() -> anyhow::Result<()> {
         &scim_user("bench"),
     )
     .await?;
+    // Writes go round-robin over their own users: the gateway serialises
+    // read-modify-writes of one resource (as it must, or concurrent PATCHes
+    // lose each other's changes), so 32 connections writing one user would
+    // measure that queue, not the cost of a write.
+    let mut writers = Vec::new();
+    for n in 0..args.concurrency.max(1) {
+        let body = scim_user(&format!("writer-{n}"));
+        writers.push(create(&gateway, &format!("{root}/scim/generic/v2/Users"), &body).await?);
+    }
+    let writers: Arc<[String]> = writers.into();
     let group_body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "bench", "members": [{"value": user}]});
     let group = create(
         &gateway,
@@ -337,8 +347,9 @@ async fn main() -> anyhow::Result<()> {
         (
             "PATCH two attributes (Entra)",
             Arc::new({
-                let (u, e) = (user.clone(), entra.clone());
+                let (w, e) = (writers.clone(), entra.clone());
                 move |i| {
+                    let u = &w[i % w.len()];
                     vec![(
                         reqwest::Method::PATCH,
                         format!("{e}/Users/{u}"),
@@ -350,8 +361,9 @@ async fn main() -> anyhow::Result<()> {
                 }
             }),
             Arc::new({
-                let (u, l) = (user.clone(), legacy.clone());
+                let (w, l) = (writers.clone(), legacy.clone());
                 move |i| {
+                    let u = &w[i % w.len()];
                     vec![(
                         reqwest::Method::PATCH,
                         format!("{l}/users/{u}"),
@@ -363,17 +375,20 @@ async fn main() -> anyhow::Result<()> {
         (
             "PUT the whole user (Okta)",
             Arc::new({
-                let (u, o) = (user.clone(), okta.clone());
+                let (w, o) = (writers.clone(), okta.clone());
                 move |i| {
-                    let mut body = scim_user("bench");
+                    let n = i % w.len();
+                    let u = &w[n];
+                    let mut body = scim_user(&format!("writer-{n}"));
                     body["id"] = json!(u.clone());
                     body["title"] = json!(format!("P{i}"));
                     vec![(reqwest::Method::PUT, format!("{o}/Users/{u}"), Some(body))]
                 }
             }),
             Arc::new({
-                let (u, l) = (user.clone(), legacy.clone());
+                let (w, l) = (writers.clone(), legacy.clone());
                 move |i| {
+                    let u = &w[i % w.len()];
                     vec![(
                         reqwest::Method::PATCH,
                         format!("{l}/users/{u}"),

@@ -584,6 +584,19 @@ impl ResourceMapping {
             })
     }
 
+    /// As [`Self::answered`], taking the record out of the answer rather
+    /// than copying it.
+    pub fn take_answered(&self, call: &Call, mut body: Value) -> Result<Value, MappingError> {
+        self.answered(call, &body)?;
+        Ok(match call.record.as_deref() {
+            None | Some("") => body,
+            Some(pointer) => body
+                .pointer_mut(pointer)
+                .map(std::mem::take)
+                .unwrap_or_default(),
+        })
+    }
+
     /// The new resource's id from the create call's answer, and the record
     /// if the answer is it (else it must be read).
     pub fn created(&self, body: &Value) -> Result<(String, Option<Value>), MappingError> {

@@ -141,7 +141,7 @@ impl Provisioner {
         }
         let request = users.get.request(Bindings::id(id))?;
         let record = match self.client.call(&request).await {
-            Ok(response) => users.answered(&users.get, &response.body)?.clone(),
+            Ok(response) => users.take_answered(&users.get, response.body)?,
             Err(error) if error.status == http::StatusCode::NOT_FOUND => {
                 return Ok(MemberState::Missing);
             }
@@ -383,7 +383,7 @@ impl Provisioner {
         // changing it at once would otherwise undo each other.
         let _held = self.lock_resource(Kind::User, user_id).await;
         let record = match self.client.call(&users.get.request(bindings)?).await {
-            Ok(response) => users.answered(&users.get, &response.body)?.clone(),
+            Ok(response) => users.take_answered(&users.get, response.body)?,
             Err(error) if error.status == http::StatusCode::NOT_FOUND && !joining => return Ok(()),
             Err(error) => return Err(error),
         };

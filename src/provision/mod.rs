@@ -172,15 +172,14 @@ impl Provisioner {
                 error
             }
         })?;
-        let answered = mapping.answered(&mapping.get, &response.body)?;
+        let answered = mapping.take_answered(&mapping.get, response.body)?;
         if mapping
             .soft_delete
             .as_ref()
-            .is_some_and(|s| s.marks(answered))
+            .is_some_and(|s| s.marks(&answered))
         {
             return Err(not_found());
         }
-        let answered = answered.clone();
         let record = self.record(kind, answered, with_members).await?;
         if !self.in_scope(kind, &record.resource) {
             return Err(not_found());
@@ -581,7 +580,7 @@ impl Provisioner {
             .client
             .call(&mapping.get.request(Bindings::id(id))?)
             .await?;
-        let answered = mapping.answered(&mapping.get, &response.body)?.clone();
+        let answered = mapping.take_answered(&mapping.get, response.body)?;
         self.record(kind, answered, false).await
     }
 
@@ -589,9 +588,9 @@ impl Provisioner {
     /// none. Not scope-checked: the caller checked the state it wrote.
     async fn reread_any(&self, kind: Kind, id: &str, answered: Value) -> Result<Record, ScimError> {
         let mapping = self.mapping(kind)?;
-        match mapping.answered(&mapping.update, &answered) {
-            Ok(record) if mapping.upstream_id(record).is_ok() => {
-                self.record(kind, record.clone(), false).await
+        match mapping.take_answered(&mapping.update, answered) {
+            Ok(record) if mapping.upstream_id(&record).is_ok() => {
+                self.record(kind, record, false).await
             }
             _ => self.get_any(kind, id).await,
         }
