@@ -113,7 +113,14 @@ async fn user_lifecycle(backend: Backend) {
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(user_view(&h, &id).await["title"], Value::Null);
+    let view = user_view(&h, &id).await;
+    assert_eq!(view["title"], Value::Null);
+    // Only the title: the fields beside it upstream stay.
+    assert_eq!(
+        (view["givenName"].as_str(), view["department"].as_str()),
+        (Some("Ally"), Some("Research")),
+        "{backend:?}: {view}"
+    );
 
     // Deactivate: still returned by GET and filters; reactivate.
     let reply = h

@@ -129,26 +129,44 @@ impl FieldPath {
         self.set(changes, value);
     }
 
-    /// Marks the field absent in a body of changes to `base`: null at the
-    /// first segment the body does not hold yet (`{"manager": null}`, not
+    /// Marks the field absent in a body of changes to `base` (the record as
+    /// it is): null at the field itself, or at the object holding it when
+    /// that object would be left empty (`{"manager": null}`, not
     /// `{"manager": {"id": null}}`, which an API validating nested objects
-    /// would refuse); inside an array, the element's field, and nothing when
-    /// no element matches (it is absent already).
+    /// refuses) — never at an object that holds other fields
+    /// (`{"profile": {"title": null}}`, not `{"profile": null}`). A field the
+    /// record lacks is nulled at the first segment the record lacks; inside
+    /// an array element the record lacks, nothing is written (it is absent).
     pub fn clear_from(&self, changes: &mut Map<String, Value>, base: &Value) {
         self.seed(changes, base);
-        let Some((Segment::Key(first), rest)) = self.0.split_first() else {
-            return;
-        };
-        match changes.get_mut(first) {
-            Some(slot) if !rest.is_empty() => clear_in(slot, rest),
-            Some(_) if rest.is_empty() => {
-                changes.insert(first.clone(), Value::Null);
+        let prefix = |end: usize| FieldPath(self.0[..end].to_vec());
+        let mut end = self.0.len();
+        let lacks = |end: usize| prefix(end).get(base).is_none_or(Value::is_null);
+        if lacks(self.0.len()) {
+            let Some(missing) = (1..=self.0.len()).find(|&end| lacks(end)) else {
+                return;
+            };
+            if !matches!(self.0[missing - 1], Segment::Key(_)) {
+                return;
             }
-            _ if !self.crosses_array() => {
-                changes.insert(first.clone(), Value::Null);
+            end = missing;
+        } else {
+            while end >= 2 {
+                let (Segment::Key(leaf), Segment::Key(_)) = (&self.0[end - 1], &self.0[end - 2])
+                else {
+                    break;
+                };
+                let alone = prefix(end - 1)
+                    .get(base)
+                    .and_then(Value::as_object)
+                    .is_some_and(|held| held.iter().all(|(k, v)| k == leaf || v.is_null()));
+                if !alone {
+                    break;
+                }
+                end -= 1;
             }
-            _ => {}
         }
+        prefix(end).set(changes, Value::Null);
     }
 
     fn seed(&self, changes: &mut Map<String, Value>, base: &Value) {
@@ -200,30 +218,6 @@ fn set_in(slot: &mut Value, path: &[Segment], value: Value) {
         }
     };
     set_in(next, rest, value);
-}
-
-fn clear_in(slot: &mut Value, path: &[Segment]) {
-    let Some((segment, rest)) = path.split_first() else {
-        *slot = Value::Null;
-        return;
-    };
-    let next = match segment {
-        Segment::Key(key) => match slot.as_object_mut() {
-            Some(map) if rest.is_empty() || !map.contains_key(key) => {
-                map.insert(key.clone(), Value::Null);
-                return;
-            }
-            Some(map) => map.get_mut(key),
-            None => return,
-        },
-        Segment::Index(index) => slot.as_array_mut().and_then(|items| items.get_mut(*index)),
-        Segment::Matching { key, value } => slot
-            .as_array_mut()
-            .and_then(|items| items.iter_mut().find(|e| e.get(key) == Some(value))),
-    };
-    if let Some(next) = next {
-        clear_in(next, rest);
-    }
 }
 
 fn ensure_array(slot: &mut Value) {
@@ -371,10 +365,27 @@ mod tests {
     }
 
     #[test]
-    fn clearing_nulls_the_first_missing_parent_or_the_element_field() {
+    fn clearing_nulls_the_field_or_an_object_it_alone_fills_never_a_shared_parent() {
+        let mut body = Map::new();
+        path("manager.id").clear_from(&mut body, &json!({"manager": {"id": "42"}}));
+        assert_eq!(Value::Object(body), json!({"manager": null}));
         let mut body = Map::new();
         path("manager.id").clear_from(&mut body, &json!({}));
-        assert_eq!(Value::Object(body), json!({"manager": null}));
+        assert_eq!(
+            Value::Object(body),
+            json!({"manager": null}),
+            "absent: at the first missing segment"
+        );
+        let profile = json!({"profile": {"title": "Engineer", "firstName": "Alice"}});
+        let mut body = Map::new();
+        path("profile.title").clear_from(&mut body, &profile);
+        assert_eq!(Value::Object(body), json!({"profile": {"title": null}}));
+        let mut body = Map::new();
+        path("profile.department").clear_from(&mut body, &profile);
+        assert_eq!(
+            Value::Object(body),
+            json!({"profile": {"department": null}})
+        );
 
         let record = contact();
         let mut body = Map::new();
