@@ -297,6 +297,35 @@ async fn one_user_type_maps_onto_two_fields_and_a_read_matches_on_all_of_them() 
         json!([{"accountId": "IEAAAAAA", "email": "alice@example.com", "role": "User", "external": false}]),
         "both fields written, the element's others kept"
     );
+    upstream.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/contacts/KUAAAAAA"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(envelope("contacts", contact("R&D"))),
+        )
+        .mount(&upstream)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(envelope("contacts", contact("R&D"))),
+        )
+        .mount(&upstream)
+        .await;
+    let (status, body) = scim(
+        &base,
+        Method::PATCH,
+        "/Users/KUAAAAAA",
+        Some(to("Collaborator")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = writes(&upstream).await;
+    let carried: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(
+        carried["profiles"][0],
+        json!({"accountId": "IEAAAAAA", "email": "alice@example.com", "role": "Collaborator", "external": null}),
+        "a field the new value does not name is cleared, not left as it was"
+    );
 }
 
 /// Contact fields by one call, account fields by another; the create is an

@@ -344,8 +344,23 @@ impl Compiler<'_> {
         for field in &spec.fields {
             call.fields.push(self.field(field)?);
         }
+        // With a body template, the call carries exactly what it sends: a
+        // field it lists but never fills would be routed to it and dropped.
+        let used_fields = call.body_fields();
+        if !used_fields.is_empty()
+            && let Some(unsent) = call.fields.iter().find(|f| !used_fields.contains(f))
+        {
+            let span = spec.body.as_ref().map(|b| b.span()).unwrap_or_default();
+            return self.error(
+                span,
+                format!(
+                    "{what}: `{unsent}` is among the call's `fields`, but its body never sends it; \
+                     with a body template, list exactly the `{{field}}` placeholders it fills"
+                ),
+            );
+        }
         // A `{field}` in the body must be one the call carries.
-        for used in call.body_fields() {
+        for used in used_fields {
             if call.fields.is_empty() || !call.carries(&used) {
                 let span = spec.body.as_ref().map(|b| b.span()).unwrap_or_default();
                 return self.error(
@@ -1227,6 +1242,18 @@ mod tests {
             "write it in brackets after the array's name, e.g. `profiles[0].email`",
         );
         located(&errors, "`text/xml` is not a content_type it can honour");
+    }
+
+    #[test]
+    fn a_body_template_must_fill_every_field_its_call_carries() {
+        let text = legacy_with(
+            "path = \"/api/v1/users/{id}\"\npartial = true",
+            "path = \"/api/v1/users/{id}\"\npartial = true\nfields = [\"job_title\", \"org\"]\nbody = { title = \"{job_title}\" }",
+        );
+        located(
+            &errors_of(&text),
+            "`org` is among the call's `fields`, but its body never sends it",
+        );
     }
 
     #[test]

@@ -139,6 +139,17 @@ impl ErrorMap {
     /// password, the gateway's own API key echoed back). Its code, a short
     /// token, is named for every status. The caller redacts its secrets.
     pub fn to_scim(&self, status: StatusCode, body: &Value) -> ScimError {
+        self.to_scim_cleaned(status, body, &|message| message.to_string())
+    }
+
+    /// As [`Self::to_scim`], `clean` applied to the upstream's message before
+    /// it is cut to length (so a secret straddling the cut is still found).
+    pub fn to_scim_cleaned(
+        &self,
+        status: StatusCode,
+        body: &Value,
+        clean: &dyn Fn(&str) -> String,
+    ) -> ScimError {
         let code = self
             .code_pointer
             .as_deref()
@@ -177,7 +188,12 @@ impl ErrorMap {
             .filter(|_| quotable)
             .and_then(|p| body.pointer(p))
             .and_then(Value::as_str)
-            .map(|m| m.chars().take(QUOTED_MESSAGE_CHARS).collect::<String>());
+            .map(|m| {
+                clean(m)
+                    .chars()
+                    .take(QUOTED_MESSAGE_CHARS)
+                    .collect::<String>()
+            });
         let mut detail = format!(
             "the upstream API refused the request (HTTP {})",
             status.as_u16()
@@ -282,6 +298,16 @@ mod error_map_tests {
         assert_eq!(duplicate.status, StatusCode::CONFLICT);
         let other = map.to_scim(StatusCode::BAD_REQUEST, &answer("bad email"));
         assert_eq!(other.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_secret_straddling_the_length_cut_is_masked_before_the_cut() {
+        let secret = "k-0123456789abcdef";
+        let message = format!("{}{secret}", "x".repeat(QUOTED_MESSAGE_CHARS - 5));
+        let error = errors().to_scim_cleaned(StatusCode::CONFLICT, &answer(&message), &|m| {
+            m.replace(secret, "****")
+        });
+        assert!(!error.detail.contains("k-012"), "{}", error.detail);
     }
 
     #[test]

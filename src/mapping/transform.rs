@@ -421,9 +421,16 @@ impl AttributeMap {
     fn writes(&self, written: Value) -> Vec<(&FieldPath, Value)> {
         match (&self.source, written) {
             (Source::Field(field), written) => vec![(field, written)],
+            // A field the chosen pair does not name is cleared: left as it
+            // was, it could keep a privilege the new value does not have.
             (Source::Fields(fields), Value::Object(values)) => fields
                 .iter()
-                .filter_map(|f| Some((f, values.get(&f.to_string())?.clone())))
+                .map(|f| {
+                    (
+                        f,
+                        values.get(&f.to_string()).cloned().unwrap_or(Value::Null),
+                    )
+                })
                 .collect(),
             (Source::Fields(fields), _) => fields.iter().map(|f| (f, Value::Null)).collect(),
             (Source::Template(_), _) => Vec::new(),

@@ -245,13 +245,15 @@ impl Provisioner {
             };
             // What the create carried is not sent again, even if the record
             // answers it differently (an address the upstream normalised).
-            let mut rest = mapping.changes(
-                &created.upstream,
-                &created.resource,
-                &resource,
-                Absent::Keep,
-            )?;
-            rest.retain(|(field, _)| !mapping.create.carries(field));
+            // Defaults included: the rest is every create field the create
+            // call did not carry and the record does not already hold.
+            let rest: Vec<_> = mapping
+                .create_fields(&resource)?
+                .into_iter()
+                .filter(|(field, value)| {
+                    !mapping.create.carries(field) && field.get(&created.upstream) != Some(value)
+                })
+                .collect();
             let requests = mapping.update_requests(&id, &created.upstream, rest)?;
             let mut last = Value::Null;
             for request in &requests {

@@ -247,7 +247,11 @@ impl UpstreamClient {
         if response.status.is_success() {
             return Ok(response);
         }
-        let mut error = self.mapping.errors.to_scim(response.status, &response.body);
+        let clean = |message: &str| redact(message, &self.secrets);
+        let mut error =
+            self.mapping
+                .errors
+                .to_scim_cleaned(response.status, &response.body, &clean);
         error.detail = redact(&error.detail, &self.secrets);
         if response.status == StatusCode::TOO_MANY_REQUESTS
             || response.status == StatusCode::SERVICE_UNAVAILABLE
@@ -528,7 +532,7 @@ fn redact(text: &str, secrets: &[String]) -> String {
         }
     }
     let mut masked = String::with_capacity(out.len());
-    let mut words = out.split(' ').peekable();
+    let mut words = out.split_whitespace().peekable();
     while let Some(word) = words.next() {
         let word = match word.split_once("://") {
             Some((scheme, rest)) => match rest.split_once('@') {
@@ -569,5 +573,7 @@ mod redact_tests {
         }
         assert!(masked.contains("postgres://****@db:5432/users"), "{masked}");
         assert!(masked.ends_with("Bearer **** ok"), "{masked}");
+        let tabbed = redact("Authorization:\tBearer\tabc.def", &[]);
+        assert!(!tabbed.contains("abc.def"), "{tabbed}");
     }
 }

@@ -138,8 +138,17 @@ fn canonicalize_value(operation: &mut PatchOperation, schema: &ResourceSchema) {
             };
             let old = std::mem::take(fields);
             for (key, mut inner) in old {
-                if key.eq_ignore_ascii_case(schema.core.id) {
-                    schema.canonicalize(&mut inner);
+                // `{"urn:…:core:2.0:Group": {"members": […]}}`: its keys are
+                // top-level attributes, lifted so readers find them there.
+                if key.eq_ignore_ascii_case(schema.core.id)
+                    && let Value::Object(core) = &mut inner
+                {
+                    let mut lifted = Value::Object(std::mem::take(core));
+                    schema.canonicalize(&mut lifted);
+                    if let Value::Object(lifted) = lifted {
+                        fields.extend(lifted);
+                    }
+                    continue;
                 }
                 let canonical = match AttrPath::parse(&key) {
                     Ok(path)

@@ -709,6 +709,14 @@ fn sub_attribute_names_in_values_match_in_any_case() {
 
 #[test]
 fn path_less_member_keys_are_canonical_in_any_case_and_urn_qualified() {
+    let nested =
+        json!({"urn:ietf:params:scim:schemas:core:2.0:Group": {"Members": [{"Value": "7"}]}});
+    let nested_ops =
+        parse_patch_request(&body(json!([{"op": "add", "value": nested}])), group()).unwrap();
+    assert_eq!(
+        nested_ops[0].value,
+        Some(json!({"members": [{"value": "7"}]}))
+    );
     for key in [
         "members",
         "Members",
