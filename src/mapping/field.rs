@@ -25,6 +25,10 @@ enum Segment {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldPath(Vec<Segment>);
 
+/// The largest array position a path may name: writing position N creates
+/// the N elements before it, so it is bounded like any other allocation.
+pub const MAX_POSITION: usize = 1000;
+
 /// Why a text is not a field path; shown to the operator at the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldPathError {
@@ -38,6 +42,8 @@ pub enum FieldPathError {
     Unclosed,
     #[error("`[{0}]` is neither a position (`[0]`) nor a key match (`[key eq \"value\"]`)")]
     BadSelector(String),
+    #[error("position `[{0}]` is past {MAX_POSITION}; a write there would fill the array up to it")]
+    PositionTooLarge(usize),
     #[error("`[` must follow an array's name")]
     SelectorFirst,
     #[error("`{0}` cannot be in a field name")]
@@ -246,7 +252,11 @@ fn selector(text: &str) -> Result<Segment, FieldPathError> {
     let bad = || FieldPathError::BadSelector(text.to_string());
     let trimmed = text.trim();
     if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
-        return trimmed.parse().map(Segment::Index).map_err(|_| bad());
+        let position: usize = trimmed.parse().map_err(|_| bad())?;
+        if position > MAX_POSITION {
+            return Err(FieldPathError::PositionTooLarge(position));
+        }
+        return Ok(Segment::Index(position));
     }
     let mut parts = trimmed.splitn(3, ' ');
     let (Some(key), Some(op), Some(literal)) = (parts.next(), parts.next(), parts.next()) else {
@@ -415,6 +425,10 @@ mod tests {
                 FieldPathError::BadSelector("accountId eq x".into()),
             ),
             ("profiles[0]x", FieldPathError::EmptyName),
+            (
+                "x[4294967295].y",
+                FieldPathError::PositionTooLarge(4294967295),
+            ),
         ] {
             assert_eq!(FieldPath::parse_checked(text), Err(expected), "{text}");
         }

@@ -556,9 +556,13 @@ impl Provisioner {
         for request in &plan.updates {
             last = self.client.call(request).await?.body;
         }
-        match plan.updates.len() {
-            0 => {}
-            1 => record = self.reread_any(kind, id, last).await?,
+        match plan.updates.as_slice() {
+            [] => {}
+            // The answer is read where the primary update call says its
+            // record is; a call that says otherwise is followed by a read.
+            [only] if only.record_at == mapping.update.record => {
+                record = self.reread_any(kind, id, last).await?
+            }
             _ => record = self.get_any(kind, id).await?,
         }
         for request in &plan.state {
