@@ -95,16 +95,6 @@ impl ResourceMapping {
         Ok(fields)
     }
 
-    /// The upstream body that creates `resource` (every field, whichever
-    /// call carries it).
-    pub fn create_body(&self, resource: &Value) -> Result<Map<String, Value>, MappingError> {
-        let mut body = Map::new();
-        for (field, value) in self.create_fields(resource)? {
-            field.set(&mut body, value);
-        }
-        Ok(body)
-    }
-
     /// The create request for `resource`: the fields the create call carries
     /// (all, if it names none), in its body template if it has one.
     pub fn create_request(&self, resource: &Value) -> Result<UpstreamRequest, MappingError> {
@@ -144,19 +134,6 @@ impl ResourceMapping {
         Ok(fields)
     }
 
-    /// As [`Self::fresh_fields`], as one body for the primary update call.
-    pub fn fresh_body(
-        &self,
-        resource: &Value,
-        record: &Value,
-    ) -> Result<Map<String, Value>, MappingError> {
-        let mut body = Map::new();
-        for (field, value) in self.fresh_fields(resource)? {
-            write_change(&mut body, record, &field, value);
-        }
-        Ok(body)
-    }
-
     /// The upstream fields that change when `current` (the resource as read
     /// from `record`) becomes `desired`, with their new values (null clears).
     pub fn changes(
@@ -192,23 +169,6 @@ impl ResourceMapping {
             }
         }
         Ok(changes)
-    }
-
-    /// The upstream update body for `changes` on the primary update call;
-    /// `None` when nothing changes. Without partial updates, the whole record
-    /// with the changes.
-    pub fn update_body(
-        &self,
-        record: &Value,
-        current: &Value,
-        desired: &Value,
-        absent: Absent,
-    ) -> Result<Option<Map<String, Value>>, MappingError> {
-        let changes = self.changes(record, current, desired, absent)?;
-        if changes.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(render_fields(&self.update, record, changes)))
     }
 
     /// The update requests that make `changes` on the record `id`: each
@@ -625,6 +585,51 @@ fn object_entry<'a>(
         map.insert(key.to_string(), Value::Object(Map::new()));
     }
     map.get_mut(key).and_then(Value::as_object_mut)
+}
+
+/// One-body views of the field lists, for the tests that read them whole;
+/// requests are built by `create_request` and `update_requests`.
+#[cfg(test)]
+impl ResourceMapping {
+    /// The upstream body that creates `resource` (every field, whichever
+    /// call carries it).
+    pub fn create_body(&self, resource: &Value) -> Result<Map<String, Value>, MappingError> {
+        let mut body = Map::new();
+        for (field, value) in self.create_fields(resource)? {
+            field.set(&mut body, value);
+        }
+        Ok(body)
+    }
+
+    /// As [`Self::fresh_fields`], as one body for the primary update call.
+    pub fn fresh_body(
+        &self,
+        resource: &Value,
+        record: &Value,
+    ) -> Result<Map<String, Value>, MappingError> {
+        let mut body = Map::new();
+        for (field, value) in self.fresh_fields(resource)? {
+            write_change(&mut body, record, &field, value);
+        }
+        Ok(body)
+    }
+
+    /// The upstream update body for `changes` on the primary update call;
+    /// `None` when nothing changes. Without partial updates, the whole record
+    /// with the changes.
+    pub fn update_body(
+        &self,
+        record: &Value,
+        current: &Value,
+        desired: &Value,
+        absent: Absent,
+    ) -> Result<Option<Map<String, Value>>, MappingError> {
+        let changes = self.changes(record, current, desired, absent)?;
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(render_fields(&self.update, record, changes)))
+    }
 }
 
 #[cfg(test)]
