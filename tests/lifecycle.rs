@@ -121,6 +121,36 @@ async fn user_lifecycle(backend: Backend) {
         (Some("Ally"), Some("Research")),
         "{backend:?}: {view}"
     );
+    // A cleared field is no value for SCIM (Wrike answers it as ""), so a
+    // phone removed and then added as Entra does (by type) is the one kept.
+    let got = h.scim(Method::GET, &format!("/Users/{id}"), None).await;
+    assert!(got.body.get("title").is_none(), "{backend:?}: {}", got.body);
+    let reply = h
+        .scim(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            patch(json!([{"op": "remove", "path": "phoneNumbers"}])),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply.body.get("phoneNumbers").is_none(),
+        "{backend:?}: {}",
+        reply.body
+    );
+    let reply = h
+        .scim(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            patch(json!([{"op": "Add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555 0199"}])),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        user_view(&h, &id).await["phone"],
+        "+1 555 0199",
+        "{backend:?}"
+    );
 
     // Deactivate: still returned by GET and filters; reactivate.
     let reply = h

@@ -634,3 +634,140 @@ async fn group_members_change_by_arrays_of_bare_ids() {
         ]
     );
 }
+
+/// A flat JSON API that answers unset fields as "" (its phone as "n/a") and
+/// needs an email on every user.
+const ABSENT: &str = r#"
+[upstream]
+name = "flat"
+base_url = "http://placeholder"
+absent = [""]
+
+[users]
+id = { field = "id", type = "string" }
+
+[users.list]
+method = "GET"
+path = "/people"
+paging = { style = "none" }
+
+[users.get]
+method = "GET"
+path = "/people/{id}"
+
+[users.create]
+method = "POST"
+path = "/people"
+
+[users.update]
+method = "PATCH"
+path = "/people/{id}"
+partial = true
+
+[users.delete]
+hard = { method = "DELETE", path = "/people/{id}" }
+
+[[users.attributes]]
+scim = "userName"
+field = "login"
+
+[[users.attributes]]
+scim = "emails.value"
+field = "email"
+fallback = ["userName"]
+
+[[users.attributes]]
+scim = "title"
+field = "title"
+
+[[users.attributes]]
+scim = "phoneNumbers.value"
+field = "phone"
+absent = ["n/a"]
+"#;
+
+fn person() -> Value {
+    json!({"id": "P1", "login": "alice@example.com", "email": "alice.l@example.com", "title": "", "phone": "n/a"})
+}
+
+#[tokio::test]
+async fn absent_values_read_as_no_value_clear_as_declared_and_fallbacks_fill_a_missing_email() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/P1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(person()))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(person()))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("PATCH"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(person()))
+        .mount(&upstream)
+        .await;
+    let root = common::gateway_for(ABSENT, *upstream.address(), &[], TOKEN, |_| {}).await;
+    let base = format!("{root}/scim/v2");
+
+    // "" (the mapping's) and "n/a" (the phone's own) are no value.
+    let (status, body) = scim(&base, Method::GET, "/Users/P1", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("title").is_none(), "{body}");
+    assert!(body.get("phoneNumbers").is_none(), "{body}");
+    assert_eq!(body["emails"][0]["value"], "alice.l@example.com");
+
+    // Without an email, the userName is sent as the email; with one, it.
+    for (emails, sent_email) in [
+        (None, "bob@example.com"),
+        (
+            Some(json!([{"value": "bob.b@example.com", "primary": true}])),
+            "bob.b@example.com",
+        ),
+    ] {
+        let mut user = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "bob@example.com"
+        });
+        if let Some(emails) = emails {
+            user["emails"] = emails;
+        }
+        let (status, body) = scim(&base, Method::POST, "/Users", Some(user)).await;
+        assert_eq!(status, 201, "{body}");
+        let sent = writes(&upstream).await;
+        let body: Value = serde_json::from_slice(&sent.last().unwrap().body).unwrap();
+        assert_eq!(
+            body,
+            json!({"login": "bob@example.com", "email": sent_email})
+        );
+    }
+
+    // A removed title is cleared with "", a removed phone with "n/a", and a
+    // removed email falls back to the userName.
+    upstream.reset().await;
+    let mut full = person();
+    full["title"] = json!("Engineer");
+    full["phone"] = json!("+1 555 0100");
+    Mock::given(method("GET"))
+        .and(path("/people/P1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(full))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("PATCH"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(person()))
+        .mount(&upstream)
+        .await;
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+        {"op": "remove", "path": "title"},
+        {"op": "remove", "path": "phoneNumbers"},
+        {"op": "remove", "path": "emails"}
+    ]});
+    let (status, body) = scim(&base, Method::PATCH, "/Users/P1", Some(patch)).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = writes(&upstream).await;
+    assert_eq!(sent.len(), 1);
+    let body: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(
+        body,
+        json!({"title": "", "phone": "n/a", "email": "alice@example.com"})
+    );
+}

@@ -57,6 +57,10 @@ pub struct UpstreamSection {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub auth: AuthSection,
+    /// Upstream values that mean "no value" in every field (e.g. `""`):
+    /// read as absent, and the first is what clearing a field writes.
+    /// An attribute's own `absent` replaces this list for its field.
+    pub absent: Option<Spanned<Vec<toml::Value>>>,
 }
 
 /// How the gateway authenticates to the upstream. `secret` names an entry of
@@ -238,6 +242,9 @@ pub enum EncodingSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PagingSpec {
+    /// The upstream answers every record in one response, by design: says
+    /// so, so `check` does not warn that the list is unpaged.
+    None {},
     /// `?page=N&per_page=M`, pages counted from `first_page`.
     Page {
         page_param: String,
@@ -337,6 +344,14 @@ pub struct AttributeSpec {
     pub values: Vec<ValueMapSpec>,
     /// SCIM value used on create when the IdP sends none.
     pub default: Option<toml::Value>,
+    /// SCIM paths whose value is written when the IdP sends none for this
+    /// attribute, tried in order before `default` (e.g. the primary email,
+    /// else `userName`).
+    #[serde(default)]
+    pub fallback: Vec<Spanned<String>>,
+    /// Upstream values of this field that mean "no value" (replaces the
+    /// mapping's `[upstream] absent`; `[]` for none).
+    pub absent: Option<Spanned<Vec<toml::Value>>>,
     #[serde(default)]
     pub direction: Direction,
 }

@@ -43,7 +43,14 @@ pub fn compile(source: &SourceFile, report: &mut Report) -> Option<UpstreamMappi
         }
     };
     let before = report.diagnostics.len();
-    let mut cx = Compiler { source, report };
+    let mut cx = Compiler {
+        source,
+        report,
+        absent: Vec::new(),
+    };
+    if let Some(values) = &file.upstream.absent {
+        cx.absent = cx.absent_values(values).unwrap_or_default();
+    }
     let base_url = cx.base_url(&file.upstream.base_url);
     let auth = cx.auth(&file.upstream.auth);
     let errors = cx.errors(&file);
@@ -105,6 +112,8 @@ pub fn compile(source: &SourceFile, report: &mut Report) -> Option<UpstreamMappi
 struct Compiler<'a> {
     source: &'a SourceFile,
     report: &'a mut Report,
+    /// The mapping's `[upstream] absent`, for attributes without their own.
+    absent: Vec<Value>,
 }
 
 impl Compiler<'_> {
@@ -329,7 +338,7 @@ impl Compiler<'_> {
                 format!("{what}: `paging` applies to list calls only"),
             );
         }
-        let paging = spec.paging.as_ref().map(paging);
+        let paging = spec.paging.as_ref().and_then(paging);
         let mut call = call.with_paging(paging, spec.items.as_ref().map(|i| i.get_ref().clone()));
         call.is_list = role == CallRole::List;
         call.label = what.trim_matches(['[', ']']).to_string();
@@ -435,12 +444,13 @@ impl Compiler<'_> {
             &[],
             &format!("[{section_name}.list]"),
         );
-        if let Some(list) = &list
-            && list.paging.is_none()
-        {
+        if list.is_some() && section.list.paging.is_none() {
             self.report.push(self.source.warning_at(
                 Some(section.list.path.span()),
-                format!("[{section_name}.list] declares no paging: every list reads the whole upstream collection"),
+                format!(
+                    "[{section_name}.list] declares no paging: every list reads the whole upstream \
+                     collection; if the upstream has none, say so with paging = {{ style = \"none\" }}"
+                ),
             ));
         }
         let get = self.call(
@@ -874,6 +884,11 @@ impl Compiler<'_> {
             Source::Template(_) => Direction::Read,
             Source::Field(_) | Source::Fields(_) => spec.direction,
         };
+        let fallback = self.fallback(spec, &target, direction, schema)?;
+        let absent = match &spec.absent {
+            Some(values) => self.absent_values(values)?,
+            None => self.absent.clone(),
+        };
         Some(AttributeMap {
             scim: target,
             source,
@@ -890,10 +905,84 @@ impl Compiler<'_> {
                 })
                 .collect(),
             default: spec.default.as_ref().map(toml_to_json),
+            fallback,
+            absent,
             direction,
             set_by,
             items,
         })
+    }
+
+    /// An attribute's `fallback` paths: single values of the same schema,
+    /// for an attribute that is written as a field.
+    fn fallback(
+        &mut self,
+        spec: &AttributeSpec,
+        target: &ScimTarget,
+        direction: Direction,
+        schema: &ResourceSchema,
+    ) -> Option<Vec<ScimTarget>> {
+        let Some(first) = spec.fallback.first() else {
+            return Some(Vec::new());
+        };
+        let ignored_because = if direction == Direction::Read {
+            Some("it is read-only")
+        } else if !spec.set_by.is_empty() {
+            Some("it is changed by its `set_by` calls")
+        } else if spec.items.is_some() {
+            Some("it maps a whole list")
+        } else {
+            None
+        };
+        if let Some(reason) = ignored_because {
+            return self.error(
+                first.span(),
+                format!(
+                    "`{}`: `fallback` gives a value to write, but {reason}; drop `fallback`",
+                    spec.scim.get_ref()
+                ),
+            );
+        }
+        let mut paths = Vec::new();
+        for text in &spec.fallback {
+            let path = self.scim_path(text, schema, false)?;
+            if path.path == target.path {
+                return self.error(
+                    text.span(),
+                    format!(
+                        "`{}` is the attribute itself; a fallback names another SCIM path, e.g. \"userName\"",
+                        text.get_ref()
+                    ),
+                );
+            }
+            paths.push(path);
+        }
+        Some(paths)
+    }
+
+    /// An `absent` list: scalar upstream values (TOML has no null; a JSON
+    /// null always means absent).
+    fn absent_values(&mut self, values: &Spanned<Vec<toml::Value>>) -> Option<Vec<Value>> {
+        let mut absent = Vec::new();
+        for value in values.get_ref() {
+            match value {
+                toml::Value::String(_)
+                | toml::Value::Integer(_)
+                | toml::Value::Float(_)
+                | toml::Value::Boolean(_) => absent.push(toml_to_json(value)),
+                other => {
+                    return self.error(
+                        values.span(),
+                        format!(
+                            "`absent` lists upstream values that mean \"no value\", each a string, \
+                             number or boolean, e.g. absent = [\"\"]; got a {}",
+                            other.type_str()
+                        ),
+                    );
+                }
+            }
+        }
+        Some(absent)
     }
 
     /// The fields a multi-field value map names, in first-named order.
@@ -1037,13 +1126,14 @@ impl Compiler<'_> {
     }
 }
 
-fn paging(spec: &PagingSpec) -> Paging {
+fn paging(spec: &PagingSpec) -> Option<Paging> {
     let total = |header: &Option<String>, pointer: &Option<String>| match (header, pointer) {
         (Some(header), _) => TotalSource::Header(header.clone()),
         (None, Some(pointer)) => TotalSource::Pointer(pointer.clone()),
         (None, None) => TotalSource::Unknown,
     };
     let (style, size_param, max_page_size, total) = match spec {
+        PagingSpec::None {} => return None,
         PagingSpec::Page {
             page_param,
             size_param,
@@ -1102,12 +1192,12 @@ fn paging(spec: &PagingSpec) -> Paging {
             total(total_header, total_pointer),
         ),
     };
-    Paging {
+    Some(Paging {
         style,
         size_param: size_param.clone(),
         max_page_size: (*max_page_size).max(1),
         total,
-    }
+    })
 }
 
 /// TOML has no null; everything else converts one to one.
@@ -1192,6 +1282,53 @@ mod tests {
             .find(|e| e.contains(needle))
             .unwrap_or_else(|| panic!("no error with {needle:?} in {errors:#?}"))
             .clone()
+    }
+
+    #[test]
+    fn fallbacks_and_absent_values_are_refused_where_they_cannot_apply() {
+        let with = |key: &str| {
+            legacy_with(
+                "scim = \"emails.value\"\nfield = \"email\"\n",
+                &format!("scim = \"emails.value\"\nfield = \"email\"\n{key}\n"),
+            )
+        };
+        let itself = errors_of(&with("fallback = [\"emails.value\"]"));
+        assert!(
+            located(&itself, "is the attribute itself").contains("m.toml:93:13"),
+            "{itself:?}"
+        );
+        let unknown = errors_of(&with("fallback = [\"nickname\", \"login\"]"));
+        assert!(located(&unknown, "`login` is not an attribute").contains("m.toml:93:25"));
+        let read_only = errors_of(&with("direction = \"read\"\nfallback = [\"userName\"]"));
+        assert!(located(&read_only, "it is read-only").contains("m.toml:94:13"));
+        let table = errors_of(&with("absent = [\"\", { x = 1 }]"));
+        assert!(
+            located(&table, "each a string, number or boolean").contains("m.toml:93:10"),
+            "{table:?}"
+        );
+        assert!(
+            errors_of(&with(
+                "fallback = [\"userName\"]\nabsent = [\"\", 0, false]"
+            ))
+            .is_empty()
+        );
+        let whole = errors_of(&legacy_with(
+            "timeout_ms = 10000\n",
+            "timeout_ms = 10000\nabsent = [[\"\"]]\n",
+        ));
+        assert!(located(&whole, "`absent` lists upstream values").contains(":10"));
+    }
+
+    #[test]
+    fn a_list_declared_unpaged_by_design_is_not_warned_about() {
+        let paging = "paging = { style = \"page\", page_param = \"page\", size_param = \"per_page\", first_page = 1, max_page_size = 100, total_header = \"X-Total-Count\" }\n";
+        let unpaged = errors_of(&legacy_with(paging, ""));
+        assert!(located(&unpaged, "declares no paging").contains("style = \"none\""));
+        let by_design = errors_of(&legacy_with(paging, "paging = { style = \"none\" }\n"));
+        assert!(
+            !by_design.iter().any(|e| e.contains("[users.list]")),
+            "{by_design:?}"
+        );
     }
 
     #[test]

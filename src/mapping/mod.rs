@@ -428,6 +428,12 @@ pub struct AttributeMap {
     /// (SCIM value, upstream value) pairs.
     pub values: Vec<(Value, Value)>,
     pub default: Option<Value>,
+    /// SCIM paths whose value is written when the resource has none for
+    /// this attribute (before `default`).
+    pub fallback: Vec<ScimTarget>,
+    /// Upstream values meaning "no value": read as absent; the first is
+    /// what a clear writes (none: null).
+    pub absent: Vec<Value>,
     pub direction: Direction,
     /// (SCIM value, call that sets it): changes made by calls, not by fields.
     pub set_by: Vec<(Value, Call)>,

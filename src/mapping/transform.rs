@@ -5,8 +5,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    AttributeMap, Bindings, Call, Direction, FieldPath, MappingError, ResourceMapping, Source,
-    TemplatePart, UpstreamRequest, ValueType,
+    AttributeMap, Bindings, Call, Direction, FieldPath, MappingError, ResourceMapping, ScimTarget,
+    Source, TemplatePart, UpstreamRequest, ValueType,
 };
 use crate::scim::schema::{AttrType, ResourceSchema};
 
@@ -83,7 +83,10 @@ impl ResourceMapping {
         let mut fields = Vec::new();
         for attribute in self.writable() {
             let value = match attribute.extract(resource) {
-                Some(Value::Null) | None => attribute.default.clone(),
+                Some(Value::Null) | None => attribute
+                    .fallback_value(resource)
+                    .cloned()
+                    .or_else(|| attribute.default.clone()),
                 Some(value) => Some(value.clone()),
             };
             if let Some(value) = value {
@@ -124,13 +127,17 @@ impl ResourceMapping {
     /// (null), so nothing of the record's earlier life survives.
     pub fn fresh_fields(&self, resource: &Value) -> Result<Vec<(FieldPath, Value)>, MappingError> {
         let mut fields = self.create_fields(resource)?;
-        let unset: Vec<FieldPath> = self
+        let unset: Vec<(FieldPath, Value)> = self
             .writable()
-            .flat_map(AttributeMap::fields)
-            .filter(|field| !fields.iter().any(|(set, _)| set == *field))
-            .cloned()
+            .flat_map(|attribute| {
+                attribute
+                    .fields()
+                    .iter()
+                    .map(|field| (field.clone(), attribute.cleared()))
+            })
+            .filter(|(field, _)| !fields.iter().any(|(set, _)| set == field))
             .collect();
-        fields.extend(unset.into_iter().map(|field| (field, Value::Null)));
+        fields.extend(unset);
         Ok(fields)
     }
 
@@ -146,24 +153,36 @@ impl ResourceMapping {
         let mut changes = Vec::new();
         for attribute in self.writable() {
             let wanted = match attribute.extract(desired) {
-                Some(value) => attribute.write(value)?,
+                Some(value) if !value.is_null() => attribute.write(value)?,
+                // An explicit null clears, unless a fallback has a value.
+                Some(_) => match attribute.fallback_value(desired) {
+                    Some(value) => attribute.write(value)?,
+                    None => Value::Null,
+                },
                 // Only clear what the IdP could see: an upstream value the
                 // mapping does not translate (e.g. a soft-delete marker) stays.
-                // An attribute with a default goes back to it ("Regular when
-                // absent"), as the upstream may not store "nothing".
+                // A fallback, else a default, takes the place of a removed
+                // value ("Regular when absent"), as the upstream may not
+                // store "nothing".
                 None if absent == Absent::Clear
                     && attribute.direction == Direction::Both
                     && attribute.extract(current).is_some() =>
                 {
-                    match &attribute.default {
-                        Some(default) => attribute.write(default)?,
+                    match attribute
+                        .fallback_value(desired)
+                        .or(attribute.default.as_ref())
+                    {
+                        Some(value) => attribute.write(value)?,
                         None => Value::Null,
                     }
                 }
                 None => continue,
             };
             for (field, wanted) in attribute.writes(wanted) {
-                if field.get(record).unwrap_or(&Value::Null) != &wanted {
+                let held = field.get(record).unwrap_or(&Value::Null);
+                let same = held == &wanted
+                    || (attribute.means_absent(held) && attribute.means_absent(&wanted));
+                if !same {
                     changes.push((field.clone(), wanted));
                 }
             }
@@ -301,12 +320,13 @@ impl AttributeMap {
     /// The upstream value this attribute reads: its field, or its template
     /// filled in (absent when every field it names is empty).
     pub fn upstream_value(&self, record: &Value) -> Option<Value> {
+        let present = |field: &FieldPath| field.get(record).filter(|v| !self.means_absent(v));
         match &self.source {
-            Source::Field(field) => field.get(record).cloned(),
+            Source::Field(field) => present(field).cloned(),
             Source::Fields(fields) => {
                 let held: Map<String, Value> = fields
                     .iter()
-                    .filter_map(|f| Some((f.to_string(), f.get(record)?.clone())))
+                    .filter_map(|f| Some((f.to_string(), present(f)?.clone())))
                     .collect();
                 (!held.is_empty()).then_some(Value::Object(held))
             }
@@ -316,7 +336,7 @@ impl AttributeMap {
                 for part in parts {
                     match part {
                         TemplatePart::Text(t) => text.push_str(t),
-                        TemplatePart::Field(field) => match field.get(record) {
+                        TemplatePart::Field(field) => match present(field) {
                             Some(Value::String(s)) if !s.is_empty() => {
                                 any = true;
                                 text.push_str(s);
@@ -341,30 +361,26 @@ impl AttributeMap {
     /// The SCIM value this attribute maps, if the resource carries it;
     /// `Some(Null)` when the IdP sent an explicit null or an empty list.
     pub fn extract<'a>(&self, resource: &'a Value) -> Option<&'a Value> {
-        const NULL: &Value = &Value::Null;
-        let path = &self.scim.path;
-        let container = match &path.uri {
-            Some(uri) => resource.get(uri)?,
-            None => resource,
-        };
-        let top = container.get(&path.name)?;
-        let Some(sub) = &path.sub else {
-            return Some(top);
-        };
-        let holder = if self.scim.multi_valued {
-            match top {
-                Value::Array(items) if items.is_empty() => return Some(NULL),
-                Value::Array(items) => primary_element(items)?,
-                Value::Null => return Some(NULL),
-                other => other,
-            }
-        } else {
-            top
-        };
-        match holder {
-            Value::Null => Some(NULL),
-            holder => holder.get(sub),
-        }
+        self.scim.extract(resource)
+    }
+
+    /// The first value the resource holds at one of this attribute's
+    /// `fallback` paths.
+    fn fallback_value<'a>(&self, resource: &'a Value) -> Option<&'a Value> {
+        self.fallback
+            .iter()
+            .find_map(|path| path.extract(resource).filter(|v| !v.is_null()))
+    }
+
+    /// Whether an upstream value means "no value" for this field.
+    fn means_absent(&self, value: &Value) -> bool {
+        value.is_null() || self.absent.contains(value)
+    }
+
+    /// What clearing this attribute's fields writes: its first `absent`
+    /// value, else null.
+    fn cleared(&self) -> Value {
+        self.absent.first().cloned().unwrap_or(Value::Null)
     }
 
     /// The upstream fields this attribute writes.
@@ -379,6 +395,11 @@ impl AttributeMap {
     /// The (field, value) writes of an upstream value from [`Self::write`]:
     /// for several fields, the fields its object names (null clears them all).
     fn writes(&self, written: Value) -> Vec<(&FieldPath, Value)> {
+        let written = if written.is_null() {
+            self.cleared()
+        } else {
+            written
+        };
         match (&self.source, written) {
             (Source::Field(field), written) => vec![(field, written)],
             // A field the chosen pair does not name is cleared: left as it
@@ -388,11 +409,14 @@ impl AttributeMap {
                 .map(|f| {
                     (
                         f,
-                        values.get(&f.to_string()).cloned().unwrap_or(Value::Null),
+                        values
+                            .get(&f.to_string())
+                            .cloned()
+                            .unwrap_or_else(|| self.cleared()),
                     )
                 })
                 .collect(),
-            (Source::Fields(fields), _) => fields.iter().map(|f| (f, Value::Null)).collect(),
+            (Source::Fields(fields), _) => fields.iter().map(|f| (f, self.cleared())).collect(),
             (Source::Template(_), _) => Vec::new(),
         }
     }
@@ -442,7 +466,7 @@ impl AttributeMap {
                 .filter_map(|element| {
                     let mut item = Map::new();
                     for (sub, field) in &self.items {
-                        if let Some(value) = field.get(element).filter(|v| !v.is_null()) {
+                        if let Some(value) = field.get(element).filter(|v| !self.means_absent(v)) {
                             item.insert(sub.clone(), value.clone());
                         }
                     }
@@ -556,6 +580,38 @@ impl AttributeMap {
             (Some(ValueType::Integer), _) => Err(wrong("an integer")),
             (Some(ValueType::Boolean), _) => Err(wrong("a boolean")),
             (Some(ValueType::String), _) => Err(wrong("a string")),
+        }
+    }
+}
+
+impl ScimTarget {
+    /// The SCIM value at this path, if the resource carries it (of a
+    /// multi-valued attribute, its primary element's); `Some(Null)` when the
+    /// IdP sent an explicit null or an empty list.
+    pub fn extract<'a>(&self, resource: &'a Value) -> Option<&'a Value> {
+        const NULL: &Value = &Value::Null;
+        let path = &self.path;
+        let container = match &path.uri {
+            Some(uri) => resource.get(uri)?,
+            None => resource,
+        };
+        let top = container.get(&path.name)?;
+        let Some(sub) = &path.sub else {
+            return Some(top);
+        };
+        let holder = if self.multi_valued {
+            match top {
+                Value::Array(items) if items.is_empty() => return Some(NULL),
+                Value::Array(items) => primary_element(items)?,
+                Value::Null => return Some(NULL),
+                other => other,
+            }
+        } else {
+            top
+        };
+        match holder {
+            Value::Null => Some(NULL),
+            holder => holder.get(sub),
         }
     }
 }
@@ -797,6 +853,8 @@ mod tests {
             element: Map::new(),
             values: vec![],
             default: None,
+            fallback: vec![],
+            absent: vec![],
             direction: Direction::Read,
             set_by: vec![],
             items: vec![],

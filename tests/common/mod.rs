@@ -299,10 +299,15 @@ impl Harness {
         };
         let mut view = serde_json::Map::new();
         for (name, pointer) in fields {
-            view.insert(
-                name.to_string(),
-                raw.pointer(pointer).cloned().unwrap_or(Value::Null),
-            );
+            let value = match raw.pointer(pointer) {
+                // Wrike answers an unset text field as "".
+                Some(Value::String(text)) if text.is_empty() && self.backend == Backend::Wrike => {
+                    Value::Null
+                }
+                Some(value) => value.clone(),
+                None => Value::Null,
+            };
+            view.insert(name.to_string(), value);
         }
         let (user_type, active, deleted) = match self.backend {
             Backend::Legacy => {

@@ -343,15 +343,16 @@ impl Contact {
         record.insert("locale".into(), json!("en"));
         record.insert("deleted".into(), json!(self.deleted));
         record.insert("me".into(), json!(false));
+        // Unset text fields are answered as "" (as the stub the mapping
+        // language was first tried against did), so a mapping must say
+        // that "" means no value.
         for (name, value) in [
             ("title", &self.title),
             ("companyName", &self.company_name),
             ("phone", &self.phone),
             ("location", &self.location),
         ] {
-            if let Some(value) = value {
-                record.insert(name.into(), json!(value));
-            }
+            record.insert(name.into(), json!(value.as_deref().unwrap_or_default()));
         }
         record.insert("primaryEmail".into(), json!(self.email));
         if with_metadata {
@@ -535,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn contacts_render_the_account_profile_and_optional_fields() {
+    fn contacts_render_the_account_profile_unset_text_as_empty_and_metadata_on_request() {
         let contact = Contact {
             id: "KUAAAAAA".into(),
             first_name: "Ada".into(),
@@ -563,7 +564,7 @@ mod tests {
             }])
         );
         assert_eq!(plain["title"], "Engineer");
-        assert!(plain.get("phone").is_none());
+        assert_eq!(plain["phone"], "");
         assert!(plain.get("metadata").is_none());
         let full = contact.render("IEAAAAAA", true);
         assert_eq!(
