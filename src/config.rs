@@ -431,6 +431,12 @@ pub enum Environment {
     Ignore,
 }
 
+/// Checks only that a config's keys and value types are the accepted ones
+/// (for the docs' listings of every key, whose values are placeholders).
+pub fn check_shape(source: &SourceFile) -> Result<(), crate::diagnostics::Diagnostic> {
+    source.parse_toml::<ConfigFile>().map(|_| ())
+}
+
 pub fn load_with(path: &Path, environment: Environment) -> Result<(GatewayConfig, Report), Report> {
     let mut report = Report::default();
     let source = match SourceFile::read(path) {

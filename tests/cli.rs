@@ -134,18 +134,38 @@ fn check_takes_mapping_and_dialect_files_alone_and_deny_warnings_fails_on_warnin
         stdout.contains("mappings/idp/entra.toml: ok (dialect `entra`)"),
         "{stdout}"
     );
-    // The Wrike mapping warns (its lists cannot be paged): fine, unless denied.
-    let wrike = ["check", "mappings/upstream/wrike.toml"];
+    // The shipped Wrike mapping says its lists are unpaged by design; without
+    // that, it warns: fine, unless warnings are denied.
+    let shipped = ["check", "--deny-warnings", "mappings/upstream/wrike.toml"];
     assert!(
         Command::new(BIN)
-            .args(wrike)
+            .args(shipped)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let unpaged = dir.path().join("wrike.toml");
+    let text = std::fs::read_to_string("mappings/upstream/wrike.toml").unwrap();
+    assert!(text.contains("paging = { style = \"none\" }\n"));
+    std::fs::write(
+        &unpaged,
+        text.replace("paging = { style = \"none\" }\n", ""),
+    )
+    .unwrap();
+    assert!(
+        Command::new(BIN)
+            .arg("check")
+            .arg(&unpaged)
             .output()
             .unwrap()
             .status
             .success()
     );
     let denied = Command::new(BIN)
-        .args(wrike)
+        .arg("check")
+        .arg(&unpaged)
         .arg("--deny-warnings")
         .output()
         .unwrap();

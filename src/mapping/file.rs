@@ -374,7 +374,7 @@ pub struct ValueMapSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MembersSpec {
-    pub style: MembersStyle,
+    pub style: Spanned<MembersStyle>,
     /// `endpoints`: the call listing a group's members; `user_field`: the
     /// call listing the users of a group.
     pub list: Option<CallSpec>,

@@ -59,11 +59,11 @@ pub fn compile(source: &SourceFile, report: &mut Report) -> Option<UpstreamMappi
         .groups
         .as_ref()
         .map(|section| cx.resource("groups", section, schema::group()));
-    if let Some(Some(groups)) = &groups
+    if let (Some(Some(groups)), Some(section)) = (&groups, &file.groups)
         && groups.members.is_none()
     {
         cx.report.push(source.warning_at(
-            None,
+            Some(section.id.field.span()),
             "[groups] declares no [groups.members]: group membership will not be provisioned",
         ));
     }
@@ -600,38 +600,45 @@ impl Compiler<'_> {
             None => None,
         };
         // Which keys each style uses; any other key given is a mistake.
-        let (needed, style): (&[&str], &str) = match spec.style {
+        let style_span = spec.style.span();
+        let members_style = *spec.style.get_ref();
+        let (needed, style): (&[&str], &str) = match members_style {
             MembersStyle::Endpoints => (&["list", "member_field", "add", "remove"], "endpoints"),
             MembersStyle::GroupField => (&["field"], "group_field"),
             MembersStyle::UserField => (&["field", "list"], "user_field"),
         };
+        let call_span = |call: &Option<CallSpec>| call.as_ref().map(|c| c.path.span());
         let given = [
-            ("list", spec.list.is_some()),
-            ("member_field", spec.member_field.is_some()),
-            ("add", spec.add.is_some()),
-            ("remove", spec.remove.is_some()),
-            ("field", spec.field.is_some()),
+            ("list", call_span(&spec.list)),
+            (
+                "member_field",
+                spec.member_field.as_ref().map(Spanned::span),
+            ),
+            ("add", call_span(&spec.add)),
+            ("remove", call_span(&spec.remove)),
+            ("field", spec.field.as_ref().map(Spanned::span)),
         ];
         let mut complete = true;
-        if spec.style == MembersStyle::GroupField && spec.add.is_some() != spec.remove.is_some() {
+        if members_style == MembersStyle::GroupField && spec.add.is_some() != spec.remove.is_some()
+        {
             self.report.push(self.source.error_at(
                 spec.add.as_ref().or(spec.remove.as_ref()).map(|c| c.path.span()),
                 format!("{at} style = \"group_field\" takes `add` and `remove` together (they change the list by `{{members}}`), or neither (the update writes the whole list)"),
             ));
             complete = false;
         }
-        for (key, present) in given {
+        for (key, span) in given {
             let optional = matches!(key, "member_field" | "add" | "remove")
-                && spec.style == MembersStyle::GroupField;
-            if needed.contains(&key) && !present {
-                self.report.push(
-                    self.source
-                        .error_at(None, format!("{at} style = \"{style}\" needs `{key}`")),
-                );
-                complete = false;
-            } else if !needed.contains(&key) && present && !optional {
+                && members_style == MembersStyle::GroupField;
+            if needed.contains(&key) && span.is_none() {
                 self.report.push(self.source.error_at(
-                    None,
+                    Some(style_span.clone()),
+                    format!("{at} style = \"{style}\" needs `{key}`"),
+                ));
+                complete = false;
+            } else if let Some(span) = span.filter(|_| !needed.contains(&key) && !optional) {
+                self.report.push(self.source.error_at(
+                    Some(span),
                     format!("{at} style = \"{style}\" does not use `{key}`"),
                 ));
                 complete = false;
@@ -658,7 +665,7 @@ impl Compiler<'_> {
         let field = |cx: &mut Self, field: &Option<Spanned<String>>| {
             field.as_ref().and_then(|f| cx.field(f))
         };
-        Some(match spec.style {
+        Some(match members_style {
             MembersStyle::Endpoints => Members::Endpoints {
                 list: call(self, &spec.list, CallRole::List, &id_only, "list")?,
                 member_field: field(self, &spec.member_field)?,
@@ -1317,6 +1324,25 @@ mod tests {
             "timeout_ms = 10000\nabsent = [[\"\"]]\n",
         ));
         assert!(located(&whole, "`absent` lists upstream values").contains(":10"));
+    }
+
+    #[test]
+    fn membership_keys_a_style_needs_or_does_not_use_are_named_at_their_own_line() {
+        let user_field = errors_of(&legacy_with(
+            "style = \"endpoints\"",
+            "style = \"user_field\"",
+        ));
+        assert!(located(&user_field, "needs `field`").contains("m.toml:185:9"));
+        assert!(located(&user_field, "does not use `member_field`").contains("m.toml:187:16"));
+        assert!(located(&user_field, "does not use `add`").contains("m.toml:189:"));
+        let text = crate::demo::LEGACY_MAPPING;
+        let start = text.find("[groups.members]").unwrap();
+        let end = start + text[start..].find("\n\n").unwrap();
+        let no_members = errors_of(&format!("{}{}", &text[..start], &text[end..]));
+        assert!(
+            located(&no_members, "declares no [groups.members]").contains("m.toml:148:"),
+            "{no_members:?}"
+        );
     }
 
     #[test]

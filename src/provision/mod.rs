@@ -415,6 +415,10 @@ impl Provisioner {
             changes.push((soft.field.clone(), restored.clone()));
         }
         let _restoring = self.lock_resource(Kind::User, &id).await;
+        // Rendered once before any group is left: a change no call can make
+        // is refused with nothing written.
+        mapping.update_requests(&id, archived, changes.clone())?;
+        state_requests(mapping, &id, archived, resource)?;
         self.leave_all_groups(&id, archived, Some(&mut changes))
             .await?;
         let requests = mapping.update_requests(&id, archived, changes)?;
@@ -641,6 +645,8 @@ impl Provisioner {
             ) => call.request(bindings)?,
             (None, Some(soft)) => {
                 let mut marked = vec![(soft.field.clone(), soft.value.clone())];
+                // Rendered before any group is left (see `restore`).
+                mapping.update_requests(id, &current.upstream, marked.clone())?;
                 if kind == Kind::User {
                     // Membership kept on the user is emptied in the same write.
                     self.leave_all_groups(id, &current.upstream, Some(&mut marked))
