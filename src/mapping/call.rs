@@ -525,15 +525,11 @@ impl Call {
         })
     }
 
-    /// The field placeholders its body template uses.
-    pub fn body_fields(&self) -> Vec<FieldPath> {
-        fn walk(value: &Value, found: &mut Vec<FieldPath>) {
+    /// The placeholders its body template uses.
+    pub fn body_placeholders(&self) -> Vec<BodyPlaceholder> {
+        fn walk(value: &Value, found: &mut Vec<BodyPlaceholder>) {
             match value {
-                Value::String(text) => {
-                    if let Some(BodyPlaceholder::Field(field)) = body_placeholder(text) {
-                        found.push(field);
-                    }
-                }
+                Value::String(text) => found.extend(body_placeholder(text)),
                 Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
                 Value::Object(map) => map.values().for_each(|v| walk(v, found)),
                 _ => {}
@@ -544,6 +540,17 @@ impl Call {
             walk(body, &mut found);
         }
         found
+    }
+
+    /// The field placeholders its body template uses.
+    pub fn body_fields(&self) -> Vec<FieldPath> {
+        self.body_placeholders()
+            .into_iter()
+            .filter_map(|placeholder| match placeholder {
+                BodyPlaceholder::Field(field) => Some(field),
+                BodyPlaceholder::Member | BodyPlaceholder::Members => None,
+            })
+            .collect()
     }
 
     pub fn has_body_template(&self) -> bool {

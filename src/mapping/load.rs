@@ -8,6 +8,7 @@ use http::{HeaderName, Method, StatusCode};
 use serde_json::{Map, Value};
 use toml::Spanned;
 
+use super::call::BodyPlaceholder;
 use super::file::{
     AttributeSpec, AuthSection, AuthStyle, CallSpec, CredentialsIn, Direction, EncodingSpec,
     MappingFile, MembersSpec, MembersStyle, MethodSpec, PagingSpec, ResourceSection,
@@ -331,6 +332,40 @@ impl Compiler<'_> {
                     format!("{what}: the path (or a query value) must contain `{token}` to name the record"),
                 );
             }
+        }
+        // `{member}` and `{members}` are bound only where the gateway has
+        // members to name; anywhere else they would fail every request.
+        let placeholders = call.body_placeholders();
+        let span = || spec.body.as_ref().map(|b| b.span()).unwrap_or_default();
+        let member = placeholders.contains(&BodyPlaceholder::Member);
+        let members = placeholders.contains(&BodyPlaceholder::Members);
+        if member && !allowed.contains(&Placeholder::Member) {
+            return self.error(
+                span(),
+                format!(
+                    "{what}: the body uses `{{member}}`, which only a members `add` or `remove` \
+                     call of style \"endpoints\" has"
+                ),
+            );
+        }
+        if members != (role == CallRole::MemberIds) {
+            let message = if members {
+                format!(
+                    "{what}: the body uses `{{members}}`, which only a members `add` or `remove` \
+                     call of style \"group_field\" has"
+                )
+            } else {
+                format!(
+                    "{what}: the body must send the member ids as `\"{{members}}\"`, e.g. \
+                     body = {{ addMembers = \"{{members}}\" }}"
+                )
+            };
+            let at = if spec.body.is_some() {
+                span()
+            } else {
+                spec.path.span()
+            };
+            return self.error(at, message);
         }
         if spec.paging.is_some() && role != CallRole::List {
             return self.error(
@@ -680,14 +715,14 @@ impl Compiler<'_> {
                     None => None,
                 },
                 add: match &spec.add {
-                    Some(_) => Some(call(self, &spec.add, CallRole::Action, &id_only, "add")?),
+                    Some(_) => Some(call(self, &spec.add, CallRole::MemberIds, &id_only, "add")?),
                     None => None,
                 },
                 remove: match &spec.remove {
                     Some(_) => Some(call(
                         self,
                         &spec.remove,
-                        CallRole::Action,
+                        CallRole::MemberIds,
                         &id_only,
                         "remove",
                     )?),
@@ -1069,6 +1104,8 @@ enum CallRole {
     Update,
     /// Its answer is not read.
     Action,
+    /// Its answer is not read; its body carries member ids as `{members}`.
+    MemberIds,
 }
 
 impl Compiler<'_> {
@@ -1343,6 +1380,31 @@ mod tests {
             located(&no_members, "declares no [groups.members]").contains("m.toml:148:"),
             "{no_members:?}"
         );
+    }
+
+    #[test]
+    fn member_placeholders_are_refused_where_no_members_are_bound_and_required_where_they_are() {
+        let wrike = include_str!("../../mappings/upstream/wrike.toml");
+        let compile_errors = |text: &str| errors_of(text);
+        let unbound = compile_errors(&legacy_with(
+            "remove = { method = \"DELETE\", path = \"/api/v1/teams/{id}/members/{member}\" }",
+            "remove = { method = \"DELETE\", path = \"/api/v1/teams/{id}/members/{member}\", body = { all = \"{members}\" } }",
+        ));
+        assert!(located(&unbound, "uses `{members}`").contains("m.toml:190:"));
+        let on_update = compile_errors(&legacy_with(
+            "[users.update]\nmethod = \"PATCH\"\npath = \"/api/v1/users/{id}\"",
+            "[users.update]\nmethod = \"PATCH\"\npath = \"/api/v1/users/{id}\"\nbody = { who = \"{member}\" }",
+        ));
+        assert!(located(&on_update, "uses `{member}`").contains("m.toml:58:"));
+        let without_ids = wrike.replacen(
+            "body = { addMembers = \"{members}\" }",
+            "body = { addMembers = [] }",
+            1,
+        );
+        assert_ne!(without_ids, wrike);
+        let errors = compile_errors(&without_ids);
+        assert!(located(&errors, "must send the member ids").contains("m.toml:230:"));
+        assert!(compile_errors(wrike).iter().all(|e| !e.contains("error")));
     }
 
     #[test]

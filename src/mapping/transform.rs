@@ -215,17 +215,33 @@ impl ResourceMapping {
             routed[position].push((field, value));
         }
         let mut requests = Vec::new();
+        let mut remaining = routed.iter().filter(|carried| !carried.is_empty()).count();
+        // Each call's body starts from the record as the calls before it
+        // left it: two calls carrying elements of one array (each sending
+        // the array whole) would otherwise undo each other.
+        let mut current = std::borrow::Cow::Borrowed(record);
         for (call, carried) in calls.into_iter().zip(routed) {
             if carried.is_empty() {
                 continue;
             }
+            remaining -= 1;
             let mut request = call.request(Bindings {
                 id: Some(id),
                 changes: Some(&carried),
                 ..Bindings::default()
             })?;
+            let later = (remaining > 0).then(|| carried.clone());
             if !call.has_body_template() {
-                request.body = Some(Value::Object(render_fields(call, record, carried)));
+                request.body = Some(Value::Object(render_fields(call, &current, carried)));
+            }
+            if let Some(made) = later {
+                let mut applied = Map::new();
+                for (field, value) in made {
+                    write_change(&mut applied, &current, &field, value);
+                }
+                if let Value::Object(fields) = current.to_mut() {
+                    merge(fields, applied);
+                }
             }
             requests.push(request);
         }
@@ -838,6 +854,54 @@ mod tests {
         upstream["password"] = json!("s3cret");
         let resource = mapping.to_scim(&upstream, schema::user()).unwrap();
         assert!(resource.get("password").is_none());
+    }
+
+    #[test]
+    fn two_update_calls_carrying_entries_of_one_list_do_not_undo_each_other() {
+        let text = crate::demo::LEGACY_MAPPING
+            .replacen(
+                "[users.update]\nmethod = \"PATCH\"",
+                "[[users.update_also]]\nmethod = \"PUT\"\npath = \"/api/v1/users/{id}/extra\"\npartial = true\nfields = ['meta_list[key eq \"floor\"].value']\n\n[users.update]\nmethod = \"PATCH\"",
+                1,
+            )
+            .replacen(
+                "field = \"dept\"",
+                "field = 'meta_list[key eq \"department\"].value'",
+                1,
+            )
+            .replacen(
+                "field = \"employee_no\"",
+                "field = 'meta_list[key eq \"floor\"].value'",
+                1,
+            );
+        let source = SourceFile::new("legacy.toml", text);
+        let mut report = Report::default();
+        let users = compile(&source, &mut report)
+            .unwrap_or_else(|| panic!("{report:?}"))
+            .users;
+        let mut upstream = record();
+        upstream["meta_list"] =
+            json!([{"key": "department", "value": "R&D"}, {"key": "floor", "value": "1"}]);
+        let current = users.to_scim(&upstream, schema::user()).unwrap();
+        let mut desired = current.clone();
+        desired[schema::ENTERPRISE_USER]["department"] = json!("Ops");
+        desired[schema::ENTERPRISE_USER]["employeeNumber"] = json!("2");
+        let changes = users
+            .changes(&upstream, &current, &desired, Absent::Keep)
+            .unwrap();
+        let requests = users.update_requests("7", &upstream, changes).unwrap();
+        let lists: Vec<&Value> = requests
+            .iter()
+            .map(|r| &r.body.as_ref().unwrap()["meta_list"])
+            .collect();
+        // The second call's list keeps the first call's change.
+        assert_eq!(
+            lists,
+            [
+                &json!([{"key": "department", "value": "Ops"}, {"key": "floor", "value": "1"}]),
+                &json!([{"key": "department", "value": "Ops"}, {"key": "floor", "value": "2"}]),
+            ]
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -278,23 +278,41 @@ struct Connection {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Requests in flight on one connection, and a wake-up whenever the count
-/// changes: what tells an idle connection from a busy one.
-#[derive(Debug, Default)]
+/// Requests in flight on one connection, and when the last one ended: what
+/// tells an idle connection from a busy one. Nothing here wakes the
+/// connection's task (a wake-up per request start and end cost two extra
+/// polls of the whole connection per request); its idle timer reads this
+/// when it fires.
+#[derive(Debug)]
 struct Activity {
     in_flight: AtomicUsize,
-    changed: Notify,
+    opened: Instant,
+    /// Milliseconds from `opened` to the end of the last request.
+    last_end_ms: AtomicU64,
 }
 
 impl Activity {
+    fn new() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            opened: Instant::now(),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
     fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.changed.notify_one();
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
 
-    fn idle(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) == 0
+    /// Since when the connection has had no request in flight; `None`
+    /// while one is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let ended = self.last_end_ms.load(Ordering::Acquire);
+        Some(self.opened + Duration::from_millis(ended))
     }
 }
 
@@ -304,8 +322,11 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.changed.notify_one();
+        let ended = self.0.opened.elapsed().as_millis();
+        self.0
+            .last_end_ms
+            .store(u64::try_from(ended).unwrap_or(u64::MAX), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -341,7 +362,7 @@ impl Connection {
             _permit,
         } = self;
         let first_request = Arc::new(AtomicBool::new(false));
-        let activity = Arc::new(Activity::default());
+        let activity = Arc::new(Activity::new());
         let unread_body = Arc::new(AtomicBool::new(false));
         let service = TowerToHyperService::new(RouterService {
             routes,
@@ -362,7 +383,8 @@ impl Connection {
         // counts from the last answer. hyper has no idle timeout for
         // HTTP/2, so this loop is it (for HTTP/1 hyper's header timeout
         // usually closes first).
-        let mut idle_deadline = deadline;
+        let idle_timer = tokio::time::sleep_until(deadline);
+        let mut idle_timer = pin!(idle_timer);
         let mut closing = false;
         let result = loop {
             tokio::select! {
@@ -371,21 +393,20 @@ impl Connection {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
                 }
-                () = activity.changed.notified() => {
-                    if activity.idle() {
-                        idle_deadline = Instant::now() + idle_limit;
-                    }
-                }
-                () = tokio::time::sleep_until(idle_deadline), if !closing => {
-                    if !activity.idle() {
-                        // A request started as the timer fired; its end
-                        // restarts the timer.
-                        idle_deadline = Instant::now() + idle_limit;
+                () = idle_timer.as_mut(), if !closing => {
+                    let now = Instant::now();
+                    let Some(since) = activity.idle_since() else {
+                        // Busy: look again an idle limit from now.
+                        idle_timer.as_mut().reset(now + idle_limit);
                         continue;
-                    }
+                    };
                     if !first_request.load(Ordering::Relaxed) {
                         tracing::debug!(%peer, "no complete request head in time; closing");
                         return;
+                    }
+                    if since + idle_limit > now {
+                        idle_timer.as_mut().reset(since + idle_limit);
+                        continue;
                     }
                     tracing::debug!(%peer, idle_ms = idle_limit.as_millis() as u64, "idle; closing");
                     closing = true;
@@ -1013,7 +1034,7 @@ mod tests {
             tls: false,
             request_timeout: Duration::from_secs(60),
             first_request: Arc::new(AtomicBool::new(false)),
-            activity: Arc::default(),
+            activity: Arc::new(Activity::new()),
             unread_body: Arc::default(),
         };
         let request = Request::get("/sleep").body(Body::empty()).unwrap();
