@@ -4,26 +4,25 @@
 
 use serde_json::Value;
 
-use crate::config::normalise_domain;
 use crate::scim::error::{ScimError, ScimType};
 
 /// Checks the user's emails (and a userName that is an address). Domains
 /// match exactly after lower-casing and dropping a trailing dot: a sub-domain
 /// of an approved domain is not approved.
 pub fn check_approved_domains(user: &Value, approved: &[String]) -> Result<(), ScimError> {
-    let mut addresses: Vec<&str> = user
+    // Checked on every read (the scope), so nothing is allocated unless refused.
+    let emails = user
         .get("emails")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|email| email.get("value").and_then(Value::as_str))
-        .collect();
-    if let Some(user_name) = user.get("userName").and_then(Value::as_str)
-        && user_name.contains('@')
-    {
-        addresses.push(user_name);
-    }
-    if addresses.is_empty() {
+        .filter_map(|email| email.get("value").and_then(Value::as_str));
+    let user_name = user
+        .get("userName")
+        .and_then(Value::as_str)
+        .filter(|user_name| user_name.contains('@'));
+    let mut addresses = emails.chain(user_name).peekable();
+    if addresses.peek().is_none() {
         return Err(ScimError::bad_request(
             ScimType::InvalidValue,
             "the user has no email address; this connection provisions only users with an email in an approved domain",
@@ -39,9 +38,10 @@ pub fn check_approved_domains(user: &Value, approved: &[String]) -> Result<(), S
                 ),
             )
         })?;
-        let approved_here = normalise_domain(domain)
-            .as_deref()
-            .is_some_and(|domain| approved.iter().any(|a| a == domain));
+        // `approved` is normalised (ASCII, lower case, no trailing dot) and
+        // `domain` is well formed, so this is `normalise_domain` and `==`.
+        let domain = domain.strip_suffix('.').unwrap_or(domain);
+        let approved_here = approved.iter().any(|a| a.eq_ignore_ascii_case(domain));
         if !approved_here {
             return Err(ScimError::new(
                 http::StatusCode::FORBIDDEN,
