@@ -286,6 +286,15 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// The GCRA quota of this rate, for the connection limiters and the
+    /// upstream budgets alike.
+    pub fn quota(&self) -> governor::Quota {
+        let period = self.per / self.count.get();
+        governor::Quota::with_period(period.max(std::time::Duration::from_nanos(1)))
+            .unwrap_or_else(|| governor::Quota::per_second(self.count))
+            .allow_burst(self.burst)
+    }
+
     /// "20/s", "600/min", "5000/h".
     pub fn parse(text: &str) -> Option<Rate> {
         let (count, unit) = text.trim().split_once('/')?;

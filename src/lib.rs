@@ -4,7 +4,11 @@
 //! `server` (listen, auth, limits) → `provision` (one SCIM operation, product
 //! policy) → `scim` (vendor-neutral protocol core) and `mapping` (SCIM ⇄
 //! upstream JSON, declared in mapping files) → `upstream` (HTTP client).
-//! No module reaches upward. The reference upstream APIs `scimgate demo`, the
+//! The layers, bottom first, each using only its own and those below
+//! (`.ci/layers` fails CI on an upward import, test code included):
+//! `scim`, `diagnostics`, `metric_labels` · `mapping`, `dialect` · `config` ·
+//! `upstream`, `audit` · `provision` · `server` · `demo`, `explain`.
+//! The reference upstream APIs `scimgate demo`, the
 //! tests and the benchmarks run against live in the `scimgate-reference`
 //! crate (`reference/`), not here.
 #![forbid(unsafe_code)]

@@ -1314,7 +1314,7 @@ mod tests {
     }
 
     fn legacy_with(from: &str, to: &str) -> String {
-        let text = crate::demo::LEGACY_MAPPING;
+        let text = include_str!("../../mappings/upstream/legacy.toml");
         assert!(text.contains(from), "{from}");
         text.replacen(from, to, 1)
     }
@@ -1372,7 +1372,7 @@ mod tests {
         assert!(located(&user_field, "needs `field`").contains("m.toml:185:9"));
         assert!(located(&user_field, "does not use `member_field`").contains("m.toml:187:16"));
         assert!(located(&user_field, "does not use `add`").contains("m.toml:189:"));
-        let text = crate::demo::LEGACY_MAPPING;
+        let text = include_str!("../../mappings/upstream/legacy.toml");
         let start = text.find("[groups.members]").unwrap();
         let end = start + text[start..].find("\n\n").unwrap();
         let no_members = errors_of(&format!("{}{}", &text[..start], &text[end..]));
@@ -1604,7 +1604,10 @@ mod tests {
 
     #[test]
     fn error_rules_map_upstream_answers_to_scim_errors() {
-        let source = SourceFile::new("m.toml", crate::demo::LEGACY_MAPPING);
+        let source = SourceFile::new(
+            "m.toml",
+            include_str!("../../mappings/upstream/legacy.toml"),
+        );
         let mapping = compile(&source, &mut Report::default()).unwrap();
         let body =
             serde_json::json!({"error": {"code": "EMAIL_TAKEN", "message": "email is taken"}});

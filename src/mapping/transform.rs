@@ -713,7 +713,10 @@ mod tests {
     use serde_json::json;
 
     fn users() -> ResourceMapping {
-        let source = SourceFile::new("legacy.toml", crate::demo::LEGACY_MAPPING);
+        let source = SourceFile::new(
+            "legacy.toml",
+            include_str!("../../mappings/upstream/legacy.toml"),
+        );
         let mut report = Report::default();
         compile(&source, &mut report)
             .expect("mapping compiles")
@@ -858,7 +861,7 @@ mod tests {
 
     #[test]
     fn two_update_calls_carrying_entries_of_one_list_do_not_undo_each_other() {
-        let text = crate::demo::LEGACY_MAPPING
+        let text = include_str!("../../mappings/upstream/legacy.toml")
             .replacen(
                 "[users.update]\nmethod = \"PATCH\"",
                 "[[users.update_also]]\nmethod = \"PUT\"\npath = \"/api/v1/users/{id}/extra\"\npartial = true\nfields = ['meta_list[key eq \"floor\"].value']\n\n[users.update]\nmethod = \"PATCH\"",

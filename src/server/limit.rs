@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 
 use crate::config::Rate;
 use crate::dialect::Dialect;
@@ -22,17 +22,10 @@ impl ConnectionLimiter {
     pub fn new(connection: &str, rate: Rate, max_wait: Option<Duration>) -> Self {
         ConnectionLimiter {
             connection: connection.to_string(),
-            limiter: RateLimiter::direct(quota(rate)),
+            limiter: RateLimiter::direct(rate.quota()),
             max_wait,
         }
     }
-}
-
-pub fn quota(rate: Rate) -> Quota {
-    let period = rate.per / rate.count.get();
-    Quota::with_period(period.max(Duration::from_nanos(1)))
-        .unwrap_or_else(|| Quota::per_second(rate.count))
-        .allow_burst(rate.burst)
 }
 
 /// `Ok` once the request may pass (perhaps after a wait); otherwise the 429.
@@ -72,7 +65,7 @@ mod tests {
     #[test]
     fn quota_spreads_the_count_over_the_period_with_the_burst() {
         let rate = Rate::parse("600/min").unwrap();
-        let limiter = RateLimiter::direct(quota(rate));
+        let limiter = RateLimiter::direct(rate.quota());
         // The whole burst passes at once, the next one does not.
         for _ in 0..600 {
             assert!(limiter.check().is_ok());

@@ -32,7 +32,6 @@ use crate::upstream::{UpstreamClient, UpstreamError};
 
 pub use auth::{hash_token, new_token};
 pub use extract::{ScimJson, ScimPath, ScimQuery};
-pub use limit::quota;
 pub use resources::ConnectionApp;
 pub use response::SCIM_CONTENT_TYPE;
 

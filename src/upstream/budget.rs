@@ -28,9 +28,7 @@ pub struct Ticket {
 impl Budget {
     pub fn new(settings: &BudgetSettings) -> Self {
         Budget {
-            rate: settings
-                .rate
-                .map(|rate| RateLimiter::direct(crate::server::quota(rate))),
+            rate: settings.rate.map(|rate| RateLimiter::direct(rate.quota())),
             in_flight: settings
                 .max_in_flight
                 .map(|n| std::sync::Arc::new(Semaphore::new(n))),
