@@ -1,4 +1,4 @@
-//! The `scimgate` command line: serve, check, demo, token, legacy-api.
+//! The `scimgate` command line: serve, check, demo, explain, token, legacy-api.
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -515,7 +515,7 @@ async fn reload(
     tls: Option<&Arc<server::tls::Tls>>,
     cause: &str,
 ) {
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let owned = path.to_path_buf();
     let loaded = tokio::task::spawn_blocking(move || config::load(&owned)).await;
     match loaded {

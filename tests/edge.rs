@@ -2,6 +2,11 @@
 //! slow, reset, malformed) and how they reach the IdP, retries of idempotent
 //! calls only, the circuit breaker, the audit log and readiness.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test clients read small bodies the tests wrote, and time what they test"
+)]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -1,6 +1,11 @@
 //! The edge, hardened (issue 12): what a shared ingress, idle or hostile
 //! connections and oversized or malformed requests meet at the listener.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test clients read small bodies the tests wrote, and time what they test"
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -6,6 +6,11 @@
 //! Requests whose exact bytes matter (`%2e%2e`, `..`, invalid UTF-8) are sent
 //! over a raw TCP socket: an HTTP client library would normalise them first.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test clients read small bodies the tests wrote, and time what they test"
+)]
+
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};

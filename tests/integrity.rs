@@ -3,6 +3,11 @@
 //! refused request writes nothing; concurrent changes to one resource are
 //! serialised; PATCH attribute names match in any case.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test clients read small bodies the tests wrote, and time what they test"
+)]
+
 mod common;
 
 use common::{Backend, Harness, Reply, TOKEN, alice, assert_scim_error};

@@ -2,6 +2,11 @@
 //! `trace`, then every log line, the audit log, `/metrics` and the error
 //! bodies are searched for the inbound token, the upstream key and a password.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test clients read small bodies the tests wrote, and time what they test"
+)]
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};

@@ -6,6 +6,11 @@
 //!
 //! `cargo build --release --bins && target/release/scimgate-bench [--users N]`
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "measurement code: wall time and whole bodies are the point"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -7,6 +7,11 @@
 //!
 //! `cargo build --release --bins && target/release/scimgate-soak --minutes 30`
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "measurement code: wall time and whole bodies are the point"
+)]
+
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,7 +68,7 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
         return http::StatusCode::BAD_REQUEST.into_response();
     };
-    let roll = rand::thread_rng().gen_range(0..1000u32);
+    let roll = rand::rng().random_range(0..1000u32);
     let fault = proxy.per_mille;
     let is_write = parts.method != http::Method::GET;
     // A quarter of the faults each: refused, slow, lost reply (writes) or garbled (reads).
@@ -278,7 +283,7 @@ async fn step(
         }
         (Some(id), false) => {
             let id = id.clone();
-            let choice = rng.gen_range(0..10);
+            let choice = rng.random_range(0..10);
             let (method, path, body, effect): Operation = match choice {
                 0..=3 => (
                     reqwest::Method::PATCH,
@@ -419,7 +424,7 @@ async fn main() -> anyhow::Result<()> {
             ];
             let mut n = 0u64;
             while Instant::now() < deadline {
-                let u = rng.gen_range(0..users);
+                let u = rng.random_range(0..users);
                 n += 1;
                 step(
                     &idp,

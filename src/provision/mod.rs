@@ -5,7 +5,7 @@
 //!
 //! Every operation validates and renders what it will send before its first
 //! upstream write, so a refused request writes nothing; and it holds its
-//! resource's lock ([`locks`]) from the read to the last write.
+//! resource's lock (`locks`) from the read to the last write.
 //!
 //! It speaks SCIM resources (JSON values) to the server and upstream calls
 //! (rendered from the mapping) to the client; neither vendors nor URLs are

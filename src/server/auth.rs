@@ -4,7 +4,7 @@
 //! throttled (`auth_guard`).
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use axum::extract::Request;
 use sha2::{Digest, Sha256};

@@ -34,10 +34,11 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use http::{Extensions, HeaderMap};
+use tokio::time::Instant;
 
 use crate::config::ProxyNet;
 

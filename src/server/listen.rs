@@ -654,6 +654,10 @@ fn request_timed_out(limit: Duration) -> Response<Body> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test clients read small bodies the tests wrote"
+)]
 mod tests {
     use std::sync::Mutex;
 

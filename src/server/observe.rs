@@ -2,7 +2,7 @@
 //! per-request families (by connection, SCIM operation and status).
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
@@ -32,6 +32,10 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .name("metrics-upkeep".into())
                 .spawn(move || {
                     loop {
+                        #[expect(
+                            clippy::disallowed_methods,
+                            reason = "a thread of its own, not a runtime thread"
+                        )]
                         std::thread::sleep(std::time::Duration::from_secs(5));
                         upkeep.run_upkeep();
                     }

@@ -1,7 +1,7 @@
 //! TLS for the listener: a certificate chain and key read from PEM files,
 //! swappable at run time (`reload`) without dropping a connection.
 //!
-//! Every handshake asks [`CurrentCertificate`] for the key, which reads an
+//! Every handshake asks `CurrentCertificate` for the key, which reads an
 //! `ArcSwap`; a reload builds the new key completely before it swaps, so a
 //! broken file never leaves the gateway without a certificate.
 

@@ -297,7 +297,7 @@ impl UpstreamClient {
             }
             attempt += 1;
             let base = 50u64 << attempt;
-            let jitter = rand::thread_rng().gen_range(0..=base);
+            let jitter = rand::rng().random_range(0..=base);
             tracing::debug!(
                 attempt,
                 retryable = true,
@@ -438,7 +438,7 @@ impl UpstreamClient {
                 BodyEncoding::Query => builder.query(&form_pairs(body)),
             };
         }
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let mut response = builder.send().await.map_err(|error| {
             if error.is_timeout() {
                 UpstreamError::Timeout(self.mapping.timeout)

@@ -1,5 +1,10 @@
 //! End-to-end harness: the reference legacy API and the real gateway router,
 //! each on its own loopback port, driven over real HTTP.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test clients read small bodies the tests wrote, and time what they test"
+)]
 #![allow(dead_code)]
 
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -22,6 +22,7 @@ use http::header::{AUTHORIZATION, CACHE_CONTROL, PRAGMA};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::time::Instant;
 
 use super::DirectoryApi;
 use super::extract::FormBody;

@@ -2,7 +2,7 @@
 //! under a bearer token, and reads answers back as JSON, so tests read like the HTTP
 //! exchange they check.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
