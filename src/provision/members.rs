@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::{Kind, Provisioner};
 use crate::mapping::{Bindings, FieldPath, Members, ResourceMapping, id_text};
 use crate::scim::error::{ScimError, ScimType};
+use crate::upstream::CallError;
 
 impl Provisioner {
     /// The SCIM `members` of a group (`$ref` is added by the server, which
@@ -142,10 +143,8 @@ impl Provisioner {
         let request = users.get.request(Bindings::id(id))?;
         let record = match self.client.call(&request).await {
             Ok(response) => users.take_answered(&users.get, response.body)?,
-            Err(error) if error.status == http::StatusCode::NOT_FOUND => {
-                return Ok(MemberState::Missing);
-            }
-            Err(error) => return Err(error),
+            Err(CallError::Missing(_)) => return Ok(MemberState::Missing),
+            Err(error) => return Err(error.into()),
         };
         if users.soft_delete.as_ref().is_some_and(|s| s.marks(&record)) {
             return Ok(MemberState::Missing);
@@ -384,8 +383,8 @@ impl Provisioner {
         let _held = self.lock_resource(Kind::User, user_id).await;
         let record = match self.client.call(&users.get.request(bindings)?).await {
             Ok(response) => users.take_answered(&users.get, response.body)?,
-            Err(error) if error.status == http::StatusCode::NOT_FOUND && !joining => return Ok(()),
-            Err(error) => return Err(error),
+            Err(CallError::Missing(_)) if !joining => return Ok(()),
+            Err(error) => return Err(error.into()),
         };
         let mut groups: Vec<Value> = field
             .get(&record)
@@ -438,9 +437,9 @@ fn display_of(field: Option<&FieldPath>, record: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-fn ignore_not_found<T>(result: Result<T, ScimError>) -> Result<(), ScimError> {
+fn ignore_not_found<T>(result: Result<T, CallError>) -> Result<(), ScimError> {
     match result {
-        Err(error) if error.status == http::StatusCode::NOT_FOUND => Ok(()),
-        other => other.map(|_| ()),
+        Ok(_) | Err(CallError::Missing(_)) => Ok(()),
+        Err(CallError::Failed(error)) => Err(error),
     }
 }

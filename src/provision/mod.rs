@@ -28,7 +28,7 @@ use crate::mapping::{Bindings, ResourceMapping, SoftDelete, UpstreamRequest};
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::patch::{PatchOperation, apply_patch};
 use crate::scim::schema::{self, Mutability, ResourceSchema};
-use crate::upstream::UpstreamClient;
+use crate::upstream::{CallError, UpstreamClient};
 
 pub use list::{ListPage, ListQuery};
 use locks::ResourceLocks;
@@ -165,13 +165,14 @@ impl Provisioner {
             return Err(not_found());
         }
         let request = mapping.get.request(Bindings::id(id))?;
-        let response = self.client.call(&request).await.map_err(|error| {
-            if error.status == StatusCode::NOT_FOUND {
-                not_found()
-            } else {
-                error
-            }
-        })?;
+        let response = self
+            .client
+            .call(&request)
+            .await
+            .map_err(|error| match error {
+                CallError::Missing(_) => not_found(),
+                CallError::Failed(error) => error,
+            })?;
         let answered = mapping.take_answered(&mapping.get, response.body)?;
         if mapping
             .soft_delete

@@ -21,6 +21,25 @@ use crate::config::Upstream;
 use crate::mapping::{Auth, BodyEncoding, UpstreamMapping, UpstreamRequest, form_pairs};
 use crate::scim::error::ScimError;
 
+/// A call that did not succeed, as the mapping's error rules read the
+/// upstream's answer. Callers decide on the variant, never on a status; the
+/// SCIM error it becomes is built here, once.
+#[derive(Debug)]
+pub enum CallError {
+    /// The upstream says the record is not there.
+    Missing(ScimError),
+    /// Any other refusal or failure.
+    Failed(ScimError),
+}
+
+impl From<CallError> for ScimError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Missing(error) | CallError::Failed(error) => error,
+        }
+    }
+}
+
 /// Upstream bodies larger than this are refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 const RETRIES: u32 = 2;
@@ -242,8 +261,11 @@ impl UpstreamClient {
 
     /// Sends the request; non-2xx answers become SCIM errors through the
     /// mapping's error table.
-    pub async fn call(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, ScimError> {
-        let response = self.send(request).await?;
+    pub async fn call(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, CallError> {
+        let response = self
+            .send(request)
+            .await
+            .map_err(|error| CallError::Failed(error.into()))?;
         if response.status.is_success() {
             return Ok(response);
         }
@@ -265,7 +287,13 @@ impl UpstreamClient {
                 .min(self.max_retry_after_s);
             error = ScimError::new(response.status, None, error.detail).with_retry_after(seconds);
         }
-        Err(error)
+        // The mapping's error rules decide what the answer means (a 403
+        // "deleted" may mean not found); callers decide on the variant.
+        Err(if error.status == StatusCode::NOT_FOUND {
+            CallError::Missing(error)
+        } else {
+            CallError::Failed(error)
+        })
     }
 
     /// Sends with bounded, jittered retries for idempotent methods only: a
