@@ -2,8 +2,9 @@
 //! serves SCIM; `check` reports mistakes at file:line:col; `token` prints a
 //! token once with its config line.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -16,14 +17,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]
@@ -42,7 +35,7 @@ async fn demo_runs_in_front_of_the_wrike_shaped_api() {
 }
 
 async fn demo_serves(upstream: Option<&str>, banner: &str) {
-    let port = free_port();
+    let port = common::free_port();
     let mut child = Command::new(BIN)
         .args([
             "demo",

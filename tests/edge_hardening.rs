@@ -473,15 +473,6 @@ async fn without_admin_listen_the_main_listener_serves_health_readiness_and_metr
     }
 }
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn scimgate_serve_opens_the_admin_listener_from_the_config() {
     let upstream = scimgate::demo::start_legacy(
@@ -490,7 +481,7 @@ async fn scimgate_serve_opens_the_admin_listener_from_the_config() {
     )
     .await
     .unwrap();
-    let (port, admin_port) = (free_port(), free_port());
+    let (port, admin_port) = (common::free_port(), common::free_port());
     let dir = tempfile::tempdir().unwrap();
     let mapping = dir.path().join("legacy.toml");
     std::fs::write(&mapping, scimgate::demo::LEGACY_MAPPING).unwrap();

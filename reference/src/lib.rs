@@ -22,3 +22,6 @@
 pub mod directory;
 pub mod legacy;
 pub mod wrike;
+
+#[cfg(test)]
+mod test_db;

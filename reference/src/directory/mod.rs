@@ -341,7 +341,7 @@ mod test_support;
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{CLIENT_ID, CLIENT_SECRET, Client, TempDb};
+    use super::test_support::{CLIENT_ID, CLIENT_SECRET, Client, open, temp_db};
     use super::*;
     use http::Method;
     use serde_json::json;
@@ -458,8 +458,8 @@ mod tests {
 
     #[tokio::test]
     async fn file_database_persists_across_reopen_but_tokens_do_not() {
-        let db = TempDb::new("reopen");
-        let first = Client::new(db.open().unwrap());
+        let db = temp_db("reopen");
+        let first = Client::new(open(&db).unwrap());
         let group = first.create_group(json!({"name": "keepers"})).await;
         let user = first
             .create_user(json!({
@@ -474,7 +474,7 @@ mod tests {
         let old_token = first.token().to_owned();
         drop(first);
 
-        let api = db.open().unwrap();
+        let api = open(&db).unwrap();
         let stale = Client::with_token(api.clone(), &old_token);
         stale
             .get("/v2/users")
@@ -504,14 +504,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_database_from_a_newer_build_is_refused() {
-        let db = TempDb::new("newer");
-        drop(db.open().unwrap());
+        let db = temp_db("newer");
+        drop(open(&db).unwrap());
         {
             let conn = rusqlite::Connection::open(&db.path).unwrap();
             conn.pragma_update(None, "user_version", 99).unwrap();
         }
         assert!(matches!(
-            db.open(),
+            open(&db),
             Err(DirectoryError::SchemaVersion {
                 found: 99,
                 supported: 1

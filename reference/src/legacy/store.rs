@@ -703,7 +703,7 @@ fn touch_team(conn: &Connection, team_id: i64, at: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::LegacyError;
-    use super::super::test_support::{Client, TempDb};
+    use super::super::test_support::{Client, TempDb, open, temp_db};
     use super::SCHEMA_VERSION;
     use http::StatusCode;
     use rusqlite::Connection;
@@ -778,13 +778,13 @@ PRAGMA user_version = 1;
 
     #[tokio::test]
     async fn a_version_1_file_gains_team_external_ref_on_open() {
-        let db = TempDb::new("migrate-v1");
+        let db = temp_db("migrate-v1");
         Connection::open(&db.path)
             .unwrap()
             .execute_batch(SCHEMA_V1)
             .unwrap();
 
-        let client = Client::new(db.open().expect("a v1 database opens"));
+        let client = Client::new(open(&db).expect("a v1 database opens"));
         assert_eq!(user_version(&db), SCHEMA_VERSION);
         assert!(has_index(&db, "teams_external_ref"));
 
@@ -817,7 +817,7 @@ PRAGMA user_version = 1;
         drop(client);
 
         // Reopening the migrated file is a no-op that keeps the data.
-        let again = Client::new(db.open().expect("a migrated database reopens"));
+        let again = Client::new(open(&db).expect("a migrated database reopens"));
         assert_eq!(user_version(&db), SCHEMA_VERSION);
         let found = again.get("/api/v1/teams?external_ref=g-new").await;
         assert_eq!(found.column("name"), [json!("New team")]);
@@ -825,8 +825,8 @@ PRAGMA user_version = 1;
 
     #[tokio::test]
     async fn a_new_file_is_created_at_the_current_version() {
-        let db = TempDb::new("fresh");
-        let client = Client::new(db.open().unwrap());
+        let db = temp_db("fresh");
+        let client = Client::new(open(&db).unwrap());
         assert_eq!(user_version(&db), SCHEMA_VERSION);
         assert!(has_index(&db, "teams_external_ref"));
         let answer = client
@@ -837,7 +837,7 @@ PRAGMA user_version = 1;
 
     #[test]
     fn a_database_from_a_newer_build_is_refused_and_left_alone() {
-        let db = TempDb::new("newer");
+        let db = temp_db("newer");
         let newer = SCHEMA_VERSION + 1;
         Connection::open(&db.path)
             .unwrap()
@@ -845,7 +845,7 @@ PRAGMA user_version = 1;
                 "CREATE TABLE future (x); PRAGMA user_version = {newer};"
             ))
             .unwrap();
-        match db.open() {
+        match open(&db) {
             Err(LegacyError::SchemaVersion { found, supported }) => {
                 assert_eq!((found, supported), (newer, SCHEMA_VERSION));
             }

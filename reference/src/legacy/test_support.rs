@@ -173,40 +173,17 @@ impl Client {
     }
 }
 
-/// A SQLite file path in the temp directory, unique to this test; the database and its
-/// WAL side files are removed on drop.
-pub(crate) struct TempDb {
-    pub(crate) path: std::path::PathBuf,
+pub(crate) use crate::test_db::TempDb;
+
+/// A temp database for this API's test `label`.
+pub(crate) fn temp_db(label: &str) -> TempDb {
+    TempDb::new("legacy", label)
 }
 
-impl TempDb {
-    pub(crate) fn new(label: &str) -> TempDb {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let path = std::env::temp_dir().join(format!(
-            "scimgate-legacy-{label}-{}-{nanos}.sqlite",
-            std::process::id()
-        ));
-        TempDb { path }
-    }
-
-    /// Opens the API on this file.
-    pub(crate) fn open(&self) -> Result<LegacyApi, super::LegacyError> {
-        LegacyApi::open(LegacyConfig {
-            api_key: KEY.into(),
-            database: Database::File(self.path.clone()),
-        })
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut name = self.path.clone().into_os_string();
-            name.push(suffix);
-            let _ = std::fs::remove_file(name);
-        }
-    }
+/// Opens the API on `db`.
+pub(crate) fn open(db: &TempDb) -> Result<LegacyApi, super::LegacyError> {
+    LegacyApi::open(LegacyConfig {
+        api_key: KEY.into(),
+        database: Database::File(db.path.clone()),
+    })
 }
