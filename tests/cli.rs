@@ -167,16 +167,24 @@ fn check_takes_mapping_and_dialect_files_alone_and_deny_warnings_fails_on_warnin
         String::from_utf8_lossy(&denied.stderr)
             .contains("warning: [users.list] declares no paging")
     );
-    // A broken file fails with its line and column.
+    // A broken file fails with its line and column, as a message: no
+    // backtrace even where the environment asks for one.
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.toml");
     std::fs::write(&broken, "[upstream]\nname = \"x\"\nbase_url = 7\n").unwrap();
     let output = Command::new(BIN)
         .arg("check")
         .arg(&broken)
+        .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("backtrace") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error: invalid:"), "{stderr}");
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("broken.toml:3:"),
         "{output:?}"
