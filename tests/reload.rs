@@ -1,7 +1,8 @@
 //! `scimgate serve` as an SRE runs it: SIGHUP reloads config and mappings
 //! (a bad reload keeps the last good state serving), SIGTERM drains and exits.
 
-use std::net::TcpListener;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -66,11 +67,7 @@ async fn sighup_applies_a_good_config_keeps_serving_on_a_bad_one_and_sigterm_exi
     let upstream = scimgate::demo::start_legacy(Database::Memory, "reload-key")
         .await
         .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scimgate.toml");
     std::fs::write(&path, config(port, upstream, r#""example.com""#)).unwrap();
@@ -140,11 +137,7 @@ async fn with_watch_a_changed_config_file_is_applied_without_a_signal() {
     let upstream = scimgate::demo::start_legacy(Database::Memory, "reload-key")
         .await
         .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scimgate.toml");
     std::fs::write(&path, config_with(port, upstream, r#""example.com""#, true)).unwrap();

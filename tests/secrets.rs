@@ -8,7 +8,8 @@
 )]
 
 use std::io::Read;
-use std::net::TcpListener;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -24,11 +25,7 @@ async fn no_token_key_or_password_appears_in_logs_audit_metrics_or_errors() {
     let upstream = scimgate::demo::start_legacy(Database::Memory, API_KEY)
         .await
         .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let config = format!(
