@@ -16,12 +16,15 @@
 pub mod audit;
 pub mod config;
 pub mod demo;
-pub mod diagnostics;
-pub mod dialect;
 pub mod explain;
-pub mod mapping;
 pub mod metric_labels;
 pub mod provision;
-pub mod scim;
 pub mod server;
 pub mod upstream;
+
+// The layers that are crates of their own, under the names the rest of the
+// gateway (and the fuzz targets) know them by.
+pub use scimgate_diagnostics as diagnostics;
+pub use scimgate_dialect as dialect;
+pub use scimgate_mapping as mapping;
+pub use scimgate_scim as scim;

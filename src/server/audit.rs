@@ -11,6 +11,7 @@ use http::Method;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny};
 
+use super::rescue::ErrorResponse;
 use super::response::CorrelationId;
 use crate::audit::{AuditLog, Entry, now};
 use crate::scim::error::{ScimError, ScimType};
@@ -66,7 +67,7 @@ where
                 &Quoted::default(),
                 Some(&response.detail),
             );
-            return axum::response::IntoResponse::into_response(response);
+            return axum::response::IntoResponse::into_response(ErrorResponse(response));
         }
     };
     let response = inner(Request::from_parts(parts, Body::from(sent.clone()))).await;

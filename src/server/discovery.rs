@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::extract::ScimPath;
 use super::public_base::PublicBase;
+use super::rescue::ErrorResponse;
 use super::resources::AppState;
 use super::response::ScimResponse;
 use crate::provision::Kind;
@@ -175,13 +176,15 @@ pub async fn resource_type_by_name(
     app: AppState,
     ScimPath(name): ScimPath,
     PublicBase(base): PublicBase,
-) -> Result<ScimResponse, ScimError> {
+) -> Result<ScimResponse, ErrorResponse> {
     kinds(&app)
         .into_iter()
         .find(|k| k.resource_type().eq_ignore_ascii_case(&name))
         .map(|k| ScimResponse::ok(resource_type(&app, k, &base)))
         .ok_or_else(|| {
-            ScimError::not_found(format!("no resource type `{name}`; see /ResourceTypes"))
+            ErrorResponse(ScimError::not_found(format!(
+                "no resource type `{name}`; see /ResourceTypes"
+            )))
         })
 }
 
@@ -210,7 +213,7 @@ pub async fn schema_by_id(
     app: AppState,
     ScimPath(id): ScimPath,
     PublicBase(base): PublicBase,
-) -> Result<ScimResponse, ScimError> {
+) -> Result<ScimResponse, ErrorResponse> {
     schemas_of(&app, &base)
         .into_iter()
         .find(|s| {
@@ -219,5 +222,9 @@ pub async fn schema_by_id(
                 .is_some_and(|s| s.eq_ignore_ascii_case(&id))
         })
         .map(ScimResponse::ok)
-        .ok_or_else(|| ScimError::not_found(format!("no schema `{id}`; see /Schemas")))
+        .ok_or_else(|| {
+            ErrorResponse(ScimError::not_found(format!(
+                "no schema `{id}`; see /Schemas"
+            )))
+        })
 }

@@ -7,6 +7,7 @@ use http::request::Parts;
 use http::{StatusCode, header::CONTENT_TYPE};
 use serde_json::Value;
 
+use super::rescue::ErrorResponse;
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::filter::{Filter, parse_filter};
 use crate::scim::path::{AttrPath, parse_attribute_list};
@@ -17,14 +18,16 @@ use crate::scim::path::{AttrPath, parse_attribute_list};
 pub struct ScimPath(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for ScimPath {
-    type Rejection = ScimError;
+    type Rejection = ErrorResponse;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Path::<String>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| ScimPath(value))
             .map_err(|_| {
-                ScimError::not_found("no resource has this id (it is not valid UTF-8 once decoded)")
+                ErrorResponse(ScimError::not_found(
+                    "no resource has this id (it is not valid UTF-8 once decoded)",
+                ))
             })
     }
 }
@@ -33,9 +36,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ScimPath {
 pub struct ScimJson(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for ScimJson {
-    type Rejection = ScimError;
+    type Rejection = ErrorResponse;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ScimJson(json_body(request, state).await?))
+    }
+}
+
+async fn json_body<S: Send + Sync>(request: Request, state: &S) -> Result<Value, ScimError> {
+    {
         let content_type = request
             .headers()
             .get(CONTENT_TYPE)
@@ -83,7 +92,7 @@ impl<S: Send + Sync> FromRequest<S> for ScimJson {
                 format!("the request body is not valid JSON: {error}"),
             )
         })?;
-        Ok(ScimJson(value))
+        Ok(value)
     }
 }
 
@@ -219,10 +228,10 @@ fn integer(key: &str, value: &str) -> Result<i64, ScimError> {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ScimQuery {
-    type Rejection = ScimError;
+    type Rejection = ErrorResponse;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        ScimQuery::parse(parts.uri.query().unwrap_or(""))
+        Ok(ScimQuery::parse(parts.uri.query().unwrap_or(""))?)
     }
 }
 

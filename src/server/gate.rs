@@ -11,6 +11,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use super::rescue::ErrorResponse;
+
 use super::resources::ConnectionApp;
 use super::{audit, auth, dialect, limit, observe, public_base};
 
@@ -48,16 +50,16 @@ pub async fn guard(
         // malformed whoever sends it.
         match gate.origin.of(&request) {
             Ok(base) => request.extensions_mut().insert(base),
-            Err(refusal) => return refusal.into_response(),
+            Err(refusal) => return ErrorResponse(refusal).into_response(),
         };
         if let Err(refusal) = auth::check(&gate.auth, &request) {
-            return refusal.into_response();
+            return ErrorResponse(refusal).into_response();
         }
         audit::record(&gate.audit, operation, request, async |request| {
             if let Some(limiter) = &gate.limiter
                 && let Err(refusal) = limit::admit(limiter, &dialect).await
             {
-                return refusal.into_response();
+                return ErrorResponse(refusal).into_response();
             }
             next.run(request).await
         })

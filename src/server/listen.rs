@@ -641,15 +641,17 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<I> {
 /// The SCIM error a client gets when its request outlives `request_timeout`.
 fn request_timed_out(limit: Duration) -> Response<Body> {
     // A SCIM error, so `correlated` writes the correlation id into it.
-    crate::scim::error::ScimError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        None,
-        format!(
-            "the request took longer than the gateway allows ({}s)",
-            limit.as_secs_f64()
-        ),
+    super::rescue::ErrorResponse(
+        crate::scim::error::ScimError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            format!(
+                "the request took longer than the gateway allows ({}s)",
+                limit.as_secs_f64()
+            ),
+        )
+        .with_retry_after(1),
     )
-    .with_retry_after(1)
     .into_response()
 }
 

@@ -13,6 +13,7 @@ mod limit;
 pub mod listen;
 mod observe;
 mod public_base;
+mod rescue;
 mod resources;
 mod response;
 pub mod tls;
@@ -29,6 +30,7 @@ use crate::config::GatewayConfig;
 use crate::provision::{Kind, ListLimits, Provisioner};
 use crate::scim::error::ScimError;
 use crate::upstream::{UpstreamClient, UpstreamError};
+use rescue::ErrorResponse;
 
 pub use auth::{hash_token, new_token};
 pub use extract::{ScimJson, ScimPath, ScimQuery};
@@ -173,15 +175,15 @@ fn admin_routes(upstreams: Arc<health::Upstreams>) -> Router {
 /// 405 (axum's own have empty bodies), a handler's panic as 500.
 fn answering_in_scim(router: Router, max_body_bytes: usize) -> Router {
     router
-        .fallback(|| async { ScimError::not_found("no SCIM endpoint at this path") })
+        .fallback(|| async { ErrorResponse(ScimError::not_found("no SCIM endpoint at this path")) })
         // /healthz, /readyz, /metrics: axum's own 405 has an empty body
         // (it still adds `Allow`; connections have their own fallback).
         .method_not_allowed_fallback(|method: http::Method| async move {
-            ScimError::new(
+            ErrorResponse(ScimError::new(
                 http::StatusCode::METHOD_NOT_ALLOWED,
                 None,
                 format!("{method} is not allowed here; this endpoint answers GET"),
-            )
+            ))
         })
         .layer(
             // The correlation id is the listener's (`response::correlated`),
@@ -211,24 +213,28 @@ fn connection_routes(app: Arc<ConnectionApp>) -> Router {
         .route(
             "/.search",
             post(|| async {
-                ScimError::new(
+                ErrorResponse(ScimError::new(
                     http::StatusCode::NOT_IMPLEMENTED,
                     None,
                     "searching several resource types at once is not supported; POST to /Users/.search or /Groups/.search",
-                )
+                ))
             }),
         );
     for kind in [Kind::User, Kind::Group] {
         router = router.merge(resource_routes(kind));
     }
     router
-        .fallback(|| async { ScimError::not_found("no such SCIM endpoint; see /ResourceTypes") })
+        .fallback(|| async {
+            ErrorResponse(ScimError::not_found(
+                "no such SCIM endpoint; see /ResourceTypes",
+            ))
+        })
         .method_not_allowed_fallback(|method: http::Method| async move {
-            ScimError::new(
+            ErrorResponse(ScimError::new(
                 http::StatusCode::METHOD_NOT_ALLOWED,
                 None,
                 format!("{method} is not allowed on this SCIM endpoint"),
-            )
+            ))
         })
         .with_state(app)
 }

@@ -16,6 +16,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 
+use super::rescue::ErrorResponse;
 use crate::config::ProxyNet;
 use crate::scim::error::ScimError;
 
@@ -131,7 +132,7 @@ fn valid_host(authority: &str) -> bool {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for PublicBase {
-    type Rejection = ScimError;
+    type Rejection = ErrorResponse;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         // The gate puts it in every request of a connection; a handler
@@ -140,7 +141,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PublicBase {
             .extensions
             .get::<PublicBase>()
             .cloned()
-            .ok_or_else(|| ScimError::internal("no public base URL was determined"))
+            .ok_or_else(|| ErrorResponse(ScimError::internal("no public base URL was determined")))
     }
 }
 

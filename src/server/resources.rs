@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use super::extract::{ScimJson, ScimPath, ScimQuery};
 use super::public_base::PublicBase;
+use super::rescue::ErrorResponse;
 use super::response::ScimResponse;
 use crate::dialect::{Dialect, DialectChoice};
 use crate::provision::{Kind, ListQuery, Provisioner};
-use crate::scim::error::ScimError;
 use crate::scim::patch::parse_patch_request;
 use crate::scim::projection::project;
 use crate::scim::schema::{ENTERPRISE_USER, LIST_RESPONSE};
@@ -131,7 +131,7 @@ pub async fn list(
     State(app): AppState,
     PublicBase(base): PublicBase,
     query: ScimQuery,
-) -> Result<ScimResponse, ScimError> {
+) -> Result<ScimResponse, ErrorResponse> {
     let page = app
         .provisioner
         .list(
@@ -164,7 +164,7 @@ pub async fn search(
     app: AppState,
     base: PublicBase,
     ScimJson(body): ScimJson,
-) -> Result<ScimResponse, ScimError> {
+) -> Result<ScimResponse, ErrorResponse> {
     let query = ScimQuery::from_search_request(&body)?;
     list(kind, app, base, query).await
 }
@@ -175,7 +175,7 @@ pub async fn get(
     ScimPath(id): ScimPath,
     PublicBase(base): PublicBase,
     query: ScimQuery,
-) -> Result<ScimResponse, ScimError> {
+) -> Result<ScimResponse, ErrorResponse> {
     let with_members = kind == Kind::Group && query.wants("members");
     let record = app.provisioner.get(kind, &id, with_members).await?;
     Ok(single(kind, StatusCode::OK, record.resource, &base, &query))
@@ -188,7 +188,7 @@ pub async fn create(
     PublicBase(base): PublicBase,
     query: ScimQuery,
     ScimJson(mut body): ScimJson,
-) -> Result<ScimResponse, ScimError> {
+) -> Result<ScimResponse, ErrorResponse> {
     dialect.normalise_resource(kind.schema(), &mut body);
     let record = app.provisioner.create(kind, body).await?;
     Ok(single(
@@ -211,7 +211,7 @@ pub async fn replace(
     PublicBase(base): PublicBase,
     query: ScimQuery,
     ScimJson(mut body): ScimJson,
-) -> Result<ScimResponse, ScimError> {
+) -> Result<ScimResponse, ErrorResponse> {
     dialect.normalise_resource(kind.schema(), &mut body);
     let record = app
         .provisioner
@@ -231,7 +231,7 @@ pub async fn patch(
     PublicBase(base): PublicBase,
     query: ScimQuery,
     ScimJson(mut body): ScimJson,
-) -> Result<ScimResponse, ScimError> {
+) -> Result<ScimResponse, ErrorResponse> {
     dialect.normalise_patch(kind.schema(), &mut body);
     let operations = parse_patch_request(&body, kind.schema())?;
     let record = app
@@ -249,7 +249,7 @@ pub async fn delete(
     State(app): AppState,
     ScimPath(id): ScimPath,
     headers: HeaderMap,
-) -> Result<ScimResponse, ScimError> {
+) -> Result<ScimResponse, ErrorResponse> {
     app.provisioner
         .delete(kind, &id, if_match(&headers))
         .await?;

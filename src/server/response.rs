@@ -3,11 +3,12 @@
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use http::header::{CONTENT_TYPE, ETAG, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, ETAG, LOCATION};
 use http::{HeaderValue, StatusCode};
 use serde_json::Value;
 use tracing::Instrument;
 
+use super::rescue::ErrorResponse;
 use crate::scim::error::ScimError;
 
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
@@ -58,7 +59,7 @@ impl IntoResponse for ScimResponse {
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = (status, bytes).into_response();
     response
@@ -69,30 +70,18 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 
 /// Marks a response as a SCIM error so [`correlated`] can add the request id.
 #[derive(Clone)]
-struct ErrorMarker {
+pub(super) struct ErrorMarker {
     error: ScimError,
     /// Whether the "request failed" line was written already.
     logged: bool,
 }
 
-impl IntoResponse for ScimError {
-    fn into_response(self) -> Response {
-        let mut response = json_response(self.status, &self.body(None));
-        let headers = response.headers_mut();
-        if let Some(seconds) = self.retry_after {
-            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"scimgate\""),
-            );
-        }
-        response.extensions_mut().insert(ErrorMarker {
-            error: self,
+impl ErrorMarker {
+    pub(super) fn new(error: ScimError) -> Self {
+        ErrorMarker {
+            error,
             logged: false,
-        });
-        response
+        }
     }
 }
 
@@ -177,9 +166,9 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_default();
     tracing::error!(panic = %message, "a request handler panicked");
-    ScimError::internal(
+    ErrorResponse(ScimError::internal(
         "the gateway failed on this request; the failure is logged with this correlation id",
-    )
+    ))
     .into_response()
 }
 

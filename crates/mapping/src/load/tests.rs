@@ -1,0 +1,335 @@
+use super::*;
+
+fn errors_of(text: &str) -> Vec<String> {
+    let source = SourceFile::new("m.toml", text);
+    let mut report = Report::default();
+    let compiled = compile(&source, &mut report);
+    assert!(compiled.is_none() || !report.has_errors());
+    report.diagnostics.iter().map(|d| d.to_string()).collect()
+}
+
+fn legacy_with(from: &str, to: &str) -> String {
+    let text = include_str!("../../../../mappings/upstream/legacy.toml");
+    assert!(text.contains(from), "{from}");
+    text.replacen(from, to, 1)
+}
+
+/// Each error, with the `line:col` it points at.
+fn located(errors: &[String], needle: &str) -> String {
+    errors
+        .iter()
+        .find(|e| e.contains(needle))
+        .unwrap_or_else(|| panic!("no error with {needle:?} in {errors:#?}"))
+        .clone()
+}
+
+#[test]
+fn fallbacks_and_absent_values_are_refused_where_they_cannot_apply() {
+    let with = |key: &str| {
+        legacy_with(
+            "scim = \"emails.value\"\nfield = \"email\"\n",
+            &format!("scim = \"emails.value\"\nfield = \"email\"\n{key}\n"),
+        )
+    };
+    let itself = errors_of(&with("fallback = [\"emails.value\"]"));
+    assert!(
+        located(&itself, "is the attribute itself").contains("m.toml:93:13"),
+        "{itself:?}"
+    );
+    let unknown = errors_of(&with("fallback = [\"nickname\", \"login\"]"));
+    assert!(located(&unknown, "`login` is not an attribute").contains("m.toml:93:25"));
+    let read_only = errors_of(&with("direction = \"read\"\nfallback = [\"userName\"]"));
+    assert!(located(&read_only, "it is read-only").contains("m.toml:94:13"));
+    let table = errors_of(&with("absent = [\"\", { x = 1 }]"));
+    assert!(
+        located(&table, "each a string, number or boolean").contains("m.toml:93:10"),
+        "{table:?}"
+    );
+    assert!(
+        errors_of(&with(
+            "fallback = [\"userName\"]\nabsent = [\"\", 0, false]"
+        ))
+        .is_empty()
+    );
+    let whole = errors_of(&legacy_with(
+        "timeout_ms = 10000\n",
+        "timeout_ms = 10000\nabsent = [[\"\"]]\n",
+    ));
+    assert!(located(&whole, "`absent` lists upstream values").contains(":10"));
+}
+
+#[test]
+fn membership_keys_a_style_needs_or_does_not_use_are_named_at_their_own_line() {
+    let user_field = errors_of(&legacy_with(
+        "style = \"endpoints\"",
+        "style = \"user_field\"",
+    ));
+    assert!(located(&user_field, "needs `field`").contains("m.toml:185:9"));
+    assert!(located(&user_field, "does not use `member_field`").contains("m.toml:187:16"));
+    assert!(located(&user_field, "does not use `add`").contains("m.toml:189:"));
+    let text = include_str!("../../../../mappings/upstream/legacy.toml");
+    let start = text.find("[groups.members]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    let no_members = errors_of(&format!("{}{}", &text[..start], &text[end..]));
+    assert!(
+        located(&no_members, "declares no [groups.members]").contains("m.toml:148:"),
+        "{no_members:?}"
+    );
+}
+
+#[test]
+fn member_placeholders_are_refused_where_no_members_are_bound_and_required_where_they_are() {
+    let wrike = include_str!("../../../../mappings/upstream/wrike.toml");
+    let compile_errors = |text: &str| errors_of(text);
+    let unbound = compile_errors(&legacy_with(
+        "remove = { method = \"DELETE\", path = \"/api/v1/teams/{id}/members/{member}\" }",
+        "remove = { method = \"DELETE\", path = \"/api/v1/teams/{id}/members/{member}\", body = { all = \"{members}\" } }",
+    ));
+    assert!(located(&unbound, "uses `{members}`").contains("m.toml:190:"));
+    let on_update = compile_errors(&legacy_with(
+        "[users.update]\nmethod = \"PATCH\"\npath = \"/api/v1/users/{id}\"",
+        "[users.update]\nmethod = \"PATCH\"\npath = \"/api/v1/users/{id}\"\nbody = { who = \"{member}\" }",
+    ));
+    assert!(located(&on_update, "uses `{member}`").contains("m.toml:58:"));
+    let without_ids = wrike.replacen(
+        "body = { addMembers = \"{members}\" }",
+        "body = { addMembers = [] }",
+        1,
+    );
+    assert_ne!(without_ids, wrike);
+    let errors = compile_errors(&without_ids);
+    assert!(located(&errors, "must send the member ids").contains("m.toml:230:"));
+    assert!(compile_errors(wrike).iter().all(|e| !e.contains("error")));
+}
+
+#[test]
+fn a_list_declared_unpaged_by_design_is_not_warned_about() {
+    let paging = "paging = { style = \"page\", page_param = \"page\", size_param = \"per_page\", first_page = 1, max_page_size = 100, total_header = \"X-Total-Count\" }\n";
+    let unpaged = errors_of(&legacy_with(paging, ""));
+    assert!(located(&unpaged, "declares no paging").contains("style = \"none\""));
+    let by_design = errors_of(&legacy_with(paging, "paging = { style = \"none\" }\n"));
+    assert!(
+        !by_design.iter().any(|e| e.contains("[users.list]")),
+        "{by_design:?}"
+    );
+}
+
+#[test]
+fn answer_keys_are_refused_where_the_call_does_not_read_them_at_their_own_line() {
+    let text = legacy_with(
+        "[users.get]\nmethod = \"GET\"\npath = \"/api/v1/users/{id}\"",
+        "[users.get]\nmethod = \"GET\"\npath = \"/api/v1/users/{id}\"\nitems = \"/data/0\"",
+    )
+    .replacen(
+        "[users.list]\nmethod = \"GET\"",
+        "[users.list]\nmethod = \"GET\"\nrecord = \"/data/0\"\nid = \"/id\"",
+        1,
+    )
+    .replacen(
+        "[users.create]\nmethod = \"POST\"",
+        "[users.create]\nmethod = \"POST\"\nid = \"data/0/userId\"",
+        1,
+    );
+    let errors = errors_of(&text);
+    let line_of = |needle: &str| {
+        let at = text.find(needle).unwrap();
+        text[..at].lines().count() + 1
+    };
+    let items = located(&errors, "`items` applies to list calls");
+    assert!(
+        items.starts_with(&format!("m.toml:{}:", line_of("items = \"/data/0\""))),
+        "{items}"
+    );
+    located(&errors, "`record` applies to single-record calls");
+    located(&errors, "`id` applies to create calls");
+    let pointer = located(&errors, "is not a JSON pointer");
+    assert!(
+        pointer.starts_with(&format!("m.toml:{}:", line_of("id = \"data/0/userId\""))),
+        "{pointer}"
+    );
+}
+
+#[test]
+fn array_positions_need_brackets_and_content_types_must_be_sendable() {
+    let text = legacy_with("field = \"job_title\"", "field = \"profiles.0.title\"").replacen(
+        "path = \"/api/v1/users/{id}\"\npartial = true",
+        "path = \"/api/v1/users/{id}\"\npartial = true\ncontent_type = \"text/xml\"",
+        1,
+    );
+    let errors = errors_of(&text);
+    located(
+        &errors,
+        "write it in brackets after the array's name, e.g. `profiles[0].email`",
+    );
+    located(&errors, "`text/xml` is not a content_type it can honour");
+}
+
+#[test]
+fn a_body_template_must_fill_every_field_its_call_carries() {
+    let text = legacy_with(
+        "path = \"/api/v1/users/{id}\"\npartial = true",
+        "path = \"/api/v1/users/{id}\"\npartial = true\nfields = [\"job_title\", \"org\"]\nbody = { title = \"{job_title}\" }",
+    );
+    located(
+        &errors_of(&text),
+        "`org` is among the call's `fields`, but its body never sends it",
+    );
+}
+
+#[test]
+fn keys_a_template_cannot_honour_are_refused() {
+    for key in [
+        "values = [{ scim = \"a\", upstream = \"b\" }]",
+        "default = \"x\"",
+        "type = \"string\"",
+    ] {
+        let text = legacy_with(
+            "field = \"job_title\"",
+            &format!("template = \"{{job_title}}\"\n{key}"),
+        );
+        let errors = errors_of(&text);
+        located(&errors, "a `template` is composed text, read-only");
+    }
+    let text = legacy_with(
+        "field = \"job_title\"",
+        "field = \"job_title\"\nvalues = [{ scim = \"a\", upstream = { job_title = \"b\", org = \"c\" } }]",
+    );
+    located(&errors_of(&text), "so drop `field`");
+}
+
+#[test]
+fn a_form_content_type_or_encoding_makes_a_form_call() {
+    for (from, to) in [
+        (
+            "partial = true",
+            "partial = true\ncontent_type = \"application/x-www-form-urlencoded\"",
+        ),
+        ("partial = true", "partial = true\nencoding = \"form\""),
+    ] {
+        let text = legacy_with(from, to);
+        let source = SourceFile::new("m.toml", &text);
+        let mut report = Report::default();
+        let mapping = compile(&source, &mut report).unwrap_or_else(|| panic!("{report}"));
+        assert_eq!(mapping.users.update.encoding, BodyEncoding::Form, "{to}");
+    }
+    let text = legacy_with(
+        "partial = true",
+        "partial = true\nencoding = \"json\"\ncontent_type = \"application/x-www-form-urlencoded\"",
+    );
+    located(&errors_of(&text), "contradicts `encoding`");
+}
+
+#[test]
+fn all_mistakes_are_collected_in_one_pass() {
+    let text = legacy_with("field = \"job_title\"", "field = \"job..title\"")
+        .replacen("scim = \"userName\"", "scim = \"userNmae\"", 1)
+        .replacen(
+            "base_url = \"http://127.0.0.1:9090\"",
+            "base_url = \"ftp://x\"",
+            1,
+        );
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("`job..title` is not a field path"))
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("`userNmae` is not an attribute of the User schemas"))
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("m.toml:7:12: error: base_url must be an http(s) URL"))
+    );
+}
+
+#[test]
+fn unknown_key_and_bad_enum_value_say_what_was_expected() {
+    let errors = errors_of(&legacy_with("method = \"PATCH\"", "method = \"PATCHY\""));
+    assert!(
+        errors[0].contains("PATCHY") && errors[0].contains("PATCH"),
+        "{errors:?}"
+    );
+    let errors = errors_of(&legacy_with(
+        "partial = true",
+        "partial = true\npartail = true",
+    ));
+    assert!(errors[0].contains("partail"), "{errors:?}");
+}
+
+#[test]
+fn element_on_a_single_valued_attribute_is_refused() {
+    let errors = errors_of(&legacy_with(
+        "scim = \"title\"\nfield = \"job_title\"",
+        "scim = \"title\"\nfield = \"job_title\"\nelement = { type = \"work\" }",
+    ));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("only applies to a multi-valued attribute")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn restore_on_create_needs_a_default_for_the_soft_delete_field() {
+    let errors = errors_of(&legacy_with("default = true\n", ""));
+    assert!(
+        errors.iter().any(|e| e.contains(
+            "restore_on_create needs `restore_value` or an attribute mapped to `status`"
+        )),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn auth_style_without_its_keys_is_refused() {
+    let errors = errors_of(&legacy_with("header = \"X-Api-Key\"\n", ""));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("style = \"header\" needs `header`")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn error_rules_map_upstream_answers_to_scim_errors() {
+    let source = SourceFile::new(
+        "m.toml",
+        include_str!("../../../../mappings/upstream/legacy.toml"),
+    );
+    let mapping = compile(&source, &mut Report::default()).unwrap();
+    let body = serde_json::json!({"error": {"code": "EMAIL_TAKEN", "message": "email is taken"}});
+    let error = mapping.errors.to_scim(StatusCode::CONFLICT, &body);
+    assert_eq!(error.status, StatusCode::CONFLICT);
+    assert_eq!(error.scim_type, Some(ScimType::Uniqueness));
+    assert!(
+        error.detail.contains("EMAIL_TAKEN: email is taken"),
+        "{}",
+        error.detail
+    );
+    let error = mapping
+        .errors
+        .to_scim(StatusCode::UNPROCESSABLE_ENTITY, &body);
+    assert_eq!(
+        (error.status, error.scim_type),
+        (StatusCode::BAD_REQUEST, Some(ScimType::InvalidValue))
+    );
+    let error = mapping
+        .errors
+        .to_scim(StatusCode::INTERNAL_SERVER_ERROR, &serde_json::Value::Null);
+    assert_eq!(error.status, StatusCode::BAD_GATEWAY);
+    let error = mapping
+        .errors
+        .to_scim(StatusCode::UNAUTHORIZED, &serde_json::Value::Null);
+    assert_eq!(
+        error.status,
+        StatusCode::BAD_GATEWAY,
+        "an upstream 401 is the gateway's problem"
+    );
+}

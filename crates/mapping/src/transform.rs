@@ -1,0 +1,952 @@
+//! Converts resources between SCIM JSON and upstream JSON as the attribute
+//! table of a mapping declares: field paths, value maps, types, defaults and
+//! the primary element of multi-valued attributes.
+
+use serde_json::{Map, Value};
+
+use super::{
+    AttributeMap, Bindings, Call, Direction, FieldPath, MappingError, ResourceMapping, ScimTarget,
+    Source, TemplatePart, UpstreamRequest, ValueType,
+};
+use scimgate_scim::schema::{AttrType, ResourceSchema};
+
+/// What an attribute absent from the desired SCIM resource means for an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absent {
+    /// Leave the upstream field as it is (PUT: the IdP may not sync it).
+    Keep,
+    /// Clear the upstream field (PATCH removed the attribute).
+    Clear,
+}
+
+impl ResourceMapping {
+    /// The upstream record's id as a SCIM id.
+    pub fn upstream_id(&self, record: &Value) -> Result<String, MappingError> {
+        match self.id.field.get(record) {
+            Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
+            Some(Value::Number(id)) => Ok(id.to_string()),
+            _ => Err(MappingError::MissingId(self.id.field.to_string())),
+        }
+    }
+
+    /// Builds the SCIM resource for an upstream record (without
+    /// `meta.resourceType`/`meta.location`, which depend on the request).
+    pub fn to_scim(&self, record: &Value, schema: &ResourceSchema) -> Result<Value, MappingError> {
+        let mut resource = Map::new();
+        let mut schemas = vec![Value::from(schema.core.id)];
+        resource.insert("id".into(), Value::from(self.upstream_id(record)?));
+        for attribute in &self.attributes {
+            if attribute.direction == Direction::Write {
+                continue;
+            }
+            let Some(raw) = attribute.upstream_value(record) else {
+                continue;
+            };
+            let Some(value) = attribute.read(&raw) else {
+                continue;
+            };
+            if let Some(uri) = &attribute.scim.path.uri
+                && !schemas.iter().any(|s| s == uri.as_str())
+            {
+                schemas.push(Value::from(uri.as_str()));
+            }
+            attribute.place(&mut resource, value);
+        }
+        resource.insert("schemas".into(), Value::Array(schemas));
+        let mut meta = Map::new();
+        let text = |field: &Option<FieldPath>| {
+            field
+                .as_ref()
+                .and_then(|f| f.get(record))
+                .and_then(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+        };
+        if let Some(created) = text(&self.meta.created) {
+            meta.insert("created".into(), Value::from(created));
+        }
+        if let Some(modified) = text(&self.meta.last_modified) {
+            meta.insert("lastModified".into(), Value::from(modified));
+        }
+        if let Some(version) = text(&self.meta.version) {
+            meta.insert("version".into(), Value::from(format!("W/\"{version}\"")));
+        }
+        resource.insert("meta".into(), Value::Object(meta));
+        Ok(Value::Object(resource))
+    }
+
+    /// The upstream fields and values that create `resource`, with the
+    /// declared defaults for attributes the IdP did not send.
+    pub fn create_fields(&self, resource: &Value) -> Result<Vec<(FieldPath, Value)>, MappingError> {
+        let mut fields = Vec::new();
+        for attribute in self.writable() {
+            let value = match attribute.extract(resource) {
+                Some(Value::Null) | None => attribute
+                    .fallback_value(resource)
+                    .cloned()
+                    .or_else(|| attribute.default.clone()),
+                Some(value) => Some(value.clone()),
+            };
+            if let Some(value) = value {
+                for (field, written) in attribute.writes(attribute.write(&value)?) {
+                    fields.push((field.clone(), written));
+                }
+            }
+        }
+        Ok(fields)
+    }
+
+    /// The create request for `resource`: the fields the create call carries
+    /// (all, if it names none), in its body template if it has one.
+    pub fn create_request(&self, resource: &Value) -> Result<UpstreamRequest, MappingError> {
+        let call = &self.create;
+        let carried: Vec<(FieldPath, Value)> = self
+            .create_fields(resource)?
+            .into_iter()
+            .filter(|(field, _)| call.fields.is_empty() || call.carries(field))
+            .collect();
+        let mut request = call.request(Bindings {
+            changes: Some(&carried),
+            ..Bindings::default()
+        })?;
+        if !call.has_body_template() {
+            let mut body = Map::new();
+            for (field, value) in carried {
+                field.set(&mut body, value);
+            }
+            request.body = Some(Value::Object(body));
+        }
+        Ok(request)
+    }
+
+    /// The field changes that make an existing record look freshly created
+    /// from `resource` (a restore): its create fields, and every other
+    /// writable field, a write-only one such as a password included, cleared
+    /// (null), so nothing of the record's earlier life survives.
+    pub fn fresh_fields(&self, resource: &Value) -> Result<Vec<(FieldPath, Value)>, MappingError> {
+        let mut fields = self.create_fields(resource)?;
+        let unset: Vec<(FieldPath, Value)> = self
+            .writable()
+            .flat_map(|attribute| {
+                attribute
+                    .fields()
+                    .iter()
+                    .map(|field| (field.clone(), attribute.cleared()))
+            })
+            .filter(|(field, _)| !fields.iter().any(|(set, _)| set == field))
+            .collect();
+        fields.extend(unset);
+        Ok(fields)
+    }
+
+    /// The upstream fields that change when `current` (the resource as read
+    /// from `record`) becomes `desired`, with their new values (null clears).
+    pub fn changes(
+        &self,
+        record: &Value,
+        current: &Value,
+        desired: &Value,
+        absent: Absent,
+    ) -> Result<Vec<(FieldPath, Value)>, MappingError> {
+        let mut changes = Vec::new();
+        for attribute in self.writable() {
+            let wanted = match attribute.extract(desired) {
+                Some(value) if !value.is_null() => attribute.write(value)?,
+                // An explicit null clears, unless a fallback has a value.
+                Some(_) => match attribute.fallback_value(desired) {
+                    Some(value) => attribute.write(value)?,
+                    None => Value::Null,
+                },
+                // Only clear what the IdP could see: an upstream value the
+                // mapping does not translate (e.g. a soft-delete marker) stays.
+                // A fallback, else a default, takes the place of a removed
+                // value ("Regular when absent"), as the upstream may not
+                // store "nothing".
+                None if absent == Absent::Clear
+                    && attribute.direction == Direction::Both
+                    && attribute.extract(current).is_some() =>
+                {
+                    match attribute
+                        .fallback_value(desired)
+                        .or(attribute.default.as_ref())
+                    {
+                        Some(value) => attribute.write(value)?,
+                        None => Value::Null,
+                    }
+                }
+                None => continue,
+            };
+            for (field, wanted) in attribute.writes(wanted) {
+                let held = field.get(record).unwrap_or(&Value::Null);
+                let same = held == &wanted
+                    || (attribute.means_absent(held) && attribute.means_absent(&wanted));
+                if !same {
+                    changes.push((field.clone(), wanted));
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    /// The update requests that make `changes` on the record `id`: each
+    /// update call gets the changes it carries, and a call that carries none
+    /// is not sent. A change no call carries (a field the upstream sets only
+    /// on create) is refused.
+    pub fn update_requests(
+        &self,
+        id: &str,
+        record: &Value,
+        changes: Vec<(FieldPath, Value)>,
+    ) -> Result<Vec<UpstreamRequest>, MappingError> {
+        let calls: Vec<&Call> = std::iter::once(&self.update)
+            .chain(&self.update_also)
+            .collect();
+        let mut routed: Vec<Vec<(FieldPath, Value)>> = vec![Vec::new(); calls.len()];
+        for (field, value) in changes {
+            let position = calls
+                .iter()
+                .position(|call| call.carries(&field))
+                .or_else(|| calls.iter().position(|call| call.fields.is_empty()))
+                .ok_or_else(|| MappingError::NotUpdatable {
+                    field: field.to_string(),
+                })?;
+            routed[position].push((field, value));
+        }
+        let mut requests = Vec::new();
+        let mut remaining = routed.iter().filter(|carried| !carried.is_empty()).count();
+        // Each call's body starts from the record as the calls before it
+        // left it: two calls carrying elements of one array (each sending
+        // the array whole) would otherwise undo each other.
+        let mut current = std::borrow::Cow::Borrowed(record);
+        for (call, carried) in calls.into_iter().zip(routed) {
+            if carried.is_empty() {
+                continue;
+            }
+            remaining -= 1;
+            let mut request = call.request(Bindings {
+                id: Some(id),
+                changes: Some(&carried),
+                ..Bindings::default()
+            })?;
+            let later = (remaining > 0).then(|| carried.clone());
+            if !call.has_body_template() {
+                request.body = Some(Value::Object(render_fields(call, &current, carried)));
+            }
+            if let Some(made) = later {
+                let mut applied = Map::new();
+                for (field, value) in made {
+                    write_change(&mut applied, &current, &field, value);
+                }
+                if let Value::Object(fields) = current.to_mut() {
+                    merge(fields, applied);
+                }
+            }
+            requests.push(request);
+        }
+        Ok(requests)
+    }
+
+    /// Attributes written as upstream fields: not read-only, not composed,
+    /// not changed by calls.
+    fn writable(&self) -> impl Iterator<Item = &AttributeMap> {
+        self.attributes.iter().filter(|a| {
+            !matches!(a.source, Source::Template(_))
+                && a.direction != Direction::Read
+                && a.set_by.is_empty()
+        })
+    }
+
+    /// The calls that bring `record` to the `desired` resource's values of
+    /// attributes changed by calls (e.g. `:suspend`), in attribute order.
+    pub fn state_calls(&self, record: &Value, desired: &Value) -> Result<Vec<&Call>, MappingError> {
+        let mut calls = Vec::new();
+        for attribute in self.attributes.iter().filter(|a| !a.set_by.is_empty()) {
+            let Some(wanted) = attribute.extract(desired).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let current = attribute
+                .upstream_value(record)
+                .and_then(|raw| attribute.read(&raw));
+            if current.as_ref().is_some_and(|c| loosely_equal(c, wanted)) {
+                continue;
+            }
+            let call = attribute
+                .set_by
+                .iter()
+                .find(|(value, _)| loosely_equal(value, wanted))
+                .map(|(_, call)| call)
+                .ok_or_else(|| MappingError::UnmappedValue {
+                    attribute: attribute.scim.path.to_string(),
+                    value: wanted.to_string(),
+                    accepted: attribute
+                        .set_by
+                        .iter()
+                        .map(|(v, _)| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            calls.push(call);
+        }
+        Ok(calls)
+    }
+}
+
+/// The body carrying `changes` for `call`: only them for a partial update,
+/// else the whole record with them.
+fn render_fields(
+    call: &Call,
+    record: &Value,
+    changes: Vec<(FieldPath, Value)>,
+) -> Map<String, Value> {
+    let mut body = Map::new();
+    for (field, value) in changes {
+        write_change(&mut body, record, &field, value);
+    }
+    if call.partial {
+        return body;
+    }
+    let mut full = record.as_object().cloned().unwrap_or_default();
+    merge(&mut full, body);
+    full
+}
+
+/// One change into a body of changes to `record`; null clears the field.
+fn write_change(body: &mut Map<String, Value>, record: &Value, field: &FieldPath, value: Value) {
+    if value.is_null() {
+        field.clear_from(body, record);
+    } else {
+        field.set_from(body, record, value);
+    }
+}
+
+fn merge(target: &mut Map<String, Value>, changes: Map<String, Value>) {
+    for (key, value) in changes {
+        match (target.get_mut(&key), value) {
+            (Some(Value::Object(existing)), Value::Object(nested)) => merge(existing, nested),
+            (_, value) => {
+                target.insert(key, value);
+            }
+        }
+    }
+}
+
+impl AttributeMap {
+    /// The upstream value this attribute reads: its field, or its template
+    /// filled in (absent when every field it names is empty).
+    pub fn upstream_value(&self, record: &Value) -> Option<Value> {
+        let present = |field: &FieldPath| field.get(record).filter(|v| !self.means_absent(v));
+        match &self.source {
+            Source::Field(field) => present(field).cloned(),
+            Source::Fields(fields) => {
+                let held: Map<String, Value> = fields
+                    .iter()
+                    .filter_map(|f| Some((f.to_string(), present(f)?.clone())))
+                    .collect();
+                (!held.is_empty()).then_some(Value::Object(held))
+            }
+            Source::Template(parts) => {
+                let mut text = String::new();
+                let mut any = false;
+                for part in parts {
+                    match part {
+                        TemplatePart::Text(t) => text.push_str(t),
+                        TemplatePart::Field(field) => match present(field) {
+                            Some(Value::String(s)) if !s.is_empty() => {
+                                any = true;
+                                text.push_str(s);
+                            }
+                            Some(Value::Number(n)) => {
+                                any = true;
+                                text.push_str(&n.to_string());
+                            }
+                            Some(Value::Bool(b)) => {
+                                any = true;
+                                text.push_str(if *b { "true" } else { "false" });
+                            }
+                            _ => {}
+                        },
+                    }
+                }
+                any.then(|| Value::from(text.trim()))
+            }
+        }
+    }
+
+    /// The SCIM value this attribute maps, if the resource carries it;
+    /// `Some(Null)` when the IdP sent an explicit null or an empty list.
+    pub fn extract<'a>(&self, resource: &'a Value) -> Option<&'a Value> {
+        self.scim.extract(resource)
+    }
+
+    /// The first value the resource holds at one of this attribute's
+    /// `fallback` paths.
+    fn fallback_value<'a>(&self, resource: &'a Value) -> Option<&'a Value> {
+        self.fallback
+            .iter()
+            .find_map(|path| path.extract(resource).filter(|v| !v.is_null()))
+    }
+
+    /// Whether an upstream value means "no value" for this field.
+    fn means_absent(&self, value: &Value) -> bool {
+        value.is_null() || self.absent.contains(value)
+    }
+
+    /// What clearing this attribute's fields writes: its first `absent`
+    /// value, else null.
+    fn cleared(&self) -> Value {
+        self.absent.first().cloned().unwrap_or(Value::Null)
+    }
+
+    /// The upstream fields this attribute writes.
+    pub fn fields(&self) -> &[FieldPath] {
+        match &self.source {
+            Source::Field(field) => std::slice::from_ref(field),
+            Source::Fields(fields) => fields,
+            Source::Template(_) => &[],
+        }
+    }
+
+    /// The (field, value) writes of an upstream value from [`Self::write`]:
+    /// for several fields, the fields its object names (null clears them all).
+    fn writes(&self, written: Value) -> Vec<(&FieldPath, Value)> {
+        let written = if written.is_null() {
+            self.cleared()
+        } else {
+            written
+        };
+        match (&self.source, written) {
+            (Source::Field(field), written) => vec![(field, written)],
+            // A field the chosen pair does not name is cleared: left as it
+            // was, it could keep a privilege the new value does not have.
+            (Source::Fields(fields), Value::Object(values)) => fields
+                .iter()
+                .map(|f| {
+                    (
+                        f,
+                        values
+                            .get(&f.to_string())
+                            .cloned()
+                            .unwrap_or_else(|| self.cleared()),
+                    )
+                })
+                .collect(),
+            (Source::Fields(fields), _) => fields.iter().map(|f| (f, self.cleared())).collect(),
+            (Source::Template(_), _) => Vec::new(),
+        }
+    }
+
+    /// Puts a SCIM value at this attribute's place in `resource`.
+    fn place(&self, resource: &mut Map<String, Value>, value: Value) {
+        let path = &self.scim.path;
+        let container = match &path.uri {
+            Some(uri) => match object_entry(resource, uri) {
+                Some(extension) => extension,
+                None => return,
+            },
+            None => resource,
+        };
+        let Some(sub) = &path.sub else {
+            container.insert(path.name.clone(), value);
+            return;
+        };
+        if self.scim.multi_valued {
+            let list = container
+                .entry(path.name.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if !list.is_array() {
+                *list = Value::Array(Vec::new());
+            }
+            let Value::Array(items) = list else { return };
+            if items.is_empty() {
+                items.push(Value::Object(self.element.clone()));
+            }
+            if let Some(Value::Object(element)) = items.first_mut() {
+                element.insert(sub.clone(), value);
+            }
+        } else if let Some(complex) = object_entry(container, &path.name) {
+            complex.insert(sub.clone(), value);
+        }
+    }
+
+    /// Upstream value → SCIM value; `None` when it has no SCIM meaning.
+    fn read(&self, raw: &Value) -> Option<Value> {
+        if raw.is_null() {
+            return None;
+        }
+        if !self.items.is_empty() {
+            let list: Vec<Value> = raw
+                .as_array()?
+                .iter()
+                .filter_map(|element| {
+                    let mut item = Map::new();
+                    for (sub, field) in &self.items {
+                        if let Some(value) = field.get(element).filter(|v| !self.means_absent(v)) {
+                            item.insert(sub.clone(), value.clone());
+                        }
+                    }
+                    (!item.is_empty()).then_some(Value::Object(item))
+                })
+                .collect();
+            return (!list.is_empty()).then_some(Value::Array(list));
+        }
+        if !self.values.is_empty() {
+            return self
+                .values
+                .iter()
+                .find(|(_, upstream)| match (&self.source, upstream, raw) {
+                    // Every field the pair names holds its value.
+                    (Source::Fields(_), Value::Object(wanted), Value::Object(held)) => {
+                        wanted.iter().all(|(field, value)| {
+                            held.get(field).is_some_and(|h| loosely_equal(h, value))
+                        })
+                    }
+                    _ => loosely_equal(upstream, raw),
+                })
+                .map(|(scim, _)| scim.clone());
+        }
+        Some(match (self.scim.kind, raw) {
+            (AttrType::String | AttrType::Reference | AttrType::DateTime, Value::Number(n)) => {
+                Value::from(n.to_string())
+            }
+            (AttrType::String | AttrType::Reference | AttrType::DateTime, Value::Bool(b)) => {
+                Value::from(b.to_string())
+            }
+            (AttrType::Boolean, Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => return None,
+            },
+            (AttrType::Integer | AttrType::Decimal, Value::String(s)) => {
+                serde_json::from_str::<serde_json::Number>(s)
+                    .ok()
+                    .map(Value::Number)?
+            }
+            _ => raw.clone(),
+        })
+    }
+
+    /// SCIM value → upstream value, checked against the value map and type.
+    fn write(&self, scim: &Value) -> Result<Value, MappingError> {
+        if scim.is_null() {
+            return Ok(Value::Null);
+        }
+        if !self.items.is_empty() {
+            let Value::Array(list) = scim else {
+                return Err(MappingError::WrongType {
+                    attribute: self.scim.path.to_string(),
+                    expected: "a list",
+                    value: scim.to_string(),
+                });
+            };
+            let elements = list
+                .iter()
+                .map(|item| {
+                    let mut element = Map::new();
+                    for (sub, field) in &self.items {
+                        if let Some(value) = item.get(sub) {
+                            field.set(&mut element, value.clone());
+                        }
+                    }
+                    Value::Object(element)
+                })
+                .collect();
+            return Ok(Value::Array(elements));
+        }
+        if !self.values.is_empty() {
+            return self
+                .values
+                .iter()
+                .find(|(candidate, _)| loosely_equal(candidate, scim))
+                .map(|(_, upstream)| upstream.clone())
+                .ok_or_else(|| MappingError::UnmappedValue {
+                    attribute: self.scim.path.to_string(),
+                    value: scim.to_string(),
+                    accepted: self
+                        .values
+                        .iter()
+                        .map(|(candidate, _)| candidate.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+        }
+        let wrong = |expected| MappingError::WrongType {
+            attribute: self.scim.path.to_string(),
+            expected,
+            value: scim.to_string(),
+        };
+        match (self.value_type, scim) {
+            (None, value) => Ok(value.clone()),
+            (Some(ValueType::String), Value::String(_)) => Ok(scim.clone()),
+            (Some(ValueType::String), Value::Number(n)) => Ok(Value::from(n.to_string())),
+            (Some(ValueType::String), Value::Bool(b)) => Ok(Value::from(b.to_string())),
+            (Some(ValueType::Integer), Value::Number(n)) if n.is_i64() => Ok(scim.clone()),
+            (Some(ValueType::Integer), Value::String(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| wrong("an integer")),
+            (Some(ValueType::Boolean), Value::Bool(_)) => Ok(scim.clone()),
+            (Some(ValueType::Boolean), Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                _ => Err(wrong("a boolean")),
+            },
+            (Some(ValueType::Integer), _) => Err(wrong("an integer")),
+            (Some(ValueType::Boolean), _) => Err(wrong("a boolean")),
+            (Some(ValueType::String), _) => Err(wrong("a string")),
+        }
+    }
+}
+
+impl ScimTarget {
+    /// The SCIM value at this path, if the resource carries it (of a
+    /// multi-valued attribute, its primary element's); `Some(Null)` when the
+    /// IdP sent an explicit null or an empty list.
+    pub fn extract<'a>(&self, resource: &'a Value) -> Option<&'a Value> {
+        const NULL: &Value = &Value::Null;
+        let path = &self.path;
+        let container = match &path.uri {
+            Some(uri) => resource.get(uri)?,
+            None => resource,
+        };
+        let top = container.get(&path.name)?;
+        let Some(sub) = &path.sub else {
+            return Some(top);
+        };
+        let holder = if self.multi_valued {
+            match top {
+                Value::Array(items) if items.is_empty() => return Some(NULL),
+                Value::Array(items) => primary_element(items)?,
+                Value::Null => return Some(NULL),
+                other => other,
+            }
+        } else {
+            top
+        };
+        match holder {
+            Value::Null => Some(NULL),
+            holder => holder.get(sub),
+        }
+    }
+}
+
+/// The element a single upstream field stands for: primary, else the first.
+fn primary_element(items: &[Value]) -> Option<&Value> {
+    items
+        .iter()
+        .find(|item| item.get("primary") == Some(&Value::Bool(true)))
+        .or_else(|| items.first())
+}
+
+/// Value-map comparison: strings case-insensitively (SCIM's default), the rest exactly.
+fn loosely_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
+        _ => a == b,
+    }
+}
+
+/// The object at `key`, created (or replacing a non-object) if need be.
+fn object_entry<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    if !matches!(map.get(key), Some(Value::Object(_))) {
+        map.insert(key.to_string(), Value::Object(Map::new()));
+    }
+    map.get_mut(key).and_then(Value::as_object_mut)
+}
+
+/// One-body views of the field lists, for the tests that read them whole;
+/// requests are built by `create_request` and `update_requests`.
+#[cfg(test)]
+impl ResourceMapping {
+    /// The upstream body that creates `resource` (every field, whichever
+    /// call carries it).
+    pub fn create_body(&self, resource: &Value) -> Result<Map<String, Value>, MappingError> {
+        let mut body = Map::new();
+        for (field, value) in self.create_fields(resource)? {
+            field.set(&mut body, value);
+        }
+        Ok(body)
+    }
+
+    /// As [`Self::fresh_fields`], as one body for the primary update call.
+    pub fn fresh_body(
+        &self,
+        resource: &Value,
+        record: &Value,
+    ) -> Result<Map<String, Value>, MappingError> {
+        let mut body = Map::new();
+        for (field, value) in self.fresh_fields(resource)? {
+            write_change(&mut body, record, &field, value);
+        }
+        Ok(body)
+    }
+
+    /// The upstream update body for `changes` on the primary update call;
+    /// `None` when nothing changes. Without partial updates, the whole record
+    /// with the changes.
+    pub fn update_body(
+        &self,
+        record: &Value,
+        current: &Value,
+        desired: &Value,
+        absent: Absent,
+    ) -> Result<Option<Map<String, Value>>, MappingError> {
+        let changes = self.changes(record, current, desired, absent)?;
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(render_fields(&self.update, record, changes)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile;
+    use scimgate_diagnostics::{Report, SourceFile};
+    use scimgate_scim::schema;
+    use serde_json::json;
+
+    fn users() -> ResourceMapping {
+        let source = SourceFile::new(
+            "legacy.toml",
+            include_str!("../../../mappings/upstream/legacy.toml"),
+        );
+        let mut report = Report::default();
+        compile(&source, &mut report)
+            .expect("mapping compiles")
+            .users
+    }
+
+    fn record() -> Value {
+        json!({
+            "id": 7, "login": "alice@example.com", "first_name": "Alice", "last_name": "Liddell",
+            "email": "alice@example.com", "phone": "+1 555", "job_title": null, "role": "viewer",
+            "status": "disabled", "manager_id": 3, "version": 4, "created_at": "2026-01-01T00:00:00Z"
+        })
+    }
+
+    #[test]
+    fn record_becomes_scim_with_value_maps_types_and_primary_element() {
+        let resource = users().to_scim(&record(), schema::user()).unwrap();
+        assert_eq!(resource["id"], "7");
+        assert_eq!(resource["active"], false);
+        assert_eq!(
+            resource["emails"],
+            json!([{"type": "work", "primary": true, "value": "alice@example.com"}])
+        );
+        assert_eq!(resource[schema::ENTERPRISE_USER]["manager"]["value"], "3");
+        assert_eq!(resource[schema::USER_TYPE_EXTENSION]["userType"], "Viewer");
+        assert_eq!(resource["meta"]["version"], "W/\"4\"");
+        assert!(
+            resource.get("title").is_none(),
+            "null upstream fields are absent"
+        );
+        assert!(
+            resource["schemas"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(schema::ENTERPRISE_USER))
+        );
+    }
+
+    #[test]
+    fn create_body_applies_defaults_for_what_the_idp_did_not_send() {
+        let body = users()
+            .create_body(&json!({"userName": "bob@example.com"}))
+            .unwrap();
+        assert_eq!(body["login"], "bob@example.com");
+        assert_eq!(body["role"], "member");
+        assert_eq!(body["status"], "enabled");
+        assert!(!body.contains_key("email"));
+    }
+
+    #[test]
+    fn unknown_user_type_names_the_accepted_values() {
+        let resource =
+            json!({"userName": "b@example.com", schema::USER_TYPE_EXTENSION: {"userType": "Boss"}});
+        let error = users().create_body(&resource).unwrap_err().to_string();
+        assert!(error.contains("\"Regular\", \"External\""), "{error}");
+    }
+
+    #[test]
+    fn manager_value_must_be_an_integer_upstream() {
+        let resource = json!({"userName": "b@example.com", schema::ENTERPRISE_USER: {"manager": {"value": "x1"}}});
+        let error = users().create_body(&resource).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                MappingError::WrongType {
+                    expected: "an integer",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn partial_update_sends_only_changed_fields() {
+        let mapping = users();
+        let current = mapping.to_scim(&record(), schema::user()).unwrap();
+        let mut desired = current.clone();
+        desired["name"]["givenName"] = json!("Ally");
+        desired["active"] = json!(true);
+        let body = mapping
+            .update_body(&record(), &current, &desired, Absent::Clear)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            Value::Object(body),
+            json!({"first_name": "Ally", "status": "enabled"})
+        );
+        assert_eq!(
+            mapping
+                .update_body(&record(), &current, &current, Absent::Clear)
+                .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn put_keeps_what_the_idp_did_not_send_and_patch_clears_what_it_removed() {
+        let mapping = users();
+        let current = mapping.to_scim(&record(), schema::user()).unwrap();
+        let mut without_phone = current.clone();
+        without_phone
+            .as_object_mut()
+            .unwrap()
+            .remove("phoneNumbers");
+        assert_eq!(
+            mapping
+                .update_body(&record(), &current, &without_phone, Absent::Keep)
+                .unwrap(),
+            None
+        );
+        let cleared = mapping
+            .update_body(&record(), &current, &without_phone, Absent::Clear)
+            .unwrap()
+            .unwrap();
+        assert_eq!(Value::Object(cleared), json!({"phone": null}));
+    }
+
+    #[test]
+    fn fresh_body_clears_every_writable_field_the_resource_does_not_set() {
+        let body = users()
+            .fresh_body(&json!({"userName": "alice", "password": null}), &record())
+            .unwrap();
+        assert_eq!(body["login"], "alice");
+        assert_eq!(body["password"], Value::Null, "a password never survives");
+        assert_eq!(body["job_title"], Value::Null);
+        assert_eq!(body["role"], "member", "defaults still apply");
+    }
+
+    #[test]
+    fn write_only_password_is_sent_but_never_read_back() {
+        let mapping = users();
+        let body = mapping
+            .create_body(&json!({"userName": "b@example.com", "password": "s3cret"}))
+            .unwrap();
+        assert_eq!(body["password"], "s3cret");
+        let mut upstream = record();
+        upstream["password"] = json!("s3cret");
+        let resource = mapping.to_scim(&upstream, schema::user()).unwrap();
+        assert!(resource.get("password").is_none());
+    }
+
+    #[test]
+    fn two_update_calls_carrying_entries_of_one_list_do_not_undo_each_other() {
+        let text = include_str!("../../../mappings/upstream/legacy.toml")
+            .replacen(
+                "[users.update]\nmethod = \"PATCH\"",
+                "[[users.update_also]]\nmethod = \"PUT\"\npath = \"/api/v1/users/{id}/extra\"\npartial = true\nfields = ['meta_list[key eq \"floor\"].value']\n\n[users.update]\nmethod = \"PATCH\"",
+                1,
+            )
+            .replacen(
+                "field = \"dept\"",
+                "field = 'meta_list[key eq \"department\"].value'",
+                1,
+            )
+            .replacen(
+                "field = \"employee_no\"",
+                "field = 'meta_list[key eq \"floor\"].value'",
+                1,
+            );
+        let source = SourceFile::new("legacy.toml", text);
+        let mut report = Report::default();
+        let users = compile(&source, &mut report)
+            .unwrap_or_else(|| panic!("{report:?}"))
+            .users;
+        let mut upstream = record();
+        upstream["meta_list"] =
+            json!([{"key": "department", "value": "R&D"}, {"key": "floor", "value": "1"}]);
+        let current = users.to_scim(&upstream, schema::user()).unwrap();
+        let mut desired = current.clone();
+        desired[schema::ENTERPRISE_USER]["department"] = json!("Ops");
+        desired[schema::ENTERPRISE_USER]["employeeNumber"] = json!("2");
+        let changes = users
+            .changes(&upstream, &current, &desired, Absent::Keep)
+            .unwrap();
+        let requests = users.update_requests("7", &upstream, changes).unwrap();
+        let lists: Vec<&Value> = requests
+            .iter()
+            .map(|r| &r.body.as_ref().unwrap()["meta_list"])
+            .collect();
+        // The second call's list keeps the first call's change.
+        assert_eq!(
+            lists,
+            [
+                &json!([{"key": "department", "value": "Ops"}, {"key": "floor", "value": "1"}]),
+                &json!([{"key": "department", "value": "Ops"}, {"key": "floor", "value": "2"}]),
+            ]
+        );
+    }
+
+    #[test]
+    fn template_composes_a_read_only_value_from_several_fields() {
+        let attribute = AttributeMap {
+            scim: users().attributes[0].scim.clone(),
+            source: Source::Template(vec![
+                TemplatePart::Field(FieldPath::parse("first").unwrap()),
+                TemplatePart::Text(" ".into()),
+                TemplatePart::Field(FieldPath::parse("last").unwrap()),
+            ]),
+            value_type: None,
+            element: Map::new(),
+            values: vec![],
+            default: None,
+            fallback: vec![],
+            absent: vec![],
+            direction: Direction::Read,
+            set_by: vec![],
+            items: vec![],
+        };
+        assert_eq!(
+            attribute.upstream_value(&json!({"first": "Ada", "last": "Lovelace"})),
+            Some(json!("Ada Lovelace"))
+        );
+        assert_eq!(
+            attribute.upstream_value(&json!({"first": "Ada"})),
+            Some(json!("Ada"))
+        );
+        assert_eq!(attribute.upstream_value(&json!({})), None);
+    }
+
+    #[test]
+    fn nested_field_paths_read_and_write_inside_objects() {
+        let field = FieldPath::parse("profile.name.first").unwrap();
+        let mut body = Map::new();
+        field.set(&mut body, json!("Ada"));
+        assert_eq!(
+            Value::Object(body.clone()),
+            json!({"profile": {"name": {"first": "Ada"}}})
+        );
+        assert_eq!(field.get(&Value::Object(body)), Some(&json!("Ada")));
+        assert!(FieldPath::parse("a..b").is_none());
+    }
+}

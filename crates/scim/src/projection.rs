@@ -1,0 +1,337 @@
+//! Response projection: `attributes=` and `excludedAttributes=` (RFC 7644
+//! §3.4.2.5, §3.9) combined with each attribute's `returned` characteristic
+//! (RFC 7643 §2.4).
+//!
+//! `schemas` and returned=always attributes (`id`) are always kept; returned=
+//! never (`password`) is always dropped; returned=request only when asked for.
+//! Unknown attributes behave as returned=default, so they survive projection
+//! unless excluded or not requested.
+
+use serde_json::{Map, Value};
+
+use crate::path::AttrPath;
+use crate::schema::{AttributeDef, ResourceSchema, Returned};
+
+/// Applies attributes/excludedAttributes. `attributes=name` keeps the whole
+/// complex attribute; `attributes=name.givenName` only that sub-attribute;
+/// `meta` is kept unless excluded or not requested. Both lists empty → the
+/// default set. Should a client send both, the exclusions apply to what the
+/// requested list selected.
+pub fn project(
+    resource: &Value,
+    attributes: &[AttrPath],
+    excluded: &[AttrPath],
+    schema: &ResourceSchema,
+) -> Value {
+    let Some(obj) = resource.as_object() else {
+        return resource.clone();
+    };
+    let core = Scope {
+        urn: schema.core.id,
+        is_core: true,
+        whole_requested: false,
+        attributes,
+        excluded,
+    };
+    let mut out = Map::new();
+    for (key, value) in obj {
+        if key.eq_ignore_ascii_case("schemas") {
+            out.insert(key.clone(), value.clone());
+            continue;
+        }
+        if let Some(fields) = value.as_object()
+            && let Some(ext_attrs) = extension_attributes(schema, key)
+        {
+            if let Some(projected) = project_extension(key, ext_attrs, fields, attributes, excluded)
+            {
+                out.insert(key.clone(), projected);
+            }
+            continue;
+        }
+        if let Some(projected) = core.project_attribute(key, schema.core.attribute(key), value) {
+            out.insert(key.clone(), projected);
+        }
+    }
+    Value::Object(out)
+}
+
+/// The attribute definitions of the extension stored under `key`: the known
+/// ones for a schema extension, none for an unknown `urn:` key.
+fn extension_attributes<'s>(schema: &'s ResourceSchema, key: &str) -> Option<&'s [AttributeDef]> {
+    if let Some(ext) = schema.extension(key) {
+        return Some(&ext.attributes);
+    }
+    let is_urn = key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"));
+    (is_urn && schema.core.attribute(key).is_none()).then_some(&[])
+}
+
+fn project_extension(
+    key: &str,
+    attrs: &[AttributeDef],
+    fields: &Map<String, Value>,
+    attributes: &[AttrPath],
+    excluded: &[AttrPath],
+) -> Option<Value> {
+    let names_extension =
+        |p: &AttrPath| p.as_urn().is_some_and(|urn| urn.eq_ignore_ascii_case(key));
+    if excluded.iter().any(names_extension) {
+        return None;
+    }
+    let scope = Scope {
+        urn: key,
+        is_core: false,
+        whole_requested: attributes.iter().any(names_extension),
+        attributes,
+        excluded,
+    };
+    let out: Map<String, Value> = fields
+        .iter()
+        .filter_map(|(name, value)| {
+            let def = attrs.iter().find(|a| a.name.eq_ignore_ascii_case(name));
+            scope
+                .project_attribute(name, def, value)
+                .map(|v| (name.clone(), v))
+        })
+        .collect();
+    (!out.is_empty()).then_some(Value::Object(out))
+}
+
+/// The schema whose attributes are being projected, and the request.
+struct Scope<'a> {
+    urn: &'a str,
+    /// Unqualified paths name core attributes only (RFC 7644 §3.10).
+    is_core: bool,
+    /// The whole extension was requested (`attributes=urn:…:enterprise:2.0:User`).
+    whole_requested: bool,
+    attributes: &'a [AttrPath],
+    excluded: &'a [AttrPath],
+}
+
+/// Which sub-attributes of an attribute to keep.
+enum Selection {
+    Whole,
+    Subs(Vec<String>),
+}
+
+impl Scope<'_> {
+    /// The paths in `list` that name attribute `name` of this scope.
+    fn naming<'p>(&self, list: &'p [AttrPath], name: &str) -> impl Iterator<Item = &'p AttrPath> {
+        let (urn, is_core) = (self.urn, self.is_core);
+        let name = name.to_owned();
+        list.iter().filter(move |p| {
+            p.name.eq_ignore_ascii_case(&name)
+                && match &p.uri {
+                    None => is_core,
+                    Some(uri) => uri.eq_ignore_ascii_case(urn),
+                }
+        })
+    }
+
+    fn project_attribute(
+        &self,
+        name: &str,
+        def: Option<&AttributeDef>,
+        value: &Value,
+    ) -> Option<Value> {
+        let returned = def.map_or(Returned::Default, |d| d.returned);
+        match returned {
+            Returned::Never => return None,
+            Returned::Always => return Some(value.clone()),
+            Returned::Default | Returned::Request => {}
+        }
+        let requested: Vec<&AttrPath> = self.naming(self.attributes, name).collect();
+        let selection = if self.attributes.is_empty() {
+            if returned == Returned::Request {
+                return None;
+            }
+            Selection::Whole
+        } else if self.whole_requested || requested.iter().any(|p| p.sub.is_none()) {
+            Selection::Whole
+        } else if requested.is_empty() {
+            return None;
+        } else {
+            Selection::Subs(requested.iter().filter_map(|p| p.sub.clone()).collect())
+        };
+        let excluded: Vec<&AttrPath> = self.naming(self.excluded, name).collect();
+        if excluded.iter().any(|p| p.sub.is_none()) {
+            return None;
+        }
+        let excluded_subs: Vec<&str> = excluded.iter().filter_map(|p| p.sub.as_deref()).collect();
+        let keep = |sub: &str| {
+            let selected = match &selection {
+                Selection::Whole => true,
+                Selection::Subs(subs) => subs.iter().any(|s| s.eq_ignore_ascii_case(sub)),
+            };
+            selected && !excluded_subs.iter().any(|s| s.eq_ignore_ascii_case(sub))
+        };
+        if matches!(selection, Selection::Whole) && excluded_subs.is_empty() {
+            return Some(value.clone());
+        }
+        filter_subs(value, &keep)
+    }
+}
+
+/// Keeps only the sub-attributes `keep` accepts, in an object or in each
+/// element of an array; `None` when nothing is left.
+fn filter_subs(value: &Value, keep: &dyn Fn(&str) -> bool) -> Option<Value> {
+    let filter_object = |fields: &Map<String, Value>| -> Option<Map<String, Value>> {
+        let kept: Map<String, Value> = fields
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (!kept.is_empty()).then_some(kept)
+    };
+    match value {
+        Value::Object(fields) => filter_object(fields).map(Value::Object),
+        Value::Array(items) => {
+            let kept: Vec<Value> = items
+                .iter()
+                .filter_map(|item| match item {
+                    Value::Object(fields) => filter_object(fields).map(Value::Object),
+                    // A sub-attribute was asked for; a simple element has none.
+                    _ => None,
+                })
+                .collect();
+            (!kept.is_empty()).then_some(Value::Array(kept))
+        }
+        // A simple value has no sub-attributes to select.
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::path::parse_attribute_list;
+    use crate::schema::{ENTERPRISE_USER, GROUP, USER, group, user};
+
+    fn alice() -> Value {
+        json!({
+            "schemas": [USER, ENTERPRISE_USER],
+            "id": "u-1",
+            "externalId": "e-1",
+            "userName": "alice",
+            "password": "hunter2",
+            "name": {"givenName": "Alice", "familyName": "Liddell"},
+            "emails": [{"value": "a@work.example", "type": "work"}, {"value": "a@home.example", "type": "home"}],
+            "meta": {"resourceType": "User", "location": "/Users/u-1"},
+            ENTERPRISE_USER: {"department": "R&D", "manager": {"value": "m-1", "displayName": "Bob"}},
+            "urn:acme:2.0:User": {"badge": "7"},
+            "xCustom": 1
+        })
+    }
+
+    fn run(attributes: &str, excluded: &str) -> Value {
+        let attributes = parse_attribute_list(attributes).unwrap();
+        let excluded = parse_attribute_list(excluded).unwrap();
+        project(&alice(), &attributes, &excluded, user())
+    }
+
+    fn keys(value: &Value) -> Vec<&str> {
+        value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+
+    #[test]
+    fn default_set_drops_never_returned_attributes_only() {
+        let mut expected = alice();
+        expected.as_object_mut().unwrap().remove("password");
+        assert_eq!(run("", ""), expected);
+    }
+
+    #[test]
+    fn requested_attributes_keep_id_and_schemas_and_drop_meta() {
+        assert_eq!(
+            run("userName", ""),
+            json!({"schemas": [USER, ENTERPRISE_USER], "id": "u-1", "userName": "alice"})
+        );
+        assert_eq!(
+            keys(&run("USERNAME,meta", "")),
+            ["schemas", "id", "userName", "meta"]
+        );
+    }
+
+    #[test]
+    fn requesting_a_complex_attribute_keeps_it_whole() {
+        assert_eq!(
+            run("name", "")["name"],
+            json!({"givenName": "Alice", "familyName": "Liddell"})
+        );
+    }
+
+    #[test]
+    fn requesting_a_sub_attribute_keeps_only_it() {
+        let projected = run("name.givenName,emails.value", "");
+        assert_eq!(projected["name"], json!({"givenName": "Alice"}));
+        assert_eq!(
+            projected["emails"],
+            json!([{"value": "a@work.example"}, {"value": "a@home.example"}])
+        );
+    }
+
+    #[test]
+    fn excluded_attributes_and_sub_attributes_are_dropped() {
+        let projected = run("", "emails,name.familyName,meta,id,password");
+        assert!(projected.get("emails").is_none());
+        assert!(projected.get("meta").is_none());
+        assert_eq!(projected["name"], json!({"givenName": "Alice"}));
+        assert_eq!(projected["id"], "u-1", "id is always returned");
+    }
+
+    #[test]
+    fn password_is_never_returned_even_when_requested() {
+        assert!(run("password", "").get("password").is_none());
+    }
+
+    #[test]
+    fn extension_attributes_are_selected_by_urn() {
+        let projected = run(&format!("{ENTERPRISE_USER}:manager.value"), "");
+        assert_eq!(
+            projected[ENTERPRISE_USER],
+            json!({"manager": {"value": "m-1"}})
+        );
+        assert!(projected.get("urn:acme:2.0:User").is_none());
+        let projected = run(ENTERPRISE_USER, "");
+        assert_eq!(projected[ENTERPRISE_USER], alice()[ENTERPRISE_USER]);
+        let projected = run("", &format!("{ENTERPRISE_USER}:department"));
+        assert_eq!(
+            projected[ENTERPRISE_USER],
+            json!({"manager": {"value": "m-1", "displayName": "Bob"}})
+        );
+        let projected = run("", ENTERPRISE_USER);
+        assert!(projected.get(ENTERPRISE_USER).is_none());
+        assert_eq!(
+            projected["urn:acme:2.0:User"],
+            json!({"badge": "7"}),
+            "unknown extensions are default"
+        );
+    }
+
+    #[test]
+    fn unqualified_paths_do_not_reach_into_extensions() {
+        let projected = run("department", "");
+        assert!(projected.get(ENTERPRISE_USER).is_none());
+    }
+
+    #[test]
+    fn excluding_group_members_drops_them() {
+        let team = json!({"schemas": [GROUP], "id": "g-1", "displayName": "Team", "members": [{"value": "u-1"}]});
+        let projected = project(&team, &[], &[AttrPath::simple("members")], group());
+        assert_eq!(
+            projected,
+            json!({"schemas": [GROUP], "id": "g-1", "displayName": "Team"})
+        );
+    }
+
+    #[test]
+    fn non_objects_pass_through() {
+        assert_eq!(project(&json!(3), &[], &[], user()), json!(3));
+    }
+}
