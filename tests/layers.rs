@@ -42,7 +42,10 @@ fn the_tree_keeps_its_layers_and_an_upward_import_fails_the_check() {
         &root.join("reference/Cargo.toml"),
         "[package]\nname = \"scimgate-reference\"\n[dependencies]\nscimgate-scim = {}\n",
     );
-    write(&root.join("src/server.rs"), "use crate::upstream::Client;\n");
+    write(
+        &root.join("src/server.rs"),
+        "use crate::upstream::Client;\n",
+    );
     write(
         &root.join("src/upstream/budget.rs"),
         "// crate::server in a comment is fine\nfn f() { crate::server::quota(); }\n",

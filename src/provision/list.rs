@@ -5,9 +5,9 @@
 
 use serde_json::Value;
 
+use super::ProvisionError;
 use super::{Kind, Provisioner};
 use crate::mapping::{Bindings, Call, FilterParam, PagingStyle, TotalSource, UpstreamRequest};
-use crate::scim::error::{ScimError, ScimType};
 use crate::scim::filter::{CompareOp, Filter, matches};
 
 /// A list request after parsing: `startIndex` is 1-based (RFC 7644 §3.4.2.4).
@@ -33,7 +33,7 @@ struct Fetched {
 }
 
 impl Provisioner {
-    pub async fn list(&self, kind: Kind, query: &ListQuery) -> Result<ListPage, ScimError> {
+    pub async fn list(&self, kind: Kind, query: &ListQuery) -> Result<ListPage, ProvisionError> {
         let mapping = self.mapping(kind)?;
         let count = query
             .count
@@ -52,13 +52,12 @@ impl Provisioner {
             request.query.push((param, value));
         }
         // A scan holds upstream records; bound how many run at once.
-        let _scanning = self.shared.scans.acquire().await.map_err(|_| {
-            ScimError::new(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                "the gateway is shutting down",
-            )
-        })?;
+        let _scanning = self
+            .shared
+            .scans
+            .acquire()
+            .await
+            .map_err(|_| ProvisionError::ShuttingDown)?;
         let cap = self.limits.scan_cap;
         let fetched = self
             .fetch(&mapping.list, &request, 0, None, cap + 1)
@@ -70,16 +69,13 @@ impl Provisioner {
                 .map(|f| f.path.to_string())
                 .collect::<Vec<_>>()
                 .join(", ");
-            return Err(ScimError::bad_request(
-                ScimType::TooMany,
-                match filter {
-                    Some(filter) => format!(
-                        "the filter `{filter}` cannot be answered by the upstream and would scan \
+            return Err(ProvisionError::TooMany(match filter {
+                Some(filter) => format!(
+                    "the filter `{filter}` cannot be answered by the upstream and would scan \
                          more than {cap} records; filter with `eq` on one of: {pushable}"
-                    ),
-                    None => format!("more than {cap} records to scan"),
-                },
-            ));
+                ),
+                None => format!("more than {cap} records to scan"),
+            }));
         }
         let needs_members = query.with_members || filter.is_some_and(|f| f.references("members"));
         // Only the page asked for is kept; the rest is counted.
@@ -124,7 +120,7 @@ impl Provisioner {
         start: u64,
         count: u64,
         with_members: bool,
-    ) -> Result<ListPage, ScimError> {
+    ) -> Result<ListPage, ProvisionError> {
         let mapping = self.mapping(kind)?;
         let request = mapping.list.request(Bindings::default())?;
         let offset = start - 1;
@@ -180,7 +176,7 @@ impl Provisioner {
         offset: u64,
         window: Option<u64>,
         limit: usize,
-    ) -> Result<Fetched, ScimError> {
+    ) -> Result<Fetched, ProvisionError> {
         let Some(paging) = &call.paging else {
             let response = self.client.call(request).await?;
             let records = call
@@ -268,15 +264,14 @@ impl Provisioner {
         &self,
         call: &Call,
         bindings: Bindings<'_>,
-    ) -> Result<Vec<Value>, ScimError> {
+    ) -> Result<Vec<Value>, ProvisionError> {
         let request = call.request(bindings)?;
         let cap = self.limits.scan_cap;
         let fetched = self.fetch(call, &request, 0, None, cap + 1).await?;
         if fetched.records.len() > cap {
-            return Err(ScimError::bad_request(
-                ScimType::TooMany,
-                format!("more than {cap} records to read; the gateway's scan_cap bounds this"),
-            ));
+            return Err(ProvisionError::TooMany(format!(
+                "more than {cap} records to read; the gateway's scan_cap bounds this"
+            )));
         }
         Ok(fetched.records)
     }

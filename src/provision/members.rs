@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use super::ProvisionError;
 use super::{Kind, Provisioner};
 use crate::mapping::{Bindings, FieldPath, Members, ResourceMapping, id_text};
-use crate::scim::error::{ScimError, ScimType};
 use crate::upstream::CallError;
 
 impl Provisioner {
@@ -20,7 +20,7 @@ impl Provisioner {
         members: &Members,
         group_id: &str,
         group: &Value,
-    ) -> Result<Vec<Value>, ScimError> {
+    ) -> Result<Vec<Value>, ProvisionError> {
         let bindings = Bindings::id(group_id);
         let entries: Vec<(String, Option<String>)> = match members {
             Members::Endpoints {
@@ -95,24 +95,18 @@ impl Provisioner {
         groups: &ResourceMapping,
         before: &BTreeSet<String>,
         after: &BTreeSet<String>,
-    ) -> Result<MembershipChange, ScimError> {
+    ) -> Result<MembershipChange, ProvisionError> {
         let added: Vec<String> = after.difference(before).cloned().collect();
         let mut removed: Vec<String> = before.difference(after).cloned().collect();
         if added.is_empty() && removed.is_empty() {
             return Ok(MembershipChange::default());
         }
         if groups.members.is_none() {
-            return Err(ScimError::bad_request(
-                ScimType::InvalidValue,
-                "this connection's upstream mapping declares no group membership",
-            ));
+            return Err(ProvisionError::NoMembership);
         }
         for member in &added {
             if self.member_state(member).await? != MemberState::Visible {
-                return Err(ScimError::bad_request(
-                    ScimType::InvalidValue,
-                    format!("member `{member}` is not a user of this connection"),
-                ));
+                return Err(ProvisionError::ForeignMember(member.clone()));
             }
         }
         let mut kept = Vec::new();
@@ -135,7 +129,7 @@ impl Provisioner {
     }
 
     /// Whether `id` is a user this connection sees, another's, or none.
-    async fn member_state(&self, id: &str) -> Result<MemberState, ScimError> {
+    async fn member_state(&self, id: &str) -> Result<MemberState, ProvisionError> {
         let users = &self.client.mapping().users;
         if !users.id.accepts(id) {
             return Ok(MemberState::Missing);
@@ -164,15 +158,12 @@ impl Provisioner {
         groups: &ResourceMapping,
         group_id: &str,
         change: &MembershipChange,
-    ) -> Result<(), ScimError> {
+    ) -> Result<(), ProvisionError> {
         if change.is_empty() {
             return Ok(());
         }
         let Some(members) = &groups.members else {
-            return Err(ScimError::bad_request(
-                ScimType::InvalidValue,
-                "this connection's upstream mapping declares no group membership",
-            ));
+            return Err(ProvisionError::NoMembership);
         };
         let users = &self.client.mapping().users;
         match members {
@@ -246,7 +237,7 @@ impl Provisioner {
         field: &FieldPath,
         member_field: Option<&FieldPath>,
         members: &BTreeSet<String>,
-    ) -> Result<(), ScimError> {
+    ) -> Result<(), ProvisionError> {
         let users = &self.client.mapping().users;
         let list = members
             .iter()
@@ -279,7 +270,7 @@ impl Provisioner {
         user_id: &str,
         user_record: &Value,
         user_changes: Option<&mut Vec<(FieldPath, Value)>>,
-    ) -> Result<(), ScimError> {
+    ) -> Result<(), ProvisionError> {
         let mapping = self.client.mapping();
         let (Some(groups), users) = (&mapping.groups, &mapping.users) else {
             return Ok(());
@@ -375,7 +366,7 @@ impl Provisioner {
         field: &FieldPath,
         group: &Value,
         joining: bool,
-    ) -> Result<(), ScimError> {
+    ) -> Result<(), ProvisionError> {
         let users = &self.client.mapping().users;
         let bindings = Bindings::id(user_id);
         // The user's list of groups is read-modify-written: two groups
@@ -437,9 +428,9 @@ fn display_of(field: Option<&FieldPath>, record: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-fn ignore_not_found<T>(result: Result<T, CallError>) -> Result<(), ScimError> {
+fn ignore_not_found<T>(result: Result<T, CallError>) -> Result<(), ProvisionError> {
     match result {
         Ok(_) | Err(CallError::Missing(_)) => Ok(()),
-        Err(CallError::Failed(error)) => Err(error),
+        Err(error) => Err(error.into()),
     }
 }

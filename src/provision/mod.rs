@@ -11,6 +11,7 @@
 //! (rendered from the mapping) to the client; neither vendors nor URLs are
 //! known here.
 
+mod error;
 mod list;
 mod locks;
 mod members;
@@ -19,17 +20,16 @@ pub mod policy;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use http::StatusCode;
 use serde_json::{Map, Value};
 
 use crate::config::Connection;
 use crate::mapping::transform::Absent;
 use crate::mapping::{Bindings, ResourceMapping, SoftDelete, UpstreamRequest};
-use crate::scim::error::{ScimError, ScimType};
 use crate::scim::patch::{PatchOperation, apply_patch};
 use crate::scim::schema::{self, Mutability, ResourceSchema};
 use crate::upstream::{CallError, UpstreamClient};
 
+pub use error::ProvisionError;
 pub use list::{ListPage, ListQuery};
 use locks::ResourceLocks;
 use members::MembershipChange;
@@ -147,20 +147,26 @@ impl Provisioner {
         self.client.mapping().users.meta.version.is_some()
     }
 
-    fn mapping(&self, kind: Kind) -> Result<&ResourceMapping, ScimError> {
+    fn mapping(&self, kind: Kind) -> Result<&ResourceMapping, ProvisionError> {
         let mapping = self.client.mapping();
         match kind {
             Kind::User => Ok(&mapping.users),
-            Kind::Group => mapping.groups.as_ref().ok_or_else(|| {
-                ScimError::not_found("this connection's upstream mapping declares no groups")
-            }),
+            Kind::Group => mapping.groups.as_ref().ok_or(ProvisionError::NoGroups),
         }
     }
 
     /// Reads one resource; soft-deleted records do not exist for SCIM.
-    pub async fn get(&self, kind: Kind, id: &str, with_members: bool) -> Result<Record, ScimError> {
+    pub async fn get(
+        &self,
+        kind: Kind,
+        id: &str,
+        with_members: bool,
+    ) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
-        let not_found = || ScimError::not_found(format!("{} {id} not found", kind.resource_type()));
+        let not_found = || ProvisionError::NotFound {
+            resource_type: kind.resource_type(),
+            id: id.to_string(),
+        };
         if !mapping.id.accepts(id) {
             return Err(not_found());
         }
@@ -171,7 +177,7 @@ impl Provisioner {
             .await
             .map_err(|error| match error {
                 CallError::Missing(_) => not_found(),
-                CallError::Failed(error) => error,
+                error => ProvisionError::Upstream(error),
             })?;
         let answered = mapping.take_answered(&mapping.get, response.body)?;
         if mapping
@@ -193,7 +199,7 @@ impl Provisioner {
         kind: Kind,
         upstream: Value,
         with_members: bool,
-    ) -> Result<Record, ScimError> {
+    ) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
         let mut resource = mapping.to_scim(&upstream, kind.schema())?;
         if with_members && let Some(members) = &mapping.members {
@@ -206,7 +212,7 @@ impl Provisioner {
 
     /// Creates a resource (or, for a userName that matches a soft-deleted
     /// record, restores that record).
-    pub async fn create(&self, kind: Kind, mut resource: Value) -> Result<Record, ScimError> {
+    pub async fn create(&self, kind: Kind, mut resource: Value) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
         prepare(kind, &mut resource, None)?;
         if kind == Kind::User {
@@ -295,21 +301,17 @@ impl Provisioner {
         kind: Kind,
         resource: &Value,
         unreadable: crate::mapping::MappingError,
-    ) -> Result<String, ScimError> {
+    ) -> Result<String, ProvisionError> {
         let attribute = match kind {
             Kind::User => "userName",
             Kind::Group => "displayName",
         };
         let failed = || {
-            ScimError::new(
-                StatusCode::BAD_GATEWAY,
-                None,
-                format!(
-                    "{unreadable}; the upstream may have made the {} but the gateway could not \
-                     find it by {attribute} either: look for it upstream before the IdP retries",
-                    kind.resource_type()
-                ),
-            )
+            ProvisionError::Unconfirmed(format!(
+                "{unreadable}; the upstream may have made the {} but the gateway could not \
+                 find it by {attribute} either: look for it upstream before the IdP retries",
+                kind.resource_type()
+            ))
         };
         let Some(key) = resource.get(attribute).and_then(Value::as_str) else {
             return Err(failed());
@@ -348,7 +350,7 @@ impl Provisioner {
         id: &str,
         record: &Value,
         desired: &Value,
-    ) -> Result<bool, ScimError> {
+    ) -> Result<bool, ProvisionError> {
         let requests = state_requests(mapping, id, record, desired)?;
         for request in &requests {
             self.client.call(request).await?;
@@ -365,7 +367,7 @@ impl Provisioner {
         &self,
         mapping: &ResourceMapping,
         resource: &Value,
-    ) -> Result<Option<Record>, ScimError> {
+    ) -> Result<Option<Record>, ProvisionError> {
         let (Some(soft), true) = (&mapping.soft_delete, mapping.restore_on_create) else {
             return Ok(None);
         };
@@ -404,7 +406,7 @@ impl Provisioner {
         };
         // Another connection's former user is not this one's to revive.
         if !self.in_scope(Kind::User, &archived_scim) {
-            return Err(ScimError::conflict(format!(
+            return Err(ProvisionError::Conflict(format!(
                 "a deleted user with userName `{user_name}` is kept upstream outside this \
                  connection's approved domains; it cannot be restored from here"
             )));
@@ -439,9 +441,10 @@ impl Provisioner {
             record = self.get(Kind::User, &id, false).await?;
         }
         if soft.marks(&record.upstream) {
-            return Err(ScimError::internal(
+            return Err(ProvisionError::Misconfigured(
                 "the mapping restores soft-deleted users on create, but the create body does not \
-                 change the soft-delete field; give that attribute a `default` in the mapping",
+                 change the soft-delete field; give that attribute a `default` in the mapping"
+                    .to_string(),
             ));
         }
         tracing::info!(upstream_id = %id, "restored a soft-deleted user on create");
@@ -455,7 +458,7 @@ impl Provisioner {
         id: &str,
         mut resource: Value,
         if_match: Option<&str>,
-    ) -> Result<Record, ScimError> {
+    ) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
         prepare(kind, &mut resource, Some(id))?;
         let _held = self.lock_resource(kind, id).await;
@@ -496,7 +499,7 @@ impl Provisioner {
         id: &str,
         operations: &[PatchOperation],
         if_match: Option<&str>,
-    ) -> Result<Record, ScimError> {
+    ) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
         // Values are canonical (`parse_patch_request`), so `members` is the key.
         let touches_members = operations.iter().any(|op| {
@@ -555,7 +558,7 @@ impl Provisioner {
         plan: UpdatePlan,
         membership: MembershipChange,
         with_members: bool,
-    ) -> Result<Record, ScimError> {
+    ) -> Result<Record, ProvisionError> {
         let mut record = current;
         let mut last = Value::Null;
         for request in &plan.updates {
@@ -585,7 +588,7 @@ impl Provisioner {
 
     /// Reads a record the caller has just written (its scope was checked on
     /// the state written).
-    async fn get_any(&self, kind: Kind, id: &str) -> Result<Record, ScimError> {
+    async fn get_any(&self, kind: Kind, id: &str) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
         let response = self
             .client
@@ -597,7 +600,12 @@ impl Provisioner {
 
     /// The record an update answered with, or a fresh read if it answered
     /// none. Not scope-checked: the caller checked the state it wrote.
-    async fn reread_any(&self, kind: Kind, id: &str, answered: Value) -> Result<Record, ScimError> {
+    async fn reread_any(
+        &self,
+        kind: Kind,
+        id: &str,
+        answered: Value,
+    ) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
         match mapping.take_answered(&mapping.update, answered) {
             Ok(record) if mapping.upstream_id(&record).is_ok() => {
@@ -615,7 +623,7 @@ impl Provisioner {
         kind: Kind,
         id: &str,
         if_match: Option<&str>,
-    ) -> Result<(), ScimError> {
+    ) -> Result<(), ProvisionError> {
         let mapping = self.mapping(kind)?;
         let _held = self.lock_resource(kind, id).await;
         let current = self.get(kind, id, false).await?;
@@ -625,14 +633,7 @@ impl Provisioner {
             (Some(_), _) => None,
             (None, Some(hard)) => Some(hard),
             (None, None) => {
-                return Err(ScimError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    None,
-                    format!(
-                        "the upstream mapping declares no way to delete a {}",
-                        kind.resource_type()
-                    ),
-                ));
+                return Err(ProvisionError::Undeletable(kind.resource_type()));
             }
         };
         let bindings = Bindings::id(id);
@@ -658,7 +659,11 @@ impl Provisioner {
                 }
                 return Ok(());
             }
-            (None, None) => return Err(ScimError::internal("no delete call")),
+            (None, None) => {
+                return Err(ProvisionError::Misconfigured(
+                    "the mapping declares no delete call".to_string(),
+                ));
+            }
         };
         self.client.call(&request).await?;
         if kind == Kind::User && hard.is_none() {
@@ -684,7 +689,7 @@ fn plan_update(
     current: &Record,
     desired: &Value,
     absent: Absent,
-) -> Result<UpdatePlan, ScimError> {
+) -> Result<UpdatePlan, ProvisionError> {
     let changes = mapping.changes(&current.upstream, &current.resource, desired, absent)?;
     let updates = mapping.update_requests(id, &current.upstream, changes)?;
     // Attributes set by calls are not in the update bodies, so the record as
@@ -699,11 +704,11 @@ fn state_requests(
     id: &str,
     record: &Value,
     desired: &Value,
-) -> Result<Vec<UpstreamRequest>, ScimError> {
+) -> Result<Vec<UpstreamRequest>, ProvisionError> {
     mapping
         .state_calls(record, desired)?
         .into_iter()
-        .map(|call| call.request(Bindings::id(id)).map_err(ScimError::from))
+        .map(|call| call.request(Bindings::id(id)).map_err(ProvisionError::from))
         .collect()
 }
 
@@ -721,7 +726,7 @@ fn matching_key(kind: Kind, resource: &Value) -> Option<String> {
 /// A PATCH may not remove a required attribute the resource has (RFC 7643
 /// §2.2: `userName`, a group's `displayName`); forwarding it would send the
 /// upstream a null it may store.
-fn keeps_required(kind: Kind, current: &Value, desired: &Value) -> Result<(), ScimError> {
+fn keeps_required(kind: Kind, current: &Value, desired: &Value) -> Result<(), ProvisionError> {
     for attribute in kind.schema().core.attributes.iter().filter(|a| a.required) {
         let present = |resource: &Value| {
             resource
@@ -729,14 +734,11 @@ fn keeps_required(kind: Kind, current: &Value, desired: &Value) -> Result<(), Sc
                 .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
         };
         if present(current) && !present(desired) {
-            return Err(ScimError::bad_request(
-                ScimType::InvalidValue,
-                format!(
-                    "`{}` is required for a {}; it can be replaced but not removed",
-                    attribute.name,
-                    kind.resource_type()
-                ),
-            ));
+            return Err(ProvisionError::Incomplete(format!(
+                "`{}` is required for a {}; it can be replaced but not removed",
+                attribute.name,
+                kind.resource_type()
+            )));
         }
     }
     Ok(())
@@ -746,12 +748,11 @@ fn keeps_required(kind: Kind, current: &Value, desired: &Value) -> Result<(), Sc
 /// §3.5.1: a client's values for them are ignored, not checked: Okta sends
 /// `meta` dates in its own format), then schema checks. On a PUT, `id` may
 /// only repeat the resource's own.
-fn prepare(kind: Kind, resource: &mut Value, own_id: Option<&str>) -> Result<(), ScimError> {
+fn prepare(kind: Kind, resource: &mut Value, own_id: Option<&str>) -> Result<(), ProvisionError> {
     let schema = kind.schema();
     if !resource.is_object() {
-        return Err(ScimError::bad_request(
-            ScimType::InvalidSyntax,
-            "the request body must be a JSON object",
+        return Err(ProvisionError::Malformed(
+            "the request body must be a JSON object".to_string(),
         ));
     }
     schema.canonicalize(resource);
@@ -759,9 +760,8 @@ fn prepare(kind: Kind, resource: &mut Value, own_id: Option<&str>) -> Result<(),
         && sent.as_str() != Some(own_id)
         && !sent.is_null()
     {
-        return Err(ScimError::bad_request(
-            ScimType::Mutability,
-            "`id` cannot be changed",
+        return Err(ProvisionError::Immutable(
+            "`id` cannot be changed".to_string(),
         ));
     }
     if let Some(object) = resource.as_object_mut() {
@@ -779,7 +779,7 @@ fn prepare(kind: Kind, resource: &mut Value, own_id: Option<&str>) -> Result<(),
 }
 
 /// If-Match (RFC 7644 §3.14): `*` or the current `meta.version`.
-fn check_precondition(current: &Value, if_match: Option<&str>) -> Result<(), ScimError> {
+fn check_precondition(current: &Value, if_match: Option<&str>) -> Result<(), ProvisionError> {
     let Some(if_match) = if_match else {
         return Ok(());
     };
@@ -792,14 +792,10 @@ fn check_precondition(current: &Value, if_match: Option<&str>) -> Result<(), Sci
     if matches {
         Ok(())
     } else {
-        Err(ScimError::new(
-            StatusCode::PRECONDITION_FAILED,
-            None,
-            format!(
-                "If-Match {if_match} does not match the current version {}; read the resource again and retry",
-                version.unwrap_or("(none)")
-            ),
-        ))
+        Err(ProvisionError::VersionMismatch(format!(
+            "If-Match {if_match} does not match the current version {}; read the resource again and retry",
+            version.unwrap_or("(none)")
+        )))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP client toward one upstream API: pooled connections, the mapping's
-//! auth, timeouts, bounded retries of idempotent calls, and translation of
-//! upstream failures into SCIM errors (never the upstream's raw body).
+//! auth, timeouts, bounded retries of idempotent calls, and a typed
+//! [`CallError`] for every call that does not succeed (never the upstream's
+//! raw body).
 
 mod breaker;
 mod budget;
@@ -18,26 +19,25 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::config::Upstream;
-use crate::mapping::{Auth, BodyEncoding, UpstreamMapping, UpstreamRequest, form_pairs};
-use crate::scim::error::ScimError;
+use crate::mapping::{Auth, BodyEncoding, Refusal, UpstreamMapping, UpstreamRequest, form_pairs};
 
-/// A call that did not succeed, as the mapping's error rules read the
-/// upstream's answer. Callers decide on the variant, never on a status; the
-/// SCIM error it becomes is built here, once.
-#[derive(Debug)]
+/// A call that did not succeed. Callers decide on the variant, never on a
+/// status; what the IdP is told is decided at the server's error boundary.
+#[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// The upstream says the record is not there.
-    Missing(ScimError),
-    /// Any other refusal or failure.
-    Failed(ScimError),
-}
-
-impl From<CallError> for ScimError {
-    fn from(error: CallError) -> Self {
-        match error {
-            CallError::Missing(error) | CallError::Failed(error) => error,
-        }
-    }
+    /// The mapping's error rules read the answer as: the record is not there.
+    #[error("{}", .0.detail)]
+    Missing(Refusal),
+    /// The upstream refused the call, as the mapping's error rules read it.
+    #[error("{}", .0.detail)]
+    Refused(Refusal),
+    /// The upstream asks the gateway to slow down (HTTP 429 or 503); its
+    /// `Retry-After`, capped, is passed on.
+    #[error("{}", .refusal.detail)]
+    Throttled { refusal: Refusal, retry_after: u64 },
+    /// No usable answer: unreachable, timed out, over a limit, unreadable.
+    #[error(transparent)]
+    Failed(#[from] UpstreamError),
 }
 
 /// Upstream bodies larger than this are refused rather than buffered.
@@ -74,30 +74,6 @@ pub enum UpstreamError {
         "the upstream's token endpoint refused the gateway's client credentials (HTTP {0}); check the upstream secrets in the gateway config"
     )]
     TokenRefused(u16),
-}
-
-impl From<UpstreamError> for ScimError {
-    fn from(error: UpstreamError) -> Self {
-        let (status, retry_after) = match error {
-            UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, None),
-            UpstreamError::Unreachable => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
-            UpstreamError::RateBudget(seconds) => (StatusCode::TOO_MANY_REQUESTS, Some(seconds)),
-            UpstreamError::Saturated => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
-            UpstreamError::CircuitOpen(seconds) => (StatusCode::SERVICE_UNAVAILABLE, Some(seconds)),
-            UpstreamError::BadBody
-            | UpstreamError::TooLarge
-            | UpstreamError::TokenAnswerTooLarge(_)
-            | UpstreamError::TokenRefused(_) => (StatusCode::BAD_GATEWAY, None),
-            UpstreamError::Setup(_) | UpstreamError::BadSecret(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, None)
-            }
-        };
-        let scim = ScimError::new(status, None, error.to_string());
-        match retry_after {
-            Some(seconds) => scim.with_retry_after(seconds),
-            None => scim,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -262,19 +238,16 @@ impl UpstreamClient {
     /// Sends the request; non-2xx answers become SCIM errors through the
     /// mapping's error table.
     pub async fn call(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, CallError> {
-        let response = self
-            .send(request)
-            .await
-            .map_err(|error| CallError::Failed(error.into()))?;
+        let response = self.send(request).await?;
         if response.status.is_success() {
             return Ok(response);
         }
         let clean = |message: &str| redact(message, &self.secrets);
-        let mut error =
-            self.mapping
-                .errors
-                .to_scim_cleaned(response.status, &response.body, &clean);
-        error.detail = redact(&error.detail, &self.secrets);
+        let mut refusal = self
+            .mapping
+            .errors
+            .read_cleaned(response.status, &response.body, &clean);
+        refusal.detail = redact(&refusal.detail, &self.secrets);
         if response.status == StatusCode::TOO_MANY_REQUESTS
             || response.status == StatusCode::SERVICE_UNAVAILABLE
         {
@@ -285,14 +258,19 @@ impl UpstreamClient {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .unwrap_or(5)
                 .min(self.max_retry_after_s);
-            error = ScimError::new(response.status, None, error.detail).with_retry_after(seconds);
+            refusal.status = response.status;
+            refusal.scim_type = None;
+            return Err(CallError::Throttled {
+                refusal,
+                retry_after: seconds,
+            });
         }
         // The mapping's error rules decide what the answer means (a 403
         // "deleted" may mean not found); callers decide on the variant.
-        Err(if error.status == StatusCode::NOT_FOUND {
-            CallError::Missing(error)
+        Err(if refusal.means_missing() {
+            CallError::Missing(refusal)
         } else {
-            CallError::Failed(error)
+            CallError::Refused(refusal)
         })
     }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use http::{HeaderName, StatusCode};
 use serde_json::{Map, Value};
 
-use scimgate_scim::error::{ScimError, ScimType};
+use scimgate_scim::error::ScimType;
 use scimgate_scim::path::AttrPath;
 use scimgate_scim::schema::AttrType;
 
@@ -130,26 +130,52 @@ pub struct ErrorRule {
     pub scim_type: Option<ScimType>,
 }
 
+/// An upstream's refusal as the mapping's error rules read it: the status
+/// and `scimType` the IdP is to get and the detail it may see. The server's
+/// error boundary turns it into the SCIM error body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub scim_type: Option<ScimType>,
+    pub detail: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, scim_type: Option<ScimType>, detail: String) -> Self {
+        Refusal {
+            status,
+            scim_type,
+            detail,
+        }
+    }
+
+    /// Whether the rules read the answer as "no such record" (a 403
+    /// "deleted" may mean that), which callers act on.
+    pub fn means_missing(&self) -> bool {
+        self.status == StatusCode::NOT_FOUND
+    }
+}
+
 impl ErrorMap {
-    /// The SCIM error for an upstream error response. The upstream's own
+    /// What an upstream error response means for the IdP. The upstream's own
     /// message reaches the IdP only for a business refusal a rule maps (a
     /// 4xx other than 401/403: "login already taken" helps the admin), cut
     /// to [`QUOTED_MESSAGE_CHARS`]; never for a 5xx or an auth failure,
     /// whose text is the upstream's internals (seen: a database DSN with its
     /// password, the gateway's own API key echoed back). Its code, a short
     /// token, is named for every status. The caller redacts its secrets.
-    pub fn to_scim(&self, status: StatusCode, body: &Value) -> ScimError {
-        self.to_scim_cleaned(status, body, &|message| message.to_string())
+    pub fn read(&self, status: StatusCode, body: &Value) -> Refusal {
+        self.read_cleaned(status, body, &|message| message.to_string())
     }
 
-    /// As [`Self::to_scim`], `clean` applied to the upstream's message before
+    /// As [`Self::read`], `clean` applied to the upstream's message before
     /// it is cut to length (so a secret straddling the cut is still found).
-    pub fn to_scim_cleaned(
+    pub fn read_cleaned(
         &self,
         status: StatusCode,
         body: &Value,
         clean: &dyn Fn(&str) -> String,
-    ) -> ScimError {
+    ) -> Refusal {
         let code = self
             .code_pointer
             .as_deref()
@@ -205,21 +231,27 @@ impl ErrorMap {
             detail.push_str(&format!(": {message}"));
         }
         match rule {
-            Some(rule) => ScimError::new(rule.scim_status, rule.scim_type, detail),
-            None if status.is_server_error() => {
-                ScimError::new(StatusCode::BAD_GATEWAY, None, detail)
+            Some(rule) => Refusal::new(rule.scim_status, rule.scim_type, detail),
+            None if status.is_server_error() => Refusal::new(StatusCode::BAD_GATEWAY, None, detail),
+            None if status == StatusCode::NOT_FOUND => {
+                Refusal::new(StatusCode::NOT_FOUND, None, detail)
             }
-            None if status == StatusCode::NOT_FOUND => ScimError::not_found(detail),
-            None if status == StatusCode::CONFLICT => ScimError::conflict(detail),
+            None if status == StatusCode::CONFLICT => {
+                Refusal::new(StatusCode::CONFLICT, Some(ScimType::Uniqueness), detail)
+            }
             // An upstream 401/403 is the gateway's credential problem, not the IdP's.
             None if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN => {
-                ScimError::new(
+                Refusal::new(
                     StatusCode::BAD_GATEWAY,
                     None,
                     format!("{detail}; check the upstream credentials in the gateway config"),
                 )
             }
-            None => ScimError::bad_request(ScimType::InvalidValue, detail),
+            None => Refusal::new(
+                StatusCode::BAD_REQUEST,
+                Some(ScimType::InvalidValue),
+                detail,
+            ),
         }
     }
 }
@@ -269,7 +301,7 @@ mod error_map_tests {
     #[test]
     fn a_mapped_business_refusal_quotes_the_upstream_message_bounded() {
         let long = "login already taken ".repeat(50);
-        let error = errors().to_scim(StatusCode::CONFLICT, &answer(&long));
+        let error = errors().read(StatusCode::CONFLICT, &answer(&long));
         assert!(
             error.detail.contains("login already taken"),
             "{}",
@@ -294,9 +326,9 @@ mod error_map_tests {
                 scim_type: None,
             });
         }
-        let duplicate = map.to_scim(StatusCode::BAD_REQUEST, &answer("User ALREADY EXISTS"));
+        let duplicate = map.read(StatusCode::BAD_REQUEST, &answer("User ALREADY EXISTS"));
         assert_eq!(duplicate.status, StatusCode::CONFLICT);
-        let other = map.to_scim(StatusCode::BAD_REQUEST, &answer("bad email"));
+        let other = map.read(StatusCode::BAD_REQUEST, &answer("bad email"));
         assert_eq!(other.status, StatusCode::BAD_REQUEST);
     }
 
@@ -304,7 +336,7 @@ mod error_map_tests {
     fn a_secret_straddling_the_length_cut_is_masked_before_the_cut() {
         let secret = "k-0123456789abcdef";
         let message = format!("{}{secret}", "x".repeat(QUOTED_MESSAGE_CHARS - 5));
-        let error = errors().to_scim_cleaned(StatusCode::CONFLICT, &answer(&message), &|m| {
+        let error = errors().read_cleaned(StatusCode::CONFLICT, &answer(&message), &|m| {
             m.replace(secret, "****")
         });
         assert!(!error.detail.contains("k-012"), "{}", error.detail);
@@ -315,7 +347,7 @@ mod error_map_tests {
         let secret = "postgres://app:hunter2@db:5432/users";
         for status in [500, 502, 401, 403, 422] {
             let status = StatusCode::from_u16(status).unwrap();
-            let error = errors().to_scim(status, &answer(secret));
+            let error = errors().read(status, &answer(secret));
             assert!(
                 !error.detail.contains("hunter2"),
                 "{status}: {}",
@@ -650,25 +682,5 @@ impl ResourceMapping {
             MappingError::unreadable(call, "id", &pointer, body)
         })?;
         Ok((id, Some(record.clone())))
-    }
-}
-
-impl From<MappingError> for ScimError {
-    fn from(error: MappingError) -> Self {
-        match &error {
-            MappingError::Unbound(_) => ScimError::internal(error.to_string()),
-            MappingError::UnsafeSegment => ScimError::not_found(error.to_string()),
-            MappingError::UnmappedValue { .. } | MappingError::WrongType { .. } => {
-                ScimError::bad_request(ScimType::InvalidValue, error.to_string())
-            }
-            MappingError::NotUpdatable { .. } => {
-                ScimError::bad_request(ScimType::Mutability, error.to_string())
-            }
-            MappingError::MissingId(_)
-            | MappingError::NotAList
-            | MappingError::Unreadable { .. } => {
-                ScimError::new(StatusCode::BAD_GATEWAY, None, error.to_string())
-            }
-        }
     }
 }

@@ -1,8 +1,9 @@
 //! The SCIM error body (RFC 7644 §3.12) — the one wire form every failure takes.
 //!
-//! Each layer has its own `thiserror` enum; they are converted into
-//! [`ScimError`] here, and only here, so the status/scimType chosen for a
-//! failure can be read in one place.
+//! The SCIM core's own parse errors (filter, path, PATCH, schema) become
+//! [`ScimError`]s here: they are protocol errors with a status RFC 7644
+//! fixes. The gateway's layers keep typed errors of their own, and the
+//! gateway's error boundary (`server::rescue`) alone turns those into this.
 
 use http::StatusCode;
 use serde_json::{Value, json};

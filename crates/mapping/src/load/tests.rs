@@ -305,7 +305,7 @@ fn error_rules_map_upstream_answers_to_scim_errors() {
     );
     let mapping = compile(&source, &mut Report::default()).unwrap();
     let body = serde_json::json!({"error": {"code": "EMAIL_TAKEN", "message": "email is taken"}});
-    let error = mapping.errors.to_scim(StatusCode::CONFLICT, &body);
+    let error = mapping.errors.read(StatusCode::CONFLICT, &body);
     assert_eq!(error.status, StatusCode::CONFLICT);
     assert_eq!(error.scim_type, Some(ScimType::Uniqueness));
     assert!(
@@ -313,20 +313,18 @@ fn error_rules_map_upstream_answers_to_scim_errors() {
         "{}",
         error.detail
     );
-    let error = mapping
-        .errors
-        .to_scim(StatusCode::UNPROCESSABLE_ENTITY, &body);
+    let error = mapping.errors.read(StatusCode::UNPROCESSABLE_ENTITY, &body);
     assert_eq!(
         (error.status, error.scim_type),
         (StatusCode::BAD_REQUEST, Some(ScimType::InvalidValue))
     );
     let error = mapping
         .errors
-        .to_scim(StatusCode::INTERNAL_SERVER_ERROR, &serde_json::Value::Null);
+        .read(StatusCode::INTERNAL_SERVER_ERROR, &serde_json::Value::Null);
     assert_eq!(error.status, StatusCode::BAD_GATEWAY);
     let error = mapping
         .errors
-        .to_scim(StatusCode::UNAUTHORIZED, &serde_json::Value::Null);
+        .read(StatusCode::UNAUTHORIZED, &serde_json::Value::Null);
     assert_eq!(
         error.status,
         StatusCode::BAD_GATEWAY,
