@@ -293,18 +293,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             tracing::error!(%error, "the admin listener failed");
                         }
                     });
-                    Some(Admin { address, routes })
+                    Some(server::reload::AdminRoutes { address, routes })
                 }
                 None => None,
             };
             let watched = gateway.server.watch.then(|| gateway.source_files());
-            tokio::spawn(reload_on_hangup(
+            let reloader = server::reload::Reloader {
                 config,
-                current.clone(),
+                routes: current.clone(),
                 admin,
-                tls.clone(),
-                watched,
-            ));
+                tls: tls.clone(),
+            };
+            tokio::spawn(reloader.run(watched));
             server::listen::serve(listener, current, settings, tls, shutdown_signal())
                 .await
                 .context("server failed")
@@ -465,139 +465,6 @@ async fn serve(listener: TcpListener, router: axum::Router) -> anyhow::Result<()
     server::listen::serve(listener, router, settings, None, shutdown_signal())
         .await
         .context("server failed")
-}
-
-/// The admin listener (`admin_listen`) as a reload sees it.
-struct Admin {
-    address: SocketAddr,
-    routes: Arc<ArcSwap<axum::Router>>,
-}
-
-/// SIGHUP (and, with `watch = true`, a changed file): reload the config,
-/// every mapping and dialect, and the TLS certificate. A bad reload is logged
-/// and the last good state keeps serving.
-async fn reload_on_hangup(
-    path: PathBuf,
-    current: Arc<ArcSwap<axum::Router>>,
-    admin: Option<Admin>,
-    tls: Option<Arc<server::tls::Tls>>,
-    watched: Option<Vec<PathBuf>>,
-) {
-    let (trigger, mut reloads) = tokio::sync::mpsc::channel::<&'static str>(1);
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::hangup()) {
-            Ok(mut hangups) => {
-                let trigger = trigger.clone();
-                tokio::spawn(async move {
-                    while hangups.recv().await.is_some() {
-                        let _ = trigger.try_send("SIGHUP");
-                    }
-                });
-            }
-            Err(_) => tracing::warn!("cannot listen for SIGHUP: reload needs a restart"),
-        }
-    }
-    if let Some(files) = watched {
-        tokio::spawn(watch_files(path.clone(), files, trigger.clone()));
-    }
-    drop(trigger);
-    while let Some(cause) = reloads.recv().await {
-        reload(&path, &current, admin.as_ref(), tls.as_ref(), cause).await;
-    }
-}
-
-async fn reload(
-    path: &std::path::Path,
-    current: &ArcSwap<axum::Router>,
-    admin: Option<&Admin>,
-    tls: Option<&Arc<server::tls::Tls>>,
-    cause: &str,
-) {
-    let started = tokio::time::Instant::now();
-    let owned = path.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || config::load(&owned)).await;
-    match loaded {
-        Ok(Ok((gateway, _))) if gateway.server.admin_listen != admin.map(|a| a.address) => {
-            tracing::error!(
-                cause,
-                "reload failed: admin_listen changed, which needs a restart; the previous config keeps serving"
-            )
-        }
-        Ok(Ok((gateway, report))) => match routers(&gateway, admin.is_some()) {
-            Ok((router, admin_router)) => {
-                current.store(Arc::new(router));
-                if let (Some(admin), Some(admin_router)) = (admin, admin_router) {
-                    admin.routes.store(Arc::new(admin_router));
-                }
-                for warning in report.warnings() {
-                    tracing::warn!(%warning, "config warning");
-                }
-                tracing::info!(
-                    cause,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    connections = gateway.connections.len(),
-                    "reloaded config and mappings"
-                );
-            }
-            Err(error) => {
-                tracing::error!(cause, %error, "reload failed; the previous config keeps serving")
-            }
-        },
-        Ok(Err(report)) => {
-            tracing::error!(cause, problems = %report, "reload failed; the previous config keeps serving")
-        }
-        Err(error) => {
-            tracing::error!(cause, %error, "reload failed; the previous config keeps serving")
-        }
-    }
-    if let Some(tls) = tls {
-        let tls = tls.clone();
-        match tokio::task::spawn_blocking(move || tls.reload()).await {
-            Ok(Ok(())) => tracing::info!("reloaded the TLS certificate"),
-            Ok(Err(error)) => {
-                tracing::error!(%error, "TLS reload failed; the previous certificate keeps serving")
-            }
-            Err(error) => tracing::error!(%error, "TLS reload failed"),
-        }
-    }
-}
-
-/// The main router and, when there is an admin listener, its router: both
-/// built before either is swapped in, so a reload changes both or neither.
-fn routers(
-    gateway: &config::GatewayConfig,
-    admin: bool,
-) -> Result<(axum::Router, Option<axum::Router>), server::ServerError> {
-    let router = server::router(gateway)?;
-    let admin = admin.then(|| server::admin_router(gateway)).transpose()?;
-    Ok((router, admin))
-}
-
-/// Polls the files' modification times; a change asks for a reload.
-async fn watch_files(
-    config: PathBuf,
-    files: Vec<PathBuf>,
-    trigger: tokio::sync::mpsc::Sender<&'static str>,
-) {
-    let stamp = |paths: &[PathBuf]| -> Vec<Option<std::time::SystemTime>> {
-        paths
-            .iter()
-            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .collect()
-    };
-    let mut paths = vec![config];
-    paths.extend(files);
-    let mut last = stamp(&paths);
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        let now = stamp(&paths);
-        if now != last {
-            last = now;
-            let _ = trigger.try_send("a watched file changed");
-        }
-    }
 }
 
 async fn shutdown_signal() {

@@ -4,16 +4,15 @@
 
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, RateLimiter};
+use governor::clock::Clock;
 
-use crate::config::Rate;
+use crate::config::{Limiter, Rate};
 use crate::dialect::Dialect;
 use crate::scim::error::ScimError;
 
 pub struct ConnectionLimiter {
     connection: String,
-    limiter: DefaultDirectRateLimiter,
+    limiter: Limiter,
     /// The connection's own pacing wait; `None`: the dialect's.
     max_wait: Option<Duration>,
 }
@@ -22,7 +21,7 @@ impl ConnectionLimiter {
     pub fn new(connection: &str, rate: Rate, max_wait: Option<Duration>) -> Self {
         ConnectionLimiter {
             connection: connection.to_string(),
-            limiter: RateLimiter::direct(rate.quota()),
+            limiter: rate.limiter(),
             max_wait,
         }
     }
@@ -42,7 +41,7 @@ pub async fn admit(limiter: &ConnectionLimiter, dialect: &Dialect) -> Result<(),
             }
             return Ok(());
         };
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let wait = not_until.wait_time_from(limiter.limiter.clock().now());
         if waited + wait > max_wait {
             metrics::counter!("scimgate_rate_limited_total", "connection" => limiter.connection.clone()).increment(1);
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -61,11 +60,62 @@ pub async fn admit(limiter: &ConnectionLimiter, dialect: &Dialect) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
+
+    fn dialect(pacing_ms: u64) -> Dialect {
+        let mut dialect = Dialect::generic();
+        dialect.pacing = Duration::from_millis(pacing_ms);
+        dialect
+    }
+
+    fn two_per_second(max_wait_ms: Option<u64>) -> ConnectionLimiter {
+        let rate = Rate::parse("2/s").unwrap();
+        ConnectionLimiter::new("c", rate, max_wait_ms.map(Duration::from_millis))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_the_limit_a_request_is_paced_up_to_the_dialects_wait() {
+        let limiter = two_per_second(None);
+        let paced = dialect(600);
+        let started = Instant::now();
+        for _ in 0..2 {
+            assert!(admit(&limiter, &paced).await.is_ok());
+        }
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "the burst passes at once"
+        );
+        // The next slot is 500 ms away, within the 600 ms pacing wait.
+        assert!(admit(&limiter, &paced).await.is_ok());
+        assert_eq!(started.elapsed(), Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_wait_a_request_is_refused_at_once_with_retry_after() {
+        // The connection's own wait (100 ms) overrides the dialect's (600 ms).
+        let limiter = two_per_second(Some(100));
+        let paced = dialect(600);
+        for _ in 0..2 {
+            assert!(admit(&limiter, &paced).await.is_ok());
+        }
+        let started = Instant::now();
+        let refused = admit(&limiter, &paced).await.unwrap_err();
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no wait it cannot finish"
+        );
+        assert_eq!(refused.status, http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.retry_after, Some(1));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(admit(&limiter, &paced).await.is_ok(), "the slot came back");
+    }
 
     #[test]
     fn quota_spreads_the_count_over_the_period_with_the_burst() {
         let rate = Rate::parse("600/min").unwrap();
-        let limiter = RateLimiter::direct(rate.quota());
+        let limiter = rate.limiter();
         // The whole burst passes at once, the next one does not.
         for _ in 0..600 {
             assert!(limiter.check().is_ok());

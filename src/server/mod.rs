@@ -13,6 +13,7 @@ mod limit;
 pub mod listen;
 mod observe;
 mod public_base;
+pub mod reload;
 mod rescue;
 mod resources;
 mod response;

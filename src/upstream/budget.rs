@@ -5,17 +5,16 @@
 
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, RateLimiter};
+use governor::clock::Clock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::UpstreamError;
-use crate::config::Budget as BudgetSettings;
+use crate::config::{Budget as BudgetSettings, Limiter};
 
 #[derive(Debug)]
 pub struct Budget {
-    rate: Option<DefaultDirectRateLimiter>,
+    rate: Option<Limiter>,
     in_flight: Option<std::sync::Arc<Semaphore>>,
     queue_timeout: Duration,
 }
@@ -28,7 +27,7 @@ pub struct Ticket {
 impl Budget {
     pub fn new(settings: &BudgetSettings) -> Self {
         Budget {
-            rate: settings.rate.map(|rate| RateLimiter::direct(rate.quota())),
+            rate: settings.rate.map(|rate| rate.limiter()),
             in_flight: settings
                 .max_in_flight
                 .map(|n| std::sync::Arc::new(Semaphore::new(n))),
@@ -41,7 +40,7 @@ impl Budget {
         let deadline = Instant::now() + self.queue_timeout;
         if let Some(rate) = &self.rate {
             while let Err(not_until) = rate.check() {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(rate.clock().now());
                 if Instant::now() + wait > deadline {
                     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
                     return Err(UpstreamError::RateBudget(seconds));
@@ -94,17 +93,32 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn rate_budget_refuses_past_the_burst_with_retry_after() {
         let budget = budget(Some("3/min"), None);
         for _ in 0..3 {
             assert!(budget.admit().await.is_ok());
         }
+        // The next slot is 20 s away, past the 50 ms queue: refused at once.
+        let started = Instant::now();
         match budget.admit().await {
-            Err(UpstreamError::RateBudget(seconds)) => {
-                assert!((1..=20).contains(&seconds), "{seconds}")
-            }
+            Err(UpstreamError::RateBudget(seconds)) => assert_eq!(seconds, 20),
             other => panic!("expected a rate refusal, got {:?}", other.map(|_| ())),
         }
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(budget.admit().await.is_ok(), "the slot is back after 20 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_slot_within_the_queue_timeout_is_waited_for() {
+        // 40/s: a slot every 25 ms, inside the 50 ms queue timeout.
+        let budget = budget(Some("40/s"), None);
+        for _ in 0..40 {
+            assert!(budget.admit().await.is_ok());
+        }
+        let started = Instant::now();
+        assert!(budget.admit().await.is_ok());
+        assert_eq!(started.elapsed(), Duration::from_millis(25));
     }
 }
