@@ -1,7 +1,7 @@
 //! Bearer-token authentication of a connection. Tokens are stored only as
 //! SHA-256 hashes (they are 256-bit random values, so a fast hash suffices)
 //! and compared in constant time. Repeated failures from one client are
-//! throttled (`auth_guard`).
+//! throttled (`auth_throttle`).
 
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -10,7 +10,7 @@ use axum::extract::Request;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::auth_guard::{AuthGuard, ClientKey};
+use super::auth_throttle::{ClientKey, FailureThrottle};
 use crate::scim::error::ScimError;
 
 pub fn hash_token(token: &str) -> [u8; 32] {
@@ -38,30 +38,30 @@ pub fn authorised(header: Option<&str>, expected: &[u8; 32]) -> bool {
 /// What [`check`] checks a request against: the connection's token
 /// hash, and the router-wide failure budgets.
 #[derive(Clone)]
-pub struct Gate {
+pub struct TokenCheck {
     pub expected: [u8; 32],
-    pub guard: Arc<AuthGuard>,
-    /// Whose `X-Forwarded-For` names the client (see `auth_guard`).
+    pub throttle: Arc<FailureThrottle>,
+    /// Whose `X-Forwarded-For` names the client (see `auth_throttle`).
     pub trusted_proxies: Arc<[crate::config::ProxyNet]>,
 }
 
 /// `Ok` for a request with the connection's token; otherwise the refusal.
-pub fn check(gate: &Gate, request: &Request) -> Result<(), ScimError> {
+pub fn check(tokens: &TokenCheck, request: &Request) -> Result<(), ScimError> {
     let header = request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     // The token first, always: a valid one is never refused by the failure
-    // throttle, whoever else shares its address (see `auth_guard`).
-    if authorised(header, &gate.expected) {
+    // throttle, whoever else shares its address (see `auth_throttle`).
+    if authorised(header, &tokens.expected) {
         return Ok(());
     }
     let client = ClientKey::of(
         request.extensions(),
         request.headers(),
-        &gate.trusted_proxies,
+        &tokens.trusted_proxies,
     );
-    if let Some(wait) = gate.guard.throttled(client, Instant::now()) {
+    if let Some(wait) = tokens.throttle.throttled(client, Instant::now()) {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         return Err(ScimError::new(
             http::StatusCode::TOO_MANY_REQUESTS,
@@ -72,7 +72,7 @@ pub fn check(gate: &Gate, request: &Request) -> Result<(), ScimError> {
         )
         .with_retry_after(seconds));
     }
-    gate.guard.charge(client, Instant::now());
+    tokens.throttle.charge(client, Instant::now());
     Err(ScimError::unauthorized(
         "a valid bearer token for this connection is required (Authorization: Bearer <token>)",
     ))
@@ -113,9 +113,9 @@ mod tests {
 
     #[test]
     fn valid_token_is_never_refused_by_the_failure_throttle() {
-        let gate = Gate {
+        let gate = TokenCheck {
             expected: hash_token("s3cret"),
-            guard: Arc::new(AuthGuard::new(2, std::time::Duration::from_secs(60))),
+            throttle: Arc::new(FailureThrottle::new(2, std::time::Duration::from_secs(60))),
             trusted_proxies: Arc::from([]),
         };
         for _ in 0..2 {

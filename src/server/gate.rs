@@ -19,7 +19,7 @@ use super::{audit, auth, dialect, limit, observe, public_base};
 pub struct ConnectionGate {
     pub name: Arc<str>,
     pub app: Arc<ConnectionApp>,
-    pub auth: auth::Gate,
+    pub auth: auth::TokenCheck,
     pub audit: audit::AuditState,
     pub origin: public_base::Origin,
     pub limiter: Option<limit::ConnectionLimiter>,

@@ -3,7 +3,7 @@
 
 mod audit;
 mod auth;
-mod auth_guard;
+mod auth_throttle;
 mod dialect;
 mod discovery;
 mod extract;
@@ -94,8 +94,8 @@ pub fn router_with(
     ));
     let trusted_proxies: Arc<[crate::config::ProxyNet]> =
         Arc::from(config.server.trusted_proxies.as_slice());
-    // One failure budget per client across every connection (auth_guard).
-    let auth_guard = Arc::new(auth_guard::AuthGuard::default());
+    // One failure budget per client across every connection (auth_throttle).
+    let failure_throttle = Arc::new(auth_throttle::FailureThrottle::default());
     let mut router = match config.server.admin_listen {
         None => admin_routes(upstreams),
         // Readiness and metrics move to the admin listener; liveness stays
@@ -123,9 +123,9 @@ pub fn router_with(
         let gate = Arc::new(gate::ConnectionGate {
             name: Arc::from(connection.name.as_str()),
             app: app.clone(),
-            auth: auth::Gate {
+            auth: auth::TokenCheck {
                 expected: connection.token_sha256,
-                guard: auth_guard.clone(),
+                throttle: failure_throttle.clone(),
                 trusted_proxies: trusted_proxies.clone(),
             },
             audit: audit::AuditState {

@@ -47,7 +47,7 @@ pub const FAILURE_BURST: u32 = 10;
 /// One failure is forgiven per this interval (10 per minute).
 pub const FAILURE_REFILL: Duration = Duration::from_secs(6);
 /// Clients tracked at most; past this, new clients share one budget (see
-/// [`AuthGuard::charge`]).
+/// [`FailureThrottle::charge`]).
 const MAX_TRACKED: usize = 65_536;
 
 /// Whom a failure is charged to.
@@ -114,7 +114,7 @@ fn prefix(ip: IpAddr) -> IpAddr {
 
 /// Per-client failure budgets, shared by every connection of one router.
 #[derive(Debug)]
-pub struct AuthGuard {
+pub struct FailureThrottle {
     burst: u32,
     refill: Duration,
     /// When each client's charged failures have all drained; an entry in
@@ -122,15 +122,15 @@ pub struct AuthGuard {
     drained_at: Mutex<HashMap<ClientKey, Instant>>,
 }
 
-impl Default for AuthGuard {
+impl Default for FailureThrottle {
     fn default() -> Self {
-        AuthGuard::new(FAILURE_BURST, FAILURE_REFILL)
+        FailureThrottle::new(FAILURE_BURST, FAILURE_REFILL)
     }
 }
 
-impl AuthGuard {
+impl FailureThrottle {
     pub fn new(burst: u32, refill: Duration) -> Self {
-        AuthGuard {
+        FailureThrottle {
             burst: burst.max(1),
             refill,
             drained_at: Mutex::new(HashMap::new()),
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn the_burst_is_spent_then_the_client_waits_one_refill() {
-        let guard = AuthGuard::new(3, Duration::from_secs(6));
+        let guard = FailureThrottle::new(3, Duration::from_secs(6));
         let now = Instant::now();
         let client = ip("192.0.2.1");
         for _ in 0..3 {
