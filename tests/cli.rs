@@ -2,7 +2,7 @@
 //! serves SCIM; `check` reports mistakes at file:line:col; `token` prints a
 //! token once with its config line.
 
-mod common;
+use scimgate_test_support as common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

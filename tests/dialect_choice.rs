@@ -1,7 +1,7 @@
 //! How a connection's dialect is chosen and what it changes, end to end:
 //! `auto` picks by User-Agent; a named dialect shapes requests and answers.
 
-mod common;
+use scimgate_test_support as common;
 
 use common::Harness;
 use reqwest::Method;

@@ -2,7 +2,7 @@
 //! and refreshed, RFC 7807 errors as SCIM errors, a composed displayName and
 //! a list attribute.
 
-mod common;
+use scimgate_test_support as common;
 
 use common::{Backend, Harness, assert_scim_error};
 use reqwest::Method;

@@ -7,7 +7,7 @@
     reason = "test clients read small bodies the tests wrote, and time what they test"
 )]
 
-mod common;
+use scimgate_test_support as common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -40,34 +40,15 @@ async fn gateway(upstream: SocketAddr, adjust: impl FnOnce(&mut GatewayConfig)) 
     common::gateway_for(&mapping(), upstream, &[], TOKEN, adjust).await
 }
 
-struct Answer {
-    status: u16,
-    retry_after: Option<String>,
-    body: Value,
-}
-
-async fn send(root: &str, method: Method, path: &str, body: Option<Value>) -> Answer {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{root}/scim/generic/v2{path}"))
-        .bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/scim+json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    Answer {
-        status: response.status().as_u16(),
-        retry_after: header("retry-after"),
-        body: response.json().await.unwrap_or(Value::Null),
-    }
+async fn send(root: &str, method: Method, path: &str, body: Option<Value>) -> common::Reply {
+    common::scim_request_as(
+        TOKEN,
+        &format!("{root}/scim/generic/v2"),
+        method,
+        path,
+        body,
+    )
+    .await
 }
 
 /// An upstream whose `/people/slow` answers after 3 s, far past the mapping's
@@ -109,7 +90,7 @@ async fn upstream_5xx_on_a_read_is_retried_then_reported_as_503_with_retry_after
     let answer = send(&root, Method::GET, "/Users/u1", None).await;
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert_eq!(
-        answer.retry_after.as_deref(),
+        answer.header("retry-after"),
         Some("7"),
         "the upstream's Retry-After is passed back"
     );
@@ -150,7 +131,7 @@ async fn upstream_429_passes_its_retry_after_back() {
     let root = gateway(*upstream.address(), |_| {}).await;
     let answer = send(&root, Method::GET, "/Users/u1", None).await;
     assert_eq!(answer.status, 429);
-    assert_eq!(answer.retry_after.as_deref(), Some("12"));
+    assert_eq!(answer.header("retry-after"), Some("12"));
     assert_eq!(
         answer.body["schemas"][0],
         "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -193,7 +174,7 @@ async fn a_reset_connection_is_503_and_the_gateway_keeps_serving() {
     let root = gateway(address, |_| {}).await;
     let answer = send(&root, Method::GET, "/Users/u1", None).await;
     assert_eq!(answer.status, 503, "{}", answer.body);
-    assert!(answer.retry_after.is_some());
+    assert!(answer.header("retry-after").is_some());
     let discovery = send(&root, Method::GET, "/ServiceProviderConfig", None).await;
     assert_eq!(discovery.status, 200);
 }
@@ -220,7 +201,7 @@ async fn the_breaker_opens_after_consecutive_failures_and_fails_fast() {
     }
     let fast = send(&root, Method::GET, "/Users/u1", None).await;
     assert_eq!(fast.status, 503, "{}", fast.body);
-    let seconds: u64 = fast.retry_after.unwrap().parse().unwrap();
+    let seconds: u64 = fast.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&seconds), "{seconds}");
     // The mock's expect(2) proves the third request never reached the upstream.
 }
@@ -531,7 +512,7 @@ async fn the_upstream_in_flight_cap_refuses_past_a_bounded_wait() {
         "{}",
         refused.body
     );
-    assert_eq!(refused.retry_after.as_deref(), Some("1"));
+    assert_eq!(refused.header("retry-after"), Some("1"));
 }
 
 #[tokio::test]

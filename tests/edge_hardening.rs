@@ -6,7 +6,7 @@
     reason = "test clients read small bodies the tests wrote, and time what they test"
 )]
 
-mod common;
+use scimgate_test_support as common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! delete, with the upstream's teams checked), discovery, and the SCIM error
 //! body every failure takes.
 
-mod common;
+use scimgate_test_support as common;
 
 use common::{Harness, assert_scim_error};
 use reqwest::Method;

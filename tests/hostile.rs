@@ -11,7 +11,7 @@
     reason = "test clients read small bodies the tests wrote, and time what they test"
 )]
 
-mod common;
+use scimgate_test_support as common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU32, Ordering};

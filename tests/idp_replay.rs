@@ -15,7 +15,7 @@
 //! paths and bodies is replaced by saved variables (and `${n}`); a value that
 //! is exactly `${name:int}` becomes that variable as a JSON number.
 
-mod common;
+use scimgate_test_support as common;
 
 use std::collections::HashMap;
 

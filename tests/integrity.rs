@@ -8,7 +8,7 @@
     reason = "test clients read small bodies the tests wrote, and time what they test"
 )]
 
-mod common;
+use scimgate_test_support as common;
 
 use common::{Backend, Harness, Reply, TOKEN, alice, assert_scim_error};
 use reqwest::Method;

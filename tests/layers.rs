@@ -29,14 +29,15 @@ fn the_tree_keeps_its_layers_and_an_upward_import_fails_the_check() {
         &root.join("Cargo.toml"),
         "[package]\nname = \"scimgate\"\n[workspace]\nmembers = [\".\", \"crates/scim\", \"crates/mapping\", \"reference\"]\n[dependencies]\nscimgate-scim = {}\n",
     );
-    // The SCIM core may use nothing of the gateway; the mapping may use it.
+    // The SCIM core may use nothing of the gateway; the mapping may use it,
+    // and the test support only as a dev-dependency.
     write(
         &root.join("crates/scim/Cargo.toml"),
         "[package]\nname = \"scimgate-scim\"\n[dev-dependencies]\nscimgate-mapping = {}\n",
     );
     write(
         &root.join("crates/mapping/Cargo.toml"),
-        "[package]\nname = \"scimgate-mapping\"\n[dependencies]\nscimgate-scim = {}\n",
+        "[package]\nname = \"scimgate-mapping\"\n[dependencies]\nscimgate-scim = {}\nscimgate-test-support = {}\n",
     );
     write(
         &root.join("reference/Cargo.toml"),
@@ -55,6 +56,7 @@ fn the_tree_keeps_its_layers_and_an_upward_import_fails_the_check() {
     assert!(!upward.status.success(), "{stdout}");
     let expected = [
         "crates/scim/Cargo.toml: `scimgate-scim` (layer 0) uses `scimgate-mapping` (layer 1), a layer above it",
+        "crates/mapping/Cargo.toml: `scimgate-mapping` uses `scimgate-test-support` outside its dev-dependencies",
         "reference/Cargo.toml: `scimgate-reference` stands apart but uses `scimgate-scim`",
         "src/upstream/budget.rs:2: `upstream` (layer 3) uses `server` (layer 5), a layer above it",
     ];

@@ -3,7 +3,7 @@
 //! API, checking the upstream's state (through one normalised view) after
 //! every step.
 
-mod common;
+use scimgate_test_support as common;
 
 use common::{Backend, Harness, alice, assert_scim_error};
 use reqwest::Method;

@@ -4,7 +4,7 @@
 //! by key, and bodies sent as forms (a parameter holding JSON) or as query
 //! parameters. Each test asserts the exact upstream requests.
 
-mod common;
+use scimgate_test_support as common;
 
 use common::{TOKEN, scim_at as scim};
 use reqwest::Method;

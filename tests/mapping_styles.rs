@@ -2,7 +2,7 @@
 //! scripted upstream (wiremock) by the exact calls it receives: basic auth,
 //! Link-header paging and a member list kept on the group.
 
-mod common;
+use scimgate_test_support as common;
 
 use common::{TOKEN, scim_at as scim};
 use reqwest::Method;

@@ -1,7 +1,7 @@
 //! `scimgate serve` as an SRE runs it: SIGHUP reloads config and mappings
 //! (a bad reload keeps the last good state serving), SIGTERM drains and exits.
 
-mod common;
+use scimgate_test_support as common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

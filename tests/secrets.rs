@@ -7,8 +7,8 @@
     reason = "test clients read small bodies the tests wrote, and time what they test"
 )]
 
+use scimgate_test_support as common;
 use std::io::Read;
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! checked after every step: create → get → filter → PUT → PATCH (with and
 //! without path) → deactivate → reactivate → delete → restore.
 
-mod common;
+use scimgate_test_support as common;
 
 use common::{Harness, alice, assert_scim_error};
 use reqwest::Method;

@@ -1,11 +1,11 @@
-//! End-to-end harness: the reference legacy API and the real gateway router,
-//! each on its own loopback port, driven over real HTTP.
+//! What the end-to-end suites in `tests/` share: the reference upstream APIs
+//! and the real gateway router, each on its own loopback port, driven over
+//! real HTTP by one client; the test token, users and mappings they use.
 
 #![allow(
     clippy::disallowed_methods,
     reason = "test clients read small bodies the tests wrote, and time what they test"
 )]
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 
@@ -53,6 +53,13 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
     pub body: Value,
+}
+
+impl Reply {
+    /// A header's value, if it is there and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 impl Harness {
@@ -626,20 +633,39 @@ pub async fn serve_with(
     address
 }
 
-/// A SCIM call at `base` (a connection's base URL) with the test token;
-/// the status and the JSON body (null when there is none).
-pub async fn scim_at(base: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+/// A SCIM call at `base` (a connection's base URL) with the test token.
+pub async fn scim_request(base: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
+    scim_request_as(TOKEN, base, method, path, body).await
+}
+
+/// [`scim_request`] with another bearer token.
+pub async fn scim_request_as(
+    token: &str,
+    base: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Reply {
     let mut request = reqwest::Client::new()
         .request(method, format!("{base}{path}"))
-        .bearer_auth(TOKEN);
+        .bearer_auth(token);
     if let Some(body) = body {
         request = request
             .header("content-type", "application/scim+json")
             .body(body.to_string());
     }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    reply(request.send().await.unwrap()).await
+}
+
+/// [`scim_request`]'s status and JSON body (null when there is none).
+pub async fn scim_at(base: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let reply = scim_request(base, method, path, body).await;
+    let body = if reply.body.is_string() {
+        Value::Null
+    } else {
+        reply.body
+    };
+    (reply.status.as_u16(), body)
 }
 
 /// A port nobody listens on right now.
