@@ -338,50 +338,15 @@ async fn a_body_over_the_limit_is_413_and_the_gateway_keeps_serving() {
 
 #[tokio::test]
 async fn an_upstream_behind_a_private_ca_is_reached_with_the_configured_ca() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use scimgate::server::{listen, tls};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let files = tls::TlsFiles {
-        cert: dir.path().join("cert.pem"),
-        key: dir.path().join("key.pem"),
-    };
-    std::fs::write(&files.cert, leaf.pem()).unwrap();
-    std::fs::write(&files.key, leaf_key.serialize_pem()).unwrap();
-
-    // The reference legacy API, served over TLS by scimgate's own listener.
-    let legacy =
-        scimgate_reference::legacy::LegacyApi::open(scimgate_reference::legacy::LegacyConfig {
-            api_key: "tls-key".into(),
-            database: scimgate_reference::legacy::Database::Memory,
-        })
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let acceptor = std::sync::Arc::new(tls::Tls::load(files).unwrap());
-    tokio::spawn(listen::serve(
-        listener,
-        legacy.router(),
-        listen::ListenSettings::default(),
-        Some(acceptor),
-        std::future::pending(),
-    ));
+    // The reference legacy API over TLS, with a certificate from a private CA.
+    let (port, ca_pem, _dir) = common::legacy_behind_a_private_ca("tls-key").await;
 
     let mut report = Report::default();
     let source = SourceFile::new("legacy.toml", scimgate::demo::LEGACY_MAPPING);
     let mapping = scimgate::mapping::compile(&source, &mut report).unwrap();
     let start = |trust: bool| {
         let mapping = mapping.clone();
-        let ca_pem = ca_cert.pem();
+        let ca_pem = ca_pem.clone();
         async move {
             let secrets = [(
                 "api_key".to_string(),

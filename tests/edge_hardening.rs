@@ -272,49 +272,9 @@ async fn an_unauthenticated_request_logs_a_bounded_path() {
     assert!(line.contains("…(+"), "{line}");
 }
 
-/// The reference legacy API over HTTPS (scimgate's own listener) with a
-/// certificate for `localhost` from a private CA: (its port, the CA's PEM).
-async fn legacy_behind_a_private_ca(api_key: &str) -> (u16, String, tempfile::TempDir) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use scimgate::server::{listen, tls};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let files = tls::TlsFiles {
-        cert: dir.path().join("cert.pem"),
-        key: dir.path().join("key.pem"),
-    };
-    std::fs::write(&files.cert, leaf.pem()).unwrap();
-    std::fs::write(&files.key, leaf_key.serialize_pem()).unwrap();
-    let legacy =
-        scimgate_reference::legacy::LegacyApi::open(scimgate_reference::legacy::LegacyConfig {
-            api_key: api_key.into(),
-            database: scimgate_reference::legacy::Database::Memory,
-        })
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(listen::serve(
-        listener,
-        legacy.router(),
-        ListenSettings::default(),
-        Some(std::sync::Arc::new(tls::Tls::load(files).unwrap())),
-        std::future::pending(),
-    ));
-    (port, ca_cert.pem(), dir)
-}
-
 #[tokio::test]
 async fn readiness_probes_the_upstream_with_its_private_ca() {
-    let (port, ca_pem, _dir) = legacy_behind_a_private_ca(common::API_KEY).await;
+    let (port, ca_pem, _dir) = common::legacy_behind_a_private_ca(common::API_KEY).await;
     let mut config = common::demo_config(ServerSettings::default()).await;
     let upstream = &mut config.upstreams[0];
     let mut mapping = (*upstream.mapping).clone();

@@ -125,12 +125,7 @@ fn parse_raw(bytes: &[u8]) -> Raw {
         }
         body = decoded;
     }
-    let text = String::from_utf8_lossy(&body).to_string();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
+    let body = common::json_or_text(String::from_utf8_lossy(&body).to_string());
     Raw {
         status,
         headers,
@@ -152,22 +147,6 @@ fn assert_scim_body(status: u16, body: &Value, content_type: Option<&str>, conte
     );
 }
 
-async fn reply_of(response: reqwest::Response) -> Reply {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
 /// Arbitrary body bytes to the `auto` connection with its token.
 async fn send_bytes(h: &Harness, method: Method, path: &str, body: Vec<u8>) -> Reply {
     let response = reqwest::Client::new()
@@ -178,7 +157,7 @@ async fn send_bytes(h: &Harness, method: Method, path: &str, body: Vec<u8>) -> R
         .send()
         .await
         .unwrap();
-    reply_of(response).await
+    common::read_reply(response).await
 }
 
 async fn still_serves(h: &Harness) {
@@ -322,34 +301,16 @@ name = "strings"
 base_url = "http://placeholder"
 timeout_ms = 2000
 "#,
-        r#"
+        &format!(
+            "{}{}{}",
+            r#"
 [[users.attributes]]
 scim = "title"
 field = "title"
 
-[groups]
-id = { field = "id", type = "string" }
-
-[groups.list]
-method = "GET"
-path = "/teams"
-
-[groups.get]
-method = "GET"
-path = "/teams/{id}"
-
-[groups.create]
-method = "POST"
-path = "/teams"
-
-[groups.update]
-method = "PATCH"
-path = "/teams/{id}"
-partial = true
-
-[groups.delete]
-hard = { method = "DELETE", path = "/teams/{id}" }
-
+"#,
+            common::TEAMS_GROUPS,
+            r#"
 [[groups.attributes]]
 scim = "displayName"
 field = "name"
@@ -360,7 +321,8 @@ list = { method = "GET", path = "/teams/{id}/members" }
 member_field = "user_id"
 add = { method = "POST", path = "/teams/{id}/members", body = { user_id = "{member}" } }
 remove = { method = "DELETE", path = "/teams/{id}/members/{member}" }
-"#,
+"#
+        ),
     )
 }
 
@@ -912,7 +874,7 @@ async fn every_scim_route_refuses_missing_basic_wrong_and_other_connections_toke
             if let Some(value) = authorization {
                 request = request.header("authorization", value);
             }
-            let reply = reply_of(request.send().await.unwrap()).await;
+            let reply = common::read_reply(request.send().await.unwrap()).await;
             let context = format!("{what}: {method} {base}{path}");
             assert_eq!(reply.status, 401, "{context}: {}", reply.body);
             assert_scim_error(&reply, 401, None);
@@ -922,7 +884,7 @@ async fn every_scim_route_refuses_missing_basic_wrong_and_other_connections_toke
     }
     // Each token does open its own connection.
     for (base, token) in [("/scim/v2", TOKEN), ("/scim/entra/v2", OTHER_TOKEN)] {
-        let reply = reply_of(
+        let reply = common::read_reply(
             client_from(fresh_ip())
                 .get(format!("{root}{base}/ServiceProviderConfig"))
                 .bearer_auth(token)
@@ -1249,7 +1211,7 @@ async fn start_listening() -> String {
 }
 
 async fn get_from(client: &reqwest::Client, url: &str, token: &str) -> Reply {
-    reply_of(client.get(url).bearer_auth(token).send().await.unwrap()).await
+    common::read_reply(client.get(url).bearer_auth(token).send().await.unwrap()).await
 }
 
 #[tokio::test]

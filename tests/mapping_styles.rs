@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const MAPPING: &str = r#"
+fn mapping() -> String {
+    format!(
+        "{}{}{}",
+        r#"
 [upstream]
 name = "styles"
 base_url = "http://placeholder"
@@ -48,29 +51,9 @@ hard = { method = "DELETE", path = "/people/{id}" }
 scim = "userName"
 field = "mail"
 
-[groups]
-id = { field = "id", type = "string" }
-
-[groups.list]
-method = "GET"
-path = "/teams"
-
-[groups.get]
-method = "GET"
-path = "/teams/{id}"
-
-[groups.create]
-method = "POST"
-path = "/teams"
-
-[groups.update]
-method = "PATCH"
-path = "/teams/{id}"
-partial = true
-
-[groups.delete]
-hard = { method = "DELETE", path = "/teams/{id}" }
-
+"#,
+        common::TEAMS_GROUPS,
+        r#"
 [[groups.attributes]]
 scim = "displayName"
 field = "title"
@@ -78,11 +61,13 @@ field = "title"
 [groups.members]
 style = "group_field"
 field = "memberIds"
-"#;
+"#
+    )
+}
 
 async fn gateway(upstream: &MockServer) -> String {
     let root = common::gateway_for(
-        MAPPING,
+        &mapping(),
         *upstream.address(),
         &[("password", "pa55")],
         TOKEN,

@@ -189,7 +189,7 @@ impl Harness {
                 .header("content-type", "application/scim+json")
                 .body(body.to_string());
         }
-        reply(request.send().await.unwrap()).await
+        read_reply(request.send().await.unwrap()).await
     }
 
     /// Any request to the gateway, `path` from its root.
@@ -207,7 +207,7 @@ impl Harness {
         if let Some(body) = body {
             request = request.body(body);
         }
-        reply(request.send().await.unwrap()).await
+        read_reply(request.send().await.unwrap()).await
     }
 
     /// Raw body (not necessarily JSON) to the gateway.
@@ -224,7 +224,7 @@ impl Harness {
             .bearer_auth(TOKEN)
             .header("content-type", content_type)
             .body(body.to_string());
-        reply(request.send().await.unwrap()).await
+        read_reply(request.send().await.unwrap()).await
     }
 
     /// The upstream's own view, read directly with its credentials.
@@ -249,7 +249,7 @@ impl Harness {
                 request.bearer_auth(token["access_token"].as_str().unwrap())
             }
         };
-        reply(request.send().await.unwrap()).await
+        read_reply(request.send().await.unwrap()).await
     }
 
     /// A user as the upstream keeps it, in one shape for every backend:
@@ -416,15 +416,11 @@ impl Harness {
     }
 }
 
-async fn reply(response: reqwest::Response) -> Reply {
+/// A response read whole: its body as JSON, else as text, else null.
+pub async fn read_reply(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
+    let body = json_or_text(response.text().await.unwrap());
     Reply {
         status,
         headers,
@@ -600,6 +596,33 @@ scim = "userName"
 field = "mail"
 "#;
 
+/// The calls of a scripted `/teams` group API with string ids; each test
+/// adds its attributes and members.
+pub const TEAMS_GROUPS: &str = r#"
+[groups]
+id = { field = "id", type = "string" }
+
+[groups.list]
+method = "GET"
+path = "/teams"
+
+[groups.get]
+method = "GET"
+path = "/teams/{id}"
+
+[groups.create]
+method = "POST"
+path = "/teams"
+
+[groups.update]
+method = "PATCH"
+path = "/teams/{id}"
+partial = true
+
+[groups.delete]
+hard = { method = "DELETE", path = "/teams/{id}" }
+"#;
+
 /// `upstream` (an `[upstream]` table), the `/people` users, then `extra`.
 pub fn people_mapping(upstream: &str, extra: &str) -> String {
     format!("{upstream}{PEOPLE_USERS}{extra}")
@@ -654,7 +677,7 @@ pub async fn scim_request_as(
             .header("content-type", "application/scim+json")
             .body(body.to_string());
     }
-    reply(request.send().await.unwrap()).await
+    read_reply(request.send().await.unwrap()).await
 }
 
 /// [`scim_request`]'s status and JSON body (null when there is none).
@@ -675,4 +698,53 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The reference legacy API over HTTPS (scimgate's own listener) with a
+/// certificate for `localhost` from a private CA: (its port, the CA's PEM).
+pub async fn legacy_behind_a_private_ca(api_key: &str) -> (u16, String, tempfile::TempDir) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use scimgate::server::{listen, tls};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = tls::TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    std::fs::write(&files.cert, leaf.pem()).unwrap();
+    std::fs::write(&files.key, leaf_key.serialize_pem()).unwrap();
+    let legacy =
+        scimgate_reference::legacy::LegacyApi::open(scimgate_reference::legacy::LegacyConfig {
+            api_key: api_key.into(),
+            database: scimgate_reference::legacy::Database::Memory,
+        })
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(listen::serve(
+        listener,
+        legacy.router(),
+        listen::ListenSettings::default(),
+        Some(std::sync::Arc::new(tls::Tls::load(files).unwrap())),
+        std::future::pending(),
+    ));
+    (port, ca_cert.pem(), dir)
+}
+
+/// A body as JSON if it is JSON, as a string if not, null if empty.
+pub fn json_or_text(text: String) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
 }
