@@ -4,13 +4,18 @@
 //! `server` (listen, auth, limits) → `provision` (one SCIM operation, product
 //! policy) → `scim` (vendor-neutral protocol core) and `mapping` (SCIM ⇄
 //! upstream JSON, declared in mapping files) → `upstream` (HTTP client).
-//! The layers, bottom first, each using only its own and those below
-//! (`.ci/layers` fails CI on an upward import, test code included):
+//! Failures travel back as each layer's own typed error and become SCIM
+//! error bodies in one place, `server::rescue`.
+//!
+//! The layers, bottom first, each using only its own and those below:
 //! `scim`, `diagnostics`, `metric_labels` · `mapping`, `dialect` · `config` ·
 //! `upstream`, `audit` · `provision` · `server` · `demo`, `explain`.
-//! The reference upstream APIs `scimgate demo`, the
-//! tests and the benchmarks run against live in the `scimgate-reference`
-//! crate (`reference/`), not here.
+//! `scim`, `diagnostics`, `mapping` and `dialect` are crates of their own
+//! (`crates/`), re-exported here under those names, so Cargo refuses an
+//! upward import between them; `.ci/layers` checks the crates' manifests
+//! and this crate's modules (test code included). The reference upstream
+//! APIs `scimgate demo`, the tests and the benchmarks run against live in
+//! the `scimgate-reference` crate (`reference/`), not here.
 #![forbid(unsafe_code)]
 
 pub mod audit;
