@@ -213,6 +213,7 @@ pub fn config_for(
         .collect();
     Ok(GatewayConfig {
         server,
+        cluster: None,
         dialects: crate::dialect::embedded(),
         upstreams: vec![upstream],
         connections,

@@ -109,7 +109,9 @@ pub async fn explain(
             c.token_sha256 = hash_token(&token);
         }
     }
-    let router = server::router_with(&config, |u| UpstreamClient::recording(u, recorder.clone()))?;
+    let router = server::router_with(&config, None, |u| {
+        UpstreamClient::recording(u, recorder.clone())
+    })?;
     let mut builder = Request::builder()
         .method(question.method.clone())
         .uri(format!("{}{}", connection.base_path, question.path))

@@ -9,7 +9,7 @@
 //!
 //! The layers, bottom first, each using only its own and those below:
 //! `scim`, `diagnostics`, `metric_labels` · `mapping`, `dialect` · `config` ·
-//! `upstream`, `audit` · `provision` · `server` · `demo`, `explain`.
+//! `upstream`, `audit`, `cluster` · `provision` · `server` · `demo`, `explain`.
 //! `scim`, `diagnostics`, `mapping` and `dialect` are crates of their own
 //! (`crates/`), re-exported here under those names, so Cargo refuses an
 //! upward import between them; `.ci/layers` checks the crates' manifests
@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod explain;

@@ -110,6 +110,11 @@ enum Command {
         db: String,
         #[arg(long, env = "LEGACY_API_KEY")]
         api_key: String,
+        /// Take a second user with a login or email already taken, as many
+        /// legacy APIs do (to see the gateway keep IdP retries from
+        /// duplicating users).
+        #[arg(long)]
+        allow_duplicates: bool,
     },
 }
 
@@ -442,15 +447,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             db,
             api_key,
+            allow_duplicates,
         } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
                 .with_env_filter(filter)
                 .init();
-            let api = LegacyApi::open(LegacyConfig {
+            let mut api = LegacyApi::open(LegacyConfig {
                 api_key,
                 database: database(&db),
             })?;
+            if allow_duplicates {
+                api = api.allowing_duplicates()?;
+            }
             let listener = TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;

@@ -768,3 +768,86 @@ async fn an_upstream_retry_after_is_passed_on_at_most_the_configured_bound() {
         assert_eq!(reply.headers()["retry-after"], expected);
     }
 }
+
+/// The reference legacy API taking duplicate logins, as many legacy APIs
+/// do, behind the gateway with `mapping`: (the gateway's generic base URL,
+/// the API's address).
+async fn behind_an_api_that_takes_duplicates(mapping: &str) -> (String, std::net::SocketAddr) {
+    use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig};
+    let api = LegacyApi::open(LegacyConfig {
+        api_key: common::API_KEY.into(),
+        database: Database::Memory,
+    })
+    .unwrap()
+    .allowing_duplicates()
+    .unwrap();
+    let upstream = common::serve(api.router()).await;
+    let root = common::gateway_for(
+        mapping,
+        upstream,
+        &[("api_key", common::API_KEY)],
+        TOKEN,
+        |_| {},
+    )
+    .await;
+    (format!("{root}/scim/generic/v2"), upstream)
+}
+
+async fn upstream_logins(upstream: std::net::SocketAddr, login: &str) -> usize {
+    let answer: Value = reqwest::Client::new()
+        .get(format!("http://{upstream}/api/v1/users?login={login}"))
+        .header("x-api-key", common::API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer.as_array().map_or(0, Vec::len)
+}
+
+async fn post_concurrently(base: &str, user: Value, n: usize) -> Vec<u16> {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (base, user, start) = (base.to_string(), user.clone(), start.clone());
+        attempts.spawn(async move {
+            start.wait().await;
+            common::scim_request(&base, Method::POST, "/Users", Some(user))
+                .await
+                .status
+                .as_u16()
+        });
+    }
+    let mut statuses = attempts.join_all().await;
+    statuses.sort();
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identical_concurrent_creates_make_one_user_even_where_the_upstream_takes_duplicates() {
+    let trusting = scimgate::demo::LEGACY_MAPPING;
+    let checking = trusting.replace("unique_user_names = \"upstream\"\n", "");
+    assert_ne!(checking, trusting, "legacy.toml declares unique_user_names");
+
+    // Trusted to refuse duplicates, this API does not: two POSTs, two users.
+    let (base, upstream) = behind_an_api_that_takes_duplicates(trusting).await;
+    for _ in 0..2 {
+        let reply = common::scim_request(&base, Method::POST, "/Users", Some(alice())).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    assert_eq!(upstream_logins(upstream, "alice@example.com").await, 2);
+
+    // With the gateway keeping userNames unique: 24 at once make one user,
+    // the others are told it exists (matched case-insensitively).
+    let (base, upstream) = behind_an_api_that_takes_duplicates(&checking).await;
+    let statuses = post_concurrently(&base, alice(), 24).await;
+    assert_eq!(statuses[0], 201, "{statuses:?}");
+    assert!(statuses[1..].iter().all(|s| *s == 409), "{statuses:?}");
+    assert_eq!(upstream_logins(upstream, "alice@example.com").await, 1);
+    let mut shouting = alice();
+    shouting["userName"] = json!("ALICE@example.com");
+    let again = common::scim_request(&base, Method::POST, "/Users", Some(shouting)).await;
+    assert_scim_error(&again, 409, Some("uniqueness"));
+    assert_eq!(upstream_logins(upstream, "alice@example.com").await, 1);
+}

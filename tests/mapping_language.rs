@@ -25,6 +25,8 @@ base_url = "http://placeholder"
 
 [users]
 id = {{ field = "id", type = "string" }}
+# The scripted upstream answers only the calls each test expects.
+unique_user_names = "upstream"
 
 [users.list]
 method = "GET"
@@ -338,6 +340,8 @@ base_url = "http://placeholder"
 
 [users]
 id = { field = "id", type = "string" }
+# The scripted upstream answers only the calls each test expects.
+unique_user_names = "upstream"
 
 [users.list]
 method = "GET"
@@ -645,6 +649,8 @@ absent = [""]
 
 [users]
 id = { field = "id", type = "string" }
+# The scripted upstream answers only the calls each test expects.
+unique_user_names = "upstream"
 
 [users.list]
 method = "GET"

@@ -35,32 +35,9 @@ pub(super) fn compile(
         }
         let mut secrets = HashMap::new();
         for (secret_name, secret) in &spec.secrets {
-            let value = match secret.get_ref() {
-                _ if environment == Environment::Ignore => Ok(String::new()),
-                SecretSource::Env(var) => std::env::var(var).map_err(|_| {
-                    format!("secret `{secret_name}`: environment variable {var} is not set")
-                }),
-                SecretSource::File(file) => std::fs::read_to_string(base_dir.join(file))
-                    .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                    .map_err(|e| {
-                        format!(
-                            "secret `{secret_name}`: cannot read {}: {e}",
-                            file.display()
-                        )
-                    }),
-                SecretSource::Value(value) => {
-                    report.push(source.warning_at(
-                        Some(secret.span()),
-                        format!("secret `{secret_name}` is written in the config; prefer {{ env = \"…\" }} or {{ file = \"…\" }}"),
-                    ));
-                    Ok(value.clone())
-                }
-            };
-            match value {
-                Ok(value) => {
-                    secrets.insert(secret_name.clone(), Secret(value));
-                }
-                Err(message) => report.push(source.error_at(Some(secret.span()), message)),
+            let what = format!("secret `{secret_name}`");
+            if let Some(value) = read_secret(&what, secret, base_dir, environment, source, report) {
+                secrets.insert(secret_name.clone(), value);
             }
         }
         if let Some(needed) = mapping.auth.secret_name()
@@ -242,11 +219,102 @@ pub(super) fn compile(
             hard_delete: spec.hard_delete,
         });
     }
+    let cluster = file
+        .cluster
+        .as_ref()
+        .and_then(|spec| cluster(spec, base_dir, environment, source, report));
     Some(GatewayConfig {
         server: file.server,
+        cluster,
         dialects,
         upstreams,
         connections,
+    })
+}
+
+/// A secret's value from where the config says it is; `what` names it in
+/// the message when it cannot be read.
+fn read_secret(
+    what: &str,
+    secret: &Spanned<SecretSource>,
+    base_dir: &Path,
+    environment: Environment,
+    source: &SourceFile,
+    report: &mut Report,
+) -> Option<Secret> {
+    let value = match secret.get_ref() {
+        _ if environment == Environment::Ignore => Ok(String::new()),
+        SecretSource::Env(var) => {
+            std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set"))
+        }
+        SecretSource::File(file) => std::fs::read_to_string(base_dir.join(file))
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| format!("{what}: cannot read {}: {e}", file.display())),
+        SecretSource::Value(value) => {
+            report.push(source.warning_at(
+                Some(secret.span()),
+                format!("{what} is written in the config; prefer {{ env = \"…\" }} or {{ file = \"…\" }}"),
+            ));
+            Ok(value.clone())
+        }
+    };
+    match value {
+        Ok(value) => Some(Secret(value)),
+        Err(message) => {
+            report.push(source.error_at(Some(secret.span()), message));
+            None
+        }
+    }
+}
+
+/// `[cluster]`: the Redis the replicas share, checked as far as it can be
+/// without connecting (a gateway starts while Redis is down).
+fn cluster(
+    spec: &ClusterSpec,
+    base_dir: &Path,
+    environment: Environment,
+    source: &SourceFile,
+    report: &mut Report,
+) -> Option<ClusterSettings> {
+    let redis_url = read_secret(
+        "[cluster] redis_url",
+        &spec.redis_url,
+        base_dir,
+        environment,
+        source,
+        report,
+    )?;
+    let scheme_ok = environment == Environment::Ignore
+        || reqwest::Url::parse(redis_url.expose())
+            .is_ok_and(|url| matches!(url.scheme(), "redis" | "rediss") && url.host().is_some());
+    if !scheme_ok {
+        // The value may hold a password: not quoted.
+        report.push(source.error_at(
+            Some(spec.redis_url.span()),
+            "[cluster] redis_url must be a redis://host:port (or rediss:// for TLS) URL",
+        ));
+        return None;
+    }
+    let mut positive = |value: Option<&Spanned<u64>>, default: u64, key: &str| match value {
+        Some(v) if *v.get_ref() == 0 => {
+            report
+                .push(source.error_at(Some(v.span()), format!("[cluster] {key} must be above 0")));
+            None
+        }
+        Some(v) => Some(Duration::from_millis(*v.get_ref())),
+        None => Some(Duration::from_millis(default)),
+    };
+    let timeout = positive(spec.timeout_ms.as_ref(), 250, "timeout_ms");
+    let lock_ttl = positive(spec.lock_ttl_ms.as_ref(), 30_000, "lock_ttl_ms");
+    Some(ClusterSettings {
+        redis_url,
+        key_prefix: spec
+            .key_prefix
+            .clone()
+            .unwrap_or_else(|| "scimgate:".into()),
+        timeout: timeout?,
+        lock_ttl: lock_ttl?,
+        on_unavailable: spec.on_unavailable.unwrap_or_default(),
     })
 }
 

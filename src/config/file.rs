@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{BreakerSpec, ServerSettings};
+use super::{BreakerSpec, OnUnavailable, ServerSettings};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +18,24 @@ pub(super) struct ConfigFile {
     pub(super) upstreams: BTreeMap<String, UpstreamSpec>,
     #[serde(default)]
     pub(super) connections: BTreeMap<String, ConnectionSpec>,
+    pub(super) cluster: Option<ClusterSpec>,
+}
+
+/// `[cluster]`: the Redis that several replicas share.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClusterSpec {
+    /// `redis://[:password@]host:port[/db]`, or `rediss://` for TLS; a secret
+    /// source, since it may carry the password.
+    pub(super) redis_url: Spanned<SecretSource>,
+    /// Prefix of every key the gateway writes (default `scimgate:`).
+    pub(super) key_prefix: Option<String>,
+    /// Longest wait for one Redis round trip (default 250).
+    pub(super) timeout_ms: Option<Spanned<u64>>,
+    /// How long a lock outlives a replica that died holding it (default 30000).
+    pub(super) lock_ttl_ms: Option<Spanned<u64>>,
+    /// `local` (default) or `refuse`: see `OnUnavailable`.
+    pub(super) on_unavailable: Option<OnUnavailable>,
 }
 
 #[derive(Debug, Deserialize)]

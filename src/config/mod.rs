@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -277,10 +278,46 @@ pub struct Connection {
     pub public_url: Option<String>,
 }
 
+/// `[cluster]`, validated: what the replicas share through Redis.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub redis_url: Secret,
+    pub key_prefix: String,
+    pub timeout: Duration,
+    pub lock_ttl: Duration,
+    pub on_unavailable: OnUnavailable,
+}
+
+/// What a replica does while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    /// Limits per replica and in-process locks, with a warning and a metric:
+    /// the IdP keeps being served; replicas may then together exceed a rate,
+    /// and an upstream that takes duplicates could get one from two
+    /// replicas at once.
+    #[default]
+    Local,
+    /// 503 with `Retry-After` for what needs the store: nothing is decided
+    /// without it, and the IdP retries.
+    Refuse,
+}
+
+impl OnUnavailable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnavailable::Local => "local",
+            OnUnavailable::Refuse => "refuse",
+        }
+    }
+}
+
 /// Everything the gateway serves, validated.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub server: ServerSettings,
+    /// `None`: one replica, everything in-process.
+    pub cluster: Option<ClusterSettings>,
     pub dialects: Dialects,
     pub upstreams: Vec<Upstream>,
     pub connections: Vec<Connection>,

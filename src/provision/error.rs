@@ -69,6 +69,12 @@ pub enum ProvisionError {
     /// The upstream may have made the change, but the gateway cannot confirm it.
     #[error("{0}")]
     Unconfirmed(String),
+    /// Another replica held the resource's lock for its whole TTL.
+    #[error("another request is changing this resource; retry after 1 s")]
+    Contended,
+    /// The cluster store is down and the operator chose `refuse`.
+    #[error("the gateway cannot reach its cluster store to serialise this change; retry after 1 s")]
+    ClusterUnavailable,
     /// The gateway is stopping and takes no more upstream work.
     #[error("the gateway is shutting down")]
     ShuttingDown,

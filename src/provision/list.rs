@@ -7,8 +7,11 @@ use serde_json::Value;
 
 use super::ProvisionError;
 use super::{Kind, Provisioner};
-use crate::mapping::{Bindings, Call, FilterParam, PagingStyle, TotalSource, UpstreamRequest};
+use crate::mapping::{
+    Bindings, Call, FilterParam, PagingStyle, ResourceMapping, TotalSource, UpstreamRequest,
+};
 use crate::scim::filter::{CompareOp, Filter, matches};
+use crate::scim::path::AttrPath;
 
 /// A list request after parsing: `startIndex` is 1-based (RFC 7644 §3.4.2.4).
 #[derive(Debug, Clone)]
@@ -46,43 +49,13 @@ impl Provisioner {
                 .await;
         }
         let filter = query.filter.as_ref();
-        let mut request = mapping.list.request(Bindings::default())?;
-        if let Some((param, value)) = filter.and_then(|f| push_down(f, &mapping.filters)) {
-            request.query.retain(|(k, _)| *k != param);
-            request.query.push((param, value));
-        }
-        // A scan holds upstream records; bound how many run at once.
-        let _scanning = self
-            .shared
-            .scans
-            .acquire()
-            .await
-            .map_err(|_| ProvisionError::ShuttingDown)?;
-        let cap = self.limits.scan_cap;
-        let fetched = self
-            .fetch(&mapping.list, &request, 0, None, cap + 1)
-            .await?;
-        if fetched.records.len() > cap {
-            let pushable = mapping
-                .filters
-                .iter()
-                .map(|f| f.path.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(ProvisionError::TooMany(match filter {
-                Some(filter) => format!(
-                    "the filter `{filter}` cannot be answered by the upstream and would scan \
-                         more than {cap} records; filter with `eq` on one of: {pushable}"
-                ),
-                None => format!("more than {cap} records to scan"),
-            }));
-        }
+        let (records, _scanning) = self.scan(mapping, filter).await?;
         let needs_members = query.with_members || filter.is_some_and(|f| f.references("members"));
         // Only the page asked for is kept; the rest is counted.
         let skip = (start - 1) as usize;
         let mut total_results = 0u64;
         let mut resources = Vec::new();
-        for record in fetched.records {
+        for record in records {
             if mapping
                 .soft_delete
                 .as_ref()
@@ -112,6 +85,87 @@ impl Provisioner {
             start_index: start,
             resources,
         })
+    }
+
+    /// The records `filter` may match (all of them without one), pushed down
+    /// to the upstream where the mapping allows, read while holding one of
+    /// the upstream's scan slots: it is returned with them, since the
+    /// records are the memory it bounds.
+    async fn scan(
+        &self,
+        mapping: &ResourceMapping,
+        filter: Option<&Filter>,
+    ) -> Result<(Vec<Value>, tokio::sync::SemaphorePermit<'_>), ProvisionError> {
+        let mut request = mapping.list.request(Bindings::default())?;
+        if let Some((param, value)) = filter.and_then(|f| push_down(f, &mapping.filters)) {
+            request.query.retain(|(k, _)| *k != param);
+            request.query.push((param, value));
+        }
+        // A scan holds upstream records; bound how many run at once.
+        let scanning = self
+            .shared
+            .scans
+            .acquire()
+            .await
+            .map_err(|_| ProvisionError::ShuttingDown)?;
+        let cap = self.limits.scan_cap;
+        let fetched = self
+            .fetch(&mapping.list, &request, 0, None, cap + 1)
+            .await?;
+        if fetched.records.len() > cap {
+            let pushable = mapping
+                .filters
+                .iter()
+                .map(|f| f.path.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ProvisionError::TooMany(match filter {
+                Some(filter) => format!(
+                    "the filter `{filter}` cannot be answered by the upstream and would scan \
+                     more than {cap} records; filter with `eq` on one of: {pushable}"
+                ),
+                None => format!("more than {cap} records to scan"),
+            }));
+        }
+        Ok((fetched.records, scanning))
+    }
+
+    /// The upstream id of a user, in this connection's scope or not, whose
+    /// userName is `user_name` (compared case-insensitively, as RFC 7643
+    /// §4.1.1 has it): a create must not make a second one.
+    pub(super) async fn user_name_holder(
+        &self,
+        user_name: &str,
+    ) -> Result<Option<String>, ProvisionError> {
+        let mapping = self.mapping(Kind::User)?;
+        let filter = Filter::Compare {
+            path: AttrPath {
+                uri: None,
+                name: "userName".into(),
+                sub: None,
+            },
+            op: CompareOp::Eq,
+            value: Value::from(user_name),
+        };
+        let (records, _scanning) = self.scan(mapping, Some(&filter)).await?;
+        for record in &records {
+            if mapping
+                .soft_delete
+                .as_ref()
+                .is_some_and(|s| s.marks(record))
+            {
+                continue;
+            }
+            let resource = mapping.to_scim(record, Kind::User.schema())?;
+            let same = resource
+                .get("userName")
+                .and_then(Value::as_str)
+                .is_some_and(|held| held.to_lowercase() == user_name.to_lowercase());
+            if same {
+                return Ok(Some(mapping.upstream_id(record)?));
+            }
+        }
+        Ok(None)
     }
 
     async fn list_unfiltered(

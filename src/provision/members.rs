@@ -336,7 +336,7 @@ impl Provisioner {
                             member_field,
                             ..
                         } => {
-                            let _held = self.lock_resource(Kind::Group, &group_id).await;
+                            let _held = self.lock_resource(Kind::Group, &group_id).await?;
                             // Re-read under the lock: the list may have changed.
                             let current = self.get(Kind::Group, &group_id, true).await?;
                             let mut kept = super::members_of(&current.resource);
@@ -371,7 +371,7 @@ impl Provisioner {
         let bindings = Bindings::id(user_id);
         // The user's list of groups is read-modify-written: two groups
         // changing it at once would otherwise undo each other.
-        let _held = self.lock_resource(Kind::User, user_id).await;
+        let _held = self.lock_resource(Kind::User, user_id).await?;
         let record = match self.client.call(&users.get.request(bindings)?).await {
             Ok(response) => users.take_answered(&users.get, response.body)?,
             Err(CallError::Missing(_)) if !joining => return Ok(()),

@@ -22,9 +22,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::config::Connection;
+use crate::cluster::{ClusterStore, RemoteLock, StoreDown};
+use crate::config::{Connection, OnUnavailable};
 use crate::mapping::transform::Absent;
-use crate::mapping::{Bindings, ResourceMapping, SoftDelete, UpstreamRequest};
+use crate::mapping::{Bindings, ResourceMapping, SoftDelete, UniqueBy, UpstreamRequest};
 use crate::scim::patch::{PatchOperation, apply_patch};
 use crate::scim::schema::{self, Mutability, ResourceSchema};
 use crate::upstream::{CallError, UpstreamClient};
@@ -80,19 +81,46 @@ pub struct Provisioner {
 /// the shipped pod has 256 MiB.
 const MAX_CONCURRENT_SCANS: usize = 4;
 
-/// What every connection on one upstream shares: the per-resource locks and
-/// the bound on concurrent scans.
+/// What every connection on one upstream shares: the per-resource locks
+/// (across replicas too, with a cluster store) and the bound on concurrent
+/// scans.
 #[derive(Debug)]
 pub struct UpstreamShared {
     locks: ResourceLocks,
+    /// The store and the upstream's name, which scopes its lock keys.
+    cluster: Option<(ClusterStore, String)>,
     scans: tokio::sync::Semaphore,
 }
 
 impl Default for UpstreamShared {
     fn default() -> Self {
+        UpstreamShared::new(None, "")
+    }
+}
+
+impl UpstreamShared {
+    pub fn new(cluster: Option<&ClusterStore>, upstream: &str) -> Self {
         UpstreamShared {
             locks: ResourceLocks::default(),
+            cluster: cluster.map(|store| (store.clone(), upstream.to_string())),
             scans: tokio::sync::Semaphore::new(MAX_CONCURRENT_SCANS),
+        }
+    }
+}
+
+/// A resource's lock, held until dropped; a cluster lock is given back in
+/// the background (or expires with its TTL).
+pub(crate) struct Held {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    remote: Option<(ClusterStore, RemoteLock)>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some((store, lock)) = self.remote.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { store.unlock(lock).await });
         }
     }
 }
@@ -126,11 +154,52 @@ impl Provisioner {
     }
 
     /// The lock held across one resource's read-modify-write.
-    async fn lock_resource(&self, kind: Kind, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        self.shared
-            .locks
-            .lock(format!("{}/{id}", kind.endpoint()))
-            .await
+    async fn lock_resource(&self, kind: Kind, id: &str) -> Result<Held, ProvisionError> {
+        self.hold(format!("{}/{id}", kind.endpoint())).await
+    }
+
+    /// The lock of `key`: this process's, then (with a cluster store) the
+    /// cluster's, so one replica's waiters queue here rather than in Redis.
+    async fn hold(&self, key: String) -> Result<Held, ProvisionError> {
+        let Some((store, upstream)) = &self.shared.cluster else {
+            return Ok(Held {
+                _local: self.shared.locks.lock(key).await,
+                remote: None,
+            });
+        };
+        let remote_key = store.key("lock", &format!("{upstream}:{key}"));
+        let local = self.shared.locks.lock(key).await;
+        // Polled: a holder's work is one upstream round trip or a few; the
+        // wait is bounded by the lock's TTL, past which its holder is dead.
+        let deadline = tokio::time::Instant::now() + store.lock_ttl();
+        let mut pause = std::time::Duration::from_millis(2);
+        loop {
+            match store.try_lock(&remote_key).await {
+                Ok(Some(lock)) => {
+                    return Ok(Held {
+                        _local: local,
+                        remote: Some((store.clone(), lock)),
+                    });
+                }
+                Ok(None) if tokio::time::Instant::now() >= deadline => {
+                    return Err(ProvisionError::Contended);
+                }
+                Ok(None) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                }
+                Err(StoreDown) if store.on_unavailable() == OnUnavailable::Refuse => {
+                    return Err(ProvisionError::ClusterUnavailable);
+                }
+                Err(StoreDown) => {
+                    store.fell_back("lock");
+                    return Ok(Held {
+                        _local: local,
+                        remote: None,
+                    });
+                }
+            }
+        }
     }
 
     pub fn supports(&self, kind: Kind) -> bool {
@@ -228,9 +297,21 @@ impl Provisioner {
             .plan_membership(mapping, &BTreeSet::new(), &wanted)
             .await?;
         let _creating = match matching_key(kind, &resource) {
-            Some(key) => Some(self.shared.locks.lock(key).await),
+            Some(key) => Some(self.hold(key).await?),
             None => None,
         };
+        // Under the lock, so of N identical POSTs one creates and the rest
+        // find its user (an upstream that refuses duplicates is trusted to).
+        if kind == Kind::User
+            && mapping.unique_user_names == UniqueBy::Gateway
+            && let Some(user_name) = resource.get("userName").and_then(Value::as_str)
+            && self.user_name_holder(user_name).await?.is_some()
+        {
+            return Err(ProvisionError::Conflict(format!(
+                "a user with userName `{user_name}` exists already; look it up by userName and \
+                 update it instead"
+            )));
+        }
         if kind == Kind::User
             && let Some(restored) = self.restore(mapping, &resource).await?
         {
@@ -417,7 +498,7 @@ impl Provisioner {
             changes.retain(|(field, _)| *field != soft.field);
             changes.push((soft.field.clone(), restored.clone()));
         }
-        let _restoring = self.lock_resource(Kind::User, &id).await;
+        let _restoring = self.lock_resource(Kind::User, &id).await?;
         // Rendered once before any group is left: a change no call can make
         // is refused with nothing written.
         mapping.update_requests(&id, archived, changes.clone())?;
@@ -461,7 +542,7 @@ impl Provisioner {
     ) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
         prepare(kind, &mut resource, Some(id))?;
-        let _held = self.lock_resource(kind, id).await;
+        let _held = self.lock_resource(kind, id).await?;
         let current = self.get(kind, id, kind == Kind::Group).await?;
         check_precondition(&current.resource, if_match)?;
         if kind == Kind::User {
@@ -512,7 +593,7 @@ impl Provisioner {
                         .as_ref()
                         .is_some_and(|v| v.get("members").is_some())
         });
-        let _held = self.lock_resource(kind, id).await;
+        let _held = self.lock_resource(kind, id).await?;
         let current = self
             .get(kind, id, kind == Kind::Group && touches_members)
             .await?;
@@ -625,7 +706,7 @@ impl Provisioner {
         if_match: Option<&str>,
     ) -> Result<(), ProvisionError> {
         let mapping = self.mapping(kind)?;
-        let _held = self.lock_resource(kind, id).await;
+        let _held = self.lock_resource(kind, id).await?;
         let current = self.get(kind, id, false).await?;
         check_precondition(&current.resource, if_match)?;
         let hard = match (&mapping.soft_delete, &mapping.hard_delete) {

@@ -19,6 +19,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::cluster::ClusterStore;
+use crate::config::OnUnavailable;
 use crate::upstream::UpstreamClient;
 
 /// How long one round of probes answers `/readyz`.
@@ -27,6 +29,8 @@ pub const PROBE_CACHE: Duration = Duration::from_secs(1);
 pub struct Upstreams {
     /// (name, the client SCIM calls use)
     targets: Vec<(String, UpstreamClient)>,
+    /// The Redis the replicas share, if any.
+    cluster: Option<ClusterStore>,
     /// The last answer and when it was probed. Held across a probe, so
     /// concurrent `/readyz` wait for one round instead of each making one.
     last: Mutex<Option<(Instant, Readiness)>>,
@@ -36,12 +40,14 @@ pub struct Upstreams {
 struct Readiness {
     ready: bool,
     upstreams: Map<String, Value>,
+    cluster: Option<&'static str>,
 }
 
 impl Upstreams {
-    pub fn new(targets: Vec<(String, UpstreamClient)>) -> Self {
+    pub fn new(targets: Vec<(String, UpstreamClient)>, cluster: Option<ClusterStore>) -> Self {
         Upstreams {
             targets,
+            cluster,
             last: Mutex::new(None),
         }
     }
@@ -61,7 +67,21 @@ impl Upstreams {
         let mut readiness = Readiness {
             ready: true,
             upstreams: Map::new(),
+            cluster: None,
         };
+        // Down under `refuse`, writes and limited requests get 503, so the
+        // replica is not ready; under `local` it serves on its own.
+        if let Some(store) = &self.cluster {
+            let up = store.ping().await;
+            readiness.cluster = Some(match (up, store.on_unavailable()) {
+                (true, _) => "reachable",
+                (false, OnUnavailable::Local) => {
+                    "unreachable: limits and locks are this replica's own"
+                }
+                (false, OnUnavailable::Refuse) => "unreachable: refusing what needs it",
+            });
+            readiness.ready &= up || store.on_unavailable() == OnUnavailable::Local;
+        }
         while let Some(Ok((name, reachable))) = probes.join_next().await {
             readiness.ready &= reachable;
             readiness.upstreams.insert(
@@ -83,12 +103,20 @@ pub async fn alive() -> Json<Value> {
 }
 
 pub async fn ready(State(upstreams): State<Arc<Upstreams>>) -> Response {
-    let Readiness { ready, upstreams } = upstreams.readiness().await;
+    let Readiness {
+        ready,
+        upstreams,
+        cluster,
+    } = upstreams.readiness().await;
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"status": if ready { "ready" } else { "not ready" }, "upstreams": upstreams});
+    let mut body =
+        json!({"status": if ready { "ready" } else { "not ready" }, "upstreams": upstreams});
+    if let Some(cluster) = cluster {
+        body["cluster"] = Value::from(cluster);
+    }
     (status, Json(body)).into_response()
 }

@@ -4,24 +4,29 @@
 
 use std::time::Duration;
 
-use governor::clock::Clock;
-
-use crate::config::{Limiter, Rate};
+use crate::cluster::{ClusterStore, RateCheck, SharedRate};
+use crate::config::Rate;
 use crate::dialect::Dialect;
 use crate::scim::error::ScimError;
 
 pub struct ConnectionLimiter {
     connection: String,
-    limiter: Limiter,
+    limiter: SharedRate,
     /// The connection's own pacing wait; `None`: the dialect's.
     max_wait: Option<Duration>,
 }
 
 impl ConnectionLimiter {
-    pub fn new(connection: &str, rate: Rate, max_wait: Option<Duration>) -> Self {
+    /// With a cluster store, the rate holds for every replica together.
+    pub fn new(
+        connection: &str,
+        rate: Rate,
+        max_wait: Option<Duration>,
+        cluster: Option<&ClusterStore>,
+    ) -> Self {
         ConnectionLimiter {
             connection: connection.to_string(),
-            limiter: rate.limiter(),
+            limiter: SharedRate::new(rate, cluster, &format!("connection:{connection}")),
             max_wait,
         }
     }
@@ -32,16 +37,27 @@ pub async fn admit(limiter: &ConnectionLimiter, dialect: &Dialect) -> Result<(),
     let max_wait = limiter.max_wait.unwrap_or(dialect.pacing);
     let mut waited = Duration::ZERO;
     loop {
-        let Err(not_until) = limiter.limiter.check() else {
-            if !waited.is_zero() {
-                tracing::debug!(
-                    waited_ms = waited.as_millis() as u64,
-                    "request paced by the rate limit"
-                );
+        let wait = match limiter.limiter.check().await {
+            RateCheck::Allowed => {
+                if !waited.is_zero() {
+                    tracing::debug!(
+                        waited_ms = waited.as_millis() as u64,
+                        "request paced by the rate limit"
+                    );
+                }
+                return Ok(());
             }
-            return Ok(());
+            RateCheck::Wait(wait) => wait,
+            RateCheck::Unavailable => {
+                return Err(ScimError::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "the gateway cannot reach its cluster store to apply this connection's rate \
+                     limit; retry after 1 s",
+                )
+                .with_retry_after(1));
+            }
         };
-        let wait = not_until.wait_time_from(limiter.limiter.clock().now());
         if waited + wait > max_wait {
             metrics::counter!("scimgate_rate_limited_total", "connection" => limiter.connection.clone()).increment(1);
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -70,7 +86,7 @@ mod tests {
 
     fn two_per_second(max_wait_ms: Option<u64>) -> ConnectionLimiter {
         let rate = Rate::parse("2/s").unwrap();
-        ConnectionLimiter::new("c", rate, max_wait_ms.map(Duration::from_millis))
+        ConnectionLimiter::new("c", rate, max_wait_ms.map(Duration::from_millis), None)
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use axum::{Router, middleware};
 use http::HeaderMap;
 
+use crate::cluster::ClusterStore;
 use crate::config::GatewayConfig;
 use crate::provision::{Kind, ListLimits, Provisioner};
 use crate::scim::error::ScimError;
@@ -54,17 +55,36 @@ pub enum ServerError {
     UnknownDialect { connection: String, dialect: String },
     #[error("upstream `{name}`: {source}")]
     Upstream { name: String, source: UpstreamError },
+    /// The URL names no Redis the client can use (the message never quotes it).
+    #[error("[cluster] redis_url cannot be used: {0}")]
+    Cluster(String),
 }
 
 /// The whole gateway as one router, shared by `main` and the tests.
 pub fn router(config: &GatewayConfig) -> Result<Router, ServerError> {
-    router_with(config, UpstreamClient::new)
+    let cluster = cluster_store(config)?;
+    router_with(config, cluster.clone(), |upstream| {
+        UpstreamClient::with_cluster(upstream, cluster.as_ref())
+    })
+}
+
+/// The cluster store of `[cluster]`, if there is one (connected lazily).
+fn cluster_store(config: &GatewayConfig) -> Result<Option<ClusterStore>, ServerError> {
+    config
+        .cluster
+        .as_ref()
+        .map(|settings| {
+            ClusterStore::connect(settings)
+                .map_err(|error| ServerError::Cluster(error.category().to_string()))
+        })
+        .transpose()
 }
 
 /// The router with upstream clients made by `make_client` (`explain` records
-/// calls instead of sending them).
+/// calls instead of sending them, and has no cluster).
 pub fn router_with(
     config: &GatewayConfig,
+    cluster: Option<ClusterStore>,
     make_client: impl Fn(&crate::config::Upstream) -> Result<UpstreamClient, UpstreamError>,
 ) -> Result<Router, ServerError> {
     let mut clients = HashMap::new();
@@ -73,7 +93,10 @@ pub fn router_with(
             name: upstream.name.clone(),
             source,
         })?;
-        let shared = Arc::new(crate::provision::UpstreamShared::default());
+        let shared = Arc::new(crate::provision::UpstreamShared::new(
+            cluster.as_ref(),
+            &upstream.name,
+        ));
         clients.insert(upstream.name.clone(), (client, shared));
     }
     let audit_log = Arc::new(
@@ -91,6 +114,7 @@ pub fn router_with(
             .iter()
             .filter_map(|u| Some((u.name.clone(), clients.get(&u.name)?.0.clone())))
             .collect(),
+        cluster.clone(),
     ));
     let trusted_proxies: Arc<[crate::config::ProxyNet]> =
         Arc::from(config.server.trusted_proxies.as_slice());
@@ -139,7 +163,12 @@ pub fn router_with(
                 trusted_proxies: trusted_proxies.clone(),
             },
             limiter: connection.rate.map(|rate| {
-                limit::ConnectionLimiter::new(&connection.name, rate, connection.max_wait)
+                limit::ConnectionLimiter::new(
+                    &connection.name,
+                    rate,
+                    connection.max_wait,
+                    cluster.as_ref(),
+                )
             }),
         });
         let routes =
@@ -161,7 +190,10 @@ pub fn admin_router(config: &GatewayConfig) -> Result<Router, ServerError> {
         targets.push((upstream.name.clone(), client));
     }
     observe::handle();
-    let routes = admin_routes(Arc::new(health::Upstreams::new(targets)));
+    let routes = admin_routes(Arc::new(health::Upstreams::new(
+        targets,
+        cluster_store(config)?,
+    )));
     Ok(answering_in_scim(routes, config.server.max_body_bytes))
 }
 

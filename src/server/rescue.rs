@@ -87,7 +87,9 @@ pub fn scim_error(error: ProvisionError) -> ScimError {
         }
         ProvisionError::Misconfigured(_) => ScimError::internal(detail),
         ProvisionError::Unconfirmed(_) => ScimError::new(StatusCode::BAD_GATEWAY, None, detail),
-        ProvisionError::ShuttingDown => {
+        ProvisionError::ShuttingDown
+        | ProvisionError::Contended
+        | ProvisionError::ClusterUnavailable => {
             ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, detail).with_retry_after(1)
         }
     }
@@ -113,7 +115,9 @@ fn upstream_error(error: &UpstreamError) -> ScimError {
         UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, None),
         UpstreamError::Unreachable => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
         UpstreamError::RateBudget(seconds) => (StatusCode::TOO_MANY_REQUESTS, Some(*seconds)),
-        UpstreamError::Saturated => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+        UpstreamError::Saturated | UpstreamError::ClusterUnavailable => {
+            (StatusCode::SERVICE_UNAVAILABLE, Some(1))
+        }
         UpstreamError::CircuitOpen(seconds) => (StatusCode::SERVICE_UNAVAILABLE, Some(*seconds)),
         UpstreamError::BadBody
         | UpstreamError::TooLarge
@@ -215,6 +219,8 @@ mod tests {
             (ProvisionError::Misconfigured(text()), (500, None, None)),
             (ProvisionError::Unconfirmed(text()), (502, None, None)),
             (ProvisionError::ShuttingDown, (503, None, Some(1))),
+            (ProvisionError::Contended, (503, None, Some(1))),
+            (ProvisionError::ClusterUnavailable, (503, None, Some(1))),
             (
                 ProvisionError::Policy(PolicyError::NoAddress),
                 (400, Some("invalidValue"), None),

@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
-use governor::clock::Clock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::UpstreamError;
-use crate::config::{Budget as BudgetSettings, Limiter};
+use crate::cluster::{ClusterStore, RateCheck, SharedRate};
+use crate::config::Budget as BudgetSettings;
 
 #[derive(Debug)]
 pub struct Budget {
-    rate: Option<Limiter>,
+    rate: Option<SharedRate>,
     in_flight: Option<std::sync::Arc<Semaphore>>,
     queue_timeout: Duration,
 }
@@ -25,9 +25,13 @@ pub struct Ticket {
 }
 
 impl Budget {
-    pub fn new(settings: &BudgetSettings) -> Self {
+    /// With a cluster store, the rate holds for every replica together
+    /// (`upstream` names its cell).
+    pub fn new(settings: &BudgetSettings, cluster: Option<&ClusterStore>, upstream: &str) -> Self {
         Budget {
-            rate: settings.rate.map(|rate| rate.limiter()),
+            rate: settings
+                .rate
+                .map(|rate| SharedRate::new(rate, cluster, &format!("upstream:{upstream}"))),
             in_flight: settings
                 .max_in_flight
                 .map(|n| std::sync::Arc::new(Semaphore::new(n))),
@@ -39,8 +43,12 @@ impl Budget {
     pub async fn admit(&self) -> Result<Ticket, UpstreamError> {
         let deadline = Instant::now() + self.queue_timeout;
         if let Some(rate) = &self.rate {
-            while let Err(not_until) = rate.check() {
-                let wait = not_until.wait_time_from(rate.clock().now());
+            loop {
+                let wait = match rate.check().await {
+                    RateCheck::Allowed => break,
+                    RateCheck::Wait(wait) => wait,
+                    RateCheck::Unavailable => return Err(UpstreamError::ClusterUnavailable),
+                };
                 if Instant::now() + wait > deadline {
                     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
                     return Err(UpstreamError::RateBudget(seconds));
@@ -68,13 +76,17 @@ mod tests {
     use crate::config::Rate;
 
     fn budget(rate: Option<&str>, in_flight: Option<usize>) -> Budget {
-        Budget::new(&BudgetSettings {
-            rate: rate.and_then(Rate::parse),
-            max_in_flight: in_flight,
-            queue_timeout: Duration::from_millis(50),
-            max_retry_after_s: 300,
-            breaker: Default::default(),
-        })
+        Budget::new(
+            &BudgetSettings {
+                rate: rate.and_then(Rate::parse),
+                max_in_flight: in_flight,
+                queue_timeout: Duration::from_millis(50),
+                max_retry_after_s: 300,
+                breaker: Default::default(),
+            },
+            None,
+            "test",
+        )
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,6 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use rand::Rng;
 use serde_json::Value;
 
+use crate::cluster::ClusterStore;
 use crate::config::Upstream;
 use crate::mapping::{Auth, BodyEncoding, Refusal, UpstreamMapping, UpstreamRequest, form_pairs};
 
@@ -64,6 +65,10 @@ pub enum UpstreamError {
     BadSecret(String),
     #[error("the upstream API's request budget is spent; retry after {0} s")]
     RateBudget(u64),
+    #[error(
+        "the gateway cannot reach its cluster store to apply the upstream's request budget; retry after 1 s"
+    )]
+    ClusterUnavailable,
     #[error("the upstream API already has as many requests in flight as the gateway allows")]
     Saturated,
     #[error(
@@ -113,6 +118,15 @@ impl std::fmt::Debug for UpstreamClient {
 
 impl UpstreamClient {
     pub fn new(upstream: &Upstream) -> Result<Self, UpstreamError> {
+        Self::with_cluster(upstream, None)
+    }
+
+    /// A client whose request rate, with a cluster store, holds for every
+    /// replica together.
+    pub fn with_cluster(
+        upstream: &Upstream,
+        cluster: Option<&ClusterStore>,
+    ) -> Result<Self, UpstreamError> {
         let mapping = upstream.mapping.clone();
         let mut builder = reqwest::Client::builder()
             .timeout(mapping.timeout)
@@ -219,7 +233,11 @@ impl UpstreamClient {
             auth,
             tokens,
             recorder: None,
-            budget: Arc::new(budget::Budget::new(&upstream.budget)),
+            budget: Arc::new(budget::Budget::new(
+                &upstream.budget,
+                cluster,
+                &upstream.name,
+            )),
             breaker: Arc::new(breaker::Breaker::new(upstream.budget.breaker)),
         })
     }

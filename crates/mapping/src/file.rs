@@ -155,6 +155,21 @@ pub struct ResourceSection {
     #[serde(default)]
     pub attributes: Vec<AttributeSpec>,
     pub members: Option<MembersSpec>,
+    /// `[users]` only: who keeps userNames unique (default: the gateway).
+    pub unique_user_names: Option<Spanned<UniqueBy>>,
+}
+
+/// Who refuses a second user with a userName already taken.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UniqueBy {
+    /// The gateway looks the userName up before every create (one more
+    /// upstream call), for upstreams that would take a duplicate.
+    #[default]
+    Gateway,
+    /// The upstream refuses a taken userName itself (its error rules then
+    /// say how); the gateway makes no look-up.
+    Upstream,
 }
 
 #[derive(Debug, Deserialize)]

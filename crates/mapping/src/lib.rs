@@ -27,7 +27,7 @@ pub use call::{
     form_pairs,
 };
 pub use field::{FieldPath, FieldPathError};
-pub use file::{Direction, ValueType};
+pub use file::{Direction, UniqueBy, ValueType};
 
 /// The text of a JSON value as a SCIM id or member value.
 pub fn id_text(value: &Value) -> Option<String> {
@@ -521,6 +521,9 @@ pub struct ResourceMapping {
     pub soft_delete: Option<SoftDelete>,
     pub hard_delete: Option<Call>,
     pub restore_on_create: bool,
+    /// Who keeps userNames unique; [`UniqueBy::Gateway`] for groups, where
+    /// it is not used.
+    pub unique_user_names: UniqueBy,
     pub filters: Vec<FilterParam>,
     pub attributes: Vec<AttributeMap>,
     pub members: Option<Members>,

@@ -570,6 +570,9 @@ pub fn alice() -> Value {
 pub const PEOPLE_USERS: &str = r#"
 [users]
 id = { field = "id", type = "string" }
+# A scripted upstream answers only the calls each test expects: no look-up
+# before a create.
+unique_user_names = "upstream"
 
 [users.list]
 method = "GET"

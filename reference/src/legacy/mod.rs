@@ -123,6 +123,16 @@ impl LegacyApi {
         })
     }
 
+    /// The API without its unique logins and emails: it then creates a
+    /// second user with a login already taken, as many legacy APIs do, so
+    /// only the gateway can keep an IdP's retries from duplicating users.
+    pub fn allowing_duplicates(self) -> Result<LegacyApi, LegacyError> {
+        self.store
+            .allow_duplicates()
+            .map_err(LegacyError::Migrate)?;
+        Ok(self)
+    }
+
     /// All routes, behind the API-key check (unknown paths included, so an
     /// unauthenticated caller learns nothing about which paths exist).
     pub fn router(&self) -> Router {

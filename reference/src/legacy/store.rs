@@ -310,6 +310,23 @@ impl Store {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
     }
 
+    /// Drops the unique indexes on logins and emails (keeping a plain one
+    /// for look-ups): the store then takes duplicates, as many legacy APIs
+    /// do. For a database of this process only: opening the file again
+    /// without it restores the indexes, or fails if duplicates were made.
+    pub(crate) fn allow_duplicates(&self) -> rusqlite::Result<()> {
+        // Called right after `open`: nothing can have poisoned the lock.
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        conn.execute_batch(
+            "DROP INDEX IF EXISTS users_login_nocase;
+             DROP INDEX IF EXISTS users_email_nocase;
+             CREATE INDEX IF NOT EXISTS users_login_lookup ON users (login COLLATE NOCASE);",
+        )
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, Connection>> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
     }

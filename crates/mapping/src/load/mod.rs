@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::call::BodyPlaceholder;
 use super::file::{
     AttributeSpec, AuthSection, AuthStyle, CallSpec, CredentialsIn, Direction, EncodingSpec,
-    MappingFile, MembersSpec, MembersStyle, MethodSpec, PagingSpec, ResourceSection,
+    MappingFile, MembersSpec, MembersStyle, MethodSpec, PagingSpec, ResourceSection, UniqueBy,
 };
 use super::{
     AttributeMap, Auth, BodyEncoding, Call, ErrorMap, ErrorRule, FieldPath, FilterParam, IdField,
@@ -443,6 +443,16 @@ impl Compiler<'_> {
             .members
             .as_ref()
             .map(|members| self.members(section_name, members));
+        let unique_user_names = match &section.unique_user_names {
+            Some(by) if section_name != "users" => self.error(
+                by.span(),
+                format!(
+                    "`unique_user_names` belongs in [users]; [{section_name}] has no userNames"
+                ),
+            ),
+            Some(by) => Some(*by.get_ref()),
+            None => Some(UniqueBy::Gateway),
+        };
         let meta = MetaFields {
             created: section.meta.created.as_ref().and_then(|f| self.field(f)),
             last_modified: section
@@ -465,6 +475,7 @@ impl Compiler<'_> {
             soft_delete: soft_delete.flatten(),
             hard_delete: hard_delete.flatten(),
             restore_on_create: section.delete.restore_on_create,
+            unique_user_names: unique_user_names?,
             filters,
             attributes,
             members: members.flatten(),

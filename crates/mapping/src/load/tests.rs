@@ -33,16 +33,16 @@ fn fallbacks_and_absent_values_are_refused_where_they_cannot_apply() {
     };
     let itself = errors_of(&with("fallback = [\"emails.value\"]"));
     assert!(
-        located(&itself, "is the attribute itself").contains("m.toml:93:13"),
+        located(&itself, "is the attribute itself").contains("m.toml:96:13"),
         "{itself:?}"
     );
     let unknown = errors_of(&with("fallback = [\"nickname\", \"login\"]"));
-    assert!(located(&unknown, "`login` is not an attribute").contains("m.toml:93:25"));
+    assert!(located(&unknown, "`login` is not an attribute").contains("m.toml:96:25"));
     let read_only = errors_of(&with("direction = \"read\"\nfallback = [\"userName\"]"));
-    assert!(located(&read_only, "it is read-only").contains("m.toml:94:13"));
+    assert!(located(&read_only, "it is read-only").contains("m.toml:97:13"));
     let table = errors_of(&with("absent = [\"\", { x = 1 }]"));
     assert!(
-        located(&table, "each a string, number or boolean").contains("m.toml:93:10"),
+        located(&table, "each a string, number or boolean").contains("m.toml:96:10"),
         "{table:?}"
     );
     assert!(
@@ -64,15 +64,15 @@ fn membership_keys_a_style_needs_or_does_not_use_are_named_at_their_own_line() {
         "style = \"endpoints\"",
         "style = \"user_field\"",
     ));
-    assert!(located(&user_field, "needs `field`").contains("m.toml:185:9"));
-    assert!(located(&user_field, "does not use `member_field`").contains("m.toml:187:16"));
-    assert!(located(&user_field, "does not use `add`").contains("m.toml:189:"));
+    assert!(located(&user_field, "needs `field`").contains("m.toml:188:9"));
+    assert!(located(&user_field, "does not use `member_field`").contains("m.toml:190:16"));
+    assert!(located(&user_field, "does not use `add`").contains("m.toml:192:"));
     let text = include_str!("../../../../mappings/upstream/legacy.toml");
     let start = text.find("[groups.members]").unwrap();
     let end = start + text[start..].find("\n\n").unwrap();
     let no_members = errors_of(&format!("{}{}", &text[..start], &text[end..]));
     assert!(
-        located(&no_members, "declares no [groups.members]").contains("m.toml:148:"),
+        located(&no_members, "declares no [groups.members]").contains("m.toml:151:"),
         "{no_members:?}"
     );
 }
@@ -85,12 +85,12 @@ fn member_placeholders_are_refused_where_no_members_are_bound_and_required_where
         "remove = { method = \"DELETE\", path = \"/api/v1/teams/{id}/members/{member}\" }",
         "remove = { method = \"DELETE\", path = \"/api/v1/teams/{id}/members/{member}\", body = { all = \"{members}\" } }",
     ));
-    assert!(located(&unbound, "uses `{members}`").contains("m.toml:190:"));
+    assert!(located(&unbound, "uses `{members}`").contains("m.toml:193:"));
     let on_update = compile_errors(&legacy_with(
         "[users.update]\nmethod = \"PATCH\"\npath = \"/api/v1/users/{id}\"",
         "[users.update]\nmethod = \"PATCH\"\npath = \"/api/v1/users/{id}\"\nbody = { who = \"{member}\" }",
     ));
-    assert!(located(&on_update, "uses `{member}`").contains("m.toml:58:"));
+    assert!(located(&on_update, "uses `{member}`").contains("m.toml:61:"));
     let without_ids = wrike.replacen(
         "body = { addMembers = \"{members}\" }",
         "body = { addMembers = [] }",
@@ -98,7 +98,7 @@ fn member_placeholders_are_refused_where_no_members_are_bound_and_required_where
     );
     assert_ne!(without_ids, wrike);
     let errors = compile_errors(&without_ids);
-    assert!(located(&errors, "must send the member ids").contains("m.toml:230:"));
+    assert!(located(&errors, "must send the member ids").contains("m.toml:233:"));
     assert!(compile_errors(wrike).iter().all(|e| !e.contains("error")));
 }
 
@@ -330,4 +330,34 @@ fn error_rules_map_upstream_answers_to_scim_errors() {
         StatusCode::BAD_GATEWAY,
         "an upstream 401 is the gateway's problem"
     );
+}
+
+#[test]
+fn unique_user_names_defaults_to_the_gateway_and_belongs_in_users_only() {
+    let declared = "unique_user_names = \"upstream\"\n";
+    let trusting = include_str!("../../../../mappings/upstream/legacy.toml");
+    let checking = trusting.replacen(declared, "", 1);
+    assert_ne!(checking, trusting);
+    let compiled = |text: &str| {
+        let mut report = Report::default();
+        compile(&SourceFile::new("m.toml", text), &mut report).unwrap()
+    };
+    assert_eq!(compiled(trusting).users.unique_user_names, UniqueBy::Upstream);
+    assert_eq!(compiled(&checking).users.unique_user_names, UniqueBy::Gateway);
+    let on_groups = checking.replacen(
+        "[groups]\n",
+        "[groups]\nunique_user_names = \"gateway\"\n",
+        1,
+    );
+    let line = on_groups[..on_groups.find("unique_user_names").unwrap()]
+        .lines()
+        .count()
+        + 1;
+    let errors = errors_of(&on_groups);
+    assert!(
+        located(&errors, "belongs in [users]").contains(&format!("m.toml:{line}:")),
+        "{errors:?}"
+    );
+    let unknown = errors_of(&trusting.replacen("\"upstream\"", "\"nobody\"", 1));
+    assert!(!unknown.is_empty());
 }

@@ -1,0 +1,316 @@
+//! What the replicas of one gateway share, through Redis (`[cluster]`): each
+//! connection's and each upstream's rate as one GCRA cell for the whole
+//! cluster, and the per-resource locks that serialise creates and
+//! read-modify-writes across replicas.
+//!
+//! Every decision is one round trip: the rate cell is a Lua script (Redis
+//! runs scripts atomically) reading Redis's own clock, so replicas whose
+//! clocks differ still agree; a lock is `SET NX PX` with a random token,
+//! released by a compare-and-delete script, and kept alive while held, so a
+//! crashed replica's locks expire after their TTL.
+//!
+//! When Redis cannot be reached the operator's choice applies
+//! (`on_unavailable`): `local` falls back to this replica's own limiters and
+//! in-process locks, with a warning and the `scimgate_cluster_fallback_total`
+//! metric; `refuse` answers 503 with `Retry-After`. The connection manager
+//! reconnects by itself; `/readyz` reports the store while it is down.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use governor::clock::Clock;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::config::{ClusterSettings, Limiter, OnUnavailable, Rate};
+
+/// The rate cell: `ARGV[1]` µs between requests, `ARGV[2]` µs of burst
+/// tolerance. Answers 0 and charges the cell when the request may pass,
+/// otherwise the µs to wait, charging nothing (a refused request costs the
+/// others nothing). Numbers are formatted with `%.0f`: Lua's default
+/// conversion of a large number loses digits.
+const GCRA: &str = r"
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local next_tat = tat + interval
+local wait = next_tat - now - tolerance
+if wait > 0 then return string.format('%.0f', wait) end
+local ttl = math.ceil((next_tat - now) / 1000) + 1
+redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', ttl)
+return '0'
+";
+
+/// Deletes the lock only if it still holds our token.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Extends the lock only if it still holds our token.
+const EXTEND: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+";
+
+/// Redis could not answer; what that means is `on_unavailable`'s to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the cluster store (Redis) cannot be reached")]
+pub struct StoreDown;
+
+/// A rate decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Allowed,
+    /// Not before this long; nothing was charged.
+    Wait(Duration),
+}
+
+/// The shared store of one gateway process; cheap to clone.
+#[derive(Clone)]
+pub struct ClusterStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: ConnectionManager,
+    prefix: String,
+    on_unavailable: OnUnavailable,
+    lock_ttl: Duration,
+    /// Whether the last round trip succeeded (for `/readyz`, and to warn
+    /// once per outage rather than per request).
+    up: AtomicBool,
+    gcra: redis::Script,
+    unlock: redis::Script,
+    extend: redis::Script,
+}
+
+impl std::fmt::Debug for ClusterStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never printed.
+        f.debug_struct("ClusterStore")
+            .field("prefix", &self.inner.prefix)
+            .field("up", &self.is_up())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A lock held in Redis; [`ClusterStore::unlock`] gives it back, and it
+/// expires by itself if this replica dies holding it.
+#[derive(Debug)]
+pub struct RemoteLock {
+    key: String,
+    token: String,
+    keep_alive: tokio::task::JoinHandle<()>,
+}
+
+impl ClusterStore {
+    /// Connects lazily: a gateway whose Redis is down starts, and follows
+    /// `on_unavailable` until Redis answers.
+    pub fn connect(settings: &ClusterSettings) -> Result<ClusterStore, redis::RedisError> {
+        let client = redis::Client::open(settings.redis_url.expose())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(ClusterStore {
+            inner: Arc::new(Inner {
+                connection,
+                prefix: settings.key_prefix.clone(),
+                on_unavailable: settings.on_unavailable,
+                lock_ttl: settings.lock_ttl,
+                up: AtomicBool::new(true),
+                gcra: redis::Script::new(GCRA),
+                unlock: redis::Script::new(UNLOCK),
+                extend: redis::Script::new(EXTEND),
+            }),
+        })
+    }
+
+    /// How long a lock outlives a holder that stopped extending it.
+    pub fn lock_ttl(&self) -> Duration {
+        self.inner.lock_ttl
+    }
+
+    pub fn on_unavailable(&self) -> OnUnavailable {
+        self.inner.on_unavailable
+    }
+
+    /// Whether the last round trip reached Redis.
+    pub fn is_up(&self) -> bool {
+        self.inner.up.load(Ordering::Relaxed)
+    }
+
+    /// One round trip, for `/readyz`.
+    pub async fn ping(&self) -> bool {
+        let mut connection = self.inner.connection.clone();
+        let answer: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
+        self.observe(answer).is_ok()
+    }
+
+    /// The key of `name` under this gateway's prefix.
+    pub fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.inner.prefix)
+    }
+
+    /// One request against the rate cell `key`.
+    pub async fn admit(&self, key: &str, rate: Rate) -> Result<Admission, StoreDown> {
+        let interval = (rate.per.as_micros() / u128::from(rate.count.get())).max(1);
+        let tolerance = interval * u128::from(rate.burst.get());
+        let mut connection = self.inner.connection.clone();
+        let answer: Result<String, _> = self
+            .inner
+            .gcra
+            .key(key)
+            .arg(interval.to_string())
+            .arg(tolerance.to_string())
+            .invoke_async(&mut connection)
+            .await;
+        let wait: u64 = self.observe(answer)?.parse().map_err(|_| StoreDown)?;
+        Ok(match wait {
+            0 => Admission::Allowed,
+            micros => Admission::Wait(Duration::from_micros(micros)),
+        })
+    }
+
+    /// Takes the lock `key` if it is free.
+    pub async fn try_lock(&self, key: &str) -> Result<Option<RemoteLock>, StoreDown> {
+        let token = hex::encode(rand::random::<[u8; 16]>());
+        let ttl_ms = self.inner.lock_ttl.as_millis() as u64;
+        let mut connection = self.inner.connection.clone();
+        let answer: Result<Option<String>, _> = redis::cmd("SET")
+            .arg(key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut connection)
+            .await;
+        if self.observe(answer)?.is_none() {
+            return Ok(None);
+        }
+        // Kept alive while held: an operation may outlast the TTL (a slow
+        // upstream, retries); a dead replica stops extending it.
+        let store = self.clone();
+        let (held_key, held_token) = (key.to_string(), token.clone());
+        let keep_alive = tokio::spawn(async move {
+            let every = store.inner.lock_ttl / 3;
+            loop {
+                tokio::time::sleep(every).await;
+                let mut connection = store.inner.connection.clone();
+                let extended: Result<i64, _> = store
+                    .inner
+                    .extend
+                    .key(&held_key)
+                    .arg(&held_token)
+                    .arg(ttl_ms)
+                    .invoke_async(&mut connection)
+                    .await;
+                if matches!(extended, Ok(0)) {
+                    return;
+                }
+            }
+        });
+        Ok(Some(RemoteLock {
+            key: key.to_string(),
+            token,
+            keep_alive,
+        }))
+    }
+
+    /// Gives a lock back (if Redis is down, its TTL will).
+    pub async fn unlock(&self, lock: RemoteLock) {
+        lock.keep_alive.abort();
+        let mut connection = self.inner.connection.clone();
+        let answer: Result<i64, _> = self
+            .inner
+            .unlock
+            .key(&lock.key)
+            .arg(&lock.token)
+            .invoke_async(&mut connection)
+            .await;
+        let _ = self.observe(answer);
+    }
+
+    /// Records whether Redis answered; warns once when it stops and once
+    /// when it is back.
+    fn observe<T>(&self, answer: Result<T, redis::RedisError>) -> Result<T, StoreDown> {
+        match answer {
+            Ok(value) => {
+                if !self.inner.up.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("the cluster store (Redis) answers again");
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                if self.inner.up.swap(false, Ordering::Relaxed) {
+                    // The error names the address, never the password.
+                    tracing::warn!(
+                        kind = ?error.kind(),
+                        on_unavailable = self.inner.on_unavailable.as_str(),
+                        "the cluster store (Redis) cannot be reached"
+                    );
+                }
+                Err(StoreDown)
+            }
+        }
+    }
+
+    /// Counts one decision taken by this replica alone because Redis was down.
+    pub fn fell_back(&self, what: &'static str) {
+        metrics::counter!("scimgate_cluster_fallback_total", "what" => what).increment(1);
+    }
+}
+
+/// A rate shared by every replica when there is a cluster store, else this
+/// replica's own (and this replica's own while the store is down, under
+/// `on_unavailable = "local"`).
+#[derive(Debug)]
+pub struct SharedRate {
+    rate: Rate,
+    local: Limiter,
+    cluster: Option<(ClusterStore, String)>,
+}
+
+/// What a [`SharedRate`] says of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateCheck {
+    Allowed,
+    /// Not before this long; nothing was charged.
+    Wait(Duration),
+    /// The store is down and the operator chose `refuse`.
+    Unavailable,
+}
+
+impl SharedRate {
+    /// `key` names the cell in the store: one per connection or upstream.
+    pub fn new(rate: Rate, cluster: Option<&ClusterStore>, key: &str) -> Self {
+        SharedRate {
+            rate,
+            local: rate.limiter(),
+            cluster: cluster.map(|store| (store.clone(), store.key("rate", key))),
+        }
+    }
+
+    pub async fn check(&self) -> RateCheck {
+        if let Some((store, key)) = &self.cluster {
+            match store.admit(key, self.rate).await {
+                Ok(Admission::Allowed) => return RateCheck::Allowed,
+                Ok(Admission::Wait(wait)) => return RateCheck::Wait(wait),
+                Err(StoreDown) if store.on_unavailable() == OnUnavailable::Refuse => {
+                    return RateCheck::Unavailable;
+                }
+                Err(StoreDown) => store.fell_back("rate"),
+            }
+        }
+        match self.local.check() {
+            Ok(()) => RateCheck::Allowed,
+            Err(not_until) => RateCheck::Wait(not_until.wait_time_from(self.local.clock().now())),
+        }
+    }
+}
