@@ -219,3 +219,39 @@ fn domains_normalise_case_and_trailing_dot() {
     assert_eq!(normalise_domain("a..b"), None);
     assert_eq!(normalise_domain("ex ample.com"), None);
 }
+
+#[test]
+fn cluster_settings_are_checked_at_their_line_and_never_quote_the_url() {
+    let with = |cluster: &str| {
+        format!(
+            "[upstreams.legacy]\nmapping = \"mappings/upstream/legacy.toml\"\n\
+             secrets.api_key = {{ value = \"k\" }}\n\n{cluster}"
+        )
+    };
+    let (config, report) = compile_text(&with(
+        "[cluster]\nredis_url = { value = \"redis://:hunter2@10.0.0.9:6379/2\" }\non_unavailable = \"refuse\"\n",
+    ));
+    assert!(!report.has_errors(), "{report}");
+    let cluster = config.unwrap().cluster.unwrap();
+    assert_eq!(cluster.on_unavailable, OnUnavailable::Refuse);
+    assert_eq!(cluster.key_prefix, "scimgate:");
+    assert_eq!(cluster.timeout, Duration::from_millis(250));
+    assert_eq!(cluster.lock_ttl, Duration::from_millis(30_000));
+    assert!(!format!("{cluster:?}").contains("hunter2"));
+
+    let (_, report) = compile_text(&with(
+        "[cluster]\nredis_url = { value = \"http://:hunter2@10.0.0.9\" }\ntimeout_ms = 0\n",
+    ));
+    let shown = report.to_string();
+    assert!(
+        shown.contains("gateway.toml:6:13: error: [cluster] redis_url must be a redis://"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+
+    let (_, report) = compile_text(&with(
+        "[cluster]\nredis_url = { value = \"redis://r:6379\" }\ntimeout_ms = 0\non_unavailable = \"maybe\"\n",
+    ));
+    let shown = report.to_string();
+    assert!(shown.contains("gateway.toml:8:"), "{shown}");
+}

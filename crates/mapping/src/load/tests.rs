@@ -342,8 +342,14 @@ fn unique_user_names_defaults_to_the_gateway_and_belongs_in_users_only() {
         let mut report = Report::default();
         compile(&SourceFile::new("m.toml", text), &mut report).unwrap()
     };
-    assert_eq!(compiled(trusting).users.unique_user_names, UniqueBy::Upstream);
-    assert_eq!(compiled(&checking).users.unique_user_names, UniqueBy::Gateway);
+    assert_eq!(
+        compiled(trusting).users.unique_user_names,
+        UniqueBy::Upstream
+    );
+    assert_eq!(
+        compiled(&checking).users.unique_user_names,
+        UniqueBy::Gateway
+    );
     let on_groups = checking.replacen(
         "[groups]\n",
         "[groups]\nunique_user_names = \"gateway\"\n",

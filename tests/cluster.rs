@@ -1,0 +1,339 @@
+//! Several `scimgate serve` replicas sharing one Redis (`[cluster]`), in
+//! front of a legacy API that takes duplicate logins and has no conditional
+//! updates: one user of many identical POSTs, one winner of many PATCHes
+//! with the same `If-Match`, one rate for the whole cluster, and what a
+//! Redis outage does under each `on_unavailable`.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test clients read small bodies the tests wrote, and time what they test"
+)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use scimgate_test_support as common;
+
+use common::{RedisServer, Replica, TOKEN, alice};
+use reqwest::Method;
+use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_scimgate");
+const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// The legacy API without unique logins, as many legacy APIs are.
+async fn lax_upstream() -> SocketAddr {
+    let api = LegacyApi::open(LegacyConfig {
+        api_key: common::API_KEY.into(),
+        database: Database::Memory,
+    })
+    .unwrap()
+    .allowing_duplicates()
+    .unwrap();
+    common::serve(api.router()).await
+}
+
+/// legacy.toml as it would be written for such an API: userNames are the
+/// gateway's to keep unique.
+fn mapping() -> String {
+    let shipped = scimgate::demo::LEGACY_MAPPING;
+    let mapping = shipped.replace("unique_user_names = \"upstream\"\n", "");
+    assert_ne!(mapping, shipped);
+    mapping
+}
+
+fn config(upstream: SocketAddr, cluster: &str, connection: &str) -> String {
+    let hash = hex::encode(scimgate::server::hash_token(TOKEN));
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{{port}}"
+{cluster}
+
+[upstreams.legacy]
+mapping = "legacy.toml"
+base_url = "http://{upstream}"
+secrets.api_key = {{ env = "CLUSTER_TEST_API_KEY" }}
+
+[connections.idp]
+base_path = "/scim/v2"
+upstream = "legacy"
+token_sha256 = "{hash}"
+approved_domains = ["example.com"]
+dialect = "generic"
+{connection}
+"#
+    )
+}
+
+fn cluster_section(redis: &RedisServer, on_unavailable: &str) -> String {
+    format!(
+        "\n[cluster]\nredis_url = {{ value = \"{}\" }}\ntimeout_ms = 200\non_unavailable = \"{on_unavailable}\"\n",
+        redis.url()
+    )
+}
+
+async fn replicas(n: usize, config: &str) -> Vec<Replica> {
+    let mapping = mapping();
+    let mut started = Vec::new();
+    for _ in 0..n {
+        started.push(
+            Replica::start(
+                BIN,
+                config,
+                &[("legacy.toml", &mapping)],
+                &[("CLUSTER_TEST_API_KEY", common::API_KEY)],
+            )
+            .await,
+        );
+    }
+    started
+}
+
+fn base(replica: &Replica) -> String {
+    format!("{}/scim/v2", replica.root())
+}
+
+async fn upstream_users(upstream: SocketAddr, login: &str) -> usize {
+    let answer: Value = reqwest::Client::new()
+        .get(format!("http://{upstream}/api/v1/users?login={login}"))
+        .header("x-api-key", common::API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer.as_array().map_or(0, Vec::len)
+}
+
+/// `n` requests let go at once, the i-th to replica i mod 3.
+async fn at_once(
+    replicas: &[Replica],
+    n: usize,
+    request: impl Fn(usize) -> (Method, String, Option<Value>, Option<String>),
+) -> Vec<u16> {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut attempts = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let url_base = base(&replicas[i % replicas.len()]);
+        let (method, path, body, if_match) = request(i);
+        let start = start.clone();
+        attempts.spawn(async move {
+            let client = reqwest::Client::new();
+            // Connected first, so the requests leave together.
+            client
+                .get(format!("{url_base}/ServiceProviderConfig"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            start.wait().await;
+            let mut request = client
+                .request(method, format!("{url_base}{path}"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/scim+json");
+            if let Some(version) = if_match {
+                request = request.header("if-match", version);
+            }
+            if let Some(body) = body {
+                request = request.body(body.to_string());
+            }
+            request.send().await.unwrap().status().as_u16()
+        });
+    }
+    let mut statuses = attempts.join_all().await;
+    statuses.sort();
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_four_identical_posts_over_three_replicas_make_one_user() {
+    let redis = RedisServer::start().await;
+    let upstream = lax_upstream().await;
+    let replicas = replicas(3, &config(upstream, &cluster_section(&redis, "refuse"), "")).await;
+    let statuses = at_once(&replicas, 24, |_| {
+        (Method::POST, "/Users".into(), Some(alice()), None)
+    })
+    .await;
+    assert_eq!(statuses[0], 201, "{statuses:?}");
+    assert!(statuses[1..].iter().all(|s| *s == 409), "{statuses:?}");
+    assert_eq!(upstream_users(upstream, "alice@example.com").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twelve_patches_with_one_if_match_over_three_replicas_let_exactly_one_win() {
+    let redis = RedisServer::start().await;
+    let upstream = lax_upstream().await;
+    let replicas = replicas(3, &config(upstream, &cluster_section(&redis, "refuse"), "")).await;
+    let created =
+        common::scim_request(&base(&replicas[0]), Method::POST, "/Users", Some(alice())).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let version = created.body["meta"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let statuses = at_once(&replicas, 12, |n| {
+        let patch = json!({"schemas": [PATCH_SCHEMA], "Operations": [
+            {"op": "replace", "path": "title", "value": format!("T{n}")}
+        ]});
+        (
+            Method::PATCH,
+            format!("/Users/{id}"),
+            Some(patch),
+            Some(version.clone()),
+        )
+    })
+    .await;
+    let mut expected = vec![412; 11];
+    expected.insert(0, 200);
+    assert_eq!(statuses, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connections_rate_holds_for_the_whole_cluster() {
+    let redis = RedisServer::start().await;
+    let upstream = lax_upstream().await;
+    let limited = "rate_limit = \"20/s\"\nburst = 20\nmax_wait_ms = 0\n";
+    let replicas = replicas(
+        3,
+        &config(upstream, &cluster_section(&redis, "refuse"), limited),
+    )
+    .await;
+    let seconds = 3;
+    let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let mut drivers = tokio::task::JoinSet::new();
+    // Four clients per replica, each as fast as it is answered.
+    for worker in 0..12 {
+        let url = format!("{}/ServiceProviderConfig", base(&replicas[worker % 3]));
+        drivers.spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut served, mut refused) = (0u64, 0u64);
+            while tokio::time::Instant::now() < until {
+                let reply = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+                match reply.status().as_u16() {
+                    200 => served += 1,
+                    429 => {
+                        assert!(reply.headers().contains_key("retry-after"));
+                        refused += 1;
+                    }
+                    other => panic!("unexpected {other}"),
+                }
+            }
+            (served, refused)
+        });
+    }
+    let (served, refused) = drivers
+        .join_all()
+        .await
+        .into_iter()
+        .fold((0, 0), |(s, r), (a, b)| (s + a, r + b));
+    let allowed = (20 * seconds + 20) as f64;
+    assert!(
+        (0.7 * allowed..=1.25 * allowed).contains(&(served as f64)),
+        "{served} served, {refused} refused; the cluster allows about {allowed}"
+    );
+    assert!(
+        refused > served,
+        "driven hard enough: {served} served, {refused} refused"
+    );
+}
+
+async fn readiness(replica: &Replica) -> (u16, Value) {
+    let reply = reqwest::get(format!("{}/readyz", replica.root()))
+        .await
+        .unwrap();
+    let status = reply.status().as_u16();
+    (status, reply.json().await.unwrap_or(Value::Null))
+}
+
+async fn create(replica: &Replica, name: &str) -> u16 {
+    let mut user = alice();
+    user["userName"] = json!(format!("{name}@example.com"));
+    user["emails"] = json!([{"value": format!("{name}@example.com"), "primary": true}]);
+    common::scim_request(&base(replica), Method::POST, "/Users", Some(user))
+        .await
+        .status
+        .as_u16()
+}
+
+/// Polls `readyz` until its `cluster` says `wanted` (the probe is cached
+/// for a second, and the client reconnects in the background).
+async fn until_cluster(replica: &Replica, wanted: &str) -> (u16, Value) {
+    let mut last = (0, Value::Null);
+    for _ in 0..60 {
+        last = readiness(replica).await;
+        if last.1["cluster"]
+            .as_str()
+            .is_some_and(|c| c.starts_with(wanted))
+        {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("readyz never said cluster {wanted}: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_refuse_a_redis_outage_is_503_with_retry_after_and_recovers_by_itself() {
+    let mut redis = RedisServer::start().await;
+    let upstream = lax_upstream().await;
+    let replicas = replicas(1, &config(upstream, &cluster_section(&redis, "refuse"), "")).await;
+    let replica = &replicas[0];
+    assert_eq!(create(replica, "before").await, 201);
+    assert_eq!(until_cluster(replica, "reachable").await.0, 200);
+
+    redis.stop();
+    let reply = {
+        let mut user = alice();
+        user["userName"] = json!("during@example.com");
+        common::scim_request(&base(replica), Method::POST, "/Users", Some(user)).await
+    };
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(
+        upstream_users(upstream, "during@example.com").await,
+        0,
+        "refused, so not written"
+    );
+    let (status, body) = until_cluster(replica, "unreachable").await;
+    assert_eq!(status, 503, "{body}");
+
+    redis.restart().await;
+    until_cluster(replica, "reachable").await;
+    assert_eq!(
+        create(replica, "during").await,
+        201,
+        "the IdP's retry goes through"
+    );
+    assert_eq!(upstream_users(upstream, "during@example.com").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_local_a_redis_outage_is_served_by_each_replica_alone_and_recovers_by_itself() {
+    let mut redis = RedisServer::start().await;
+    let upstream = lax_upstream().await;
+    let replicas = replicas(1, &config(upstream, &cluster_section(&redis, "local"), "")).await;
+    let replica = &replicas[0];
+    assert_eq!(create(replica, "before").await, 201);
+
+    redis.stop();
+    assert_eq!(create(replica, "during").await, 201);
+    assert_eq!(
+        create(replica, "during").await,
+        409,
+        "still one user per userName"
+    );
+    let (status, body) = until_cluster(replica, "unreachable").await;
+    assert_eq!(status, 200, "{body}");
+
+    redis.restart().await;
+    until_cluster(replica, "reachable").await;
+    assert_eq!(create(replica, "after").await, 201);
+    for login in ["before", "during", "after"] {
+        let login = format!("{login}@example.com");
+        assert_eq!(upstream_users(upstream, &login).await, 1, "{login}");
+    }
+}
