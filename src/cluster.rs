@@ -1,13 +1,15 @@
 //! What the replicas of one gateway share, through Redis (`[cluster]`): each
 //! connection's and each upstream's rate as one GCRA cell for the whole
-//! cluster, and the per-resource locks that serialise creates and
-//! read-modify-writes across replicas.
+//! cluster, each upstream's in-flight slots, and the per-resource locks that
+//! serialise creates and read-modify-writes across replicas.
 //!
 //! Every decision is one round trip: the rate cell is a Lua script (Redis
 //! runs scripts atomically) reading Redis's own clock, so replicas whose
 //! clocks differ still agree; a lock is `SET NX PX` with a random token,
 //! released by a compare-and-delete script, and kept alive while held, so a
-//! crashed replica's locks expire after their TTL.
+//! crashed replica's locks expire after their TTL; an in-flight slot is a
+//! member of a sorted set scored by its expiry, taken by a script that
+//! first drops the expired ones.
 //!
 //! When Redis cannot be reached the operator's choice applies
 //! (`on_unavailable`): `local` falls back to this replica's own limiters and
@@ -56,6 +58,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 ";
 
+/// Takes one of `ARGV[1]` in-flight slots for `ARGV[2]` ms under id
+/// `ARGV[3]`, dropping the slots whose time ran out first (a dead
+/// replica's); answers 1 if taken, 0 if all are in use.
+const LEASE: &str = r"
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
 /// Redis could not answer; what that means is `on_unavailable`'s to say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the cluster store (Redis) cannot be reached")]
@@ -84,6 +101,7 @@ struct Inner {
     /// once per outage rather than per request).
     up: AtomicBool,
     gcra: redis::Script,
+    lease: redis::Script,
     unlock: redis::Script,
     extend: redis::Script,
 }
@@ -107,6 +125,13 @@ pub struct RemoteLock {
     keep_alive: tokio::task::JoinHandle<()>,
 }
 
+/// One in-flight slot of an upstream, held in Redis.
+#[derive(Debug)]
+pub struct Lease {
+    key: String,
+    id: String,
+}
+
 impl ClusterStore {
     /// Connects lazily: a gateway whose Redis is down starts, and follows
     /// `on_unavailable` until Redis answers.
@@ -126,6 +151,7 @@ impl ClusterStore {
                 lock_ttl: settings.lock_ttl,
                 up: AtomicBool::new(true),
                 gcra: redis::Script::new(GCRA),
+                lease: redis::Script::new(LEASE),
                 unlock: redis::Script::new(UNLOCK),
                 extend: redis::Script::new(EXTEND),
             }),
@@ -221,6 +247,36 @@ impl ClusterStore {
             token,
             keep_alive,
         }))
+    }
+
+    /// Takes one of `max` in-flight slots of `key` for at most the lock TTL.
+    pub async fn try_lease(&self, key: &str, max: usize) -> Result<Option<Lease>, StoreDown> {
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let mut connection = self.inner.connection.clone();
+        let answer: Result<i64, _> = self
+            .inner
+            .lease
+            .key(key)
+            .arg(max)
+            .arg(self.inner.lock_ttl.as_millis() as u64)
+            .arg(&id)
+            .invoke_async(&mut connection)
+            .await;
+        Ok((self.observe(answer)? == 1).then(|| Lease {
+            key: key.to_string(),
+            id,
+        }))
+    }
+
+    /// Gives a slot back (if Redis is down, its TTL will).
+    pub async fn release(&self, lease: Lease) {
+        let mut connection = self.inner.connection.clone();
+        let answer: Result<i64, _> = redis::cmd("ZREM")
+            .arg(&lease.key)
+            .arg(&lease.id)
+            .query_async(&mut connection)
+            .await;
+        let _ = self.observe(answer);
     }
 
     /// Gives a lock back (if Redis is down, its TTL will).

@@ -337,3 +337,103 @@ async fn with_local_a_redis_outage_is_served_by_each_replica_alone_and_recovers_
         assert_eq!(upstream_users(upstream, &login).await, 1, "{login}");
     }
 }
+
+/// A users API whose GET takes `delay` and that counts how many GETs it
+/// serves at once (now, and the most ever).
+#[derive(Clone, Default)]
+struct Gauge {
+    now: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn slow_upstream(delay: Duration) -> (SocketAddr, Gauge) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let gauge = Gauge::default();
+    let counted = gauge.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/users/{id}",
+        axum::routing::get(move |axum::extract::Path(id): axum::extract::Path<u64>| {
+            let gauge = counted.clone();
+            async move {
+                let now = gauge.now.fetch_add(1, SeqCst) + 1;
+                gauge.most.fetch_max(now, SeqCst);
+                tokio::time::sleep(delay).await;
+                gauge.now.fetch_sub(1, SeqCst);
+                axum::Json(json!({
+                    "id": id, "login": format!("u{id}@example.com"), "email": format!("u{id}@example.com"),
+                    "status": "enabled", "version": 1
+                }))
+            }
+        }),
+    );
+    (common::serve(app).await, gauge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upstreams_max_in_flight_holds_for_the_cluster_and_a_dead_replicas_slots_come_back() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let redis = RedisServer::start().await;
+    let (upstream, gauge) = slow_upstream(Duration::from_millis(300)).await;
+    let cluster = format!("{}lock_ttl_ms = 1500\n", cluster_section(&redis, "refuse"));
+    let text = config(upstream, &cluster, "").replace(
+        "secrets.api_key",
+        "max_in_flight = 2\nqueue_timeout_ms = 10000\nsecrets.api_key",
+    );
+    let three = replicas(3, &text).await;
+    // Nine reads at once, three per replica: never more than two upstream.
+    let mut reads = tokio::task::JoinSet::new();
+    for (n, replica) in three.iter().cycle().take(9).enumerate() {
+        let url = base(replica);
+        reads.spawn(async move {
+            common::scim_request(&url, Method::GET, &format!("/Users/{n}"), None)
+                .await
+                .status
+                .as_u16()
+        });
+    }
+    assert_eq!(reads.join_all().await, vec![200; 9]);
+    assert_eq!(gauge.most.load(SeqCst), 2, "at most two in flight upstream");
+
+    // A replica dies holding both slots (its reads hang upstream for 30 s):
+    // the others get them back once their time runs out, not never.
+    let (upstream, gauge) = slow_upstream(Duration::from_secs(30)).await;
+    let text = config(upstream, &cluster, "").replace(
+        "secrets.api_key",
+        "max_in_flight = 2\nqueue_timeout_ms = 10000\nsecrets.api_key",
+    );
+    drop(three);
+    let mut two = replicas(2, &text).await;
+    for n in 0..2 {
+        let url = base(&two[0]);
+        tokio::spawn(async move {
+            let _ = common::scim_request(&url, Method::GET, &format!("/Users/{n}"), None).await;
+        });
+    }
+    while gauge.now.load(SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    two[0].kill();
+    let started = tokio::time::Instant::now();
+    let waiting = {
+        let url = base(&two[1]);
+        tokio::spawn(async move {
+            common::scim_request(&url, Method::GET, "/Users/7", None)
+                .await
+                .status
+                .as_u16()
+        })
+    };
+    // Its read reaches the (still hanging) upstream once the dead slots expire.
+    while gauge.most.load(SeqCst) < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "the dead replica's slots never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "slots freed before their time"
+    );
+    waiting.abort();
+}

@@ -9,19 +9,33 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::UpstreamError;
-use crate::cluster::{ClusterStore, RateCheck, SharedRate};
-use crate::config::Budget as BudgetSettings;
+use crate::cluster::{ClusterStore, Lease, RateCheck, SharedRate, StoreDown};
+use crate::config::{Budget as BudgetSettings, OnUnavailable};
 
 #[derive(Debug)]
 pub struct Budget {
     rate: Option<SharedRate>,
     in_flight: Option<std::sync::Arc<Semaphore>>,
+    /// With a cluster store: the upstream's `max_in_flight` slots for every
+    /// replica together, under this key.
+    shared_slots: Option<(ClusterStore, String, usize)>,
     queue_timeout: Duration,
 }
 
 /// Held while a request is in flight.
 pub struct Ticket {
     _permit: Option<OwnedSemaphorePermit>,
+    lease: Option<(ClusterStore, Lease)>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some((store, lease)) = self.lease.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { store.release(lease).await });
+        }
+    }
 }
 
 impl Budget {
@@ -35,6 +49,9 @@ impl Budget {
             in_flight: settings
                 .max_in_flight
                 .map(|n| std::sync::Arc::new(Semaphore::new(n))),
+            shared_slots: cluster
+                .zip(settings.max_in_flight)
+                .map(|(store, max)| (store.clone(), store.key("in_flight", upstream), max)),
             queue_timeout: settings.queue_timeout,
         }
     }
@@ -66,7 +83,45 @@ impl Budget {
                 }
             }
         };
-        Ok(Ticket { _permit: permit })
+        // After this replica's own slot: its waiters queue here, not in Redis.
+        let lease = match &self.shared_slots {
+            Some((store, key, max)) => shared_slot(store, key, *max, deadline).await?,
+            None => None,
+        };
+        Ok(Ticket {
+            _permit: permit,
+            lease,
+        })
+    }
+}
+
+/// One of the upstream's in-flight slots across the cluster, waited for
+/// until `deadline` (polled: a slot frees when a call ends).
+async fn shared_slot(
+    store: &ClusterStore,
+    key: &str,
+    max: usize,
+    deadline: Instant,
+) -> Result<Option<(ClusterStore, Lease)>, UpstreamError> {
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match store.try_lease(key, max).await {
+            Ok(Some(lease)) => return Ok(Some((store.clone(), lease))),
+            Ok(None) if Instant::now() + pause > deadline => {
+                return Err(UpstreamError::Saturated);
+            }
+            Ok(None) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(StoreDown) if store.on_unavailable() == OnUnavailable::Refuse => {
+                return Err(UpstreamError::ClusterUnavailable);
+            }
+            Err(StoreDown) => {
+                store.fell_back("in_flight");
+                return Ok(None);
+            }
+        }
     }
 }
 
