@@ -25,6 +25,9 @@ use serde_json::{Value, json};
 #[path = "harness/mod.rs"]
 mod harness;
 
+#[path = "bench/cluster.rs"]
+mod cluster;
+
 use harness::{API_KEY, Process, TOKEN, free_port, gateway_config, tempdir, usage, wait_for};
 
 #[derive(Parser)]
@@ -63,6 +66,14 @@ struct Args {
     /// scheduler happened to put the three processes.
     #[arg(long)]
     pin: bool,
+    /// Measure instead what `[cluster]` adds: a gateway alone and one
+    /// sharing limits and locks through a Redis of its own (needs
+    /// `redis-server`), side by side; writes target/bench/cluster.json.
+    #[arg(long)]
+    cluster: bool,
+    /// Interleaved rounds of each `--cluster` scenario (medians reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -206,6 +217,9 @@ async fn drive(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = harness::scimgate_binary()?;
+    if args.cluster {
+        return cluster::run(&args, &bin).await;
+    }
     let dir = tempdir()?;
     let (legacy_process, legacy_port) = harness::start_legacy(&bin).await?;
     let legacy = format!("http://127.0.0.1:{legacy_port}/api/v1");
