@@ -1,5 +1,6 @@
 //! `scimgate serve` as an SRE runs it: SIGHUP reloads config and mappings
-//! (a bad reload keeps the last good state serving), SIGTERM drains and exits.
+//! (a bad reload keeps the last good state serving), SIGTERM drains and
+//! exits, and /metrics is complete from the first scrape and counts reloads.
 
 use scimgate_test_support as common;
 
@@ -180,4 +181,135 @@ async fn with_watch_a_changed_config_file_is_applied_without_a_signal() {
         Some(201),
         "the watcher reloaded the changed config"
     );
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test reads its own gateway's small /metrics page"
+)]
+async fn scrape(port: u16) -> Option<String> {
+    let reply = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?;
+    reply.text().await.ok()
+}
+
+/// The value of the sample line that starts with `series`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_are_complete_from_the_first_scrape_and_count_each_reload() {
+    let upstream = scimgate::demo::start_legacy(Database::Memory, "reload-key")
+        .await
+        .unwrap();
+    let port = common::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scimgate.toml");
+    std::fs::write(&path, config(port, upstream, r#""example.com""#)).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = None;
+    for _ in 0..100 {
+        first = scrape(port).await;
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = first.expect("the gateway serves /metrics");
+    // Before any SCIM request: every family named, with its help, at zero.
+    for family in [
+        "scimgate_build_info",
+        "scimgate_in_flight_requests",
+        "scimgate_rate_limited_total",
+        "scimgate_upstream_breaker_state",
+        "scimgate_request_duration_seconds",
+        "scimgate_config_reloads_total",
+        "scimgate_config_last_reload_success",
+        "scimgate_config_last_reload_timestamp_seconds",
+    ] {
+        assert!(
+            first.contains(&format!("# HELP {family} ")),
+            "{family}:\n{first}"
+        );
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        sample(
+            &first,
+            &format!("scimgate_build_info{{version=\"{version}\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&first, "scimgate_rate_limited_total{connection=\"idp\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &first,
+            "scimgate_upstream_breaker_state{upstream=\"legacy\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &first,
+            "scimgate_request_duration_seconds_count{connection=\"idp\",operation=\"create_user\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&first, "scimgate_config_reloads_total{result=\"refused\"}"),
+        Some(0.0)
+    );
+    let loaded_at = sample(&first, "scimgate_config_last_reload_timestamp_seconds").unwrap();
+    assert!(loaded_at > 1.7e9, "{loaded_at}");
+
+    // A refused reload, then an applied one, each counted with its time.
+    std::fs::write(&path, "[server\nbroken = ").unwrap();
+    signal(child.id(), "HUP");
+    let mut after = String::new();
+    for _ in 0..100 {
+        after = scrape(port).await.unwrap_or_default();
+        if sample(&after, "scimgate_config_reloads_total{result=\"refused\"}") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        sample(&after, "scimgate_config_reloads_total{result=\"refused\"}"),
+        Some(1.0),
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, "scimgate_config_last_reload_success"),
+        Some(0.0)
+    );
+    std::fs::write(&path, config(port, upstream, r#""example.com""#)).unwrap();
+    signal(child.id(), "HUP");
+    for _ in 0..100 {
+        after = scrape(port).await.unwrap_or_default();
+        if sample(&after, "scimgate_config_reloads_total{result=\"applied\"}") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        sample(&after, "scimgate_config_last_reload_success"),
+        Some(1.0),
+        "{after}"
+    );
+    assert!(sample(&after, "scimgate_config_last_reload_timestamp_seconds").unwrap() >= loaded_at);
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -108,6 +108,13 @@ pub fn router_with(
         max_results: config.server.max_results,
     };
     observe::handle();
+    for upstream in &config.upstreams {
+        // Labelled by the mapping's name, as the upstream client labels them.
+        observe::register_upstream(&upstream.mapping.name, cluster.is_some());
+    }
+    for connection in &config.connections {
+        observe::register_connection(&connection.name);
+    }
     let upstreams = Arc::new(health::Upstreams::new(
         config
             .upstreams

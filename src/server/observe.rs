@@ -73,6 +73,99 @@ fn describe() {
         "scimgate_in_flight_requests",
         "SCIM requests being answered"
     );
+    metrics::describe_counter!(
+        "scimgate_cluster_fallback_total",
+        "Decisions (rate, lock, in_flight) this replica took alone because the cluster store was down"
+    );
+    metrics::describe_gauge!(
+        "scimgate_build_info",
+        "Always 1; the labels say which build is running"
+    );
+    metrics::describe_counter!(
+        "scimgate_config_reloads_total",
+        "Config reloads by result: applied, or refused (the previous config keeps serving)"
+    );
+    metrics::describe_gauge!(
+        "scimgate_config_last_reload_success",
+        "1 if the last config reload was applied, 0 if it was refused"
+    );
+    metrics::describe_gauge!(
+        "scimgate_config_last_reload_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "When the config was last loaded or reload was last attempted (Unix time)"
+    );
+    // Present from the first scrape, so a dashboard or an alert on them
+    // never reads a missing series as zero by accident.
+    metrics::gauge!("scimgate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!("scimgate_in_flight_requests").increment(0.0);
+    for result in ["applied", "refused"] {
+        metrics::counter!("scimgate_config_reloads_total", "result" => result).increment(0);
+    }
+    metrics::gauge!("scimgate_config_last_reload_success").set(1.0);
+    metrics::gauge!("scimgate_config_last_reload_timestamp_seconds").set(unix_now());
+}
+
+/// Seconds since the Unix epoch, as a gauge holds them.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}
+
+/// Records one reload's result (`reload` calls it).
+pub fn reloaded(applied: bool) {
+    let result = if applied { "applied" } else { "refused" };
+    metrics::counter!("scimgate_config_reloads_total", "result" => result).increment(1);
+    metrics::gauge!("scimgate_config_last_reload_success").set(if applied { 1.0 } else { 0.0 });
+    metrics::gauge!("scimgate_config_last_reload_timestamp_seconds").set(unix_now());
+}
+
+/// Registers, at zero, the series of one connection and one upstream that
+/// would otherwise appear only at their first event. Adding zero leaves a
+/// series a reload finds already counting as it is.
+pub fn register_connection(connection: &str) {
+    metrics::counter!("scimgate_rate_limited_total", "connection" => connection.to_string())
+        .increment(0);
+    // The latency of every operation, at no observations yet. (Request
+    // counts are by status too, so they appear with the first answer.)
+    for operation in OPERATIONS {
+        // Creating the handle registers the series; nothing is recorded.
+        let _registered = metrics::histogram!(
+            "scimgate_request_duration_seconds",
+            "connection" => connection.to_string(),
+            "operation" => operation
+        );
+    }
+}
+
+/// Every value [`operation`] answers.
+const OPERATIONS: [&str; 16] = [
+    "list_users",
+    "search_users",
+    "create_user",
+    "get_user",
+    "replace_user",
+    "patch_user",
+    "delete_user",
+    "list_groups",
+    "search_groups",
+    "create_group",
+    "get_group",
+    "replace_group",
+    "patch_group",
+    "delete_group",
+    "discovery",
+    "other",
+];
+
+pub fn register_upstream(upstream: &str, clustered: bool) {
+    // A new router has new breakers, closed.
+    metrics::gauge!("scimgate_upstream_breaker_state", "upstream" => upstream.to_string()).set(0.0);
+    if clustered {
+        for what in ["rate", "lock", "in_flight"] {
+            metrics::counter!("scimgate_cluster_fallback_total", "what" => what).increment(0);
+        }
+    }
 }
 
 pub async fn render() -> Response {

@@ -96,6 +96,7 @@ impl Reloader {
                 Reloaded::Refused(reason)
             }
         };
+        super::observe::reloaded(matches!(outcome, Reloaded::Applied { .. }));
         if let Some(tls) = &self.tls {
             let tls = tls.clone();
             match tokio::task::spawn_blocking(move || tls.reload()).await {
