@@ -180,3 +180,33 @@ async fn hard_delete_removes_the_upstream_record_only_where_enabled() {
     assert_eq!(again.status, 201, "{}", again.body);
     assert_ne!(again.body["id"], id);
 }
+
+#[tokio::test]
+async fn display_name_is_stored_through_create_put_and_patch() {
+    let h = Harness::start().await;
+    let mut user = alice();
+    user["displayName"] = json!("Alice L.");
+    let created = h.scim(Method::POST, "/Users", Some(user.clone())).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["displayName"], "Alice L.");
+    let id = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(upstream_user(&h, &id).await["display_name"], "Alice L.");
+
+    // What a strict probe does: PUT a new one, read it back.
+    user["displayName"] = json!("Alice Liddell");
+    let replaced = h
+        .scim(Method::PUT, &format!("/Users/{id}"), Some(user))
+        .await;
+    assert_eq!(replaced.status, 200, "{}", replaced.body);
+    let read = h.scim(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(read.body["displayName"], "Alice Liddell");
+
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "A. Liddell"}]});
+    let patched = h
+        .scim(Method::PATCH, &format!("/Users/{id}"), Some(patch))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.body["displayName"], "A. Liddell");
+    assert_eq!(upstream_user(&h, &id).await["display_name"], "A. Liddell");
+}

@@ -29,7 +29,7 @@ use super::{Database, LegacyError};
 ///
 /// 1. users, teams, team_members.
 /// 2. `teams.external_ref` (and its index).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// The tables in their current shape. `IF NOT EXISTS` makes this a no-op for tables an
 /// older database already has; those are altered by the steps in [`Store::migrate`].
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS users (
     login        TEXT    NOT NULL,
     first_name   TEXT,
     last_name    TEXT,
+    display_name TEXT,
     email        TEXT,
     job_title    TEXT,
     phone        TEXT,
@@ -123,7 +124,7 @@ fn now() -> Result<String> {
 
 const USER_COLUMNS: &str = "id, login, first_name, last_name, email, job_title, phone, org, \
      dept, employee_no, manager_id, external_ref, role, status, has_password, created_at, \
-     updated_at, version";
+     updated_at, version, display_name";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = row.get(12)?;
@@ -137,6 +138,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
             login: row.get(1)?,
             first_name: row.get(2)?,
             last_name: row.get(3)?,
+            display_name: row.get(18)?,
             email: row.get(4)?,
             job_title: row.get(5)?,
             phone: row.get(6)?,
@@ -306,6 +308,10 @@ impl Store {
         if found < 2 && !has_column(tx, "teams", "external_ref")? {
             tx.execute_batch("ALTER TABLE teams ADD COLUMN external_ref TEXT")?;
         }
+        // 2 → 3: users gain `display_name` (what IdPs send as displayName).
+        if found < 3 && !has_column(tx, "users", "display_name")? {
+            tx.execute_batch("ALTER TABLE users ADD COLUMN display_name TEXT")?;
+        }
         tx.execute_batch(LATE_INDEXES)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
     }
@@ -407,8 +413,8 @@ impl Store {
         tx.execute(
             "INSERT INTO users (login, first_name, last_name, email, job_title, phone, org, dept, \
              employee_no, manager_id, external_ref, role, status, has_password, created_at, \
-             updated_at, version) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, 1)",
+             updated_at, version, display_name) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, 1, ?16)",
             params![
                 fields.login,
                 fields.first_name,
@@ -425,6 +431,7 @@ impl Store {
                 fields.status.as_str(),
                 fields.has_password,
                 at,
+                fields.display_name,
             ],
         )
         .map_err(|err| uniqueness(err, &UniqueValues::user(&fields)))?;
@@ -457,7 +464,8 @@ impl Store {
             "UPDATE users SET login = ?2, first_name = ?3, last_name = ?4, email = ?5, \
              job_title = ?6, phone = ?7, org = ?8, dept = ?9, employee_no = ?10, \
              manager_id = ?11, external_ref = ?12, role = ?13, status = ?14, \
-             has_password = ?15, updated_at = ?16, version = version + 1 WHERE id = ?1",
+             has_password = ?15, updated_at = ?16, display_name = ?17, version = version + 1 \
+             WHERE id = ?1",
             params![
                 id,
                 fields.login,
@@ -475,6 +483,7 @@ impl Store {
                 fields.status.as_str(),
                 fields.has_password,
                 now()?,
+                fields.display_name,
             ],
         )
         .map_err(|err| uniqueness(err, &UniqueValues::user(&fields)))?;

@@ -17,6 +17,7 @@ const WRITABLE: &[&str] = &[
     "login",
     "first_name",
     "last_name",
+    "display_name",
     "email",
     "job_title",
     "phone",
@@ -37,6 +38,7 @@ const READ_ONLY: &[&str] = &["id", "has_password", "created_at", "updated_at", "
 const NULLABLE_TEXT: &[&str] = &[
     "first_name",
     "last_name",
+    "display_name",
     "job_title",
     "phone",
     "org",
@@ -58,6 +60,7 @@ fn parse_user(body: &JsonObject, require_login: bool) -> Result<UserPatch, ApiEr
         let slot = match name {
             "first_name" => &mut patch.first_name,
             "last_name" => &mut patch.last_name,
+            "display_name" => &mut patch.display_name,
             "job_title" => &mut patch.job_title,
             "phone" => &mut patch.phone,
             "org" => &mut patch.org,
@@ -261,6 +264,7 @@ mod tests {
                 "login",
                 "first_name",
                 "last_name",
+                "display_name",
                 "email",
                 "job_title",
                 "phone",

@@ -14,6 +14,15 @@ fn legacy_with(from: &str, to: &str) -> String {
     text.replacen(from, to, 1)
 }
 
+/// `m.toml:LINE:`, LINE the line of `needle`'s first occurrence in `text`
+/// (so the tests follow the shipped mappings as they change).
+fn at_line_of(text: &str, needle: &str) -> String {
+    let offset = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("no {needle:?} in the text"));
+    format!("m.toml:{}:", text[..offset].matches('\n').count() + 1)
+}
+
 /// Each error, with the `line:col` it points at.
 fn located(errors: &[String], needle: &str) -> String {
     errors
@@ -31,18 +40,22 @@ fn fallbacks_and_absent_values_are_refused_where_they_cannot_apply() {
             &format!("scim = \"emails.value\"\nfield = \"email\"\n{key}\n"),
         )
     };
-    let itself = errors_of(&with("fallback = [\"emails.value\"]"));
+    let text = with("fallback = [\"emails.value\"]");
+    let itself = errors_of(&text);
+    let line = at_line_of(&text, "fallback = ");
     assert!(
-        located(&itself, "is the attribute itself").contains("m.toml:96:13"),
+        located(&itself, "is the attribute itself").contains(&format!("{line}13")),
         "{itself:?}"
     );
     let unknown = errors_of(&with("fallback = [\"nickname\", \"login\"]"));
-    assert!(located(&unknown, "`login` is not an attribute").contains("m.toml:96:25"));
-    let read_only = errors_of(&with("direction = \"read\"\nfallback = [\"userName\"]"));
-    assert!(located(&read_only, "it is read-only").contains("m.toml:97:13"));
+    assert!(located(&unknown, "`login` is not an attribute").contains(&format!("{line}25")));
+    let text = with("direction = \"read\"\nfallback = [\"userName\"]");
+    let read_only = errors_of(&text);
+    let fallback_line = at_line_of(&text, "fallback = ");
+    assert!(located(&read_only, "it is read-only").contains(&format!("{fallback_line}13")));
     let table = errors_of(&with("absent = [\"\", { x = 1 }]"));
     assert!(
-        located(&table, "each a string, number or boolean").contains("m.toml:96:10"),
+        located(&table, "each a string, number or boolean").contains(&format!("{line}10")),
         "{table:?}"
     );
     assert!(
@@ -60,19 +73,27 @@ fn fallbacks_and_absent_values_are_refused_where_they_cannot_apply() {
 
 #[test]
 fn membership_keys_a_style_needs_or_does_not_use_are_named_at_their_own_line() {
-    let user_field = errors_of(&legacy_with(
-        "style = \"endpoints\"",
-        "style = \"user_field\"",
-    ));
-    assert!(located(&user_field, "needs `field`").contains("m.toml:188:9"));
-    assert!(located(&user_field, "does not use `member_field`").contains("m.toml:190:16"));
-    assert!(located(&user_field, "does not use `add`").contains("m.toml:192:"));
+    let text = legacy_with("style = \"endpoints\"", "style = \"user_field\"");
+    let user_field = errors_of(&text);
+    let style = at_line_of(&text, "style = \"user_field\"");
+    assert!(located(&user_field, "needs `field`").contains(&format!("{style}9")));
+    let member_field = at_line_of(&text, "member_field = ");
+    assert!(
+        located(&user_field, "does not use `member_field`").contains(&format!("{member_field}16"))
+    );
+    let add = at_line_of(&text, "add = ");
+    assert!(located(&user_field, "does not use `add`").contains(&add));
     let text = include_str!("../../../../mappings/upstream/legacy.toml");
     let start = text.find("[groups.members]").unwrap();
     let end = start + text[start..].find("\n\n").unwrap();
     let no_members = errors_of(&format!("{}{}", &text[..start], &text[end..]));
     assert!(
-        located(&no_members, "declares no [groups.members]").contains("m.toml:151:"),
+        // At the groups' `id`, the table's first key.
+        located(&no_members, "declares no [groups.members]").contains(&at_line_of(
+            text,
+            "id = { field = \"id\", type = \"integer\" }\nmeta = { created = \"created_at\", \
+             last_modified = \"updated_at\", version = \"version\" }\n\n[groups.list]"
+        )),
         "{no_members:?}"
     );
 }
@@ -81,16 +102,18 @@ fn membership_keys_a_style_needs_or_does_not_use_are_named_at_their_own_line() {
 fn member_placeholders_are_refused_where_no_members_are_bound_and_required_where_they_are() {
     let wrike = include_str!("../../../../mappings/upstream/wrike.toml");
     let compile_errors = |text: &str| errors_of(text);
-    let unbound = compile_errors(&legacy_with(
+    let text = legacy_with(
         "remove = { method = \"DELETE\", path = \"/api/v1/teams/{id}/members/{member}\" }",
         "remove = { method = \"DELETE\", path = \"/api/v1/teams/{id}/members/{member}\", body = { all = \"{members}\" } }",
-    ));
-    assert!(located(&unbound, "uses `{members}`").contains("m.toml:193:"));
-    let on_update = compile_errors(&legacy_with(
+    );
+    let unbound = compile_errors(&text);
+    assert!(located(&unbound, "uses `{members}`").contains(&at_line_of(&text, "remove = ")));
+    let text = legacy_with(
         "[users.update]\nmethod = \"PATCH\"\npath = \"/api/v1/users/{id}\"",
         "[users.update]\nmethod = \"PATCH\"\npath = \"/api/v1/users/{id}\"\nbody = { who = \"{member}\" }",
-    ));
-    assert!(located(&on_update, "uses `{member}`").contains("m.toml:61:"));
+    );
+    let on_update = compile_errors(&text);
+    assert!(located(&on_update, "uses `{member}`").contains(&at_line_of(&text, "body = { who")));
     let without_ids = wrike.replacen(
         "body = { addMembers = \"{members}\" }",
         "body = { addMembers = [] }",
@@ -98,7 +121,10 @@ fn member_placeholders_are_refused_where_no_members_are_bound_and_required_where
     );
     assert_ne!(without_ids, wrike);
     let errors = compile_errors(&without_ids);
-    assert!(located(&errors, "must send the member ids").contains("m.toml:233:"));
+    assert!(
+        located(&errors, "must send the member ids")
+            .contains(&at_line_of(&without_ids, "body = { addMembers = [] }"))
+    );
     assert!(compile_errors(wrike).iter().all(|e| !e.contains("error")));
 }
 
