@@ -39,7 +39,7 @@ async fn new_group(h: &Harness, base: &str) -> String {
 }
 
 #[tokio::test]
-async fn auto_connection_answers_okta_as_okta_and_others_as_generic() {
+async fn auto_connection_answers_okta_as_okta_and_others_as_generic_answers() {
     let h = Harness::start().await;
     let id = new_group(&h, "/scim/v2").await;
     let rename = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -127,4 +127,60 @@ async fn onelogin_answers_json_even_for_errors() {
     assert_eq!(unauthorised.status, 401);
     assert_eq!(unauthorised.headers["content-type"], "application/json");
     assert_eq!(unauthorised.body["status"], Value::from("401"));
+}
+
+#[tokio::test]
+async fn on_auto_an_unknown_user_agent_gets_every_unambiguous_rule_and_generic_stays_strict() {
+    let h = Harness::start().await;
+    let newcomer = Some("NewIdP-Provisioning/2.0");
+    // OneLogin's single object for a list, Entra's string boolean.
+    let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "nia@example.com", "active": "True",
+        "emails": {"value": "nia@example.com", "primary": true}});
+    let created = h
+        .send(
+            Method::POST,
+            "/scim/v2/Users",
+            &headers(newcomer),
+            Some(user.to_string()),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["emails"][0]["value"], "nia@example.com");
+    let id = created.body["id"].as_str().unwrap();
+    let off = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+    let reply = h
+        .send(
+            Method::PATCH,
+            &format!("/scim/v2/Users/{id}"),
+            &headers(newcomer),
+            Some(off.to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["active"], false);
+    assert_eq!(
+        h.upstream(&format!("/users/{id}")).await.body["status"],
+        "disabled"
+    );
+    // The same requests on a generic connection are refused as RFC 7644 has it.
+    let strict = h
+        .send(
+            Method::POST,
+            "/scim/generic/v2/Users",
+            &headers(newcomer),
+            Some(user.to_string()),
+        )
+        .await;
+    assert_eq!(strict.status, 400, "{}", strict.body);
+    let strict = h
+        .send(
+            Method::PATCH,
+            &format!("/scim/generic/v2/Users/{id}"),
+            &headers(newcomer),
+            Some(off.to_string()),
+        )
+        .await;
+    assert_eq!(strict.status, 400, "{}", strict.body);
 }

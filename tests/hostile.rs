@@ -148,9 +148,11 @@ fn assert_scim_body(status: u16, body: &Value, content_type: Option<&str>, conte
 }
 
 /// Arbitrary body bytes to the `auto` connection with its token.
+/// To the generic connection: RFC 7644 as written, nothing rewritten (an
+/// `auto` connection forgives what the vendor dialects forgive).
 async fn send_bytes(h: &Harness, method: Method, path: &str, body: Vec<u8>) -> Reply {
     let response = reqwest::Client::new()
-        .request(method, format!("{}{path}", h.gateway))
+        .request(method, format!("{}/scim/generic/v2{path}", h.root))
         .bearer_auth(TOKEN)
         .header("content-type", "application/scim+json")
         .body(body)
@@ -1073,7 +1075,8 @@ async fn unapproved_addresses_cannot_hide_behind_attribute_spelling_or_shape() {
                 let upstream = h.upstream_user(id).await.unwrap();
                 assert_eq!(upstream["email"], Value::Null, "{what}: {upstream}");
             }
-            "emails as one object" => assert_scim_error(&reply, 400, Some("invalidValue")),
+            // Read as a list of one on this `auto` connection (as the vendor
+            // dialects read it), so the policy sees the address and refuses.
             _ => assert_scim_error(&reply, 403, None),
         }
         let users = h.upstream("/users").await.body;

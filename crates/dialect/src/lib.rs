@@ -117,10 +117,7 @@ impl Dialects {
     /// `auto`, or the name of a dialect; `None` for an unknown name.
     pub fn choice(&self, name: &str) -> Option<DialectChoice> {
         if name.eq_ignore_ascii_case("auto") {
-            let fallback = self
-                .get("generic")
-                .cloned()
-                .unwrap_or_else(|| Arc::new(Dialect::generic()));
+            let fallback = Arc::new(self.shared());
             return Some(DialectChoice::Auto {
                 candidates: self
                     .all
@@ -134,8 +131,88 @@ impl Dialects {
         self.get(name).cloned().map(DialectChoice::Fixed)
     }
 
+    /// What an `auto` connection applies to a request whose User-Agent names
+    /// no dialect (an IdP that changed its User-Agent, a new one): every rule
+    /// of any vendor dialect that cannot misread a request that needs no
+    /// rewriting: a `"True"` string where the schema says boolean, one
+    /// object where a list is expected and the reverse, an extension
+    /// attribute named unqualified, `schemas` rebuilt, and the aliases no
+    /// two dialects map differently. Not `blank_is_absent`, unless every
+    /// dialect has it: for another IdP an empty string may mean "clear it".
+    /// Answers and pacing are generic's; `generic` itself stays strict.
+    pub fn shared(&self) -> Dialect {
+        let generic = self
+            .get("generic")
+            .map(|d| d.as_ref().clone())
+            .unwrap_or_else(Dialect::generic);
+        // Every dialect but generic, OneLogin's too though no User-Agent
+        // picks it: its rules are what an unknown IdP may need.
+        let vendors: Vec<&Dialect> = self
+            .all
+            .iter()
+            .filter(|d| d.name != "generic")
+            .map(Arc::as_ref)
+            .collect();
+        let any = |rule: fn(&RequestRules) -> bool| vendors.iter().any(|d| rule(&d.request));
+        let every = |rule: fn(&RequestRules) -> bool| {
+            !vendors.is_empty() && vendors.iter().all(|d| rule(&d.request))
+        };
+        let mut request = RequestRules {
+            string_booleans: any(|r| r.string_booleans),
+            blank_is_absent: every(|r| r.blank_is_absent),
+            object_as_list: any(|r| r.object_as_list),
+            list_as_object: any(|r| r.list_as_object),
+            qualify_extension_attributes: any(|r| r.qualify_extension_attributes),
+            complete_schemas: any(|r| r.complete_schemas),
+            schema_aliases: Vec::new(),
+            attribute_aliases: Vec::new(),
+        };
+        for dialect in &vendors {
+            for (from, to) in &dialect.request.schema_aliases {
+                add_unambiguous(&mut request.schema_aliases, &vendors, from, to, |r| {
+                    &r.schema_aliases
+                });
+            }
+            for (from, to) in &dialect.request.attribute_aliases {
+                add_unambiguous(&mut request.attribute_aliases, &vendors, from, to, |r| {
+                    &r.attribute_aliases
+                });
+            }
+        }
+        Dialect {
+            name: "shared".into(),
+            description: "the rules every vendor dialect can apply unambiguously, for a \
+                          User-Agent that names none"
+                .into(),
+            user_agents: Vec::new(),
+            sends: Vec::new(),
+            request,
+            response: generic.response,
+            pacing: generic.pacing,
+            source: PathBuf::from("(derived from the vendor dialects)"),
+        }
+    }
+
     pub fn names(&self) -> Vec<&str> {
         self.all.iter().map(|d| d.name.as_str()).collect()
+    }
+}
+
+/// Adds `from → to` unless it is there already or another dialect maps
+/// `from` to something else.
+fn add_unambiguous<T: PartialEq + Clone>(
+    aliases: &mut Vec<(T, T)>,
+    vendors: &[&Dialect],
+    from: &T,
+    to: &T,
+    of: fn(&RequestRules) -> &Vec<(T, T)>,
+) {
+    let contested = vendors
+        .iter()
+        .flat_map(|d| of(&d.request))
+        .any(|(f, t)| f == from && t != to);
+    if !contested && !aliases.iter().any(|(f, _)| f == from) {
+        aliases.push((from.clone(), to.clone()));
     }
 }
 
@@ -160,12 +237,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_picks_by_user_agent_and_falls_back_to_generic() {
+    fn the_shared_rules_are_every_unambiguous_vendor_rule_and_generic_stays_strict() {
+        let dialects = embedded();
+        let shared = dialects.shared();
+        let rules = &shared.request;
+        // Entra's and OneLogin's string booleans, OneLogin's single objects,
+        // Entra's lists of one and unqualified extension attributes.
+        assert!(rules.string_booleans && rules.object_as_list && rules.list_as_object);
+        assert!(rules.qualify_extension_attributes && rules.complete_schemas);
+        // Only OneLogin reads "" as "not sent": not shared.
+        assert!(!rules.blank_is_absent);
+        let entra = dialects.get("entra").unwrap();
+        for alias in &entra.request.attribute_aliases {
+            assert!(rules.attribute_aliases.contains(alias), "{alias:?}");
+        }
+        assert_eq!(shared.response.group_patch_status, StatusCode::OK);
+        assert_eq!(shared.pacing, std::time::Duration::ZERO);
+        let generic = dialects.get("generic").unwrap();
+        assert!(!generic.request.string_booleans && !generic.request.object_as_list);
+    }
+
+    #[test]
+    fn an_alias_two_dialects_map_differently_is_not_shared() {
+        let mut dialects = embedded();
+        let from = "urn:example:Legacy".to_string();
+        for (name, to) in [("entra", "urn:a"), ("okta", "urn:b")] {
+            let dialect = dialects.all.iter_mut().find(|d| d.name == name).unwrap();
+            Arc::make_mut(dialect)
+                .request
+                .schema_aliases
+                .push((from.clone(), to.to_string()));
+        }
+        let shared = dialects.shared();
+        assert!(
+            shared
+                .request
+                .schema_aliases
+                .iter()
+                .all(|(f, _)| *f != from)
+        );
+    }
+
+    #[test]
+    fn auto_picks_by_user_agent_and_falls_back_to_the_shared_rules() {
         let dialects = embedded();
         let auto = dialects.choice("auto").unwrap();
         assert_eq!(auto.resolve(Some("Okta SCIM Client 1.0.0")).name, "okta");
-        assert_eq!(auto.resolve(None).name, "generic");
-        assert_eq!(auto.resolve(Some("curl/8.0")).name, "generic");
+        assert_eq!(auto.resolve(None).name, "shared");
+        assert_eq!(auto.resolve(Some("curl/8.0")).name, "shared");
         assert!(dialects.choice("nope").is_none());
         assert_eq!(
             dialects
