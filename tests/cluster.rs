@@ -16,23 +16,10 @@ use scimgate_test_support as common;
 
 use common::{RedisServer, Replica, TOKEN, alice};
 use reqwest::Method;
-use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_scimgate");
 const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-
-/// The legacy API without unique logins, as many legacy APIs are.
-async fn lax_upstream() -> SocketAddr {
-    let api = LegacyApi::open(LegacyConfig {
-        api_key: common::API_KEY.into(),
-        database: Database::Memory,
-    })
-    .unwrap()
-    .allowing_duplicates()
-    .unwrap();
-    common::serve(api.router()).await
-}
 
 /// legacy.toml as it would be written for such an API: userNames are the
 /// gateway's to keep unique.
@@ -95,19 +82,6 @@ fn base(replica: &Replica) -> String {
     format!("{}/scim/v2", replica.root())
 }
 
-async fn upstream_users(upstream: SocketAddr, login: &str) -> usize {
-    let answer: Value = reqwest::Client::new()
-        .get(format!("http://{upstream}/api/v1/users?login={login}"))
-        .header("x-api-key", common::API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer.as_array().map_or(0, Vec::len)
-}
-
 /// `n` requests let go at once, the i-th to replica i mod 3.
 async fn at_once(
     replicas: &[Replica],
@@ -151,7 +125,7 @@ async fn at_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_four_identical_posts_over_three_replicas_make_one_user() {
     let redis = RedisServer::start().await;
-    let upstream = lax_upstream().await;
+    let upstream = common::legacy_taking_duplicates().await;
     let replicas = replicas(3, &config(upstream, &cluster_section(&redis, "refuse"), "")).await;
     let statuses = at_once(&replicas, 24, |_| {
         (Method::POST, "/Users".into(), Some(alice()), None)
@@ -159,13 +133,16 @@ async fn twenty_four_identical_posts_over_three_replicas_make_one_user() {
     .await;
     assert_eq!(statuses[0], 201, "{statuses:?}");
     assert!(statuses[1..].iter().all(|s| *s == 409), "{statuses:?}");
-    assert_eq!(upstream_users(upstream, "alice@example.com").await, 1);
+    assert_eq!(
+        common::legacy_users_with_login(upstream, "alice@example.com").await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twelve_patches_with_one_if_match_over_three_replicas_let_exactly_one_win() {
     let redis = RedisServer::start().await;
-    let upstream = lax_upstream().await;
+    let upstream = common::legacy_taking_duplicates().await;
     let replicas = replicas(3, &config(upstream, &cluster_section(&redis, "refuse"), "")).await;
     let created =
         common::scim_request(&base(&replicas[0]), Method::POST, "/Users", Some(alice())).await;
@@ -195,7 +172,7 @@ async fn twelve_patches_with_one_if_match_over_three_replicas_let_exactly_one_wi
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_connections_rate_holds_for_the_whole_cluster() {
     let redis = RedisServer::start().await;
-    let upstream = lax_upstream().await;
+    let upstream = common::legacy_taking_duplicates().await;
     let limited = "rate_limit = \"20/s\"\nburst = 20\nmax_wait_ms = 0\n";
     let replicas = replicas(
         3,
@@ -279,7 +256,7 @@ async fn until_cluster(replica: &Replica, wanted: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_refuse_a_redis_outage_is_503_with_retry_after_and_recovers_by_itself() {
     let mut redis = RedisServer::start().await;
-    let upstream = lax_upstream().await;
+    let upstream = common::legacy_taking_duplicates().await;
     let replicas = replicas(1, &config(upstream, &cluster_section(&redis, "refuse"), "")).await;
     let replica = &replicas[0];
     assert_eq!(create(replica, "before").await, 201);
@@ -294,7 +271,7 @@ async fn with_refuse_a_redis_outage_is_503_with_retry_after_and_recovers_by_itse
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert_eq!(reply.header("retry-after"), Some("1"));
     assert_eq!(
-        upstream_users(upstream, "during@example.com").await,
+        common::legacy_users_with_login(upstream, "during@example.com").await,
         0,
         "refused, so not written"
     );
@@ -308,13 +285,16 @@ async fn with_refuse_a_redis_outage_is_503_with_retry_after_and_recovers_by_itse
         201,
         "the IdP's retry goes through"
     );
-    assert_eq!(upstream_users(upstream, "during@example.com").await, 1);
+    assert_eq!(
+        common::legacy_users_with_login(upstream, "during@example.com").await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_local_a_redis_outage_is_served_by_each_replica_alone_and_recovers_by_itself() {
     let mut redis = RedisServer::start().await;
-    let upstream = lax_upstream().await;
+    let upstream = common::legacy_taking_duplicates().await;
     let replicas = replicas(1, &config(upstream, &cluster_section(&redis, "local"), "")).await;
     let replica = &replicas[0];
     assert_eq!(create(replica, "before").await, 201);
@@ -334,7 +314,11 @@ async fn with_local_a_redis_outage_is_served_by_each_replica_alone_and_recovers_
     assert_eq!(create(replica, "after").await, 201);
     for login in ["before", "during", "after"] {
         let login = format!("{login}@example.com");
-        assert_eq!(upstream_users(upstream, &login).await, 1, "{login}");
+        assert_eq!(
+            common::legacy_users_with_login(upstream, &login).await,
+            1,
+            "{login}"
+        );
     }
 }
 

@@ -24,16 +24,21 @@ fn headers(user_agent: Option<&str>) -> Vec<(String, String)> {
     headers
 }
 
+/// `body` as JSON to `path`, with the test token and `user_agent`.
+async fn send_json(
+    h: &Harness,
+    method: Method,
+    path: &str,
+    user_agent: Option<&str>,
+    body: &Value,
+) -> common::Reply {
+    h.send(method, path, &headers(user_agent), Some(body.to_string()))
+        .await
+}
+
 async fn new_group(h: &Harness, base: &str) -> String {
     let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": format!("g{base}")});
-    let reply = h
-        .send(
-            Method::POST,
-            &format!("{base}/Groups"),
-            &headers(None),
-            Some(body.to_string()),
-        )
-        .await;
+    let reply = send_json(h, Method::POST, &format!("{base}/Groups"), None, &body).await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     reply.body["id"].as_str().unwrap().to_string()
 }
@@ -44,23 +49,23 @@ async fn auto_connection_answers_okta_as_okta_and_others_as_generic_answers() {
     let id = new_group(&h, "/scim/v2").await;
     let rename = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "value": {"id": id, "displayName": "renamed"}}]});
-    let okta = h
-        .send(
-            Method::PATCH,
-            &format!("/scim/v2/Groups/{id}"),
-            &headers(Some("Okta SCIM Client 1.0.0")),
-            Some(rename.to_string()),
-        )
-        .await;
+    let okta = send_json(
+        &h,
+        Method::PATCH,
+        &format!("/scim/v2/Groups/{id}"),
+        Some("Okta SCIM Client 1.0.0"),
+        &rename,
+    )
+    .await;
     assert_eq!(okta.status, 204, "okta dialect: {}", okta.body);
-    let generic = h
-        .send(
-            Method::PATCH,
-            &format!("/scim/v2/Groups/{id}"),
-            &headers(Some("curl/8")),
-            Some(rename.to_string()),
-        )
-        .await;
+    let generic = send_json(
+        &h,
+        Method::PATCH,
+        &format!("/scim/v2/Groups/{id}"),
+        Some("curl/8"),
+        &rename,
+    )
+    .await;
     assert_eq!(generic.status, 200, "generic dialect: {}", generic.body);
     assert_eq!(generic.body["displayName"], "renamed");
 }
@@ -69,26 +74,19 @@ async fn auto_connection_answers_okta_as_okta_and_others_as_generic_answers() {
 async fn entra_add_where_replace_is_meant_deactivates_with_a_string_boolean() {
     let h = Harness::start().await;
     let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ann@example.com", "active": "True"});
-    let created = h
-        .send(
-            Method::POST,
-            "/scim/entra/v2/Users",
-            &headers(None),
-            Some(user.to_string()),
-        )
-        .await;
+    let created = send_json(&h, Method::POST, "/scim/entra/v2/Users", None, &user).await;
     assert_eq!(created.status, 201, "{}", created.body);
     let id = created.body["id"].as_str().unwrap();
     let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "Add", "path": "active", "value": "False"}]});
-    let reply = h
-        .send(
-            Method::PATCH,
-            &format!("/scim/entra/v2/Users/{id}?aadOptscim062020"),
-            &headers(None),
-            Some(patch.to_string()),
-        )
-        .await;
+    let reply = send_json(
+        &h,
+        Method::PATCH,
+        &format!("/scim/entra/v2/Users/{id}?aadOptscim062020"),
+        None,
+        &patch,
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["active"], false);
     assert_eq!(
@@ -96,14 +94,14 @@ async fn entra_add_where_replace_is_meant_deactivates_with_a_string_boolean() {
         "disabled"
     );
     // The generic dialect refuses the same string boolean with a SCIM error.
-    let generic = h
-        .send(
-            Method::PATCH,
-            &format!("/scim/generic/v2/Users/{id}"),
-            &headers(None),
-            Some(patch.to_string()),
-        )
-        .await;
+    let generic = send_json(
+        &h,
+        Method::PATCH,
+        &format!("/scim/generic/v2/Users/{id}"),
+        None,
+        &patch,
+    )
+    .await;
     assert_eq!(generic.status, 400, "{}", generic.body);
     assert_eq!(generic.body["scimType"], "invalidValue");
 }
@@ -137,27 +135,20 @@ async fn on_auto_an_unknown_user_agent_gets_every_unambiguous_rule_and_generic_s
     let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
         "userName": "nia@example.com", "active": "True",
         "emails": {"value": "nia@example.com", "primary": true}});
-    let created = h
-        .send(
-            Method::POST,
-            "/scim/v2/Users",
-            &headers(newcomer),
-            Some(user.to_string()),
-        )
-        .await;
+    let created = send_json(&h, Method::POST, "/scim/v2/Users", newcomer, &user).await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.body["emails"][0]["value"], "nia@example.com");
     let id = created.body["id"].as_str().unwrap();
     let off = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
-    let reply = h
-        .send(
-            Method::PATCH,
-            &format!("/scim/v2/Users/{id}"),
-            &headers(newcomer),
-            Some(off.to_string()),
-        )
-        .await;
+    let reply = send_json(
+        &h,
+        Method::PATCH,
+        &format!("/scim/v2/Users/{id}"),
+        newcomer,
+        &off,
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["active"], false);
     assert_eq!(
@@ -165,22 +156,15 @@ async fn on_auto_an_unknown_user_agent_gets_every_unambiguous_rule_and_generic_s
         "disabled"
     );
     // The same requests on a generic connection are refused as RFC 7644 has it.
-    let strict = h
-        .send(
-            Method::POST,
-            "/scim/generic/v2/Users",
-            &headers(newcomer),
-            Some(user.to_string()),
-        )
-        .await;
+    let strict = send_json(&h, Method::POST, "/scim/generic/v2/Users", newcomer, &user).await;
     assert_eq!(strict.status, 400, "{}", strict.body);
-    let strict = h
-        .send(
-            Method::PATCH,
-            &format!("/scim/generic/v2/Users/{id}"),
-            &headers(newcomer),
-            Some(off.to_string()),
-        )
-        .await;
+    let strict = send_json(
+        &h,
+        Method::PATCH,
+        &format!("/scim/generic/v2/Users/{id}"),
+        newcomer,
+        &off,
+    )
+    .await;
     assert_eq!(strict.status, 400, "{}", strict.body);
 }

@@ -769,19 +769,10 @@ async fn an_upstream_retry_after_is_passed_on_at_most_the_configured_bound() {
     }
 }
 
-/// The reference legacy API taking duplicate logins, as many legacy APIs
-/// do, behind the gateway with `mapping`: (the gateway's generic base URL,
-/// the API's address).
+/// The gateway with `mapping` in front of the legacy API taking duplicate
+/// logins: (the gateway's generic base URL, the API's address).
 async fn behind_an_api_that_takes_duplicates(mapping: &str) -> (String, std::net::SocketAddr) {
-    use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig};
-    let api = LegacyApi::open(LegacyConfig {
-        api_key: common::API_KEY.into(),
-        database: Database::Memory,
-    })
-    .unwrap()
-    .allowing_duplicates()
-    .unwrap();
-    let upstream = common::serve(api.router()).await;
+    let upstream = common::legacy_taking_duplicates().await;
     let root = common::gateway_for(
         mapping,
         upstream,
@@ -791,19 +782,6 @@ async fn behind_an_api_that_takes_duplicates(mapping: &str) -> (String, std::net
     )
     .await;
     (format!("{root}/scim/generic/v2"), upstream)
-}
-
-async fn upstream_logins(upstream: std::net::SocketAddr, login: &str) -> usize {
-    let answer: Value = reqwest::Client::new()
-        .get(format!("http://{upstream}/api/v1/users?login={login}"))
-        .header("x-api-key", common::API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer.as_array().map_or(0, Vec::len)
 }
 
 async fn post_concurrently(base: &str, user: Value, n: usize) -> Vec<u16> {
@@ -836,7 +814,10 @@ async fn identical_concurrent_creates_make_one_user_even_where_the_upstream_take
         let reply = common::scim_request(&base, Method::POST, "/Users", Some(alice())).await;
         assert_eq!(reply.status, 201, "{}", reply.body);
     }
-    assert_eq!(upstream_logins(upstream, "alice@example.com").await, 2);
+    assert_eq!(
+        common::legacy_users_with_login(upstream, "alice@example.com").await,
+        2
+    );
 
     // With the gateway keeping userNames unique: 24 at once make one user,
     // the others are told it exists (matched case-insensitively).
@@ -844,10 +825,16 @@ async fn identical_concurrent_creates_make_one_user_even_where_the_upstream_take
     let statuses = post_concurrently(&base, alice(), 24).await;
     assert_eq!(statuses[0], 201, "{statuses:?}");
     assert!(statuses[1..].iter().all(|s| *s == 409), "{statuses:?}");
-    assert_eq!(upstream_logins(upstream, "alice@example.com").await, 1);
+    assert_eq!(
+        common::legacy_users_with_login(upstream, "alice@example.com").await,
+        1
+    );
     let mut shouting = alice();
     shouting["userName"] = json!("ALICE@example.com");
     let again = common::scim_request(&base, Method::POST, "/Users", Some(shouting)).await;
     assert_scim_error(&again, 409, Some("uniqueness"));
-    assert_eq!(upstream_logins(upstream, "alice@example.com").await, 1);
+    assert_eq!(
+        common::legacy_users_with_login(upstream, "alice@example.com").await,
+        1
+    );
 }

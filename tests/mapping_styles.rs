@@ -159,43 +159,7 @@ async fn group_field_membership_writes_the_whole_list_on_the_group() {
     // The PATCH mock's `expect(1)` is verified when the server drops.
 }
 
-const OFFSET_BEARER: &str = r#"
-[upstream]
-name = "offsets"
-base_url = "http://placeholder"
-
-[upstream.auth]
-style = "bearer"
-secret = "token"
-
-[users]
-id = { field = "uid", type = "string" }
-
-[users.list]
-method = "GET"
-path = "/v1/accounts"
-items = "/data"
-paging = { style = "offset", offset_param = "skip", limit_param = "take", max_page_size = 2, total_pointer = "/count" }
-
-[users.get]
-method = "GET"
-path = "/v1/accounts/{id}"
-
-[users.create]
-method = "POST"
-path = "/v1/accounts"
-
-[users.update]
-method = "PUT"
-path = "/v1/accounts/{id}"
-
-[users.delete]
-hard = { method = "DELETE", path = "/v1/accounts/{id}" }
-
-[[users.attributes]]
-scim = "userName"
-field = "handle"
-"#;
+const OFFSET_BEARER: &str = include_str!("fixtures/mappings/offset-bearer.toml");
 
 #[tokio::test]
 async fn bearer_auth_and_offset_paging_ask_for_exactly_the_window() {

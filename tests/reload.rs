@@ -194,6 +194,19 @@ async fn scrape(port: u16) -> Option<String> {
     reply.text().await.ok()
 }
 
+/// The metrics page once `series` reads `value` (a reload is asynchronous).
+async fn scrape_until(port: u16, series: &str, value: f64) -> String {
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = scrape(port).await.unwrap_or_default();
+        if sample(&page, series) == Some(value) {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{series} never read {value}:\n{page}");
+}
+
 /// The value of the sample line that starts with `series`.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
@@ -278,32 +291,24 @@ async fn metrics_are_complete_from_the_first_scrape_and_count_each_reload() {
     // A refused reload, then an applied one, each counted with its time.
     std::fs::write(&path, "[server\nbroken = ").unwrap();
     signal(child.id(), "HUP");
-    let mut after = String::new();
-    for _ in 0..100 {
-        after = scrape(port).await.unwrap_or_default();
-        if sample(&after, "scimgate_config_reloads_total{result=\"refused\"}") == Some(1.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        sample(&after, "scimgate_config_reloads_total{result=\"refused\"}"),
-        Some(1.0),
-        "{after}"
-    );
+    let after = scrape_until(
+        port,
+        "scimgate_config_reloads_total{result=\"refused\"}",
+        1.0,
+    )
+    .await;
     assert_eq!(
         sample(&after, "scimgate_config_last_reload_success"),
         Some(0.0)
     );
     std::fs::write(&path, config(port, upstream, r#""example.com""#)).unwrap();
     signal(child.id(), "HUP");
-    for _ in 0..100 {
-        after = scrape(port).await.unwrap_or_default();
-        if sample(&after, "scimgate_config_reloads_total{result=\"applied\"}") == Some(1.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let after = scrape_until(
+        port,
+        "scimgate_config_reloads_total{result=\"applied\"}",
+        1.0,
+    )
+    .await;
     assert_eq!(
         sample(&after, "scimgate_config_last_reload_success"),
         Some(1.0),

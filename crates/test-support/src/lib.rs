@@ -875,3 +875,31 @@ impl Drop for Replica {
         self.kill();
     }
 }
+
+/// The reference legacy API without unique logins and emails, as many
+/// legacy APIs are, on a loopback port of its own.
+pub async fn legacy_taking_duplicates() -> SocketAddr {
+    use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig};
+    let api = LegacyApi::open(LegacyConfig {
+        api_key: API_KEY.into(),
+        database: Database::Memory,
+    })
+    .unwrap()
+    .allowing_duplicates()
+    .unwrap();
+    serve(api.router()).await
+}
+
+/// How many users the legacy API at `upstream` holds with this login.
+pub async fn legacy_users_with_login(upstream: SocketAddr, login: &str) -> usize {
+    let reply = read_reply(
+        reqwest::Client::new()
+            .get(format!("http://{upstream}/api/v1/users?login={login}"))
+            .header("x-api-key", API_KEY)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    reply.body.as_array().map_or(0, Vec::len)
+}
