@@ -6,9 +6,49 @@
 use std::fs::{File, OpenOptions};
 use std::io::{LineWriter, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+
+/// One upstream call a write made, as its provisioning record lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// The mapping's call (`users.update`), never the path with its ids.
+    pub call: String,
+    pub method: String,
+    /// The upstream's status; 0 when no answer came (timeout, refused connection).
+    pub status: u16,
+    pub latency_ms: f64,
+}
+
+/// The upstream calls of the write being served, collected by the upstream
+/// client while a [`Journal::scope`] runs (only writes have one).
+#[derive(Debug, Clone, Default)]
+pub struct Journal(Arc<Mutex<Vec<Step>>>);
+
+tokio::task_local! {
+    static JOURNAL: Journal;
+}
+
+impl Journal {
+    /// Runs `work` with this journal collecting its upstream calls.
+    pub async fn scope<F: Future>(&self, work: F) -> F::Output {
+        JOURNAL.scope(self.clone(), work).await
+    }
+
+    /// Notes a call if a journal is collecting (a write); nothing otherwise.
+    pub fn note(step: impl FnOnce() -> Step) {
+        let _ = JOURNAL.try_with(|journal| {
+            if let Ok(mut steps) = journal.0.lock() {
+                steps.push(step());
+            }
+        });
+    }
+
+    pub fn steps(&self) -> Vec<Step> {
+        self.0.lock().map(|steps| steps.clone()).unwrap_or_default()
+    }
+}
 
 /// One provisioning write.
 #[derive(Debug, Serialize)]
@@ -29,6 +69,15 @@ pub struct Entry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<&'a str>,
     pub correlation_id: &'a str,
+    /// The IdP client: its User-Agent and the peer address it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<String>,
+    /// The dialect the request was read with.
+    pub dialect: &'a str,
+    /// Every upstream call the write made, in order.
+    pub steps: Vec<Step>,
 }
 
 #[derive(Debug)]
@@ -103,6 +152,10 @@ mod tests {
                 status: 201,
                 detail: None,
                 correlation_id: "c1",
+                user_agent: Some("Okta SCIM Client 1.0.0"),
+                client_address: None,
+                dialect: "okta",
+                steps: vec![],
             });
         }
         let text = std::fs::read_to_string(&path).unwrap();
@@ -114,5 +167,26 @@ mod tests {
         assert_eq!(lines[1]["scim_id"], "2");
         assert_eq!(lines[0]["userName"], "a@example.com");
         assert!(lines[0].get("detail").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_journal_collects_the_calls_made_in_its_scope_only() {
+        let journal = Journal::default();
+        let step = |call: &str| Step {
+            call: call.into(),
+            method: "GET".into(),
+            status: 200,
+            latency_ms: 1.5,
+        };
+        Journal::note(|| step("outside"));
+        journal
+            .scope(async {
+                Journal::note(|| step("users.get"));
+                Journal::note(|| step("users.update"));
+            })
+            .await;
+        Journal::note(|| step("after"));
+        let calls: Vec<String> = journal.steps().into_iter().map(|s| s.call).collect();
+        assert_eq!(calls, ["users.get", "users.update"]);
     }
 }

@@ -284,7 +284,24 @@ async fn every_write_lands_one_audit_line_with_the_correlation_id() {
         lines[0]["correlation_id"],
         created.headers["x-request-id"].to_str().unwrap()
     );
+    // The provisioning record: the dialect it was read with, and each
+    // upstream call by the mapping's name (no ids, no bodies).
+    assert_eq!(lines[0]["dialect"], "shared", "{}", lines[0]);
+    let steps = lines[0]["steps"].as_array().unwrap();
+    let last = steps.last().unwrap();
+    assert_eq!(
+        (&last["call"], &last["method"], &last["status"]),
+        (&json!("users.create"), &json!("POST"), &json!(201)),
+        "{}",
+        lines[0]
+    );
+    assert!(steps.iter().all(|s| s["latency_ms"].as_f64().is_some()));
     assert_eq!(lines[1]["outcome"], "failed");
+    assert_eq!(
+        lines[1]["steps"],
+        json!([]),
+        "a refused write calls nothing upstream"
+    );
     assert_eq!(lines[1]["status"], 403);
     assert_eq!(lines[1]["userName"], "eve@elsewhere.org");
     assert!(

@@ -13,7 +13,7 @@ use serde::de::{Deserializer, IgnoredAny};
 
 use super::rescue::ErrorResponse;
 use super::response::CorrelationId;
-use crate::audit::{AuditLog, Entry, now};
+use crate::audit::{AuditLog, Entry, Journal, now};
 use crate::scim::error::{ScimError, ScimType};
 
 pub struct AuditState {
@@ -49,10 +49,29 @@ where
         .get::<CorrelationId>()
         .map(|c| c.0.clone())
         .unwrap_or_default();
+    let user_agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let client_address = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string());
+    let dialect = request
+        .extensions()
+        .get::<Arc<crate::dialect::Dialect>>()
+        .map(|d| d.name.clone())
+        .unwrap_or_default();
+    let journal = Journal::default();
     let line = Line {
         operation,
         path: &path,
         correlation_id: &correlation_id,
+        user_agent: user_agent.as_deref(),
+        client_address,
+        dialect: &dialect,
+        journal: &journal,
     };
     // The body is read here and handed on: writes are small and bounded.
     let (parts, body) = request.into_parts();
@@ -70,7 +89,9 @@ where
             return axum::response::IntoResponse::into_response(ErrorResponse(response));
         }
     };
-    let response = inner(Request::from_parts(parts, Body::from(sent.clone()))).await;
+    let response = journal
+        .scope(inner(Request::from_parts(parts, Body::from(sent.clone()))))
+        .await;
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
     let answered = to_bytes(body, usize::MAX).await.unwrap_or_default();
@@ -149,6 +170,11 @@ struct Line<'a> {
     operation: &'a str,
     path: &'a str,
     correlation_id: &'a str,
+    user_agent: Option<&'a str>,
+    client_address: Option<String>,
+    dialect: &'a str,
+    /// Collects the upstream calls while the write runs.
+    journal: &'a Journal,
 }
 
 impl Line<'_> {
@@ -177,6 +203,10 @@ impl Line<'_> {
             status,
             detail,
             correlation_id: self.correlation_id,
+            user_agent: self.user_agent,
+            client_address: self.client_address.clone(),
+            dialect: self.dialect,
+            steps: self.journal.steps(),
         });
     }
 }

@@ -18,6 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use rand::Rng;
 use serde_json::Value;
 
+use crate::audit::{Journal, Step};
 use crate::cluster::ClusterStore;
 use crate::config::Upstream;
 use crate::mapping::{Auth, BodyEncoding, Refusal, UpstreamMapping, UpstreamRequest, form_pairs};
@@ -39,6 +40,16 @@ pub enum CallError {
     /// No usable answer: unreachable, timed out, over a limit, unreadable.
     #[error(transparent)]
     Failed(#[from] UpstreamError),
+}
+
+/// One attempt as a provisioning record lists it.
+fn step(request: &UpstreamRequest, status: u16, elapsed: Duration) -> Step {
+    Step {
+        call: request.label.to_string(),
+        method: request.method.to_string(),
+        status,
+        latency_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+    }
 }
 
 /// Upstream bodies larger than this are refused rather than buffered.
@@ -463,7 +474,10 @@ impl UpstreamClient {
             };
         }
         let started = tokio::time::Instant::now();
-        let mut response = builder.send().await.map_err(|error| {
+        let sent = builder.send().await;
+        let mut response = sent.map_err(|error| {
+            // A write's provisioning record lists the attempt that got no answer too.
+            Journal::note(|| step(request, 0, started.elapsed()));
             if error.is_timeout() {
                 UpstreamError::Timeout(self.mapping.timeout)
             } else {
@@ -486,6 +500,7 @@ impl UpstreamClient {
             bytes.extend_from_slice(&chunk);
         }
         let elapsed = started.elapsed();
+        Journal::note(|| step(request, status.as_u16(), elapsed));
         metrics::histogram!(
             "scimgate_upstream_request_duration_seconds",
             "upstream" => self.label.clone(),

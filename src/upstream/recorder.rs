@@ -149,6 +149,7 @@ mod tests {
             list_items: list_items.map(str::to_string),
             record_at: None,
             id_at: None,
+            label: "users.get".into(),
         }
     }
 

@@ -252,6 +252,9 @@ pub struct UpstreamRequest {
     /// recorder answers in the declared shape).
     pub record_at: Option<String>,
     pub id_at: Option<String>,
+    /// The call it was rendered from (`users.update`), never the path with
+    /// its ids: what a provisioning record names.
+    pub label: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -272,8 +275,9 @@ pub struct Call {
     pub record: Option<String>,
     /// A create whose answer only names the new record: where its id is.
     pub id_at: Option<String>,
-    /// The call's name in the mapping, for messages (`users.create`).
-    pub label: String,
+    /// The call's name in the mapping, for messages and provisioning
+    /// records (`users.create`); shared, since every request carries it.
+    pub label: std::sync::Arc<str>,
     /// Update and create calls: the upstream fields this call carries
     /// (empty: every field no other call claims).
     pub fields: Vec<FieldPath>,
@@ -357,7 +361,7 @@ impl Call {
             is_list: false,
             record: None,
             id_at: None,
-            label: String::new(),
+            label: std::sync::Arc::from(""),
             fields: Vec::new(),
         })
     }
@@ -431,6 +435,7 @@ impl Call {
             list_items: self.is_list.then(|| self.items.clone().unwrap_or_default()),
             record_at: self.record.clone(),
             id_at: self.id_at.clone(),
+            label: self.label.clone(),
         })
     }
 

@@ -596,7 +596,7 @@ pub enum MappingError {
 impl MappingError {
     fn unreadable(call: &Call, what: &'static str, pointer: &str, body: &Value) -> Self {
         MappingError::Unreadable {
-            call: call.label.clone(),
+            call: call.label.to_string(),
             what,
             pointer: pointer.to_string(),
             held: shape(body, 0),

@@ -79,7 +79,7 @@ impl Compiler<'_> {
         let paging = spec.paging.as_ref().and_then(paging);
         let mut call = call.with_paging(paging, spec.items.as_ref().map(|i| i.get_ref().clone()));
         call.is_list = role == CallRole::List;
-        call.label = what.trim_matches(['[', ']']).to_string();
+        call.label = std::sync::Arc::from(what.trim_matches(['[', ']']));
         call.record = spec.record.as_ref().map(|r| r.get_ref().clone());
         call.id_at = spec.id.as_ref().map(|r| r.get_ref().clone());
         if !spec.fields.is_empty() && !matches!(role, CallRole::Create | CallRole::Update) {
