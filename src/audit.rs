@@ -24,7 +24,16 @@ pub struct Step {
 /// The upstream calls of the write being served, collected by the upstream
 /// client while a [`Journal::scope`] runs (only writes have one).
 #[derive(Debug, Clone, Default)]
-pub struct Journal(Arc<Mutex<Vec<Step>>>);
+pub struct Journal(Arc<Mutex<Noted>>);
+
+#[derive(Debug, Default)]
+struct Noted {
+    steps: Vec<Step>,
+    /// The resource as it was before the write (updates and deletes).
+    before: Option<serde_json::Value>,
+    /// A create that restored a soft-deleted user rather than making one.
+    restored: bool,
+}
 
 tokio::task_local! {
     static JOURNAL: Journal;
@@ -38,15 +47,128 @@ impl Journal {
 
     /// Notes a call if a journal is collecting (a write); nothing otherwise.
     pub fn note(step: impl FnOnce() -> Step) {
+        Self::with(|noted| noted.steps.push(step()));
+    }
+
+    /// Notes the resource as the write found it (cloned only for a write).
+    pub fn note_before(resource: &serde_json::Value) {
+        Self::with(|noted| noted.before = Some(resource.clone()));
+    }
+
+    /// Notes that a create restored a soft-deleted user.
+    pub fn note_restored() {
+        Self::with(|noted| noted.restored = true);
+    }
+
+    fn with(change: impl FnOnce(&mut Noted)) {
         let _ = JOURNAL.try_with(|journal| {
-            if let Ok(mut steps) = journal.0.lock() {
-                steps.push(step());
+            if let Ok(mut noted) = journal.0.lock() {
+                change(&mut noted);
             }
         });
     }
 
     pub fn steps(&self) -> Vec<Step> {
-        self.0.lock().map(|steps| steps.clone()).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|noted| noted.steps.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn before(&self) -> Option<serde_json::Value> {
+        self.0.lock().ok().and_then(|noted| noted.before.clone())
+    }
+
+    pub fn restored(&self) -> bool {
+        self.0.lock().is_ok_and(|noted| noted.restored)
+    }
+}
+
+/// One attribute a write changed, old → new. A write-only value (a
+/// password) appears only as changed, never with its values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub attribute: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<serde_json::Value>,
+}
+
+/// Attributes whose values never appear in a record.
+const WRITE_ONLY: &[&str] = &["password"];
+
+/// What changed from `before` to `after` (SCIM resources; `before` null for
+/// a create): top-level attributes, sub-attributes of a complex one
+/// (`name.givenName`) and an extension's attributes (`urn:…:User:department`);
+/// a multi-valued attribute compares whole. `id`, `schemas` and `meta` are
+/// not changes.
+pub fn changes(before: &serde_json::Value, after: &serde_json::Value) -> Vec<Change> {
+    use serde_json::Value;
+    let empty = serde_json::Map::new();
+    let object = |v: &Value| v.as_object().cloned().unwrap_or_else(|| empty.clone());
+    let (before, after) = (object(before), object(after));
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut found = Vec::new();
+    for key in keys {
+        if matches!(key.as_str(), "id" | "schemas" | "meta") {
+            continue;
+        }
+        let (old, new) = (before.get(key), after.get(key));
+        let nested = |v: Option<&Value>| v.is_none_or(|v| v.is_object() || v.is_null());
+        if nested(old)
+            && nested(new)
+            && (old.is_some_and(Value::is_object) || new.is_some_and(Value::is_object))
+        {
+            let separator = if key.starts_with("urn:") { ":" } else { "." };
+            for change in changes(old.unwrap_or(&Value::Null), new.unwrap_or(&Value::Null)) {
+                found.push(Change {
+                    attribute: format!("{key}{separator}{}", change.attribute),
+                    ..change
+                });
+            }
+            continue;
+        }
+        let absent = |v: Option<&Value>| v.is_none_or(Value::is_null);
+        // `$ref`s are added to every answer (members, manager), not stored.
+        let (old, new) = (old.map(without_refs), new.map(without_refs));
+        if old == new || (absent(old.as_ref()) && absent(new.as_ref())) {
+            continue;
+        }
+        let hidden = WRITE_ONLY.iter().any(|w| key.eq_ignore_ascii_case(w));
+        found.push(Change {
+            attribute: key.clone(),
+            old: if hidden {
+                None
+            } else {
+                old.filter(|v| !v.is_null())
+            },
+            new: if hidden {
+                None
+            } else {
+                new.filter(|v| !v.is_null())
+            },
+        });
+    }
+    found
+}
+
+/// `value` with the `$ref` of each element of a list dropped.
+fn without_refs(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                let mut item = item.clone();
+                if let Some(object) = item.as_object_mut() {
+                    object.remove("$ref");
+                }
+                item
+            })
+            .collect(),
+        other => other.clone(),
     }
 }
 
@@ -56,6 +178,8 @@ pub struct Entry<'a> {
     pub time: String,
     pub connection: &'a str,
     pub operation: &'a str,
+    /// create, restore, update, disable, enable, membership change, delete.
+    pub action: &'static str,
     /// The SCIM id (the mapping's ids are the upstream's, so this is also the upstream id).
     pub scim_id: Option<&'a str>,
     pub upstream_id: Option<&'a str>,
@@ -78,6 +202,8 @@ pub struct Entry<'a> {
     pub dialect: &'a str,
     /// Every upstream call the write made, in order.
     pub steps: Vec<Step>,
+    /// The attributes the write changed (empty for a refusal or a delete).
+    pub changes: Vec<Change>,
 }
 
 #[derive(Debug)]
@@ -155,7 +281,9 @@ mod tests {
                 user_agent: Some("Okta SCIM Client 1.0.0"),
                 client_address: None,
                 dialect: "okta",
+                action: "create",
                 steps: vec![],
+                changes: vec![],
             });
         }
         let text = std::fs::read_to_string(&path).unwrap();
@@ -167,6 +295,52 @@ mod tests {
         assert_eq!(lines[1]["scim_id"], "2");
         assert_eq!(lines[0]["userName"], "a@example.com");
         assert!(lines[0].get("detail").is_none());
+    }
+
+    #[test]
+    fn changes_name_each_attribute_old_and_new_and_never_a_password() {
+        use serde_json::json;
+        let before = json!({"id": "7", "userName": "a@example.com", "active": true,
+            "name": {"givenName": "Ann", "familyName": "Lee"}, "title": "Engineer",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "R&D"},
+            "meta": {"version": "W/\"1\""}});
+        let after = json!({"id": "7", "userName": "a@example.com", "active": false,
+            "name": {"givenName": "Anne", "familyName": "Lee"}, "password": "s3cret!",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Ops"},
+            "emails": [{"value": "a@example.com"}], "meta": {"version": "W/\"2\""}});
+        let found = changes(&before, &after);
+        let shown = serde_json::to_string(&found).unwrap();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let names: Vec<&str> = found.iter().map(|c| c.attribute.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "active",
+                "emails",
+                "name.givenName",
+                "password",
+                "title",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"
+            ]
+        );
+        assert_eq!(
+            found[0],
+            Change {
+                attribute: "active".into(),
+                old: Some(json!(true)),
+                new: Some(json!(false))
+            }
+        );
+        assert_eq!(
+            found[3],
+            Change {
+                attribute: "password".into(),
+                old: None,
+                new: None
+            }
+        );
+        assert_eq!(found[4].new, None, "a removed title has no new value");
+        assert!(changes(&after, &after).is_empty());
     }
 
     #[tokio::test]

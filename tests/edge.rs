@@ -533,3 +533,73 @@ async fn a_request_its_client_abandons_leaves_the_in_flight_count() {
     }
     assert_eq!(last.as_deref(), Some("0"));
 }
+
+#[tokio::test]
+async fn an_audit_line_names_the_action_and_each_attribute_changed_old_to_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit_path = dir.path().join("audit.jsonl");
+    let h = Harness::start_with(ServerSettings {
+        audit_log: Some(audit_path.clone()),
+        ..Default::default()
+    })
+    .await;
+    let mut body = user("cat").unwrap();
+    body["title"] = json!("Engineer");
+    body["password"] = json!("Tr0ub4dor&3");
+    let created = h.scim(Method::POST, "/Users", Some(body)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let patch = |operations: Value| {
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations}),
+        )
+    };
+    let title = patch(json!([{"op": "replace", "path": "title", "value": "Manager"}]));
+    assert_eq!(
+        h.scim(Method::PATCH, &format!("/Users/{id}"), title)
+            .await
+            .status,
+        200
+    );
+    let off = patch(json!([{"op": "replace", "path": "active", "value": false}]));
+    assert_eq!(
+        h.scim(Method::PATCH, &format!("/Users/{id}"), off)
+            .await
+            .status,
+        200
+    );
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    assert!(
+        !text.contains("Tr0ub4dor"),
+        "a password never reaches the audit log"
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let changed = |line: &Value, attribute: &str| {
+        line["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["attribute"] == attribute)
+            .cloned()
+    };
+    assert_eq!(lines[0]["action"], "create");
+    assert_eq!(
+        changed(&lines[0], "userName"),
+        Some(json!({"attribute": "userName", "new": "cat@example.com"}))
+    );
+    assert_eq!(lines[1]["action"], "update");
+    assert_eq!(
+        lines[1]["changes"],
+        json!([{"attribute": "title", "old": "Engineer", "new": "Manager"}]),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2]["action"], "disable");
+    assert_eq!(
+        lines[2]["changes"],
+        json!([{"attribute": "active", "old": true, "new": false}])
+    );
+}

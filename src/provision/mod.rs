@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::audit::Journal;
 use crate::cluster::{ClusterStore, RemoteLock, StoreDown};
 use crate::config::{Connection, OnUnavailable};
 use crate::mapping::transform::Absent;
@@ -529,6 +530,7 @@ impl Provisioner {
             ));
         }
         tracing::info!(upstream_id = %id, "restored a soft-deleted user on create");
+        Journal::note_restored();
         Ok(Some(record))
     }
 
@@ -545,6 +547,7 @@ impl Provisioner {
         let _held = self.lock_resource(kind, id).await?;
         let current = self.get(kind, id, kind == Kind::Group).await?;
         check_precondition(&current.resource, if_match)?;
+        Journal::note_before(&current.resource);
         if kind == Kind::User {
             let effective = merged_for_policy(&current.resource, &resource);
             policy::check_approved_domains(&effective, &self.connection.approved_domains)?;
@@ -598,6 +601,7 @@ impl Provisioner {
             .get(kind, id, kind == Kind::Group && touches_members)
             .await?;
         check_precondition(&current.resource, if_match)?;
+        Journal::note_before(&current.resource);
         let mut desired = current.resource.clone();
         apply_patch(&mut desired, operations, kind.schema())?;
         keeps_required(kind, &current.resource, &desired)?;
@@ -709,6 +713,7 @@ impl Provisioner {
         let _held = self.lock_resource(kind, id).await?;
         let current = self.get(kind, id, false).await?;
         check_precondition(&current.resource, if_match)?;
+        Journal::note_before(&current.resource);
         let hard = match (&mapping.soft_delete, &mapping.hard_delete) {
             (_, Some(hard)) if self.connection.hard_delete => Some(hard),
             (Some(_), _) => None,

@@ -13,7 +13,7 @@ use serde::de::{Deserializer, IgnoredAny};
 
 use super::rescue::ErrorResponse;
 use super::response::CorrelationId;
-use crate::audit::{AuditLog, Entry, Journal, now};
+use crate::audit::{AuditLog, Change, Entry, Journal, changes, now};
 use crate::scim::error::{ScimError, ScimType};
 
 pub struct AuditState {
@@ -85,6 +85,7 @@ where
                 &Quoted::default(),
                 &Quoted::default(),
                 Some(&response.detail),
+                Vec::new(),
             );
             return axum::response::IntoResponse::into_response(ErrorResponse(response));
         }
@@ -97,7 +98,20 @@ where
     let answered = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let (sent_fields, answered_fields) = (Quoted::from(&sent), Quoted::from(&answered));
     let detail = answered_fields.detail.as_deref().filter(|_| status >= 400);
-    line.write(state, status, &sent_fields, &answered_fields, detail);
+    let changes = if status < 400 && !answered.is_empty() {
+        let after = serde_json::from_slice(&answered).unwrap_or(serde_json::Value::Null);
+        changes(&journal.before().unwrap_or_default(), &after)
+    } else {
+        Vec::new()
+    };
+    line.write(
+        state,
+        status,
+        &sent_fields,
+        &answered_fields,
+        detail,
+        changes,
+    );
     Response::from_parts(parts, Body::from(answered))
 }
 
@@ -165,6 +179,23 @@ where
     })
 }
 
+/// What the write did, as the IdPs' provisioning logs name it: a change of
+/// `active` is a disable or an enable, of `members` a membership change.
+fn action(operation: &str, restored: bool, changes: &[Change]) -> &'static str {
+    let changed = |name: &str| changes.iter().find(|c| c.attribute == name);
+    match operation {
+        _ if restored => "restore",
+        "create_user" | "create_group" => "create",
+        "delete_user" | "delete_group" => "delete",
+        _ => match changed("active").and_then(|c| c.new.as_ref()) {
+            Some(serde_json::Value::Bool(false)) => "disable",
+            Some(serde_json::Value::Bool(true)) => "enable",
+            _ if changed("members").is_some() => "membership change",
+            _ => "update",
+        },
+    }
+}
+
 /// The parts of an audit line known before the request runs.
 struct Line<'a> {
     operation: &'a str,
@@ -185,6 +216,7 @@ impl Line<'_> {
         sent: &Quoted,
         answered: &Quoted,
         detail: Option<&str>,
+        changes: Vec<Change>,
     ) {
         let id_in_path = self.path.trim_start_matches('/').split('/').nth(1);
         let id = answered.id.as_deref().or(id_in_path);
@@ -206,7 +238,9 @@ impl Line<'_> {
             user_agent: self.user_agent,
             client_address: self.client_address.clone(),
             dialect: self.dialect,
+            action: action(self.operation, self.journal.restored(), &changes),
             steps: self.journal.steps(),
+            changes,
         });
     }
 }
