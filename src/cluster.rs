@@ -217,7 +217,21 @@ impl ClusterStore {
             .arg(ttl_ms)
             .query_async(&mut connection)
             .await;
-        if self.observe(answer)?.is_none() {
+        let taken = match self.observe(answer) {
+            Ok(taken) => taken,
+            Err(down) => {
+                // The SET may have landed with only its answer lost: give
+                // the token back when Redis can hear it, or the key waits
+                // out its TTL with no one holding it.
+                self.forget(RemoteLock {
+                    key: key.to_string(),
+                    token,
+                    keep_alive: tokio::spawn(async {}),
+                });
+                return Err(down);
+            }
+        };
+        if taken.is_none() {
             return Ok(None);
         }
         // Kept alive while held: an operation may outlast the TTL (a slow
@@ -262,10 +276,20 @@ impl ClusterStore {
             .arg(&id)
             .invoke_async(&mut connection)
             .await;
-        Ok((self.observe(answer)? == 1).then(|| Lease {
+        let lease = Lease {
             key: key.to_string(),
             id,
-        }))
+        };
+        match self.observe(answer) {
+            Ok(1) => Ok(Some(lease)),
+            Ok(_) => Ok(None),
+            Err(down) => {
+                // As for a lock: the slot may be taken with its answer lost.
+                let store = self.clone();
+                tokio::spawn(async move { store.release(lease).await });
+                Err(down)
+            }
+        }
     }
 
     /// Gives a slot back (if Redis is down, its TTL will).
@@ -277,6 +301,12 @@ impl ClusterStore {
             .query_async(&mut connection)
             .await;
         let _ = self.observe(answer);
+    }
+
+    /// Gives back in the background a lock whose taking went unanswered.
+    fn forget(&self, lock: RemoteLock) {
+        let store = self.clone();
+        tokio::spawn(async move { store.unlock(lock).await });
     }
 
     /// Gives a lock back (if Redis is down, its TTL will).
@@ -331,6 +361,8 @@ pub struct SharedRate {
     rate: Rate,
     local: Limiter,
     cluster: Option<(ClusterStore, String)>,
+    /// Whether `on_unavailable = "refuse"` refuses here.
+    refuses: bool,
 }
 
 /// What a [`SharedRate`] says of one request.
@@ -350,6 +382,18 @@ impl SharedRate {
             rate,
             local: rate.limiter(),
             cluster: cluster.map(|store| (store.clone(), store.key("rate", key))),
+            refuses: true,
+        }
+    }
+
+    /// As [`SharedRate::new`], but falling back to this replica's own rate
+    /// while the store is down whatever `on_unavailable` says: an upstream
+    /// budget is checked on every call of an operation, and refusing its
+    /// second call would leave the first one's write behind.
+    pub fn never_refusing(rate: Rate, cluster: Option<&ClusterStore>, key: &str) -> Self {
+        SharedRate {
+            refuses: false,
+            ..Self::new(rate, cluster, key)
         }
     }
 
@@ -358,7 +402,9 @@ impl SharedRate {
             match store.admit(key, self.rate).await {
                 Ok(Admission::Allowed) => return RateCheck::Allowed,
                 Ok(Admission::Wait(wait)) => return RateCheck::Wait(wait),
-                Err(StoreDown) if store.on_unavailable() == OnUnavailable::Refuse => {
+                Err(StoreDown)
+                    if self.refuses && store.on_unavailable() == OnUnavailable::Refuse =>
+                {
                     return RateCheck::Unavailable;
                 }
                 Err(StoreDown) => store.fell_back("rate"),

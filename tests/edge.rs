@@ -590,6 +590,11 @@ async fn an_audit_line_names_the_action_and_each_attribute_changed_old_to_new() 
         changed(&lines[0], "userName"),
         Some(json!({"attribute": "userName", "new": "cat@example.com"}))
     );
+    assert_eq!(
+        changed(&lines[0], "password"),
+        Some(json!({"attribute": "password"})),
+        "a password set is recorded as changed, without its value"
+    );
     assert_eq!(lines[1]["action"], "update");
     assert_eq!(
         lines[1]["changes"],

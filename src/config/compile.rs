@@ -223,6 +223,31 @@ pub(super) fn compile(
         .cluster
         .as_ref()
         .and_then(|spec| cluster(spec, base_dir, environment, source, report));
+    // An in-flight slot lasts the lock TTL and is not kept alive: a call
+    // still running past it would free its slot for another replica.
+    if let (Some(settings), Some(spec)) = (&cluster, &file.cluster) {
+        for upstream in upstreams
+            .iter()
+            .filter(|u| u.budget.max_in_flight.is_some())
+        {
+            if settings.lock_ttl <= upstream.mapping.timeout {
+                let span = spec
+                    .lock_ttl_ms
+                    .as_ref()
+                    .map_or_else(|| spec.redis_url.span(), |ttl| ttl.span());
+                report.push(source.error_at(
+                    Some(span),
+                    format!(
+                        "[cluster] lock_ttl_ms ({} ms) must be above upstream `{}`'s timeout_ms \
+                         ({} ms): its in-flight slots last that long",
+                        settings.lock_ttl.as_millis(),
+                        upstream.name,
+                        upstream.mapping.timeout.as_millis()
+                    ),
+                ));
+            }
+        }
+    }
     Some(GatewayConfig {
         server: file.server,
         cluster,

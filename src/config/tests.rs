@@ -249,6 +249,15 @@ fn cluster_settings_are_checked_at_their_line_and_never_quote_the_url() {
     );
     assert!(!shown.contains("hunter2"), "{shown}");
 
+    // Slots of an upstream with max_in_flight last the lock TTL: it must
+    // outlast a call (legacy.toml's timeout_ms is 10000).
+    let (_, report) = compile_text(
+        &with("[cluster]\nredis_url = { value = \"redis://r:6379\" }\nlock_ttl_ms = 5000\n")
+            .replace("secrets.api_key", "max_in_flight = 4\nsecrets.api_key"),
+    );
+    let shown = report.to_string();
+    assert!(shown.contains("gateway.toml:8:15: error: [cluster] lock_ttl_ms (5000 ms) must be above upstream `legacy`'s timeout_ms (10000 ms)"), "{shown}");
+
     let (_, report) = compile_text(&with(
         "[cluster]\nredis_url = { value = \"redis://r:6379\" }\ntimeout_ms = 0\non_unavailable = \"maybe\"\n",
     ));

@@ -174,6 +174,9 @@ impl Provisioner {
         // wait is bounded by the lock's TTL, past which its holder is dead.
         let deadline = tokio::time::Instant::now() + store.lock_ttl();
         let mut pause = std::time::Duration::from_millis(2);
+        // Once another replica was seen holding the lock, Redis going quiet
+        // is no reason to go ahead alone: that holder may still be writing.
+        let mut seen_held = false;
         loop {
             match store.try_lock(&remote_key).await {
                 Ok(Some(lock)) => {
@@ -186,9 +189,11 @@ impl Provisioner {
                     return Err(ProvisionError::Contended);
                 }
                 Ok(None) => {
+                    seen_held = true;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_millis(50));
                 }
+                Err(StoreDown) if seen_held => return Err(ProvisionError::Contended),
                 Err(StoreDown) if store.on_unavailable() == OnUnavailable::Refuse => {
                     return Err(ProvisionError::ClusterUnavailable);
                 }

@@ -98,12 +98,31 @@ where
     let answered = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let (sent_fields, answered_fields) = (Quoted::from(&sent), Quoted::from(&answered));
     let detail = answered_fields.detail.as_deref().filter(|_| status >= 400);
-    let changes = if status < 400 && !answered.is_empty() {
+    let mut changes = if status < 400 && !answered.is_empty() {
         let after = serde_json::from_slice(&answered).unwrap_or(serde_json::Value::Null);
         changes(&journal.before().unwrap_or_default(), &after)
     } else {
         Vec::new()
     };
+    // What no answer shows: a password (never returned), and the members a
+    // group PATCH answered with 204 changed.
+    if status < 400 {
+        let asked = Asked::of(&sent);
+        if asked.password && !changes.iter().any(|c| c.attribute == "password") {
+            changes.push(Change {
+                attribute: "password".into(),
+                old: None,
+                new: None,
+            });
+        }
+        if asked.members && answered.is_empty() {
+            changes.push(Change {
+                attribute: "members".into(),
+                old: None,
+                new: None,
+            });
+        }
+    }
     line.write(
         state,
         status,
@@ -177,6 +196,48 @@ where
         Field::Text(text) => Some(text),
         Field::Other(_) => None,
     })
+}
+
+/// What a write body asks for that its answer may not show.
+#[derive(Default)]
+struct Asked {
+    password: bool,
+    members: bool,
+}
+
+impl Asked {
+    /// From a resource (`password`, `members`) or a PATCH (an operation's
+    /// path, or its value's keys).
+    fn of(sent: &[u8]) -> Asked {
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(sent) else {
+            return Asked::default();
+        };
+        let names = |value: &serde_json::Value, name: &str| {
+            value
+                .as_object()
+                .is_some_and(|o| o.keys().any(|k| k.eq_ignore_ascii_case(name)))
+        };
+        let mut asked = Asked {
+            password: names(&body, "password"),
+            members: names(&body, "members"),
+        };
+        for operation in body
+            .get("Operations")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let path = operation
+                .get("path")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let value = operation.get("value").unwrap_or(&serde_json::Value::Null);
+            asked.password |= path == "password" || names(value, "password");
+            asked.members |= path.starts_with("members") || names(value, "members");
+        }
+        asked
+    }
 }
 
 /// What the write did, as the IdPs' provisioning logs name it: a change of

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::UpstreamError;
 use crate::cluster::{ClusterStore, Lease, RateCheck, SharedRate, StoreDown};
-use crate::config::{Budget as BudgetSettings, OnUnavailable};
+use crate::config::Budget as BudgetSettings;
 
 #[derive(Debug)]
 pub struct Budget {
@@ -43,9 +43,9 @@ impl Budget {
     /// (`upstream` names its cell).
     pub fn new(settings: &BudgetSettings, cluster: Option<&ClusterStore>, upstream: &str) -> Self {
         Budget {
-            rate: settings
-                .rate
-                .map(|rate| SharedRate::new(rate, cluster, &format!("upstream:{upstream}"))),
+            rate: settings.rate.map(|rate| {
+                SharedRate::never_refusing(rate, cluster, &format!("upstream:{upstream}"))
+            }),
             in_flight: settings
                 .max_in_flight
                 .map(|n| std::sync::Arc::new(Semaphore::new(n))),
@@ -114,9 +114,8 @@ async fn shared_slot(
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
-            Err(StoreDown) if store.on_unavailable() == OnUnavailable::Refuse => {
-                return Err(UpstreamError::ClusterUnavailable);
-            }
+            // Never refused here, whatever `on_unavailable` says: this is one
+            // call of an operation whose earlier calls may have written.
             Err(StoreDown) => {
                 store.fell_back("in_flight");
                 return Ok(None);
