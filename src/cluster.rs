@@ -100,6 +100,10 @@ struct Inner {
     /// Whether the last round trip succeeded (for `/readyz`, and to warn
     /// once per outage rather than per request).
     up: AtomicBool,
+    /// Locks this process holds (token → key), kept alive by one task for
+    /// all of them, started with the first lock.
+    held: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    keep_alive: std::sync::OnceLock<()>,
     gcra: redis::Script,
     lease: redis::Script,
     unlock: redis::Script,
@@ -122,7 +126,18 @@ impl std::fmt::Debug for ClusterStore {
 pub struct RemoteLock {
     key: String,
     token: String,
-    keep_alive: tokio::task::JoinHandle<()>,
+    /// Where it is registered for the keep-alive; dropping it leaves.
+    held: std::sync::Weak<Inner>,
+}
+
+impl Drop for RemoteLock {
+    fn drop(&mut self) {
+        if let Some(inner) = self.held.upgrade()
+            && let Ok(mut held) = inner.held.lock()
+        {
+            held.remove(&self.token);
+        }
+    }
 }
 
 /// One in-flight slot of an upstream, held in Redis.
@@ -150,6 +165,8 @@ impl ClusterStore {
                 on_unavailable: settings.on_unavailable,
                 lock_ttl: settings.lock_ttl,
                 up: AtomicBool::new(true),
+                held: Default::default(),
+                keep_alive: std::sync::OnceLock::new(),
                 gcra: redis::Script::new(GCRA),
                 lease: redis::Script::new(LEASE),
                 unlock: redis::Script::new(UNLOCK),
@@ -226,7 +243,7 @@ impl ClusterStore {
                 self.forget(RemoteLock {
                     key: key.to_string(),
                     token,
-                    keep_alive: tokio::spawn(async {}),
+                    held: std::sync::Weak::new(),
                 });
                 return Err(down);
             }
@@ -236,30 +253,16 @@ impl ClusterStore {
         }
         // Kept alive while held: an operation may outlast the TTL (a slow
         // upstream, retries); a dead replica stops extending it.
-        let store = self.clone();
-        let (held_key, held_token) = (key.to_string(), token.clone());
-        let keep_alive = tokio::spawn(async move {
-            let every = store.inner.lock_ttl / 3;
-            loop {
-                tokio::time::sleep(every).await;
-                let mut connection = store.inner.connection.clone();
-                let extended: Result<i64, _> = store
-                    .inner
-                    .extend
-                    .key(&held_key)
-                    .arg(&held_token)
-                    .arg(ttl_ms)
-                    .invoke_async(&mut connection)
-                    .await;
-                if matches!(extended, Ok(0)) {
-                    return;
-                }
-            }
+        if let Ok(mut held) = self.inner.held.lock() {
+            held.insert(token.clone(), key.to_string());
+        }
+        self.inner.keep_alive.get_or_init(|| {
+            tokio::spawn(keep_alive(Arc::downgrade(&self.inner)));
         });
         Ok(Some(RemoteLock {
             key: key.to_string(),
             token,
-            keep_alive,
+            held: Arc::downgrade(&self.inner),
         }))
     }
 
@@ -311,7 +314,6 @@ impl ClusterStore {
 
     /// Gives a lock back (if Redis is down, its TTL will).
     pub async fn unlock(&self, lock: RemoteLock) {
-        lock.keep_alive.abort();
         let mut connection = self.inner.connection.clone();
         let answer: Result<i64, _> = self
             .inner
@@ -350,6 +352,40 @@ impl ClusterStore {
     /// Counts one decision taken by this replica alone because Redis was down.
     pub fn fell_back(&self, what: &'static str) {
         metrics::counter!("scimgate_cluster_fallback_total", "what" => what).increment(1);
+    }
+}
+
+/// Extends every lock this process holds, every third of the TTL, until the
+/// store is gone; a lock whose key no longer holds its token was lost
+/// (Redis restarted without it) and stops being extended.
+async fn keep_alive(store: std::sync::Weak<Inner>) {
+    loop {
+        let every = match store.upgrade() {
+            Some(inner) => inner.lock_ttl / 3,
+            None => return,
+        };
+        tokio::time::sleep(every).await;
+        let Some(inner) = store.upgrade() else { return };
+        let held: Vec<(String, String)> = match inner.held.lock() {
+            Ok(held) => held.iter().map(|(t, k)| (t.clone(), k.clone())).collect(),
+            Err(_) => return,
+        };
+        let ttl_ms = inner.lock_ttl.as_millis() as u64;
+        for (token, key) in held {
+            let mut connection = inner.connection.clone();
+            let extended: Result<i64, _> = inner
+                .extend
+                .key(&key)
+                .arg(&token)
+                .arg(ttl_ms)
+                .invoke_async(&mut connection)
+                .await;
+            if matches!(extended, Ok(0))
+                && let Ok(mut held) = inner.held.lock()
+            {
+                held.remove(&token);
+            }
+        }
     }
 }
 

@@ -422,3 +422,41 @@ async fn an_upstreams_max_in_flight_holds_for_the_cluster_and_a_dead_replicas_sl
     );
     waiting.abort();
 }
+
+fn store(redis: &RedisServer, lock_ttl_ms: u64) -> scimgate::cluster::ClusterStore {
+    scimgate::cluster::ClusterStore::connect(&scimgate::config::ClusterSettings {
+        redis_url: scimgate::config::Secret::new(redis.url()),
+        key_prefix: "test:".into(),
+        timeout: Duration::from_millis(200),
+        lock_ttl: Duration::from_millis(lock_ttl_ms),
+        on_unavailable: scimgate::config::OnUnavailable::Refuse,
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lock_outlives_its_ttl_and_an_abandoned_one_expires() {
+    let redis = RedisServer::start().await;
+    let (one, other) = (store(&redis, 300), store(&redis, 300));
+    let held = one.try_lock("test:lock:k").await.unwrap().expect("free");
+    // Kept alive while held: three TTLs later it is still taken.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(other.try_lock("test:lock:k").await.unwrap().is_none());
+    one.unlock(held).await;
+    let taken = other
+        .try_lock("test:lock:k")
+        .await
+        .unwrap()
+        .expect("given back");
+    // Dropped without a word (its process gone): free once its TTL runs out.
+    drop(taken);
+    assert!(
+        one.try_lock("test:lock:k").await.unwrap().is_none(),
+        "not before its TTL"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(
+        one.try_lock("test:lock:k").await.unwrap().is_some(),
+        "expired"
+    );
+}
