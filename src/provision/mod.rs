@@ -302,10 +302,12 @@ impl Provisioner {
         let membership = self
             .plan_membership(mapping, &BTreeSet::new(), &wanted)
             .await?;
-        let _creating = match matching_key(kind, &resource) {
-            Some(key) => Some(self.hold(key).await?),
-            None => None,
-        };
+        // The matching keys' locks, always userName (displayName) first and
+        // externalId second, so two creates never wait on each other.
+        let mut _creating = Vec::new();
+        for key in matching_keys(kind, &resource) {
+            _creating.push(self.hold(key).await?);
+        }
         // Under the lock, so of N identical POSTs one creates and the rest
         // find its user (an upstream that refuses duplicates is trusted to).
         if kind == Kind::User
@@ -805,13 +807,27 @@ fn state_requests(
 
 /// The key concurrent creates of one resource share: a userName (case-
 /// insensitive, as SCIM compares it) or a group's displayName.
-fn matching_key(kind: Kind, resource: &Value) -> Option<String> {
-    let attribute = match kind {
+/// The keys an IdP matches a resource by before creating it: userName (a
+/// group's displayName), case-insensitively, then externalId, exactly (it
+/// is the IdP's own id). Two creates sharing either are serialised.
+fn matching_keys(kind: Kind, resource: &Value) -> Vec<String> {
+    let name = match kind {
         Kind::User => "userName",
         Kind::Group => "displayName",
     };
-    let key = resource.get(attribute).and_then(Value::as_str)?;
-    Some(format!("create:{}/{}", kind.endpoint(), key.to_lowercase()))
+    let text = |attribute: &str| resource.get(attribute).and_then(Value::as_str);
+    let mut keys = Vec::new();
+    if let Some(name) = text(name) {
+        keys.push(format!(
+            "create:{}/{}",
+            kind.endpoint(),
+            name.to_lowercase()
+        ));
+    }
+    if let Some(external) = text("externalId") {
+        keys.push(format!("create:{}/externalId:{external}", kind.endpoint()));
+    }
+    keys
 }
 
 /// A PATCH may not remove a required attribute the resource has (RFC 7643
@@ -911,4 +927,25 @@ fn members_of(resource: &Value) -> BTreeSet<String> {
         .filter_map(|m| m.get("value"))
         .filter_map(crate::mapping::id_text)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn creates_are_keyed_by_user_name_then_external_id() {
+        let user = json!({"userName": "Ann@Example.com", "externalId": "E-1"});
+        assert_eq!(
+            matching_keys(Kind::User, &user),
+            [
+                "create:Users/ann@example.com",
+                "create:Users/externalId:E-1"
+            ]
+        );
+        let group = json!({"displayName": "Ops"});
+        assert_eq!(matching_keys(Kind::Group, &group), ["create:Groups/ops"]);
+        assert!(matching_keys(Kind::User, &json!({})).is_empty());
+    }
 }
