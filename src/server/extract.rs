@@ -44,56 +44,54 @@ impl<S: Send + Sync> FromRequest<S> for ScimJson {
 }
 
 async fn json_body<S: Send + Sync>(request: Request, state: &S) -> Result<Value, ScimError> {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if let Some(content_type) = content_type
+        && !matches!(
+            content_type.as_str(),
+            "application/scim+json" | "application/json"
+        )
     {
-        let content_type = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        if let Some(content_type) = content_type
-            && !matches!(
-                content_type.as_str(),
-                "application/scim+json" | "application/json"
-            )
-        {
-            return Err(ScimError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                None,
-                format!(
-                    "Content-Type `{content_type}` is not accepted; send application/scim+json or application/json"
-                ),
-            ));
-        }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ScimError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        None,
-                        "the request body is larger than this gateway accepts",
-                    )
-                } else {
-                    ScimError::bad_request(
-                        ScimType::InvalidSyntax,
-                        "the request body could not be read",
-                    )
-                }
-            })?;
-        let value = serde_json::from_slice(&bytes).map_err(|error| {
-            ScimError::bad_request(
-                ScimType::InvalidSyntax,
-                format!("the request body is not valid JSON: {error}"),
-            )
-        })?;
-        Ok(value)
+        return Err(ScimError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            format!(
+                "Content-Type `{content_type}` is not accepted; send application/scim+json or application/json"
+            ),
+        ));
     }
+    let bytes = Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ScimError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    None,
+                    "the request body is larger than this gateway accepts",
+                )
+            } else {
+                ScimError::bad_request(
+                    ScimType::InvalidSyntax,
+                    "the request body could not be read",
+                )
+            }
+        })?;
+    let value = serde_json::from_slice(&bytes).map_err(|error| {
+        ScimError::bad_request(
+            ScimType::InvalidSyntax,
+            format!("the request body is not valid JSON: {error}"),
+        )
+    })?;
+    Ok(value)
 }
 
 /// The query parameters of RFC 7644 §3.4.2 and §3.9. Unknown parameters are
