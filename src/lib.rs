@@ -8,7 +8,7 @@
 //! error bodies in one place, `server::rescue`.
 //!
 //! The layers, bottom first, each using only its own and those below:
-//! `scim`, `diagnostics`, `metric_labels` · `mapping`, `dialect` · `config` ·
+//! `scim`, `diagnostics`, `metric_labels`, `telemetry` · `mapping`, `dialect` · `config` ·
 //! `upstream`, `audit`, `cluster` · `provision` · `server` · `demo`, `explain`.
 //! `scim`, `diagnostics`, `mapping` and `dialect` are crates of their own
 //! (`crates/`), re-exported here under those names, so Cargo refuses an
@@ -26,6 +26,7 @@ pub mod explain;
 pub mod metric_labels;
 pub mod provision;
 pub mod server;
+pub mod telemetry;
 pub mod upstream;
 
 // The layers that are crates of their own, under the names the rest of the

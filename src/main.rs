@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use scimgate::config::{Rate, ServerSettings};
-use scimgate::{config, demo, server};
+use scimgate::{config, demo, server, telemetry};
 use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -223,6 +223,67 @@ fn database(path: &str) -> Database {
     }
 }
 
+/// `scimgate serve` once logging is set up: loads the config and serves
+/// until a shutdown signal.
+async fn serve_gateway(config: PathBuf) -> anyhow::Result<()> {
+    let (gateway, report) = config::load(&config).map_err(|report| anyhow::anyhow!("{report}"))?;
+    for warning in report.warnings() {
+        tracing::warn!(%warning, "config warning");
+    }
+    let tls = match &gateway.server.tls {
+        Some(files) => Some(Arc::new(server::tls::Tls::load(server::tls::TlsFiles {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+        })?)),
+        None => None,
+    };
+    let current = Arc::new(ArcSwap::from_pointee(server::router(&gateway)?));
+    let listener = TcpListener::bind(gateway.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", gateway.server.listen))?;
+    tracing::info!(
+        listen = %gateway.server.listen,
+        tls = tls.is_some(),
+        connections = gateway.connections.len(),
+        "serving"
+    );
+    let settings = gateway.server.listen_settings();
+    let admin = match gateway.server.admin_listen {
+        Some(address) => {
+            let routes = Arc::new(ArcSwap::from_pointee(server::admin_router(&gateway)?));
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (admin_listen)"))?;
+            tracing::info!(admin_listen = %address, "serving /healthz, /readyz and /metrics");
+            let admin = server::listen::serve(
+                listener,
+                routes.clone(),
+                settings.clone(),
+                None,
+                shutdown_signal(),
+            );
+            tokio::spawn(async move {
+                if let Err(error) = admin.await {
+                    tracing::error!(%error, "the admin listener failed");
+                }
+            });
+            Some(server::reload::AdminRoutes { address, routes })
+        }
+        None => None,
+    };
+    let watched = gateway.server.watch.then(|| gateway.source_files());
+    let reloader = server::reload::Reloader {
+        config,
+        routes: current.clone(),
+        admin,
+        tls: tls.clone(),
+    };
+    tokio::spawn(reloader.run(watched));
+    server::listen::serve(listener, current, settings, tls, shutdown_signal())
+        .await
+        .context("server failed")
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // An error is a message for the operator, never a backtrace (anyhow
@@ -251,68 +312,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .lossy(false)
                     .thread_name("scimgate-log")
                     .finish(std::io::BufWriter::new(std::fs::File::from(stdout)));
-            tracing_subscriber::fmt()
-                .json()
-                .with_env_filter(filter)
-                .with_writer(log_writer)
-                .init();
-            let (gateway, report) =
-                config::load(&config).map_err(|report| anyhow::anyhow!("{report}"))?;
-            for warning in report.warnings() {
-                tracing::warn!(%warning, "config warning");
-            }
-            let tls = match &gateway.server.tls {
-                Some(files) => Some(Arc::new(server::tls::Tls::load(server::tls::TlsFiles {
-                    cert: files.cert.clone(),
-                    key: files.key.clone(),
-                })?)),
-                None => None,
-            };
-            let current = Arc::new(ArcSwap::from_pointee(server::router(&gateway)?));
-            let listener = TcpListener::bind(gateway.server.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", gateway.server.listen))?;
-            tracing::info!(
-                listen = %gateway.server.listen,
-                tls = tls.is_some(),
-                connections = gateway.connections.len(),
-                "serving"
-            );
-            let settings = gateway.server.listen_settings();
-            let admin = match gateway.server.admin_listen {
-                Some(address) => {
-                    let routes = Arc::new(ArcSwap::from_pointee(server::admin_router(&gateway)?));
-                    let listener = TcpListener::bind(address)
-                        .await
-                        .with_context(|| format!("cannot listen on {address} (admin_listen)"))?;
-                    tracing::info!(admin_listen = %address, "serving /healthz, /readyz and /metrics");
-                    let admin = server::listen::serve(
-                        listener,
-                        routes.clone(),
-                        settings.clone(),
-                        None,
-                        shutdown_signal(),
-                    );
-                    tokio::spawn(async move {
-                        if let Err(error) = admin.await {
-                            tracing::error!(%error, "the admin listener failed");
-                        }
-                    });
-                    Some(server::reload::AdminRoutes { address, routes })
+            let traces = telemetry::settings(|name| std::env::var(name).ok())?
+                .map(|settings| telemetry::Exporter::start(&settings))
+                .transpose()?;
+            match &traces {
+                // Unchanged without traces: per-layer filters cost every
+                // event and span a little.
+                None => tracing_subscriber::fmt()
+                    .json()
+                    .with_env_filter(filter)
+                    .with_writer(log_writer)
+                    .init(),
+                Some(exporter) => {
+                    use tracing_subscriber::prelude::*;
+                    let logs = filter.add_directive(telemetry::LOGS_SKIP_TRACE_SPANS.parse()?);
+                    tracing_subscriber::registry()
+                        .with(
+                            tracing_subscriber::fmt::layer()
+                                .json()
+                                .with_writer(log_writer)
+                                .with_filter(logs),
+                        )
+                        .with(exporter.layer())
+                        .init();
                 }
-                None => None,
-            };
-            let watched = gateway.server.watch.then(|| gateway.source_files());
-            let reloader = server::reload::Reloader {
-                config,
-                routes: current.clone(),
-                admin,
-                tls: tls.clone(),
-            };
-            tokio::spawn(reloader.run(watched));
-            server::listen::serve(listener, current, settings, tls, shutdown_signal())
-                .await
-                .context("server failed")
+            }
+            let served = serve_gateway(config).await;
+            if let Some(exporter) = traces {
+                exporter.shutdown().await;
+            }
+            served
         }
         Command::Check {
             files,

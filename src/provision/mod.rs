@@ -112,16 +112,24 @@ impl UpstreamShared {
 /// A resource's lock, held until dropped; a cluster lock is given back in
 /// the background (or expires with its TTL).
 pub(crate) struct Held {
-    _local: tokio::sync::OwnedMutexGuard<()>,
+    /// `None` only once dropped.
+    local: Option<tokio::sync::OwnedMutexGuard<()>>,
     remote: Option<(ClusterStore, RemoteLock)>,
 }
 
 impl Drop for Held {
+    /// The remote lock is given back in the background, and the local one
+    /// only after it: the next waiter here then finds the remote lock free
+    /// at its first try instead of polling until the unlock lands.
     fn drop(&mut self) {
         if let Some((store, lock)) = self.remote.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(async move { store.unlock(lock).await });
+            let local = self.local.take();
+            runtime.spawn(async move {
+                store.unlock(lock).await;
+                drop(local);
+            });
         }
     }
 }
@@ -164,7 +172,7 @@ impl Provisioner {
     async fn hold(&self, key: String) -> Result<Held, ProvisionError> {
         let Some((store, upstream)) = &self.shared.cluster else {
             return Ok(Held {
-                _local: self.shared.locks.lock(key).await,
+                local: Some(self.shared.locks.lock(key).await),
                 remote: None,
             });
         };
@@ -181,7 +189,7 @@ impl Provisioner {
             match store.try_lock(&remote_key).await {
                 Ok(Some(lock)) => {
                     return Ok(Held {
-                        _local: local,
+                        local: Some(local),
                         remote: Some((store.clone(), lock)),
                     });
                 }
@@ -200,7 +208,7 @@ impl Provisioner {
                 Err(StoreDown) => {
                     store.fell_back("lock");
                     return Ok(Held {
-                        _local: local,
+                        local: Some(local),
                         remote: None,
                     });
                 }

@@ -45,6 +45,7 @@ pub async fn guard(
         dialect = %dialect.name,
         operation,
     );
+    let trace = trace_span(&gate, &request, operation, &dialect.name);
     let mut response = async {
         // Before auth: a Host that cannot be reflected is refused as
         // malformed whoever sends it.
@@ -66,9 +67,69 @@ pub async fn guard(
         .await
     }
     .instrument(span.clone())
+    .instrument(trace.clone())
     .await;
     span.in_scope(|| super::response::log_failure(&mut response));
+    finish_trace(&trace, response.status());
     dialect::label(&dialect, &mut response);
     timer.finish(response.status());
     response
+}
+
+/// The request's server span when traces are exported (`Span::none()`
+/// otherwise, so the request path pays nothing for them): named by route
+/// template, never by the path with its ids, with the semantic-convention
+/// HTTP attributes, continuing the caller's `traceparent`.
+fn trace_span(
+    gate: &ConnectionGate,
+    request: &Request,
+    operation: &'static str,
+    dialect: &str,
+) -> tracing::Span {
+    if !crate::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let method = request.method().as_str();
+    let route = observe::route(operation, request.uri().path())
+        .map(|route| format!("{}{route}", gate.app.base_path));
+    let name = match &route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_string(),
+    };
+    let user_agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let request_id = request
+        .extensions()
+        .get::<super::response::CorrelationId>()
+        .map(|id| id.0.as_str());
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "SCIM request",
+        otel.name = name.as_str(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        "http.request.method" = method,
+        "http.route" = route.as_deref(),
+        "http.response.status_code" = tracing::field::Empty,
+        "user_agent.original" = user_agent,
+        "scimgate.connection" = &*gate.name,
+        "scimgate.operation" = operation,
+        "scimgate.dialect" = dialect,
+        "scimgate.request_id" = request_id,
+    );
+    crate::telemetry::continue_trace(&span, request.headers());
+    span
+}
+
+/// A server span is an error only for a 5xx: a 4xx is the client's.
+fn finish_trace(span: &tracing::Span, status: http::StatusCode) {
+    if span.is_none() {
+        return;
+    }
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
 }

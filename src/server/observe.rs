@@ -222,6 +222,31 @@ pub fn operation(method: &http::Method, path: &str) -> &'static str {
     }
 }
 
+/// The route template of a request, relative to its connection's base
+/// path, as a trace span names it: the path with its ids left out.
+pub fn route(operation: &'static str, path: &str) -> Option<&'static str> {
+    Some(match operation {
+        "list_users" | "create_user" => "/Users",
+        "search_users" => "/Users/.search",
+        "get_user" | "replace_user" | "patch_user" | "delete_user" => "/Users/{id}",
+        "list_groups" | "create_group" => "/Groups",
+        "search_groups" => "/Groups/.search",
+        "get_group" | "replace_group" | "patch_group" | "delete_group" => "/Groups/{id}",
+        "discovery" => {
+            let mut parts = path.trim_start_matches('/').split('/');
+            match (parts.next(), parts.next().is_some()) {
+                (Some("ServiceProviderConfig"), _) => "/ServiceProviderConfig",
+                (Some("ResourceTypes"), false) => "/ResourceTypes",
+                (Some("ResourceTypes"), true) => "/ResourceTypes/{name}",
+                (Some("Schemas"), false) => "/Schemas",
+                (Some("Schemas"), true) => "/Schemas/{id}",
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
+}
+
 /// Counts and times one request of a connection, from `start` to `finish`.
 pub struct RequestTimer {
     connection: Arc<str>,
@@ -297,5 +322,25 @@ mod tests {
         assert_eq!(operation(&Method::POST, "/Users/.search"), "search_users");
         assert_eq!(operation(&Method::GET, "/Schemas/urn:x"), "discovery");
         assert_eq!(operation(&Method::GET, "/../etc/passwd"), "other");
+    }
+
+    #[test]
+    fn routes_leave_ids_out_and_name_only_what_is_served() {
+        let route_of = |method: Method, path: &str| route(operation(&method, path), path);
+        assert_eq!(route_of(Method::PATCH, "/Users/7f3a"), Some("/Users/{id}"));
+        assert_eq!(
+            route_of(Method::POST, "/Groups/.search"),
+            Some("/Groups/.search")
+        );
+        assert_eq!(route_of(Method::GET, "/Groups"), Some("/Groups"));
+        assert_eq!(
+            route_of(Method::GET, "/Schemas/urn:x"),
+            Some("/Schemas/{id}")
+        );
+        assert_eq!(
+            route_of(Method::GET, "/ResourceTypes"),
+            Some("/ResourceTypes")
+        );
+        assert_eq!(route_of(Method::GET, "/secret/7"), None);
     }
 }

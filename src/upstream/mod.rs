@@ -52,6 +52,24 @@ fn step(request: &UpstreamRequest, status: u16, elapsed: Duration) -> Step {
     }
 }
 
+/// An answered call's span: a 4xx or 5xx is a failed call.
+fn finish_trace(span: &tracing::Span, status: StatusCode) {
+    if span.is_none() {
+        return;
+    }
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_client_error() || status.is_server_error() {
+        span.record("error.type", status.as_str());
+        span.record("otel.status_code", "error");
+    }
+}
+
+/// A span of a call that got no answer.
+fn failed_trace(span: &tracing::Span, error_type: &'static str) {
+    span.record("error.type", error_type);
+    span.record("otel.status_code", "error");
+}
+
 /// Upstream bodies larger than this are refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 const RETRIES: u32 = 2;
@@ -429,6 +447,31 @@ impl UpstreamClient {
         Ok(response)
     }
 
+    /// The call's client span when traces are exported (`Span::none()`
+    /// otherwise): one per attempt, named by the mapping's path template,
+    /// never by the path sent, which carries ids.
+    fn trace_span(&self, request: &UpstreamRequest) -> tracing::Span {
+        if !crate::telemetry::enabled() {
+            return tracing::Span::none();
+        }
+        let method = request.method.as_str();
+        tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "upstream call",
+            otel.name = format!("{method} {}", request.template).as_str(),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            "http.request.method" = method,
+            "url.template" = &*request.template,
+            "server.address" = self.base_url.host_str(),
+            "server.port" = self.base_url.port_or_known_default(),
+            "http.response.status_code" = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+            "scimgate.upstream" = self.mapping.name.as_str(),
+            "scimgate.call" = &*request.label,
+        )
+    }
+
     async fn exchange(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
         // The base URL's path, then the mapping's (already percent-encoded)
         // path; `set_path` escapes anything that would start a query.
@@ -473,18 +516,25 @@ impl UpstreamClient {
                 BodyEncoding::Query => builder.query(&form_pairs(body)),
             };
         }
+        let trace = self.trace_span(request);
+        if !trace.is_none() {
+            builder = builder.headers(crate::telemetry::trace_headers(&trace));
+        }
         let started = tokio::time::Instant::now();
         let sent = builder.send().await;
         let mut response = sent.map_err(|error| {
             // A write's provisioning record lists the attempt that got no answer too.
             Journal::note(|| step(request, 0, started.elapsed()));
-            if error.is_timeout() {
-                UpstreamError::Timeout(self.mapping.timeout)
+            let (failure, error_type) = if error.is_timeout() {
+                (UpstreamError::Timeout(self.mapping.timeout), "timeout")
             } else {
-                UpstreamError::Unreachable
-            }
+                (UpstreamError::Unreachable, "unreachable")
+            };
+            failed_trace(&trace, error_type);
+            failure
         })?;
         let status = response.status();
+        finish_trace(&trace, status);
         let headers = response.headers().clone();
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|error| {

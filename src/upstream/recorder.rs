@@ -150,6 +150,7 @@ mod tests {
             record_at: None,
             id_at: None,
             label: "users.get".into(),
+            template: "/x".into(),
         }
     }
 

@@ -255,6 +255,9 @@ pub struct UpstreamRequest {
     /// The call it was rendered from (`users.update`), never the path with
     /// its ids: what a provisioning record names.
     pub label: std::sync::Arc<str>,
+    /// The path as the mapping declares it (`/users/{id}`): what a trace
+    /// span names, since the path sent carries ids.
+    pub template: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -278,6 +281,8 @@ pub struct Call {
     /// The call's name in the mapping, for messages and provisioning
     /// records (`users.create`); shared, since every request carries it.
     pub label: std::sync::Arc<str>,
+    /// The path template as written, shared like `label`.
+    pub template: std::sync::Arc<str>,
     /// Update and create calls: the upstream fields this call carries
     /// (empty: every field no other call claims).
     pub fields: Vec<FieldPath>,
@@ -362,6 +367,7 @@ impl Call {
             record: None,
             id_at: None,
             label: std::sync::Arc::from(""),
+            template: std::sync::Arc::from(path),
             fields: Vec::new(),
         })
     }
@@ -436,6 +442,7 @@ impl Call {
             record_at: self.record.clone(),
             id_at: self.id_at.clone(),
             label: self.label.clone(),
+            template: self.template.clone(),
         })
     }
 
