@@ -27,23 +27,28 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::config::{ClusterSettings, Limiter, OnUnavailable, Rate};
 
 /// The rate cell: `ARGV[1]` µs between requests, `ARGV[2]` µs of burst
-/// tolerance. Answers 0 and charges the cell when the request may pass,
-/// otherwise the µs to wait, charging nothing (a refused request costs the
-/// others nothing). Numbers are formatted with `%.0f`: Lua's default
-/// conversion of a large number loses digits.
+/// tolerance, `ARGV[3]` requests wanted, `ARGV[4]` requests taken earlier
+/// and not spent, given back first. Takes as many of the wanted as the cell
+/// has room for and answers `{taken, 0}`; with no room, `{0, µs to wait}`,
+/// charging nothing (a refused request costs the others nothing). Numbers
+/// are formatted with `%.0f`: Lua's default conversion of a large number
+/// loses digits.
 const GCRA: &str = r"
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
+local returned = tonumber(ARGV[4])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0') - returned * interval
 if tat < now then tat = now end
-local next_tat = tat + interval
-local wait = next_tat - now - tolerance
-if wait > 0 then return string.format('%.0f', wait) end
+local room = math.floor((now + tolerance - tat) / interval)
+if room < 1 then return {0, string.format('%.0f', tat + interval - now - tolerance)} end
+local taken = math.min(wanted, room)
+local next_tat = tat + taken * interval
 local ttl = math.ceil((next_tat - now) / 1000) + 1
 redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', ttl)
-return '0'
+return {taken, '0'}
 ";
 
 /// Deletes the lock only if it still holds our token.
@@ -81,7 +86,8 @@ pub struct StoreDown;
 /// A rate decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    Allowed,
+    /// This many requests may pass (at least one, at most as many as asked).
+    Allowed(u32),
     /// Not before this long; nothing was charged.
     Wait(Duration),
 }
@@ -201,24 +207,34 @@ impl ClusterStore {
         format!("{}{kind}:{name}", self.inner.prefix)
     }
 
-    /// One request against the rate cell `key`.
-    pub async fn admit(&self, key: &str, rate: Rate) -> Result<Admission, StoreDown> {
+    /// Up to `wanted` requests against the rate cell `key`, after giving
+    /// back `returned` taken before and not spent.
+    pub async fn admit(
+        &self,
+        key: &str,
+        rate: Rate,
+        wanted: u32,
+        returned: u32,
+    ) -> Result<Admission, StoreDown> {
         let interval = (rate.per.as_micros() / u128::from(rate.count.get())).max(1);
         let tolerance = interval * u128::from(rate.burst.get());
         let mut connection = self.inner.connection.clone();
-        let answer: Result<String, _> = self
+        let answer: Result<(u32, String), _> = self
             .inner
             .gcra
             .key(key)
             .arg(interval.to_string())
             .arg(tolerance.to_string())
+            .arg(wanted.max(1))
+            .arg(returned)
             .invoke_async(&mut connection)
             .await;
-        let wait: u64 = self.observe(answer)?.parse().map_err(|_| StoreDown)?;
-        Ok(match wait {
-            0 => Admission::Allowed,
-            micros => Admission::Wait(Duration::from_micros(micros)),
-        })
+        let (taken, wait) = self.observe(answer)?;
+        if taken > 0 {
+            return Ok(Admission::Allowed(taken.min(wanted.max(1))));
+        }
+        let micros: u64 = wait.parse().map_err(|_| StoreDown)?;
+        Ok(Admission::Wait(Duration::from_micros(micros.max(1))))
     }
 
     /// Takes the lock `key` if it is free.
@@ -399,6 +415,50 @@ pub struct SharedRate {
     cluster: Option<(ClusterStore, String)>,
     /// Whether `on_unavailable = "refuse"` refuses here.
     refuses: bool,
+    /// How many requests one round trip asks the shared cell for.
+    batch: u32,
+    /// Requests already charged to the shared cell and not yet spent.
+    reserve: std::sync::Mutex<Reserve>,
+}
+
+/// Requests a replica took from the shared cell ahead of need: spent
+/// without a round trip until they run out or [`RESERVE_WINDOW`] has
+/// passed; those left then are given back with the next round trip. They
+/// were charged when taken, so the cluster never passes more than its rate.
+#[derive(Debug)]
+struct Reserve {
+    requests: u32,
+    until: tokio::time::Instant,
+    /// Taken, no longer spendable, not yet given back.
+    unreturned: u32,
+}
+
+impl Reserve {
+    /// Moves what is left to be given back once the window has passed.
+    fn expire(&mut self, now: tokio::time::Instant) {
+        if now >= self.until {
+            self.unreturned = self.unreturned.saturating_add(self.requests);
+            self.requests = 0;
+        }
+    }
+}
+
+/// How long taken requests stay spendable, and so what a batch is: the
+/// requests the rate allows in this window (10 ms of the rate), between 1
+/// and [`MAX_BATCH`], and never more than a quarter of the burst.
+const RESERVE_WINDOW: Duration = Duration::from_millis(10);
+const MAX_BATCH: u32 = 32;
+
+/// How many requests one round trip takes under `rate`: 1 (a round trip
+/// each, exact) unless the rate is high enough that batching changes
+/// nothing a client could see.
+fn batch_of(rate: Rate) -> u32 {
+    let per_window =
+        f64::from(rate.count.get()) * RESERVE_WINDOW.as_secs_f64() / rate.per.as_secs_f64();
+    let by_burst = (rate.burst.get() / 4).max(1);
+    (per_window.floor() as u32)
+        .clamp(1, MAX_BATCH)
+        .min(by_burst)
 }
 
 /// What a [`SharedRate`] says of one request.
@@ -419,6 +479,12 @@ impl SharedRate {
             local: rate.limiter(),
             cluster: cluster.map(|store| (store.clone(), store.key("rate", key))),
             refuses: true,
+            batch: batch_of(rate),
+            reserve: std::sync::Mutex::new(Reserve {
+                requests: 0,
+                until: tokio::time::Instant::now(),
+                unreturned: 0,
+            }),
         }
     }
 
@@ -435,8 +501,15 @@ impl SharedRate {
 
     pub async fn check(&self) -> RateCheck {
         if let Some((store, key)) = &self.cluster {
-            match store.admit(key, self.rate).await {
-                Ok(Admission::Allowed) => return RateCheck::Allowed,
+            if self.spend_reserved() {
+                return RateCheck::Allowed;
+            }
+            let returned = self.take_unreturned();
+            match store.admit(key, self.rate, self.batch, returned).await {
+                Ok(Admission::Allowed(taken)) => {
+                    self.reserve_more(taken - 1);
+                    return RateCheck::Allowed;
+                }
                 Ok(Admission::Wait(wait)) => return RateCheck::Wait(wait),
                 Err(StoreDown)
                     if self.refuses && store.on_unavailable() == OnUnavailable::Refuse =>
@@ -450,5 +523,85 @@ impl SharedRate {
             Ok(()) => RateCheck::Allowed,
             Err(not_until) => RateCheck::Wait(not_until.wait_time_from(self.local.clock().now())),
         }
+    }
+
+    /// Spends one reserved request, if one is left and still in its window.
+    fn spend_reserved(&self) -> bool {
+        if self.batch == 1 {
+            return false;
+        }
+        let mut reserve = self.reserve();
+        reserve.expire(tokio::time::Instant::now());
+        if reserve.requests == 0 {
+            return false;
+        }
+        reserve.requests -= 1;
+        true
+    }
+
+    /// What is to be given back with this round trip.
+    fn take_unreturned(&self) -> u32 {
+        if self.batch == 1 {
+            return 0;
+        }
+        let mut reserve = self.reserve();
+        reserve.expire(tokio::time::Instant::now());
+        std::mem::take(&mut reserve.unreturned)
+    }
+
+    /// Keeps requests taken beyond the one being answered, for one window.
+    fn reserve_more(&self, requests: u32) {
+        if requests == 0 {
+            return;
+        }
+        let mut reserve = self.reserve();
+        let now = tokio::time::Instant::now();
+        reserve.expire(now);
+        reserve.requests += requests;
+        reserve.until = now + RESERVE_WINDOW;
+    }
+
+    fn reserve(&self) -> std::sync::MutexGuard<'_, Reserve> {
+        // A poisoned reserve is still two sound counters.
+        self.reserve
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(count: u32, per_ms: u64, burst: u32) -> Rate {
+        Rate {
+            count: std::num::NonZeroU32::new(count).unwrap(),
+            per: Duration::from_millis(per_ms),
+            burst: std::num::NonZeroU32::new(burst).unwrap(),
+        }
+    }
+
+    #[test]
+    fn batches_are_one_request_unless_the_rate_is_high() {
+        // Rates an IdP is held to, and upstream budgets: exact, one round trip each.
+        assert_eq!(batch_of(rate(20, 1000, 20)), 1);
+        assert_eq!(batch_of(rate(600, 60_000, 100)), 1);
+        assert_eq!(batch_of(rate(99, 1000, 1000)), 1);
+        // 10 ms of the rate, capped by a quarter of the burst and by MAX_BATCH.
+        assert_eq!(batch_of(rate(2000, 1000, 400)), 20);
+        assert_eq!(batch_of(rate(2000, 1000, 40)), 10);
+        assert_eq!(batch_of(rate(1_000_000, 1000, 100_000)), MAX_BATCH);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reserved_requests_are_spent_in_their_window_then_given_back() {
+        let shared = SharedRate::new(rate(2000, 1000, 400), None, "idp");
+        shared.reserve_more(3);
+        assert!(shared.spend_reserved());
+        assert_eq!(shared.take_unreturned(), 0, "still spendable");
+        tokio::time::advance(RESERVE_WINDOW).await;
+        assert!(!shared.spend_reserved(), "the window has passed");
+        assert_eq!(shared.take_unreturned(), 2);
+        assert_eq!(shared.take_unreturned(), 0, "given back once");
     }
 }

@@ -468,3 +468,98 @@ async fn a_held_lock_outlives_its_ttl_and_an_abandoned_one_expires() {
         "expired"
     );
 }
+
+/// Replicas at a high rate take requests from the shared cell in batches
+/// and give back what they did not spend: driven past the rate, the rate
+/// holds for the cluster; below it, every request passes with far fewer
+/// round trips than requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_rate_is_taken_in_batches_and_still_holds_for_the_cluster() {
+    let redis = RedisServer::start().await;
+    let rate = scimgate::config::Rate {
+        count: std::num::NonZeroU32::new(20_000).unwrap(),
+        per: Duration::from_secs(1),
+        burst: std::num::NonZeroU32::new(4000).unwrap(),
+    };
+    let seconds = 2;
+    // Past the rate: six clients (two per replica) as fast as they are answered.
+    let (allowed, refused, _) = drive_rate(&redis, rate, "past", seconds).await;
+    let expected = (20_000 * seconds + 4000) as f64;
+    assert!(
+        (0.7 * expected..=1.25 * expected).contains(&(allowed as f64)),
+        "{allowed} allowed; the cluster allows about {expected}"
+    );
+    assert!(refused > 0, "driven past the rate");
+    // Below it (the rate far above what six clients can ask for).
+    let far_above = scimgate::config::Rate {
+        count: std::num::NonZeroU32::new(1_000_000).unwrap(),
+        per: Duration::from_secs(1),
+        burst: std::num::NonZeroU32::new(100_000).unwrap(),
+    };
+    let (allowed, refused, round_trips) = drive_rate(&redis, far_above, "below", seconds).await;
+    assert_eq!(refused, 0, "{allowed} allowed");
+    assert!(allowed > 1000, "{allowed} allowed");
+    assert!(
+        round_trips * 3 <= allowed,
+        "{round_trips} round trips for {allowed} requests: not batched"
+    );
+}
+
+/// Three replicas' `SharedRate` of one cell, two clients each, as fast as
+/// answered: allowed, refused, and the round trips Redis saw for it.
+async fn drive_rate(
+    redis: &RedisServer,
+    rate: scimgate::config::Rate,
+    cell: &str,
+    seconds: u64,
+) -> (u64, u64, u64) {
+    use scimgate::cluster::{RateCheck, SharedRate};
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let mut drivers = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let shared = std::sync::Arc::new(SharedRate::new(rate, Some(&store(redis, 1000)), cell));
+        for _ in 0..2 {
+            let shared = shared.clone();
+            drivers.spawn(async move {
+                let (mut allowed, mut refused) = (0u64, 0u64);
+                while tokio::time::Instant::now() < until {
+                    match shared.check().await {
+                        RateCheck::Allowed => allowed += 1,
+                        RateCheck::Wait(wait) => {
+                            refused += 1;
+                            tokio::time::sleep(wait.min(Duration::from_millis(5))).await;
+                        }
+                        RateCheck::Unavailable => panic!("Redis is up"),
+                    }
+                }
+                (allowed, refused)
+            });
+        }
+    }
+    let (allowed, refused) = drivers
+        .join_all()
+        .await
+        .into_iter()
+        .fold((0, 0), |(a, r), (x, y)| (a + x, r + y));
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let calls = |command: &str| -> u64 {
+        stats
+            .lines()
+            .find(|line| line.starts_with(&format!("cmdstat_{command}:calls=")))
+            .and_then(|line| line.split(['=', ',']).nth(1))
+            .map_or(0, |calls| calls.parse().unwrap())
+    };
+    // The connection manager loads the script once (EVAL or SCRIPT LOAD).
+    (allowed, refused, calls("evalsha") + calls("eval"))
+}
