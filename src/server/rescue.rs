@@ -115,9 +115,7 @@ fn upstream_error(error: &UpstreamError) -> ScimError {
         UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, None),
         UpstreamError::Unreachable => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
         UpstreamError::RateBudget(seconds) => (StatusCode::TOO_MANY_REQUESTS, Some(*seconds)),
-        UpstreamError::Saturated | UpstreamError::ClusterUnavailable => {
-            (StatusCode::SERVICE_UNAVAILABLE, Some(1))
-        }
+        UpstreamError::Saturated => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
         UpstreamError::CircuitOpen(seconds) => (StatusCode::SERVICE_UNAVAILABLE, Some(*seconds)),
         UpstreamError::BadBody
         | UpstreamError::TooLarge

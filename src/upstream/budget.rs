@@ -62,9 +62,10 @@ impl Budget {
         if let Some(rate) = &self.rate {
             loop {
                 let wait = match rate.check().await {
-                    RateCheck::Allowed => break,
+                    // A never-refusing rate (see `new`) does not answer
+                    // `Unavailable`: it falls back to this replica's own.
+                    RateCheck::Allowed | RateCheck::Unavailable => break,
                     RateCheck::Wait(wait) => wait,
-                    RateCheck::Unavailable => return Err(UpstreamError::ClusterUnavailable),
                 };
                 if Instant::now() + wait > deadline {
                     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;

@@ -94,10 +94,6 @@ pub enum UpstreamError {
     BadSecret(String),
     #[error("the upstream API's request budget is spent; retry after {0} s")]
     RateBudget(u64),
-    #[error(
-        "the gateway cannot reach its cluster store to apply the upstream's request budget; retry after 1 s"
-    )]
-    ClusterUnavailable,
     #[error("the upstream API already has as many requests in flight as the gateway allows")]
     Saturated,
     #[error(
