@@ -562,7 +562,7 @@ impl SharedRate {
     }
 
     fn reserve(&self) -> std::sync::MutexGuard<'_, Reserve> {
-        // A poisoned reserve is still two sound counters.
+        // A poisoned reserve still holds sound counts.
         self.reserve
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

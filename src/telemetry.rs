@@ -11,6 +11,7 @@ use bytes::Bytes;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector, HttpError};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -147,7 +148,6 @@ impl Exporter {
             http,
             runtime: tokio::runtime::Handle::current(),
         };
-        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
@@ -217,6 +217,26 @@ pub fn trace_headers(span: &tracing::Span) -> http::HeaderMap {
     TraceContextPropagator::new()
         .inject_context(&span.context(), &mut HeaderInjector(&mut headers));
     headers
+}
+
+/// Records an answer on a span made by the gateway (nothing for
+/// `Span::none()`); `failed` marks it an error, with the status as the
+/// error type.
+pub fn answered(span: &tracing::Span, status: http::StatusCode, failed: bool) {
+    if span.is_none() {
+        return;
+    }
+    span.record("http.response.status_code", status.as_u16());
+    if failed {
+        span.record("error.type", status.as_str());
+        span.record("otel.status_code", "error");
+    }
+}
+
+/// Marks a span whose exchange got no (whole) answer: `timeout`, `unreachable`.
+pub fn failed(span: &tracing::Span, error_type: &'static str) {
+    span.record("error.type", error_type);
+    span.record("otel.status_code", "error");
 }
 
 /// The exporter's HTTP client: the gateway's reqwest, run on the gateway's

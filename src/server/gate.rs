@@ -70,7 +70,9 @@ pub async fn guard(
     .instrument(trace.clone())
     .await;
     span.in_scope(|| super::response::log_failure(&mut response));
-    finish_trace(&trace, response.status());
+    // A server span is an error only for a 5xx: a 4xx is the client's.
+    let status = response.status();
+    crate::telemetry::answered(&trace, status, status.is_server_error());
     dialect::label(&dialect, &mut response);
     timer.finish(response.status());
     response
@@ -113,6 +115,7 @@ fn trace_span(
         "http.request.method" = method,
         "http.route" = route.as_deref(),
         "http.response.status_code" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
         "user_agent.original" = user_agent,
         "scimgate.connection" = &*gate.name,
         "scimgate.operation" = operation,
@@ -121,15 +124,4 @@ fn trace_span(
     );
     crate::telemetry::continue_trace(&span, request.headers());
     span
-}
-
-/// A server span is an error only for a 5xx: a 4xx is the client's.
-fn finish_trace(span: &tracing::Span, status: http::StatusCode) {
-    if span.is_none() {
-        return;
-    }
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_server_error() {
-        span.record("otel.status_code", "error");
-    }
 }

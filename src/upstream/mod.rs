@@ -52,24 +52,6 @@ fn step(request: &UpstreamRequest, status: u16, elapsed: Duration) -> Step {
     }
 }
 
-/// An answered call's span: a 4xx or 5xx is a failed call.
-fn finish_trace(span: &tracing::Span, status: StatusCode) {
-    if span.is_none() {
-        return;
-    }
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_client_error() || status.is_server_error() {
-        span.record("error.type", status.as_str());
-        span.record("otel.status_code", "error");
-    }
-}
-
-/// A span of a call that got no answer.
-fn failed_trace(span: &tracing::Span, error_type: &'static str) {
-    span.record("error.type", error_type);
-    span.record("otel.status_code", "error");
-}
-
 /// Upstream bodies larger than this are refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 const RETRIES: u32 = 2;
@@ -443,6 +425,17 @@ impl UpstreamClient {
         Ok(response)
     }
 
+    /// A call that got no (whole) answer, marked on its span.
+    fn transport_failure(&self, error: &reqwest::Error, trace: &tracing::Span) -> UpstreamError {
+        let (failure, error_type) = if error.is_timeout() {
+            (UpstreamError::Timeout(self.mapping.timeout), "timeout")
+        } else {
+            (UpstreamError::Unreachable, "unreachable")
+        };
+        crate::telemetry::failed(trace, error_type);
+        failure
+    }
+
     /// The call's client span when traces are exported (`Span::none()`
     /// otherwise): one per attempt, named by the mapping's path template,
     /// never by the path sent, which carries ids.
@@ -521,25 +514,18 @@ impl UpstreamClient {
         let mut response = sent.map_err(|error| {
             // A write's provisioning record lists the attempt that got no answer too.
             Journal::note(|| step(request, 0, started.elapsed()));
-            let (failure, error_type) = if error.is_timeout() {
-                (UpstreamError::Timeout(self.mapping.timeout), "timeout")
-            } else {
-                (UpstreamError::Unreachable, "unreachable")
-            };
-            failed_trace(&trace, error_type);
-            failure
+            self.transport_failure(&error, &trace)
         })?;
         let status = response.status();
-        finish_trace(&trace, status);
+        // A client span is a failed call for a 4xx too.
+        crate::telemetry::answered(&trace, status, status.as_u16() >= 400);
         let headers = response.headers().clone();
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|error| {
-            if error.is_timeout() {
-                UpstreamError::Timeout(self.mapping.timeout)
-            } else {
-                UpstreamError::Unreachable
-            }
-        })? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| self.transport_failure(&error, &trace))?
+        {
             if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(UpstreamError::TooLarge);
             }
