@@ -352,7 +352,7 @@ mod tests {
             ),
             user_agent: None,
             record: Some(
-                json!({"id": 7, "login": "a@example.com", "email": "a@example.com", "status": "enabled", "role": "member"}),
+                json!({"id": 7, "login": "a@example.com", "email": "a@example.com", "status": "enabled", "role": "member", "version": 3}),
             ),
         };
         let explained = explain(&config(), question).await.unwrap();
@@ -373,6 +373,14 @@ mod tests {
             ]
         );
         assert_eq!(explained.calls[1].body, Some(json!({"status": "disabled"})));
+        // The write is conditional on the version read.
+        assert!(
+            explained.calls[1]
+                .headers
+                .contains(&("if-match".to_string(), "3".to_string())),
+            "{:?}",
+            explained.calls[1].headers
+        );
         assert_eq!(explained.status, 200);
         assert_eq!(explained.response["active"], false);
         let text = explained.to_string();

@@ -360,7 +360,7 @@ fn explain_shows_calls_with_secrets_masked_and_sends_nothing() {
     .unwrap();
     std::fs::write(
         dir.path().join("record.json"),
-        r#"{"id":7,"login":"ann@example.com","email":"ann@example.com","status":"enabled","role":"member","job_title":"Dev"}"#,
+        r#"{"id":7,"login":"ann@example.com","email":"ann@example.com","status":"enabled","role":"member","job_title":"Dev","version":5}"#,
     )
     .unwrap();
     let output = Command::new(BIN)
@@ -394,6 +394,7 @@ fn explain_shows_calls_with_secrets_masked_and_sends_nothing() {
     );
     assert!(stdout.contains("\"job_title\": \"CTO\""), "{stdout}");
     assert!(stdout.contains("x-api-key: ****"), "{stdout}");
+    assert!(stdout.contains("if-match: 5"), "{stdout}");
     assert!(!stdout.contains("demo-api-key"), "{stdout}");
     assert!(stdout.contains("\"title\": \"CTO\""), "{stdout}");
 }

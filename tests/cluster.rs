@@ -22,8 +22,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_scimgate");
 const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// legacy.toml as it would be written for such an API: userNames are the
-/// gateway's to keep unique.
+/// gateway's to keep unique, and updates are unconditional, so the
+/// gateway's locks are all that keeps writers apart.
 fn mapping() -> String {
+    let conditional = conditional_mapping();
+    let mapping = conditional.replace("update_precondition = \"If-Match\"\n", "");
+    assert_ne!(mapping, conditional);
+    mapping
+}
+
+/// legacy.toml for an API that takes duplicate logins but makes updates
+/// conditional on the version read (`If-Match`), as the reference API does.
+fn conditional_mapping() -> String {
     let shipped = scimgate::demo::LEGACY_MAPPING;
     let mapping = shipped.replace("unique_user_names = \"upstream\"\n", "");
     assert_ne!(mapping, shipped);
@@ -62,8 +72,12 @@ fn cluster_section(redis: &RedisServer, on_unavailable: &str) -> String {
 }
 
 async fn replicas(n: usize, config: &str) -> Vec<Replica> {
+    replicas_with(n, config, &mapping()).await
+}
+
+async fn replicas_with(n: usize, config: &str, mapping: &str) -> Vec<Replica> {
     // Calls time out after 1 s, under the tests' shortest lock TTL.
-    let mapping = mapping().replace("timeout_ms = 10000", "timeout_ms = 1000");
+    let mapping = mapping.replace("timeout_ms = 10000", "timeout_ms = 1000");
     let mut started = Vec::new();
     for _ in 0..n {
         started.push(
@@ -168,6 +182,67 @@ async fn twelve_patches_with_one_if_match_over_three_replicas_let_exactly_one_wi
     let mut expected = vec![412; 11];
     expected.insert(0, 200);
     assert_eq!(statuses, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn against_conditional_updates_patches_take_no_lock_and_still_let_exactly_one_if_match_win() {
+    let redis = RedisServer::start().await;
+    let upstream = common::legacy_taking_duplicates().await;
+    let config = config(upstream, &cluster_section(&redis, "refuse"), "");
+    let replicas = replicas_with(3, &config, &conditional_mapping()).await;
+    let created =
+        common::scim_request(&base(&replicas[0]), Method::POST, "/Users", Some(alice())).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let version = created.body["meta"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let title = |value: String| {
+        json!({"schemas": [PATCH_SCHEMA], "Operations": [
+            {"op": "replace", "path": "title", "value": value}
+        ]})
+    };
+    let mut stats = CommandStats::reset(&redis).await;
+    let statuses = at_once(&replicas, 12, |n| {
+        let patch = title(format!("T{n}"));
+        (
+            Method::PATCH,
+            format!("/Users/{id}"),
+            Some(patch),
+            Some(version.clone()),
+        )
+    })
+    .await;
+    let mut expected = vec![412; 11];
+    expected.insert(0, 200);
+    assert_eq!(statuses, expected);
+    // Without If-Match each PATCH lands once (each bumps the version), the
+    // losers of each race reading again.
+    let statuses = at_once(&replicas, 6, |n| {
+        (
+            Method::PATCH,
+            format!("/Users/{id}"),
+            Some(title(format!("U{n}"))),
+            None,
+        )
+    })
+    .await;
+    assert_eq!(statuses, [200; 6]);
+    assert_eq!(stats.calls("set").await, 0, "a lock was taken in Redis");
+    let answer = common::scim_request(
+        &base(&replicas[1]),
+        Method::GET,
+        &format!("/Users/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        answer.body["meta"]["version"],
+        format!("W/\"{}\"", 1 + 1 + 6),
+        "{}",
+        answer.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -514,13 +589,7 @@ async fn drive_rate(
     seconds: u64,
 ) -> (u64, u64, u64) {
     use scimgate::cluster::{RateCheck, SharedRate};
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let mut stats = CommandStats::reset(redis).await;
     let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
     let mut drivers = tokio::task::JoinSet::new();
     for _ in 0..3 {
@@ -548,18 +617,36 @@ async fn drive_rate(
         .await
         .into_iter()
         .fold((0, 0), |(a, r), (x, y)| (a + x, r + y));
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    let calls = |command: &str| -> u64 {
+    // The connection manager loads the script once (EVAL or SCRIPT LOAD).
+    let scripts = stats.calls("evalsha").await + stats.calls("eval").await;
+    (allowed, refused, scripts)
+}
+
+/// How many times Redis ran each command since [`CommandStats::reset`].
+struct CommandStats(redis::aio::MultiplexedConnection);
+
+impl CommandStats {
+    async fn reset(redis: &RedisServer) -> CommandStats {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        CommandStats(connection)
+    }
+
+    async fn calls(&mut self, command: &str) -> u64 {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut self.0)
+            .await
+            .unwrap();
         stats
             .lines()
             .find(|line| line.starts_with(&format!("cmdstat_{command}:calls=")))
             .and_then(|line| line.split(['=', ',']).nth(1))
             .map_or(0, |calls| calls.parse().unwrap())
-    };
-    // The connection manager loads the script once (EVAL or SCRIPT LOAD).
-    (allowed, refused, calls("evalsha") + calls("eval"))
+    }
 }

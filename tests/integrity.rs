@@ -838,3 +838,153 @@ async fn identical_concurrent_creates_make_one_user_even_where_the_upstream_take
         1
     );
 }
+
+/// A `/people` API whose records carry `rev` and whose update is
+/// conditional on it: `p-1` is read at rev 1 once, then at rev 2 (another
+/// writer got in between), and a write at rev 1 is refused with 412.
+async fn people_changed_behind_the_first_read() -> (String, wiremock::MockServer) {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let upstream = MockServer::start().await;
+    let at = |rev: u32, title: &str| {
+        ResponseTemplate::new(200).set_body_json(
+            json!({"id": "p-1", "mail": "p1@example.com", "title": title, "rev": rev}),
+        )
+    };
+    Mock::given(method("GET"))
+        .and(path("/people/p-1"))
+        .respond_with(at(1, "Old"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/people/p-1"))
+        .respond_with(at(2, "Other"))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/people/p-1"))
+        .and(header("if-match", "1"))
+        .respond_with(ResponseTemplate::new(412).set_body_json(json!({"error": "stale"})))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/people/p-1"))
+        .and(header("if-match", "2"))
+        .respond_with(at(3, "New"))
+        .mount(&upstream)
+        .await;
+    let mapping = common::people_mapping(
+        "[upstream]\nname = \"people\"\nbase_url = \"http://placeholder\"\n",
+        "\n[[users.attributes]]\nscim = \"title\"\nfield = \"title\"\n",
+    )
+    .replacen(
+        "unique_user_names = \"upstream\"\n",
+        "unique_user_names = \"upstream\"\nmeta = { version = \"rev\" }\nupdate_precondition = \"If-Match\"\n",
+        1,
+    );
+    let root = common::gateway_for(&mapping, *upstream.address(), &[], TOKEN, |_| {}).await;
+    (format!("{root}/scim/v2"), upstream)
+}
+
+/// Each call the upstream got: method and the version it was conditional on.
+async fn calls_with_versions(upstream: &wiremock::MockServer) -> Vec<String> {
+    upstream
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| match r.headers.get("if-match") {
+            Some(version) => format!("{} at {}", r.method, version.to_str().unwrap()),
+            None => r.method.to_string(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_conditional_update_that_lost_a_race_is_read_again_and_applied_to_the_newer_record() {
+    let (base, upstream) = people_changed_behind_the_first_read().await;
+    let change = patch(json!([{"op": "replace", "path": "title", "value": "New"}]));
+    let reply = common::scim_request(&base, Method::PATCH, "/Users/p-1", Some(change)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["title"], "New");
+    assert_eq!(reply.body["meta"]["version"], "W/\"3\"");
+    assert_eq!(
+        calls_with_versions(&upstream).await,
+        ["GET", "PATCH at 1", "GET", "PATCH at 2"]
+    );
+}
+
+#[tokio::test]
+async fn a_clients_if_match_that_a_conditional_update_finds_gone_answers_412_and_is_not_retried() {
+    let (base, upstream) = people_changed_behind_the_first_read().await;
+    let change = patch(json!([{"op": "replace", "path": "title", "value": "New"}]));
+    let reply = reqwest::Client::new()
+        .patch(format!("{base}/Users/p-1"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/scim+json")
+        .header("if-match", "W/\"1\"")
+        .body(change.to_string())
+        .send()
+        .await
+        .unwrap();
+    let reply = common::read_reply(reply).await;
+    assert_scim_error(&reply, 412, None);
+    assert_eq!(calls_with_versions(&upstream).await, ["GET", "PATCH at 1"]);
+}
+
+#[tokio::test]
+async fn a_change_of_more_than_one_conditional_write_is_read_again_under_the_lock() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/p-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": "p-1", "mail": "p1@example.com", "kind": "regular", "rev": 4}),
+        ))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/people/p-1/external"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&upstream)
+        .await;
+    let mapping = common::people_mapping(
+        "[upstream]\nname = \"people\"\nbase_url = \"http://placeholder\"\n",
+        &format!(
+            r#"
+[[users.attributes]]
+scim = "{USER_TYPE}:userType"
+field = "kind"
+values = [{{ scim = "Regular", upstream = "regular" }}, {{ scim = "External", upstream = "external" }}]
+set_by = [
+  {{ value = "Regular", call = {{ method = "POST", path = "/people/{{id}}/regular" }} }},
+  {{ value = "External", call = {{ method = "POST", path = "/people/{{id}}/external" }} }},
+]
+"#
+        ),
+    )
+    .replacen(
+        "unique_user_names = \"upstream\"\n",
+        "unique_user_names = \"upstream\"\nmeta = { version = \"rev\" }\nupdate_precondition = \"If-Match\"\n",
+        1,
+    );
+    let root = common::gateway_for(&mapping, *upstream.address(), &[], TOKEN, |_| {}).await;
+    let change = patch(json!([
+        {"op": "replace", "path": format!("{USER_TYPE}:userType"), "value": "External"}
+    ]));
+    let reply = common::scim_request(
+        &format!("{root}/scim/v2"),
+        Method::PATCH,
+        "/Users/p-1",
+        Some(change),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // The set_by call is no conditional write: the first read, made
+    // without the lock, is made again under it before anything is written.
+    let calls = calls_with_versions(&upstream).await;
+    assert_eq!(calls[..3], ["GET", "GET", "POST"], "{calls:?}");
+}

@@ -69,7 +69,8 @@ pub enum ProvisionError {
     /// The upstream may have made the change, but the gateway cannot confirm it.
     #[error("{0}")]
     Unconfirmed(String),
-    /// Another replica held the resource's lock for its whole TTL.
+    /// Another replica held the resource's lock for its whole TTL, or
+    /// conditional writes kept losing to others.
     #[error("another request is changing this resource; retry after 1 s")]
     Contended,
     /// The cluster store is down and the operator chose `refuse`.
@@ -78,4 +79,12 @@ pub enum ProvisionError {
     /// The gateway is stopping and takes no more upstream work.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+}
+
+impl ProvisionError {
+    /// A conditional write the upstream refused because the record changed
+    /// since it was read (`update_precondition`).
+    pub fn is_stale(&self) -> bool {
+        matches!(self, ProvisionError::Upstream(CallError::Refused(refusal)) if refusal.means_stale())
+    }
 }

@@ -216,6 +216,56 @@ impl Provisioner {
         }
     }
 
+    /// A read-modify-write of one resource, under its lock unless
+    /// `lock_free` (the mapping's `update_precondition` makes its one write
+    /// conditional). `attempt` is told whether it holds the lock. A write
+    /// that lost to another since its read is tried again from the read;
+    /// with a client's `If-Match` it answers 412 instead, since the version
+    /// the client named is gone.
+    async fn read_modify_write<T, Attempt>(
+        &self,
+        kind: Kind,
+        id: &str,
+        lock_free: bool,
+        if_match: Option<&str>,
+        attempt: impl Fn(bool) -> Attempt,
+    ) -> Result<T, ProvisionError>
+    where
+        Attempt: Future<Output = Result<Tried<T>, ProvisionError>>,
+    {
+        let mut locked = !lock_free;
+        let mut lost = 0;
+        loop {
+            let held = match locked {
+                true => Some(self.lock_resource(kind, id).await?),
+                false => None,
+            };
+            let outcome = attempt(locked).await;
+            drop(held);
+            match outcome {
+                Ok(Tried::Done(value)) => return Ok(value),
+                Ok(Tried::NeedsLock) => locked = true,
+                Err(error) if error.is_stale() => {
+                    lost += 1;
+                    if let Some(if_match) = if_match {
+                        return Err(ProvisionError::VersionMismatch(format!(
+                            "If-Match {if_match} no longer matches: another change landed first; \
+                             read the resource again and retry"
+                        )));
+                    }
+                    if lost >= STALE_TRIES {
+                        return Err(ProvisionError::Contended);
+                    }
+                    // Jittered, so writers that lost together do not
+                    // collide again.
+                    let pause = rand::random_range(0..=2u64 << lost);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     pub fn supports(&self, kind: Kind) -> bool {
         self.mapping(kind).is_ok()
     }
@@ -559,35 +609,35 @@ impl Provisioner {
     ) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
         prepare(kind, &mut resource, Some(id))?;
-        let _held = self.lock_resource(kind, id).await?;
-        let current = self.get(kind, id, kind == Kind::Group).await?;
-        check_precondition(&current.resource, if_match)?;
-        Journal::note_before(&current.resource);
-        if kind == Kind::User {
-            let effective = merged_for_policy(&current.resource, &resource);
-            policy::check_approved_domains(&effective, &self.connection.approved_domains)?;
-        }
-        let plan = plan_update(mapping, id, &current, &resource, Absent::Keep)?;
-        let membership = match resource.get("members") {
-            Some(_) => {
+        let with_members = resource.get("members").is_some();
+        let lock_free = mapping.update_precondition.is_some() && !with_members;
+        let resource = &resource;
+        self.read_modify_write(kind, id, lock_free, if_match, move |locked| async move {
+            let current = self.get(kind, id, kind == Kind::Group).await?;
+            check_precondition(&current.resource, if_match)?;
+            Journal::note_before(&current.resource);
+            if kind == Kind::User {
+                let effective = merged_for_policy(&current.resource, resource);
+                policy::check_approved_domains(&effective, &self.connection.approved_domains)?;
+            }
+            let plan = plan_update(mapping, id, &current, resource, Absent::Keep)?;
+            if !locked && !plan.is_one_conditional_write() {
+                return Ok(Tried::NeedsLock);
+            }
+            let membership = if with_members {
                 self.plan_membership(
                     mapping,
                     &members_of(&current.resource),
-                    &members_of(&resource),
+                    &members_of(resource),
                 )
                 .await?
-            }
-            None => MembershipChange::default(),
-        };
-        self.finish_update(
-            kind,
-            mapping,
-            id,
-            current,
-            plan,
-            membership,
-            resource.get("members").is_some(),
-        )
+            } else {
+                MembershipChange::default()
+            };
+            self.finish_update(kind, mapping, id, current, plan, membership, with_members)
+                .await
+                .map(Tried::Done)
+        })
         .await
     }
 
@@ -611,38 +661,45 @@ impl Provisioner {
                         .as_ref()
                         .is_some_and(|v| v.get("members").is_some())
         });
-        let _held = self.lock_resource(kind, id).await?;
-        let current = self
-            .get(kind, id, kind == Kind::Group && touches_members)
-            .await?;
-        check_precondition(&current.resource, if_match)?;
-        Journal::note_before(&current.resource);
-        let mut desired = current.resource.clone();
-        apply_patch(&mut desired, operations, kind.schema())?;
-        keeps_required(kind, &current.resource, &desired)?;
-        if kind == Kind::User {
-            policy::check_approved_domains(&desired, &self.connection.approved_domains)?;
-        }
-        let plan = plan_update(mapping, id, &current, &desired, Absent::Clear)?;
-        let membership = if touches_members {
-            self.plan_membership(
+        let lock_free = mapping.update_precondition.is_some() && !touches_members;
+        self.read_modify_write(kind, id, lock_free, if_match, move |locked| async move {
+            let current = self
+                .get(kind, id, kind == Kind::Group && touches_members)
+                .await?;
+            check_precondition(&current.resource, if_match)?;
+            Journal::note_before(&current.resource);
+            let mut desired = current.resource.clone();
+            apply_patch(&mut desired, operations, kind.schema())?;
+            keeps_required(kind, &current.resource, &desired)?;
+            if kind == Kind::User {
+                policy::check_approved_domains(&desired, &self.connection.approved_domains)?;
+            }
+            let plan = plan_update(mapping, id, &current, &desired, Absent::Clear)?;
+            if !locked && !plan.is_one_conditional_write() {
+                return Ok(Tried::NeedsLock);
+            }
+            let membership = if touches_members {
+                self.plan_membership(
+                    mapping,
+                    &members_of(&current.resource),
+                    &members_of(&desired),
+                )
+                .await?
+            } else {
+                MembershipChange::default()
+            };
+            self.finish_update(
+                kind,
                 mapping,
-                &members_of(&current.resource),
-                &members_of(&desired),
+                id,
+                current,
+                plan,
+                membership,
+                touches_members,
             )
-            .await?
-        } else {
-            MembershipChange::default()
-        };
-        self.finish_update(
-            kind,
-            mapping,
-            id,
-            current,
-            plan,
-            membership,
-            touches_members,
-        )
+            .await
+            .map(Tried::Done)
+        })
         .await
     }
 
@@ -724,8 +781,24 @@ impl Provisioner {
         id: &str,
         if_match: Option<&str>,
     ) -> Result<(), ProvisionError> {
+        // Always locked: a soft delete leaves groups before its update. A
+        // conditional update that lost is tried again from the read, which
+        // finds the groups already left.
+        self.read_modify_write(kind, id, false, if_match, move |_| async move {
+            self.delete_locked(kind, id, if_match)
+                .await
+                .map(Tried::Done)
+        })
+        .await
+    }
+
+    async fn delete_locked(
+        &self,
+        kind: Kind,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), ProvisionError> {
         let mapping = self.mapping(kind)?;
-        let _held = self.lock_resource(kind, id).await?;
         let current = self.get(kind, id, false).await?;
         check_precondition(&current.resource, if_match)?;
         Journal::note_before(&current.resource);
@@ -784,6 +857,26 @@ struct UpdatePlan {
     state: Vec<UpstreamRequest>,
 }
 
+impl UpdatePlan {
+    /// Whether the plan writes at most once, conditionally on the version
+    /// read: then the upstream itself keeps concurrent writes apart.
+    fn is_one_conditional_write(&self) -> bool {
+        self.state.is_empty() && self.updates.iter().all(|r| r.precondition.is_some())
+    }
+}
+
+/// One try of a read-modify-write.
+enum Tried<T> {
+    Done(T),
+    /// Tried without the lock, the change turned out to be more than one
+    /// conditional write: tried again under the lock.
+    NeedsLock,
+}
+
+/// How many times a read-modify-write whose conditional write lost to
+/// another is read and tried again before answering 503.
+const STALE_TRIES: u32 = 5;
+
 fn plan_update(
     mapping: &ResourceMapping,
     id: &str,
@@ -813,8 +906,6 @@ fn state_requests(
         .collect()
 }
 
-/// The key concurrent creates of one resource share: a userName (case-
-/// insensitive, as SCIM compares it) or a group's displayName.
 /// The keys an IdP matches a resource by before creating it: userName (a
 /// group's displayName), case-insensitively, then externalId, exactly (it
 /// is the IdP's own id). Two creates sharing either are serialised.

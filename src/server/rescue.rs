@@ -118,6 +118,7 @@ fn upstream_error(error: &UpstreamError) -> ScimError {
         UpstreamError::Saturated => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
         UpstreamError::CircuitOpen(seconds) => (StatusCode::SERVICE_UNAVAILABLE, Some(*seconds)),
         UpstreamError::BadBody
+        | UpstreamError::BadVersion
         | UpstreamError::TooLarge
         | UpstreamError::TokenAnswerTooLarge(_)
         | UpstreamError::TokenRefused(_) => (StatusCode::BAD_GATEWAY, None),

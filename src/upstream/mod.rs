@@ -64,6 +64,8 @@ pub enum UpstreamError {
     Unreachable,
     #[error("the upstream API answered with a body that is not JSON")]
     BadBody,
+    #[error("the upstream record's version cannot be sent in a header (update_precondition)")]
+    BadVersion,
     #[error("the upstream API answered with more than {MAX_RESPONSE_BYTES} bytes")]
     TooLarge,
     #[error(
@@ -395,6 +397,9 @@ impl UpstreamClient {
         if self.tokens.is_some() {
             headers.push((AUTHORIZATION.to_string(), "Bearer ****".to_string()));
         }
+        if let Some((name, version)) = &request.precondition {
+            headers.push((name.to_string(), version.clone()));
+        }
         if request.body.is_some() {
             let content_type = match request.encoding {
                 BodyEncoding::Json => request
@@ -483,6 +488,11 @@ impl UpstreamClient {
         }
         if let Some(tokens) = &self.tokens {
             builder = builder.header(AUTHORIZATION, tokens.authorization(&self.http).await?);
+        }
+        if let Some((name, version)) = &request.precondition {
+            let value =
+                http::HeaderValue::from_str(version).map_err(|_| UpstreamError::BadVersion)?;
+            builder = builder.header(name.clone(), value);
         }
         if let Some(body) = &request.body {
             builder = match request.encoding {

@@ -151,6 +151,7 @@ mod tests {
             id_at: None,
             label: "users.get".into(),
             template: "/x".into(),
+            precondition: None,
         }
     }
 

@@ -258,6 +258,9 @@ pub struct UpstreamRequest {
     /// The path as the mapping declares it (`/users/{id}`): what a trace
     /// span names, since the path sent carries ids.
     pub template: std::sync::Arc<str>,
+    /// A header making the write conditional on a version (see
+    /// `ResourceMapping::update_precondition`).
+    pub precondition: Option<(http::HeaderName, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -443,6 +446,7 @@ impl Call {
             id_at: self.id_at.clone(),
             label: self.label.clone(),
             template: self.template.clone(),
+            precondition: None,
         })
     }
 

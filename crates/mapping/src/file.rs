@@ -157,6 +157,9 @@ pub struct ResourceSection {
     pub members: Option<MembersSpec>,
     /// `[users]` only: who keeps userNames unique (default: the gateway).
     pub unique_user_names: Option<Spanned<UniqueBy>>,
+    /// The header in which the update call sends the version it was read
+    /// at, for an upstream that refuses (412) a write to a newer one.
+    pub update_precondition: Option<Spanned<String>>,
 }
 
 /// Who refuses a second user with a userName already taken.

@@ -154,6 +154,12 @@ impl Refusal {
     pub fn means_missing(&self) -> bool {
         self.status == StatusCode::NOT_FOUND
     }
+
+    /// Whether the rules read the answer as "the record changed since you
+    /// read it": a conditional write that lost to another.
+    pub fn means_stale(&self) -> bool {
+        self.status == StatusCode::PRECONDITION_FAILED
+    }
 }
 
 impl ErrorMap {
@@ -235,6 +241,9 @@ impl ErrorMap {
             None if status.is_server_error() => Refusal::new(StatusCode::BAD_GATEWAY, None, detail),
             None if status == StatusCode::NOT_FOUND => {
                 Refusal::new(StatusCode::NOT_FOUND, None, detail)
+            }
+            None if status == StatusCode::PRECONDITION_FAILED => {
+                Refusal::new(StatusCode::PRECONDITION_FAILED, None, detail)
             }
             None if status == StatusCode::CONFLICT => {
                 Refusal::new(StatusCode::CONFLICT, Some(ScimType::Uniqueness), detail)
@@ -524,6 +533,10 @@ pub struct ResourceMapping {
     /// Who keeps userNames unique; [`UniqueBy::Gateway`] for groups, where
     /// it is not used.
     pub unique_user_names: UniqueBy,
+    /// The header that makes the update call conditional on the version
+    /// read (the upstream answers 412 to a stale one): with it, a
+    /// read-modify-write that is that one call needs no lock.
+    pub update_precondition: Option<http::HeaderName>,
     pub filters: Vec<FilterParam>,
     pub attributes: Vec<AttributeMap>,
     pub members: Option<Members>,

@@ -54,27 +54,25 @@ impl ResourceMapping {
         }
         resource.insert("schemas".into(), Value::Array(schemas));
         let mut meta = Map::new();
-        let text = |field: &Option<FieldPath>| {
-            field
-                .as_ref()
-                .and_then(|f| f.get(record))
-                .and_then(|v| match v {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
-        };
+        let text =
+            |field: &Option<FieldPath>| field.as_ref().and_then(|f| scalar_text(f.get(record)?));
         if let Some(created) = text(&self.meta.created) {
             meta.insert("created".into(), Value::from(created));
         }
         if let Some(modified) = text(&self.meta.last_modified) {
             meta.insert("lastModified".into(), Value::from(modified));
         }
-        if let Some(version) = text(&self.meta.version) {
+        if let Some(version) = self.version_of(record) {
             meta.insert("version".into(), Value::from(format!("W/\"{version}\"")));
         }
         resource.insert("meta".into(), Value::Object(meta));
         Ok(Value::Object(resource))
+    }
+
+    /// The record's version as the upstream gives it (`meta.version`
+    /// without its ETag form).
+    pub fn version_of(&self, record: &Value) -> Option<String> {
+        scalar_text(self.meta.version.as_ref()?.get(record)?)
     }
 
     /// The upstream fields and values that create `resource`, with the
@@ -230,6 +228,14 @@ impl ResourceMapping {
                 changes: Some(&carried),
                 ..Bindings::default()
             })?;
+            // Only the primary call is conditional, on the version `record`
+            // was read at: the upstream versions the record it writes.
+            if std::ptr::eq(call, &self.update)
+                && let Some(header) = &self.update_precondition
+                && let Some(version) = self.version_of(record)
+            {
+                request.precondition = Some((header.clone(), version));
+            }
             let later = (remaining > 0).then(|| carried.clone());
             if !call.has_body_template() {
                 request.body = Some(Value::Object(render_fields(call, &current, carried)));
@@ -295,6 +301,15 @@ impl ResourceMapping {
 
 /// The body carrying `changes` for `call`: only them for a partial update,
 /// else the whole record with them.
+/// A string or number as text; anything else is no version or time.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 fn render_fields(
     call: &Call,
     record: &Value,

@@ -79,6 +79,11 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
             StoreError::InvalidReference(message) => ApiError::invalid_field(message),
+            stale @ StoreError::Stale { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "VERSION_MISMATCH",
+                stale.to_string(),
+            ),
             StoreError::Poisoned => ApiError::internal("store mutex poisoned by an earlier panic"),
             StoreError::Sqlite(err) => ApiError::internal(err),
             StoreError::Clock(err) => ApiError::internal(err),

@@ -102,6 +102,35 @@ impl JsonObject {
     }
 }
 
+/// The version a write is conditional on (`If-Match: 7`): a write to a row
+/// at another version is refused with 412, so two clients that read the
+/// same version cannot both write. Absent or `*`: unconditional. A quoted
+/// value (`"7"`, an ETag's form) is read as its content.
+pub(crate) struct IfMatch(pub(crate) Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(http::header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let text = value.to_str().unwrap_or_default().trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        let unquoted = text.trim_start_matches("W/").trim_matches('"');
+        match unquoted.parse::<i64>() {
+            Ok(version) => Ok(IfMatch(Some(version))),
+            Err(_) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_IF_MATCH",
+                "If-Match must be a record's version (an integer) or `*`",
+            )),
+        }
+    }
+}
+
 /// The positive integer ids in a route's path, in order. Anything else is `404`: a
 /// path like `/users/abc` names no resource.
 pub(crate) struct PathIds<const N: usize>(pub(crate) [i64; N]);

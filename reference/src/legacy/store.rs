@@ -99,6 +99,9 @@ pub(crate) enum StoreError {
     /// A field names a row that does not exist (a manager, a member).
     #[error("{0}")]
     InvalidReference(String),
+    /// A conditional write found the row at another version.
+    #[error("the record is at version {current}, not {expected}; read it again")]
+    Stale { expected: i64, current: i64 },
     #[error("store mutex poisoned")]
     Poisoned,
     #[error(transparent)]
@@ -108,6 +111,14 @@ pub(crate) enum StoreError {
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A conditional write's version against the row's.
+fn check_version(expected: Option<i64>, current: i64) -> Result<()> {
+    match expected {
+        Some(expected) if expected != current => Err(StoreError::Stale { expected, current }),
+        _ => Ok(()),
+    }
+}
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub(crate) struct Store {
@@ -441,10 +452,19 @@ impl Store {
         Ok(user)
     }
 
-    pub(crate) fn update_user(&self, id: i64, patch: UserPatch, mode: UpdateMode) -> Result<User> {
+    /// With `expected`, only a user at that version is written (checked in
+    /// the write's transaction).
+    pub(crate) fn update_user(
+        &self,
+        id: i64,
+        patch: UserPatch,
+        mode: UpdateMode,
+        expected: Option<i64>,
+    ) -> Result<User> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         let current = existing_user(&tx, id)?;
+        check_version(expected, current.version)?;
         let password_set = patch.password == Some(PasswordChange::Set);
         let fields = patch.apply(&current.fields, mode);
         if fields == current.fields && !password_set {
@@ -544,10 +564,17 @@ impl Store {
         Ok(team)
     }
 
-    pub(crate) fn update_team(&self, id: i64, patch: TeamPatch) -> Result<Team> {
+    /// With `expected`, only a team at that version is written.
+    pub(crate) fn update_team(
+        &self,
+        id: i64,
+        patch: TeamPatch,
+        expected: Option<i64>,
+    ) -> Result<Team> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         let current = existing_team(&tx, id)?;
+        check_version(expected, current.version)?;
         let fields = patch.apply(&current.fields);
         if fields == current.fields {
             return Ok(current);

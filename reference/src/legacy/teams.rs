@@ -11,7 +11,9 @@ use http::StatusCode;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::extract::{JsonObject, Lines, ListQuery, MAX_TEXT, PathIds, QueryPairs, parse_id};
+use super::extract::{
+    IfMatch, JsonObject, Lines, ListQuery, MAX_TEXT, PathIds, QueryPairs, parse_id,
+};
 use super::records::{Added, TeamFields, TeamFilter, TeamPatch};
 use super::{LegacyApi, created};
 
@@ -81,10 +83,11 @@ pub(super) async fn create(
 pub(super) async fn patch(
     State(api): State<LegacyApi>,
     PathIds([id]): PathIds<1>,
+    IfMatch(expected): IfMatch,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let patch = parse_team(&body, false)?;
-    api.answer_json(move |store| store.update_team(id, patch))
+    api.answer_json(move |store| store.update_team(id, patch, expected))
         .await
 }
 
@@ -133,7 +136,7 @@ pub(super) async fn remove_member(
 #[cfg(test)]
 mod tests {
     use super::super::test_support::Client;
-    use http::StatusCode;
+    use http::{Method, StatusCode};
     use serde_json::{Value, json};
 
     #[tokio::test]
@@ -385,6 +388,21 @@ mod tests {
         let cleared = client.patch(&path, json!({"description": null})).await;
         assert_eq!(cleared.json["description"], Value::Null);
         assert_eq!(cleared.json["version"], 3);
+    }
+
+    #[tokio::test]
+    async fn a_team_write_with_if_match_lands_only_on_that_version() {
+        let client = Client::memory();
+        let id = client.create_team("Night").await;
+        let path = format!("/api/v1/teams/{id}");
+        let stale = client
+            .send_if_match(Method::PATCH, &path, json!({"description": "x"}), "2")
+            .await;
+        assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+        let landed = client
+            .send_if_match(Method::PATCH, &path, json!({"description": "x"}), "1")
+            .await;
+        assert_eq!(landed.json["version"], 2);
     }
 
     #[tokio::test]

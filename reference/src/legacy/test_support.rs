@@ -84,6 +84,29 @@ impl Client {
         let request = request
             .body(body.map(Body::from).unwrap_or_else(Body::empty))
             .expect("valid request");
+        self.answer(request).await
+    }
+
+    /// A JSON write with the key and an `If-Match` header.
+    pub(crate) async fn send_if_match(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+        if_match: &str,
+    ) -> Answer {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-api-key", KEY)
+            .header("content-type", "application/json")
+            .header("if-match", if_match)
+            .body(Body::from(body.to_string()))
+            .expect("valid request");
+        self.answer(request).await
+    }
+
+    pub(crate) async fn answer(&self, request: Request<Body>) -> Answer {
         let response = self
             .router
             .clone()

@@ -6,8 +6,8 @@ use axum::response::Response;
 
 use super::error::ApiError;
 use super::extract::{
-    JsonObject, Lines, ListQuery, MAX_TEXT, PathIds, QueryPairs, nullable_id, nullable_text,
-    one_of, required_text,
+    IfMatch, JsonObject, Lines, ListQuery, MAX_TEXT, PathIds, QueryPairs, nullable_id,
+    nullable_text, one_of, required_text,
 };
 use super::records::{PasswordChange, Role, Status, UpdateMode, UserFields, UserFilter, UserPatch};
 use super::{LegacyApi, created};
@@ -171,20 +171,22 @@ pub(super) async fn create(
 pub(super) async fn patch(
     State(api): State<LegacyApi>,
     PathIds([id]): PathIds<1>,
+    IfMatch(expected): IfMatch,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let patch = parse_user(&body, false)?;
-    api.answer_json(move |store| store.update_user(id, patch, UpdateMode::Merge))
+    api.answer_json(move |store| store.update_user(id, patch, UpdateMode::Merge, expected))
         .await
 }
 
 pub(super) async fn replace(
     State(api): State<LegacyApi>,
     PathIds([id]): PathIds<1>,
+    IfMatch(expected): IfMatch,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let patch = parse_user(&body, true)?;
-    api.answer_json(move |store| store.update_user(id, patch, UpdateMode::Replace))
+    api.answer_json(move |store| store.update_user(id, patch, UpdateMode::Replace, expected))
         .await
 }
 
@@ -534,6 +536,49 @@ mod tests {
             .await;
         assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(answer.error_code(), "BODY_TOO_LARGE");
+    }
+
+    #[tokio::test]
+    async fn a_write_with_if_match_lands_only_on_that_version() {
+        let client = Client::memory();
+        let id = client
+            .create_user(json!({"login": "ifm", "email": "ifm@example.com", "role": "viewer"}))
+            .await;
+        let path = format!("/api/v1/users/{id}");
+        let landed = client
+            .send_if_match(Method::PATCH, &path, json!({"job_title": "A"}), "1")
+            .await;
+        assert_eq!(landed.status, StatusCode::OK, "{}", landed.json);
+        assert_eq!(landed.json["version"], 2);
+        // The same version again is stale now, for PATCH and PUT alike, and
+        // even for a write that would change nothing.
+        for (method, body) in [
+            (Method::PATCH, json!({"job_title": "B"})),
+            (
+                Method::PUT,
+                json!({"login": "ifm", "email": "ifm@example.com", "role": "viewer"}),
+            ),
+            (Method::PATCH, json!({"job_title": "A"})),
+        ] {
+            let stale = client.send_if_match(method, &path, body, "\"1\"").await;
+            assert_eq!(
+                stale.status,
+                StatusCode::PRECONDITION_FAILED,
+                "{}",
+                stale.json
+            );
+            assert_eq!(stale.error_code(), "VERSION_MISMATCH");
+        }
+        assert_eq!(client.get(&path).await.json["job_title"], "A");
+        let any = client
+            .send_if_match(Method::PATCH, &path, json!({"job_title": "C"}), "*")
+            .await;
+        assert_eq!(any.status, StatusCode::OK);
+        let bad = client
+            .send_if_match(Method::PATCH, &path, json!({"job_title": "D"}), "soon")
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(client.get(&path).await.json["job_title"], "C");
     }
 
     #[tokio::test]

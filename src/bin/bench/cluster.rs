@@ -12,7 +12,9 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 
-use super::harness::{Process, TOKEN, free_port, gateway_config, tempdir, usage, wait_for};
+use super::harness::{
+    API_KEY, Process, TOKEN, free_port, gateway_config, tempdir, usage, wait_for,
+};
 use super::{Args, Load, Request, Side, Target, create, drive, scim_user};
 
 #[derive(Debug, serde::Serialize)]
@@ -53,6 +55,9 @@ async fn gateway(
     Ok((Process(child), pid, root))
 }
 
+/// The Entra PATCH through the mapping without `update_precondition`.
+const UNCONDITIONAL_PATCH: &str = "PATCH, locked";
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
@@ -78,8 +83,23 @@ pub async fn run(args: &Args, bin: &std::path::Path) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // The same API once more, mapped as one whose updates are unconditional
+    // (no `update_precondition`): its PATCHes hold the resource's lock.
+    let lax_mapping = tempdir()?.join("lax.toml");
+    let lax = scimgate::demo::LEGACY_MAPPING.replace("update_precondition = \"If-Match\"\n", "");
+    anyhow::ensure!(
+        lax != scimgate::demo::LEGACY_MAPPING,
+        "legacy.toml has no update_precondition"
+    );
+    std::fs::write(&lax_mapping, lax)?;
+    let hash = hex::encode(scimgate::server::hash_token(TOKEN));
+    let with_lax = format!(
+        "{}\n[upstreams.lax]\nmapping = \"{}\"\nbase_url = \"http://127.0.0.1:{legacy_port}\"\nsecrets.api_key = {{ value = \"{API_KEY}\" }}\n\n[connections.lax]\nbase_path = \"/scim/lax/v2\"\nupstream = \"lax\"\ntoken_sha256 = \"{hash}\"\napproved_domains = [\"example.com\"]\ndialect = \"entra\"\n",
+        gateway_config(0, legacy_port),
+        lax_mapping.display()
+    );
     // Rate-limited far above the load: the limiter decides every request.
-    let limited = gateway_config(0, legacy_port)
+    let limited = with_lax
         .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:{port}\"")
         .replace(
             "dialect = \"",
@@ -109,7 +129,10 @@ pub async fn run(args: &Args, bin: &std::path::Path) -> anyhow::Result<()> {
 
     type Make = Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>;
     let scenario = |name: &'static str, root: &str| -> (&'static str, Make) {
-        let base = format!("{root}/scim/entra/v2");
+        let base = match name {
+            UNCONDITIONAL_PATCH => format!("{root}/scim/lax/v2"),
+            _ => format!("{root}/scim/entra/v2"),
+        };
         let (reader, writers) = (reader.clone(), writers.clone());
         let make: Make = match name {
             "GET /Users/{id}" => Arc::new(move |_| {
@@ -139,7 +162,11 @@ pub async fn run(args: &Args, bin: &std::path::Path) -> anyhow::Result<()> {
         Ok((after - before) * 1e6 / side.requests.max(1) as f64)
     };
     let mut results = Vec::new();
-    for name in ["GET /Users/{id}", "PATCH title (Entra)"] {
+    for name in [
+        "GET /Users/{id}",
+        "PATCH title (Entra)",
+        UNCONDITIONAL_PATCH,
+    ] {
         eprintln!("- {name}");
         let mut rounds = Vec::new();
         for _ in 0..args.rounds.max(1) {

@@ -453,6 +453,23 @@ impl Compiler<'_> {
             Some(by) => Some(*by.get_ref()),
             None => Some(UniqueBy::Gateway),
         };
+        let update_precondition = match &section.update_precondition {
+            None => Some(None),
+            Some(header) if section.meta.version.is_none() => self.error(
+                header.span(),
+                format!(
+                    "`update_precondition` sends the version the record was read at; \
+                     declare it in [{section_name}] `meta = {{ version = \"<field>\" }}`"
+                ),
+            ),
+            Some(header) => match http::HeaderName::from_bytes(header.get_ref().as_bytes()) {
+                Ok(name) => Some(Some(name)),
+                Err(_) => self.error(
+                    header.span(),
+                    format!("`{}` is not an HTTP header name", header.get_ref()),
+                ),
+            },
+        };
         let meta = MetaFields {
             created: section.meta.created.as_ref().and_then(|f| self.field(f)),
             last_modified: section
@@ -476,6 +493,7 @@ impl Compiler<'_> {
             hard_delete: hard_delete.flatten(),
             restore_on_create: section.delete.restore_on_create,
             unique_user_names: unique_user_names?,
+            update_precondition: update_precondition?,
             filters,
             attributes,
             members: members.flatten(),

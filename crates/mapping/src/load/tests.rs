@@ -92,7 +92,7 @@ fn membership_keys_a_style_needs_or_does_not_use_are_named_at_their_own_line() {
         located(&no_members, "declares no [groups.members]").contains(&at_line_of(
             text,
             "id = { field = \"id\", type = \"integer\" }\nmeta = { created = \"created_at\", \
-             last_modified = \"updated_at\", version = \"version\" }\n\n[groups.list]"
+             last_modified = \"updated_at\", version = \"version\" }\nupdate_precondition"
         )),
         "{no_members:?}"
     );
@@ -392,4 +392,61 @@ fn unique_user_names_defaults_to_the_gateway_and_belongs_in_users_only() {
     );
     let unknown = errors_of(&trusting.replacen("\"upstream\"", "\"nobody\"", 1));
     assert!(!unknown.is_empty());
+}
+
+#[test]
+fn an_update_precondition_needs_a_version_and_makes_only_the_update_call_conditional() {
+    let shipped = include_str!("../../../../mappings/upstream/legacy.toml");
+    let mut report = Report::default();
+    let mapping = compile(&SourceFile::new("m.toml", shipped), &mut report).unwrap();
+    let users = &mapping.users;
+    assert_eq!(users.update_precondition.as_ref().unwrap(), "if-match");
+    let record = serde_json::json!({"id": 7, "login": "a@example.com", "version": 3});
+    let title = crate::FieldPath::parse("job_title").unwrap();
+    let requests = users
+        .update_requests("7", &record, vec![(title.clone(), "Chef".into())])
+        .unwrap();
+    let [update] = requests.as_slice() else {
+        panic!("{requests:?}")
+    };
+    let (header, version) = update.precondition.as_ref().unwrap();
+    assert_eq!((header.as_str(), version.as_str()), ("if-match", "3"));
+    // A record read without a version makes an unconditional write.
+    let unversioned = serde_json::json!({"id": 7});
+    let requests = users
+        .update_requests("7", &unversioned, vec![(title, "Chef".into())])
+        .unwrap();
+    assert!(requests[0].precondition.is_none());
+
+    let no_version = legacy_with("version = \"version\" }\n# Who keeps", "}\n# Who keeps");
+    let errors = errors_of(&no_version);
+    assert!(
+        located(&errors, "declare it in [users]")
+            .contains(&at_line_of(&no_version, "update_precondition =")),
+        "{errors:?}"
+    );
+    let bad_header = legacy_with("\"If-Match\"", "\"If Match\"");
+    let errors = errors_of(&bad_header);
+    assert!(
+        located(&errors, "`If Match` is not an HTTP header name")
+            .contains(&at_line_of(&bad_header, "update_precondition =")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn an_upstream_412_reads_as_a_lost_race_unless_a_rule_says_otherwise() {
+    let mut report = Report::default();
+    let shipped = include_str!("../../../../mappings/upstream/legacy.toml");
+    let mapping = compile(&SourceFile::new("m.toml", shipped), &mut report).unwrap();
+    let refusal = mapping
+        .errors
+        .read(StatusCode::PRECONDITION_FAILED, &serde_json::Value::Null);
+    assert!(refusal.means_stale());
+    assert!(
+        !mapping
+            .errors
+            .read(StatusCode::CONFLICT, &serde_json::Value::Null)
+            .means_stale()
+    );
 }
