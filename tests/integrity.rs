@@ -447,6 +447,37 @@ async fn concurrent_patches_with_one_if_match_version_let_exactly_one_win() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_patches_without_if_match_on_one_replica_all_land_once() {
+    // The demo's legacy.toml makes updates conditional: no lock is needed
+    // for them, and one replica's own writers still queue, not race.
+    let h = Harness::start().await;
+    let created = h.scim(Method::POST, "/Users", Some(alice())).await;
+    let id = id_of(&created);
+    assert_eq!(created.body["meta"]["version"], "W/\"1\"");
+    let mut attempts = tokio::task::JoinSet::new();
+    for n in 0..16 {
+        let url = format!("{}/Users/{id}", h.gateway);
+        attempts.spawn(async move {
+            let change =
+                patch(json!([{"op": "replace", "path": "title", "value": format!("T{n}")}]));
+            reqwest::Client::new()
+                .patch(url)
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/scim+json")
+                .body(change.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    assert_eq!(attempts.join_all().await, [200; 16]);
+    let read = h.scim(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(read.body["meta"]["version"], "W/\"17\"", "{}", read.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_group_changes_with_membership_kept_on_the_user_lose_nothing() {
     let h = Harness::start_on(Backend::Directory).await;
     let user = id_of(&h.scim(Method::POST, "/Users", Some(alice())).await);

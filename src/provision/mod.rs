@@ -164,7 +164,17 @@ impl Provisioner {
 
     /// The lock held across one resource's read-modify-write.
     async fn lock_resource(&self, kind: Kind, id: &str) -> Result<Held, ProvisionError> {
-        self.hold(format!("{}/{id}", kind.endpoint())).await
+        self.hold(resource_key(kind, id)).await
+    }
+
+    /// This process's lock of a resource only: with conditional updates
+    /// the upstream keeps replicas apart, and this keeps one replica's own
+    /// writers from racing each other into retries.
+    async fn lock_resource_here(&self, kind: Kind, id: &str) -> Held {
+        Held {
+            local: Some(self.shared.locks.lock(resource_key(kind, id)).await),
+            remote: None,
+        }
     }
 
     /// The lock of `key`: this process's, then (with a cluster store) the
@@ -216,9 +226,10 @@ impl Provisioner {
         }
     }
 
-    /// A read-modify-write of one resource, under its lock unless
-    /// `lock_free` (the mapping's `update_precondition` makes its one write
-    /// conditional). `attempt` is told whether it holds the lock. A write
+    /// A read-modify-write of one resource, under its lock, or only this
+    /// process's when `lock_free` (the mapping's `update_precondition` makes
+    /// its one write conditional). `attempt` is told whether it holds the
+    /// whole lock. A write
     /// that lost to another since its read is tried again from the read;
     /// with a client's `If-Match` it answers 412 instead, since the version
     /// the client named is gone.
@@ -237,8 +248,8 @@ impl Provisioner {
         let mut lost = 0;
         loop {
             let held = match locked {
-                true => Some(self.lock_resource(kind, id).await?),
-                false => None,
+                true => self.lock_resource(kind, id).await?,
+                false => self.lock_resource_here(kind, id).await,
             };
             let outcome = attempt(locked).await;
             drop(held);
@@ -863,6 +874,11 @@ impl UpdatePlan {
     fn is_one_conditional_write(&self) -> bool {
         self.state.is_empty() && self.updates.iter().all(|r| r.precondition.is_some())
     }
+}
+
+/// The lock key of one resource, in this process and (prefixed) in Redis.
+fn resource_key(kind: Kind, id: &str) -> String {
+    format!("{}/{id}", kind.endpoint())
 }
 
 /// One try of a read-modify-write.
