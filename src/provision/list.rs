@@ -48,6 +48,12 @@ impl Provisioner {
                 .list_unfiltered(kind, start, count, query.with_members)
                 .await;
         }
+        if let Some(page) = self
+            .membership_page(kind, mapping, query, start, count)
+            .await?
+        {
+            return Ok(page);
+        }
         let filter = query.filter.as_ref();
         let (records, _scanning) = self.scan(mapping, filter).await?;
         let needs_members = query.with_members || filter.is_some_and(|f| f.references("members"));
@@ -85,6 +91,53 @@ impl Provisioner {
             start_index: start,
             resources,
         })
+    }
+
+    /// The answer to an IdP's membership check (`id eq "G" and members[value
+    /// eq "U"]`, members not returned) from the group and that one
+    /// membership, where the mapping can tell it without the member list;
+    /// `None` where the filter is another or the mapping cannot.
+    async fn membership_page(
+        &self,
+        kind: Kind,
+        mapping: &ResourceMapping,
+        query: &ListQuery,
+        start: u64,
+        count: u64,
+    ) -> Result<Option<ListPage>, ProvisionError> {
+        if kind != Kind::Group || query.with_members {
+            return Ok(None);
+        }
+        let (Some((group, member)), Some(members)) = (
+            query.filter.as_ref().and_then(membership_check),
+            &mapping.members,
+        ) else {
+            return Ok(None);
+        };
+        let record = match self.get(Kind::Group, group, false).await {
+            Ok(record) => Some(record),
+            Err(ProvisionError::NotFound { .. }) => None,
+            Err(error) => return Err(error),
+        };
+        let is_member = match &record {
+            Some(record) => match self
+                .has_member(members, group, &record.upstream, member)
+                .await?
+            {
+                Some(is_member) => is_member,
+                None => return Ok(None),
+            },
+            None => false,
+        };
+        let resources = match record {
+            Some(record) if is_member && start == 1 && count > 0 => vec![record.resource],
+            _ => Vec::new(),
+        };
+        Ok(Some(ListPage {
+            total_results: u64::from(is_member),
+            start_index: start,
+            resources,
+        }))
     }
 
     /// The records `filter` may match (all of them without one), pushed down
@@ -329,6 +382,50 @@ impl Provisioner {
         }
         Ok(fetched.records)
     }
+}
+
+/// `G` and `U` of `id eq "G" and members[value eq "U"]`, either way round.
+fn membership_check(filter: &Filter) -> Option<(&str, &str)> {
+    let Filter::And(left, right) = filter else {
+        return None;
+    };
+    fn id(filter: &Filter) -> Option<&str> {
+        match filter {
+            Filter::Compare {
+                path,
+                op: CompareOp::Eq,
+                value: Value::String(id),
+            } if path.uri.is_none()
+                && path.sub.is_none()
+                && path.name.eq_ignore_ascii_case("id") =>
+            {
+                Some(id.as_str())
+            }
+            _ => None,
+        }
+    }
+    fn member(filter: &Filter) -> Option<&str> {
+        match filter {
+            Filter::ValuePath { path, filter }
+                if path.uri.is_none() && path.name.eq_ignore_ascii_case("members") =>
+            {
+                match filter.as_ref() {
+                    Filter::Compare {
+                        path,
+                        op: CompareOp::Eq,
+                        value: Value::String(member),
+                    } if path.sub.is_none() && path.name.eq_ignore_ascii_case("value") => {
+                        Some(member.as_str())
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+    id(left)
+        .zip(member(right))
+        .or_else(|| id(right).zip(member(left)))
 }
 
 fn read_total(source: &TotalSource, headers: &http::HeaderMap, body: &Value) -> Option<u64> {

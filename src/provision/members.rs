@@ -10,6 +10,8 @@ use serde_json::{Map, Value};
 use super::ProvisionError;
 use super::{Kind, Provisioner};
 use crate::mapping::{Bindings, FieldPath, Members, ResourceMapping, id_text};
+use crate::scim::filter::{CompareOp, Filter};
+use crate::scim::patch::{PatchOpKind, PatchOperation};
 use crate::upstream::CallError;
 
 impl Provisioner {
@@ -30,7 +32,8 @@ impl Provisioner {
                 ..
             } => self
                 .fetch_all(list, bindings)
-                .await?
+                .await
+                .map_err(|error| too_many_members(group_id, error))?
                 .iter()
                 .filter_map(|record| {
                     let value = member_field.get(record).and_then(id_text)?;
@@ -61,7 +64,8 @@ impl Provisioner {
             } => {
                 let users = &self.client.mapping().users;
                 self.fetch_all(list, bindings)
-                    .await?
+                    .await
+                    .map_err(|error| too_many_members(group_id, error))?
                     .iter()
                     .filter(|user| !users.soft_delete.as_ref().is_some_and(|s| s.marks(user)))
                     .filter_map(|user| {
@@ -104,18 +108,7 @@ impl Provisioner {
         if groups.members.is_none() {
             return Err(ProvisionError::NoMembership);
         }
-        for member in &added {
-            if self.member_state(member).await? != MemberState::Visible {
-                return Err(ProvisionError::ForeignMember(member.clone()));
-            }
-        }
-        let mut kept = Vec::new();
-        for member in &removed {
-            if self.member_state(member).await? == MemberState::Foreign {
-                kept.push(member.clone());
-            }
-        }
-        removed.retain(|member| !kept.contains(member));
+        self.check_members(&added, &mut removed).await?;
         let mut members = before.clone();
         for member in &removed {
             members.remove(member);
@@ -126,6 +119,106 @@ impl Provisioner {
             removed,
             members,
         })
+    }
+
+    /// A membership change the IdP stated member by member (see
+    /// [`MemberDelta::of`]), checked as [`Self::plan_membership`] checks
+    /// one, for the styles that change members one by one: the group's
+    /// member list is never read.
+    pub(super) async fn plan_member_delta(
+        &self,
+        delta: &MemberDelta,
+    ) -> Result<MembershipChange, ProvisionError> {
+        let added: Vec<String> = delta.added.iter().cloned().collect();
+        let mut removed: Vec<String> = delta.removed.iter().cloned().collect();
+        self.check_members(&added, &mut removed).await?;
+        Ok(MembershipChange {
+            added,
+            removed,
+            // Only the whole-list style writes it, and it takes no deltas.
+            members: BTreeSet::new(),
+        })
+    }
+
+    /// Refuses a member added that this connection does not see, and keeps
+    /// out of `removed` the members that are another connection's users.
+    async fn check_members(
+        &self,
+        added: &[String],
+        removed: &mut Vec<String>,
+    ) -> Result<(), ProvisionError> {
+        for member in added {
+            if self.member_state(member).await? != MemberState::Visible {
+                return Err(ProvisionError::ForeignMember(member.clone()));
+            }
+        }
+        let mut kept = Vec::new();
+        for member in removed.iter() {
+            if self.member_state(member).await? == MemberState::Foreign {
+                kept.push(member.clone());
+            }
+        }
+        removed.retain(|member| !kept.contains(member));
+        Ok(())
+    }
+
+    /// Whether `member` is a member of the group `group_id` (its upstream
+    /// `record` at hand), asked without reading the member list: the
+    /// mapping's `lookup` call, the group's own list field, or the user's
+    /// list of groups. `None` where the style can only list the members.
+    pub(super) async fn has_member(
+        &self,
+        members: &Members,
+        group_id: &str,
+        record: &Value,
+        member: &str,
+    ) -> Result<Option<bool>, ProvisionError> {
+        let users = &self.client.mapping().users;
+        if !users.id.accepts(member) {
+            return Ok(Some(false));
+        }
+        match members {
+            Members::Endpoints {
+                lookup: Some(lookup),
+                ..
+            } => {
+                let typed = users.id.typed(member);
+                let request = lookup.request(Bindings::member(group_id, &typed))?;
+                match self.client.call(&request).await {
+                    Ok(_) => Ok(Some(true)),
+                    Err(CallError::Missing(_)) => Ok(Some(false)),
+                    Err(error) => Err(error.into()),
+                }
+            }
+            Members::Endpoints { lookup: None, .. } => Ok(None),
+            Members::GroupField { .. } => {
+                let listed = self.member_list(members, group_id, record).await?;
+                Ok(Some(listed.iter().any(|m| {
+                    m.get("value").and_then(id_text).as_deref() == Some(member)
+                })))
+            }
+            Members::UserField { field, .. } => {
+                let request = users.get.request(Bindings::id(member))?;
+                let user = match self.client.call(&request).await {
+                    Ok(response) => users.take_answered(&users.get, response.body)?,
+                    Err(CallError::Missing(_)) => return Ok(Some(false)),
+                    Err(error) => return Err(error.into()),
+                };
+                if users.soft_delete.as_ref().is_some_and(|s| s.marks(&user)) {
+                    return Ok(Some(false));
+                }
+                Ok(Some(
+                    field
+                        .get(&user)
+                        .and_then(Value::as_array)
+                        .is_some_and(|groups| {
+                            groups
+                                .iter()
+                                .any(|g| id_text(g).as_deref() == Some(group_id))
+                        }),
+                ))
+            }
+        }
     }
 
     /// Whether `id` is a user this connection sees, another's, or none.
@@ -411,6 +504,108 @@ impl MembershipChange {
     }
 }
 
+/// Whether a style changes members one by one (a call per member, or each
+/// user's group list), so a change needs no read of the group's list.
+pub(super) fn changes_one_by_one(members: &Members) -> bool {
+    matches!(
+        members,
+        Members::Endpoints { .. }
+            | Members::UserField { .. }
+            | Members::GroupField {
+                add: Some(_),
+                remove: Some(_),
+                ..
+            }
+    )
+}
+
+/// Members a PATCH adds and removes, as it names them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct MemberDelta {
+    added: BTreeSet<String>,
+    removed: BTreeSet<String>,
+}
+
+impl MemberDelta {
+    /// The member operations of a group PATCH, with the others, when they
+    /// only add and remove named members: `add` of values, `remove` of
+    /// `members[value eq "…"]` or of values (Entra's form). `None` when one
+    /// needs the whole list: a `replace`, a `remove` of every member, a
+    /// filter on anything but `value`, members set at the root.
+    pub(super) fn of(operations: &[PatchOperation]) -> Option<(MemberDelta, Vec<PatchOperation>)> {
+        let mut delta = MemberDelta::default();
+        let mut rest = Vec::new();
+        for operation in operations {
+            let Some(path) = &operation.path else {
+                if operation
+                    .value
+                    .as_ref()
+                    .is_some_and(|v| v.get("members").is_some())
+                {
+                    return None;
+                }
+                rest.push(operation.clone());
+                continue;
+            };
+            if !path.attr.name.eq_ignore_ascii_case("members") {
+                rest.push(operation.clone());
+                continue;
+            }
+            if path.attr.sub.is_some() || path.sub_attr.is_some() {
+                return None;
+            }
+            match (operation.op, &path.value_filter, &operation.value) {
+                (PatchOpKind::Add, None, Some(value)) => {
+                    for member in member_values(value)? {
+                        delta.removed.remove(&member);
+                        delta.added.insert(member);
+                    }
+                }
+                (PatchOpKind::Remove, filter, value) => {
+                    let named = match (filter, value) {
+                        (Some(filter), None) => vec![filtered_value(filter)?],
+                        (None, Some(value)) => member_values(value)?,
+                        _ => return None,
+                    };
+                    for member in named {
+                        delta.added.remove(&member);
+                        delta.removed.insert(member);
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some((delta, rest))
+    }
+}
+
+/// `X` of `value eq "X"`.
+fn filtered_value(filter: &Filter) -> Option<String> {
+    match filter {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: Value::String(value),
+        } if path.name.eq_ignore_ascii_case("value") && path.sub.is_none() => Some(value.clone()),
+        _ => None,
+    }
+}
+
+/// The `value`s of `[{"value": "X"}, …]` (or of one such object).
+fn member_values(value: &Value) -> Option<Vec<String>> {
+    let one = |member: &Value| {
+        member
+            .get("value")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    match value {
+        Value::Array(members) => members.iter().map(one).collect(),
+        Value::Object(_) => one(value).map(|member| vec![member]),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MemberState {
     /// A user in this connection's scope.
@@ -419,6 +614,17 @@ enum MemberState {
     Foreign,
     /// No such (live) user upstream.
     Missing,
+}
+
+/// A member list too long to read, said with what avoids reading it.
+fn too_many_members(group_id: &str, error: ProvisionError) -> ProvisionError {
+    match error {
+        ProvisionError::TooMany(why) => ProvisionError::TooMany(format!(
+            "group {group_id}: {why}; read it with excludedAttributes=members, and change its \
+             members by naming them (add, or remove members[value eq \"…\"]), which reads no list"
+        )),
+        other => other,
+    }
 }
 
 fn display_of(field: Option<&FieldPath>, record: &Value) -> Option<String> {
@@ -432,5 +638,65 @@ fn ignore_not_found<T>(result: Result<T, CallError>) -> Result<(), ProvisionErro
     match result {
         Ok(_) | Err(CallError::Missing(_)) => Ok(()),
         Err(error) => Err(error.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::patch::parse_patch_request;
+    use serde_json::json;
+
+    fn delta_of(operations: Value) -> Option<(Vec<&'static str>, Vec<String>, Vec<String>)> {
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": operations,
+        });
+        let operations = parse_patch_request(&body, crate::scim::schema::group()).unwrap();
+        let (delta, rest) = MemberDelta::of(&operations)?;
+        let rest = rest
+            .iter()
+            .map(|op| if op.path.is_some() { "path" } else { "root" })
+            .collect();
+        Some((
+            rest,
+            delta.added.into_iter().collect(),
+            delta.removed.into_iter().collect(),
+        ))
+    }
+
+    #[test]
+    fn adds_and_removes_of_named_members_are_a_delta_in_order() {
+        let named = delta_of(json!([
+            {"op": "add", "path": "members", "value": [{"value": "1"}, {"value": "2"}]},
+            {"op": "remove", "path": "members[value eq \"2\"]"},
+            {"op": "remove", "path": "members", "value": [{"value": "3"}]},
+            {"op": "replace", "path": "displayName", "value": "Ops"},
+        ]));
+        let expected = (
+            vec!["path"],
+            vec!["1".to_string()],
+            vec!["2".into(), "3".into()],
+        );
+        assert_eq!(named, Some(expected));
+        let readded = delta_of(json!([
+            {"op": "remove", "path": "members[value eq \"1\"]"},
+            {"op": "add", "path": "members", "value": {"value": "1"}},
+        ]));
+        assert_eq!(readded, Some((vec![], vec!["1".to_string()], vec![])));
+    }
+
+    #[test]
+    fn changes_that_need_the_whole_list_are_no_delta() {
+        for operations in [
+            json!([{"op": "replace", "path": "members", "value": []}]),
+            json!([{"op": "replace", "path": "members", "value": [{"value": "1"}]}]),
+            json!([{"op": "remove", "path": "members"}]),
+            json!([{"op": "remove", "path": "members[display eq \"Ann\"]"}]),
+            json!([{"op": "remove", "path": "members[value ne \"1\"]"}]),
+            json!([{"op": "add", "value": {"members": [{"value": "1"}]}}]),
+        ] {
+            assert_eq!(delta_of(operations.clone()), None, "{operations}");
+        }
     }
 }

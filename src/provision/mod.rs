@@ -34,7 +34,7 @@ use crate::upstream::{CallError, UpstreamClient};
 pub use error::ProvisionError;
 pub use list::{ListPage, ListQuery};
 use locks::ResourceLocks;
-use members::MembershipChange;
+use members::{MemberDelta, MembershipChange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -617,6 +617,7 @@ impl Provisioner {
         id: &str,
         mut resource: Value,
         if_match: Option<&str>,
+        answer_members: bool,
     ) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
         prepare(kind, &mut resource, Some(id))?;
@@ -645,20 +646,29 @@ impl Provisioner {
             } else {
                 MembershipChange::default()
             };
-            self.finish_update(kind, mapping, id, current, plan, membership, with_members)
+            let members = MemberWrite {
+                change: membership,
+                requested: with_members,
+                shown: answer_members,
+            };
+            self.finish_update(kind, mapping, id, current, plan, members)
                 .await
                 .map(Tried::Done)
         })
         .await
     }
 
-    /// PATCH, applied read-modify-write.
+    /// PATCH, applied read-modify-write. A group's member list is read
+    /// only when the change needs it (`MemberDelta::of`) or the answer shows
+    /// it (`answer_members`): a group of 100,000 members gains or loses one
+    /// in a few calls.
     pub async fn patch(
         &self,
         kind: Kind,
         id: &str,
         operations: &[PatchOperation],
         if_match: Option<&str>,
+        answer_members: bool,
     ) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
         // Values are canonical (`parse_patch_request`), so `members` is the key.
@@ -673,14 +683,24 @@ impl Provisioner {
                         .is_some_and(|v| v.get("members").is_some())
         });
         let lock_free = mapping.update_precondition.is_some() && !touches_members;
+        let delta = match &mapping.members {
+            Some(members) if touches_members && members::changes_one_by_one(members) => {
+                MemberDelta::of(operations)
+            }
+            _ => None,
+        };
+        let delta = &delta;
         self.read_modify_write(kind, id, lock_free, if_match, move |locked| async move {
-            let current = self
-                .get(kind, id, kind == Kind::Group && touches_members)
-                .await?;
+            let read_members = kind == Kind::Group && touches_members && delta.is_none();
+            let current = self.get(kind, id, read_members).await?;
             check_precondition(&current.resource, if_match)?;
             Journal::note_before(&current.resource);
             let mut desired = current.resource.clone();
-            apply_patch(&mut desired, operations, kind.schema())?;
+            let applied = match delta {
+                Some((_, others)) => others.as_slice(),
+                None => operations,
+            };
+            apply_patch(&mut desired, applied, kind.schema())?;
             keeps_required(kind, &current.resource, &desired)?;
             if kind == Kind::User {
                 policy::check_approved_domains(&desired, &self.connection.approved_domains)?;
@@ -689,34 +709,32 @@ impl Provisioner {
             if !locked && !plan.is_one_conditional_write() {
                 return Ok(Tried::NeedsLock);
             }
-            let membership = if touches_members {
-                self.plan_membership(
-                    mapping,
-                    &members_of(&current.resource),
-                    &members_of(&desired),
-                )
-                .await?
-            } else {
-                MembershipChange::default()
+            let membership = match delta {
+                Some((delta, _)) => self.plan_member_delta(delta).await?,
+                None if touches_members => {
+                    self.plan_membership(
+                        mapping,
+                        &members_of(&current.resource),
+                        &members_of(&desired),
+                    )
+                    .await?
+                }
+                None => MembershipChange::default(),
             };
-            self.finish_update(
-                kind,
-                mapping,
-                id,
-                current,
-                plan,
-                membership,
-                touches_members,
-            )
-            .await
-            .map(Tried::Done)
+            let members = MemberWrite {
+                change: membership,
+                requested: touches_members,
+                shown: answer_members,
+            };
+            self.finish_update(kind, mapping, id, current, plan, members)
+                .await
+                .map(Tried::Done)
         })
         .await
     }
 
     /// Sends a planned update, then the membership change; everything was
     /// validated before this first write.
-    #[allow(clippy::too_many_arguments)]
     async fn finish_update(
         &self,
         kind: Kind,
@@ -724,8 +742,7 @@ impl Provisioner {
         id: &str,
         current: Record,
         plan: UpdatePlan,
-        membership: MembershipChange,
-        with_members: bool,
+        members: MemberWrite,
     ) -> Result<Record, ProvisionError> {
         let mut record = current;
         let mut last = Value::Null;
@@ -747,9 +764,14 @@ impl Provisioner {
         if !plan.state.is_empty() {
             record = self.get(kind, id, false).await?;
         }
-        if with_members {
-            self.apply_membership(mapping, id, &membership).await?;
-            return self.get(kind, id, true).await;
+        if members.requested {
+            self.apply_membership(mapping, id, &members.change).await?;
+            return match self.get(kind, id, members.shown).await {
+                // The change is made: a list too long to read is left out
+                // of the answer rather than failing a write that landed.
+                Err(ProvisionError::TooMany(_)) if members.shown => self.get(kind, id, false).await,
+                answer => answer,
+            };
         }
         Ok(record)
     }
@@ -879,6 +901,17 @@ impl UpdatePlan {
 /// The lock key of one resource, in this process and (prefixed) in Redis.
 fn resource_key(kind: Kind, id: &str) -> String {
     format!("{}/{id}", kind.endpoint())
+}
+
+/// What an update does with a group's members.
+#[derive(Debug)]
+struct MemberWrite {
+    /// The change planned (empty when none).
+    change: MembershipChange,
+    /// The request names members: they are changed, and the group read again.
+    requested: bool,
+    /// The answer shows them, so they are read after the change.
+    shown: bool,
 }
 
 /// One try of a read-modify-write.

@@ -98,14 +98,14 @@ where
     let answered = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let (sent_fields, answered_fields) = (Quoted::from(&sent), Quoted::from(&answered));
     let detail = answered_fields.detail.as_deref().filter(|_| status >= 400);
+    let after: serde_json::Value = serde_json::from_slice(&answered).unwrap_or_default();
     let mut changes = if status < 400 && !answered.is_empty() {
-        let after = serde_json::from_slice(&answered).unwrap_or(serde_json::Value::Null);
         changes(&journal.before().unwrap_or_default(), &after)
     } else {
         Vec::new()
     };
-    // What no answer shows: a password (never returned), and the members a
-    // group PATCH answered with 204 changed.
+    // What no answer shows: a password (never returned), and the members of
+    // a group whose answer leaves them out (a 204, `excludedAttributes`).
     if status < 400 {
         let asked = Asked::of(&sent);
         if asked.password && !changes.iter().any(|c| c.attribute == "password") {
@@ -115,7 +115,7 @@ where
                 new: None,
             });
         }
-        if asked.members && answered.is_empty() {
+        if asked.members && after.get("members").is_none() {
             changes.push(Change {
                 attribute: "members".into(),
                 old: None,

@@ -215,7 +215,7 @@ pub async fn replace(
     dialect.normalise_resource(kind.schema(), &mut body);
     let record = app
         .provisioner
-        .replace(kind, &id, body, if_match(&headers))
+        .replace(kind, &id, body, if_match(&headers), query.wants("members"))
         .await?;
     Ok(single(kind, StatusCode::OK, record.resource, &base, &query))
 }
@@ -234,11 +234,19 @@ pub async fn patch(
 ) -> Result<ScimResponse, ErrorResponse> {
     dialect.normalise_patch(kind.schema(), &mut body);
     let operations = parse_patch_request(&body, kind.schema())?;
+    let no_content =
+        kind == Kind::Group && dialect.response.group_patch_status == StatusCode::NO_CONTENT;
     let record = app
         .provisioner
-        .patch(kind, &id, &operations, if_match(&headers))
+        .patch(
+            kind,
+            &id,
+            &operations,
+            if_match(&headers),
+            !no_content && query.wants("members"),
+        )
         .await?;
-    if kind == Kind::Group && dialect.response.group_patch_status == StatusCode::NO_CONTENT {
+    if no_content {
         return Ok(ScimResponse::no_content());
     }
     Ok(single(kind, StatusCode::OK, record.resource, &base, &query))

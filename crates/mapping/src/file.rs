@@ -403,6 +403,9 @@ pub struct MembersSpec {
     pub display_field: Option<Spanned<String>>,
     pub add: Option<CallSpec>,
     pub remove: Option<CallSpec>,
+    /// `endpoints`, optional: the call that answers whether one user is a
+    /// member (2xx) or not (404), so a membership check reads no list.
+    pub lookup: Option<CallSpec>,
     /// `group_field`: the group's array of member ids; `user_field`: the
     /// user's array of group ids.
     pub field: Option<Spanned<String>>,

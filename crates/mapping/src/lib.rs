@@ -496,6 +496,8 @@ pub enum Members {
         display_field: Option<FieldPath>,
         add: Call,
         remove: Call,
+        /// Answers one membership (2xx a member, 404 not), if declared.
+        lookup: Option<Call>,
     },
     /// The group record's `field` lists the member ids (or objects whose
     /// `member_field` is the id); changed by the group's update call.

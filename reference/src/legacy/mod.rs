@@ -39,7 +39,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::get;
 use axum::{Json, Router};
 use http::StatusCode;
 use http::header::LOCATION;
@@ -90,6 +90,8 @@ pub enum LegacyError {
         "legacy database has schema version {found}, newer than the {supported} this build knows"
     )]
     SchemaVersion { found: i64, supported: i64 },
+    #[error("cannot seed the legacy database: {0}")]
+    Seed(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -133,6 +135,14 @@ impl LegacyApi {
         Ok(self)
     }
 
+    /// Adds a team of `members` new users (`{name}-{n}@example.com`) in one
+    /// transaction, for tests and benchmarks of large groups; answers its id.
+    pub fn seed_team(&self, name: &str, members: usize) -> Result<i64, LegacyError> {
+        self.store
+            .seed_team(name, members)
+            .map_err(|error| LegacyError::Seed(error.to_string()))
+    }
+
     /// All routes, behind the API-key check (unknown paths included, so an
     /// unauthenticated caller learns nothing about which paths exist).
     pub fn router(&self) -> Router {
@@ -156,7 +166,7 @@ impl LegacyApi {
             )
             .route(
                 "/api/v1/teams/{id}/members/{user_id}",
-                delete(teams::remove_member),
+                get(teams::get_member).delete(teams::remove_member),
             )
             .fallback(no_route)
             .method_not_allowed_fallback(wrong_method)

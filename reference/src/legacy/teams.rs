@@ -125,6 +125,16 @@ pub(super) async fn add_member(
     Ok((status, Json(member)).into_response())
 }
 
+/// One member of a team, 404 if the user is none: how a client checks one
+/// membership without listing a large team.
+pub(super) async fn get_member(
+    State(api): State<LegacyApi>,
+    PathIds([team_id, user_id]): PathIds<2>,
+) -> Result<Response, ApiError> {
+    api.answer_json(move |store| store.member(team_id, user_id))
+        .await
+}
+
 pub(super) async fn remove_member(
     State(api): State<LegacyApi>,
     PathIds([team_id, user_id]): PathIds<2>,
@@ -403,6 +413,31 @@ mod tests {
             .send_if_match(Method::PATCH, &path, json!({"description": "x"}), "1")
             .await;
         assert_eq!(landed.json["version"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_seeded_team_has_its_members_as_users() {
+        let client = Client::memory();
+        let id = client.api.seed_team("Big", 250).unwrap();
+        let members = client
+            .get(&format!("/api/v1/teams/{id}/members?per_page=100"))
+            .await;
+        assert_eq!(members.headers["x-total-count"], "250");
+        let user = members.json[0]["user_id"].as_i64().unwrap();
+        let member = client
+            .get(&format!("/api/v1/teams/{id}/members/{user}"))
+            .await;
+        assert_eq!(member.status, StatusCode::OK);
+        assert_eq!(member.json["login"], "Big-0@example.com");
+        let user = client.get(&format!("/api/v1/users/{user}")).await;
+        assert_eq!(user.json["login"], "Big-0@example.com");
+        let outsider = client
+            .create_user(json!({"login": "out@example.com"}))
+            .await;
+        let none = client
+            .get(&format!("/api/v1/teams/{id}/members/{outsider}"))
+            .await;
+        assert_eq!(none.status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

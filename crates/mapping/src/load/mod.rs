@@ -525,6 +525,7 @@ impl Compiler<'_> {
             ),
             ("add", call_span(&spec.add)),
             ("remove", call_span(&spec.remove)),
+            ("lookup", call_span(&spec.lookup)),
             ("field", spec.field.as_ref().map(Spanned::span)),
         ];
         let mut complete = true;
@@ -538,7 +539,8 @@ impl Compiler<'_> {
         }
         for (key, span) in given {
             let optional = matches!(key, "member_field" | "add" | "remove")
-                && members_style == MembersStyle::GroupField;
+                && members_style == MembersStyle::GroupField
+                || key == "lookup" && members_style == MembersStyle::Endpoints;
             if needed.contains(&key) && span.is_none() {
                 self.report.push(self.source.error_at(
                     Some(style_span.clone()),
@@ -581,6 +583,10 @@ impl Compiler<'_> {
                 display_field,
                 add: call(self, &spec.add, CallRole::Action, &both, "add")?,
                 remove: call(self, &spec.remove, CallRole::Action, &both, "remove")?,
+                lookup: match &spec.lookup {
+                    Some(_) => Some(call(self, &spec.lookup, CallRole::Action, &both, "lookup")?),
+                    None => None,
+                },
             },
             MembersStyle::GroupField => Members::GroupField {
                 field: field(self, &spec.field)?,

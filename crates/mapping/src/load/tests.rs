@@ -83,6 +83,8 @@ fn membership_keys_a_style_needs_or_does_not_use_are_named_at_their_own_line() {
     );
     let add = at_line_of(&text, "add = ");
     assert!(located(&user_field, "does not use `add`").contains(&add));
+    let lookup = at_line_of(&text, "lookup = ");
+    assert!(located(&user_field, "does not use `lookup`").contains(&lookup));
     let text = include_str!("../../../../mappings/upstream/legacy.toml");
     let start = text.find("[groups.members]").unwrap();
     let end = start + text[start..].find("\n\n").unwrap();

@@ -1,0 +1,253 @@
+//! Groups of enterprise size (issue 15): against a group of 100,000 members
+//! an IdP adds and removes one member in a few upstream calls, never by
+//! reading the member list (which stops at `scan_cap`, 10,000).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use scimgate_test_support as common;
+
+use common::{API_KEY, TOKEN, alice};
+use reqwest::Method;
+use scimgate::config::ServerSettings;
+use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig};
+use serde_json::{Value, json};
+
+const MEMBERS: usize = 100_000;
+const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const ENTRA: &str = "Azure AD SCIM Client";
+
+struct Everyone {
+    /// The gateway's SCIM base URL.
+    base: String,
+    /// The team's SCIM id.
+    group: String,
+    upstream: SocketAddr,
+    /// Requests the upstream has answered.
+    calls: Arc<AtomicUsize>,
+    audit: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The demo gateway in front of a legacy API holding one team of
+/// [`MEMBERS`] users, writing its provisioning records to a file.
+async fn everyone() -> Everyone {
+    let api = LegacyApi::open(LegacyConfig {
+        api_key: API_KEY.into(),
+        database: Database::Memory,
+    })
+    .unwrap();
+    let group = api.seed_team("everyone", MEMBERS).unwrap().to_string();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let router = api.router().layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            next.run(request)
+        },
+    ));
+    let upstream = common::serve(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let settings = ServerSettings {
+        audit_log: Some(audit.clone()),
+        ..Default::default()
+    };
+    let config = scimgate::demo::gateway_config(
+        upstream,
+        API_KEY,
+        TOKEN,
+        &["example.com".to_string()],
+        settings,
+    )
+    .unwrap();
+    let address = common::serve(scimgate::server::router(&config).unwrap()).await;
+    Everyone {
+        base: format!("http://{address}/scim/v2"),
+        group,
+        upstream,
+        calls,
+        audit,
+        _dir: dir,
+    }
+}
+
+impl Everyone {
+    /// A group PATCH as Entra sends it (answered 204).
+    async fn patch(&self, operations: Value) -> u16 {
+        reqwest::Client::new()
+            .patch(format!("{}/Groups/{}", self.base, self.group))
+            .bearer_auth(TOKEN)
+            .header("user-agent", ENTRA)
+            .header("content-type", "application/scim+json")
+            .body(json!({"schemas": [PATCH_SCHEMA], "Operations": operations}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// The upstream calls of the last write, by the mapping's call names.
+    fn last_steps(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.audit).unwrap();
+        let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        last["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["call"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// How many members the upstream holds, and whether `user` is one.
+    async fn upstream_members(&self, user: &str) -> (usize, bool) {
+        let http = reqwest::Client::new();
+        let url = format!(
+            "http://{}/api/v1/teams/{}/members?per_page=1",
+            self.upstream, self.group
+        );
+        let page = http
+            .get(url)
+            .header("x-api-key", API_KEY)
+            .send()
+            .await
+            .unwrap();
+        let total = page.headers()["x-total-count"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let one = format!(
+            "http://{}/api/v1/teams/{}/members/{user}",
+            self.upstream, self.group
+        );
+        let found = http
+            .get(one)
+            .header("x-api-key", API_KEY)
+            .send()
+            .await
+            .unwrap();
+        (total, found.status() == 200)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_member_joins_and_leaves_a_group_of_100k_in_a_few_calls() {
+    let everyone = everyone().await;
+    let created = common::scim_request(&everyone.base, Method::POST, "/Users", Some(alice())).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let user = created.body["id"].as_str().unwrap().to_string();
+    // What a member change costs: the group read (no members), the member
+    // checked, the one member call, the group read again for the record.
+    let expected = |member_call: &str| {
+        vec![
+            "groups.get".to_string(),
+            "users.get".to_string(),
+            member_call.to_string(),
+            "groups.get".to_string(),
+        ]
+    };
+
+    let add = json!([{"op": "Add", "path": "members", "value": [{"value": user}]}]);
+    assert_eq!(everyone.patch(add).await, 204);
+    assert_eq!(everyone.last_steps(), expected("groups.members.add"));
+    assert_eq!(everyone.upstream_members(&user).await, (MEMBERS + 1, true));
+
+    let remove = json!([{"op": "Remove", "path": format!("members[value eq \"{user}\"]")}]);
+    assert_eq!(everyone.patch(remove).await, 204);
+    assert_eq!(everyone.last_steps(), expected("groups.members.remove"));
+    assert_eq!(everyone.upstream_members(&user).await, (MEMBERS, false));
+
+    // Entra's other form of a removal names the members in `value`; a
+    // repeated removal is no error.
+    // An IdP answered 200 with the group: the change lands, and the list
+    // too long to show is left out of the answer instead of failing it.
+    let add = json!([{"op": "Add", "path": "members", "value": [{"value": user}]}]);
+    let shown = reqwest::Client::new()
+        .patch(format!("{}/Groups/{}", everyone.base, everyone.group))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(json!({"schemas": [PATCH_SCHEMA], "Operations": add}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let shown = common::read_reply(shown).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(shown.body["displayName"], "everyone");
+    assert!(shown.body.get("members").is_none());
+    assert_eq!(everyone.upstream_members(&user).await, (MEMBERS + 1, true));
+    for _ in 0..2 {
+        let remove = json!([{"op": "Remove", "path": "members", "value": [{"value": user}]}]);
+        assert_eq!(everyone.patch(remove).await, 204);
+        assert_eq!(everyone.last_steps(), expected("groups.members.remove"));
+    }
+    assert_eq!(everyone.upstream_members(&user).await, (MEMBERS, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_change_is_checked_member_by_member_before_anything_is_written() {
+    let everyone = everyone().await;
+    // Not a user this connection sees: refused, nothing written.
+    let add = json!([{"op": "Add", "path": "members", "value": [{"value": "999999999"}]}]);
+    let status = everyone.patch(add).await;
+    assert_eq!(status, 400);
+    assert_eq!(everyone.last_steps(), ["groups.get", "users.get"]);
+    assert_eq!(
+        everyone.upstream_members("999999999").await,
+        (MEMBERS, false)
+    );
+    // A change that names no members needs the whole list: still refused
+    // at scan_cap rather than made from a partial list.
+    let replace = json!([{"op": "Replace", "path": "members", "value": []}]);
+    assert_eq!(everyone.patch(replace).await, 400);
+    assert_eq!(everyone.upstream_members("1").await, (MEMBERS, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idps_membership_check_against_a_group_of_100k_is_two_calls() {
+    let everyone = everyone().await;
+    let created = common::scim_request(&everyone.base, Method::POST, "/Users", Some(alice())).await;
+    let user = created.body["id"].as_str().unwrap().to_string();
+    let check = |member: &str, group: &str| {
+        format!(
+            "/Groups?filter={}&excludedAttributes=members",
+            form_urlencoded::byte_serialize(
+                format!("id eq \"{group}\" and members[value eq \"{member}\"]").as_bytes()
+            )
+            .collect::<String>()
+        )
+    };
+    let group = everyone.group.clone();
+    for (member, group, expected) in [
+        ("1", group.as_str(), 1),
+        (user.as_str(), group.as_str(), 0),
+        ("1", "999999", 0),
+    ] {
+        let before = everyone.calls.load(Ordering::Relaxed);
+        let reply =
+            common::scim_request(&everyone.base, Method::GET, &check(member, group), None).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["totalResults"], expected, "{}", reply.body);
+        let resources = reply.body["Resources"].as_array().unwrap();
+        assert_eq!(resources.len(), expected);
+        if expected == 1 {
+            assert_eq!(resources[0]["id"], everyone.group);
+            assert!(resources[0].get("members").is_none(), "{}", reply.body);
+        }
+        // The group read, then the one membership (none for no group).
+        let made = everyone.calls.load(Ordering::Relaxed) - before;
+        assert!(made <= 2, "{made} upstream calls for {member} in {group}");
+    }
+    // Reversed, the same check.
+    let reversed = format!(
+        "/Groups?filter={}&excludedAttributes=members",
+        form_urlencoded::byte_serialize(
+            format!("members[value eq \"1\"] and id eq \"{}\"", everyone.group).as_bytes()
+        )
+        .collect::<String>()
+    );
+    let reply = common::scim_request(&everyone.base, Method::GET, &reversed, None).await;
+    assert_eq!(reply.body["totalResults"], 1, "{}", reply.body);
+}
