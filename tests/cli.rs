@@ -398,3 +398,21 @@ fn explain_shows_calls_with_secrets_masked_and_sends_nothing() {
     assert!(!stdout.contains("demo-api-key"), "{stdout}");
     assert!(stdout.contains("\"title\": \"CTO\""), "{stdout}");
 }
+
+#[test]
+fn the_bench_fails_with_a_message_not_a_backtrace() {
+    // No redis-server on this PATH: `--cluster` cannot run.
+    let output = Command::new(env!("CARGO_BIN_EXE_scimgate-bench"))
+        .args(["--cluster", "--seconds", "1", "--rounds", "1"])
+        .env("PATH", "/nonexistent")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: --cluster needs redis-server"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("acktrace"), "{stderr}");
+}

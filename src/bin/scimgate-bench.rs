@@ -214,8 +214,11 @@ async fn drive(
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn main() -> std::process::ExitCode {
+    harness::exit_status(run(Args::parse()).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let bin = harness::scimgate_binary()?;
     if args.cluster {
         return cluster::run(&args, &bin).await;

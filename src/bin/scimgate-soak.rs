@@ -352,8 +352,11 @@ async fn step(
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn main() -> std::process::ExitCode {
+    harness::exit_status(run(Args::parse()).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let bin = harness::scimgate_binary()?;
     let (_legacy, legacy_port) = harness::start_legacy(&bin).await?;
     let legacy = format!("http://127.0.0.1:{legacy_port}");

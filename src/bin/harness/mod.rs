@@ -68,6 +68,19 @@ pub fn gateway_config(port: u16, legacy_port: u16) -> String {
     text
 }
 
+/// A run's end as its exit status: an error is one message (`error: …`
+/// with its causes), never the backtrace anyhow prints from `main` when
+/// RUST_BACKTRACE is set.
+pub fn exit_status(outcome: anyhow::Result<()>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 pub fn tempdir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("scimgate-harness-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
