@@ -167,21 +167,30 @@ async fn twelve_patches_with_one_if_match_over_three_replicas_let_exactly_one_wi
         .as_str()
         .unwrap()
         .to_string();
-    let statuses = at_once(&replicas, 12, |n| {
-        let patch = json!({"schemas": [PATCH_SCHEMA], "Operations": [
-            {"op": "replace", "path": "title", "value": format!("T{n}")}
-        ]});
+    exactly_one_if_match_wins(&replicas, &id, &version).await;
+}
+
+/// 12 PATCHes of user `id`, all with If-Match `version`, let go at once
+/// over the replicas: one 200, eleven 412.
+async fn exactly_one_if_match_wins(replicas: &[Replica], id: &str, version: &str) {
+    let statuses = at_once(replicas, 12, |n| {
         (
             Method::PATCH,
             format!("/Users/{id}"),
-            Some(patch),
-            Some(version.clone()),
+            Some(title(format!("T{n}"))),
+            Some(version.to_string()),
         )
     })
     .await;
     let mut expected = vec![412; 11];
     expected.insert(0, 200);
     assert_eq!(statuses, expected);
+}
+
+fn title(value: String) -> Value {
+    json!({"schemas": [PATCH_SCHEMA], "Operations": [
+        {"op": "replace", "path": "title", "value": value}
+    ]})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -198,25 +207,8 @@ async fn against_conditional_updates_patches_take_no_lock_and_still_let_exactly_
         .as_str()
         .unwrap()
         .to_string();
-    let title = |value: String| {
-        json!({"schemas": [PATCH_SCHEMA], "Operations": [
-            {"op": "replace", "path": "title", "value": value}
-        ]})
-    };
     let mut stats = CommandStats::reset(&redis).await;
-    let statuses = at_once(&replicas, 12, |n| {
-        let patch = title(format!("T{n}"));
-        (
-            Method::PATCH,
-            format!("/Users/{id}"),
-            Some(patch),
-            Some(version.clone()),
-        )
-    })
-    .await;
-    let mut expected = vec![412; 11];
-    expected.insert(0, 200);
-    assert_eq!(statuses, expected);
+    exactly_one_if_match_wins(&replicas, &id, &version).await;
     // Without If-Match each PATCH lands once (each bumps the version), the
     // losers of each race reading again.
     let statuses = at_once(&replicas, 6, |n| {

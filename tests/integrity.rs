@@ -870,6 +870,11 @@ async fn identical_concurrent_creates_make_one_user_even_where_the_upstream_take
     );
 }
 
+/// The `/people` users as `people_mapping` writes them, and as written for
+/// an API whose updates are conditional on the record's `rev`.
+const UNVERSIONED: &str = "unique_user_names = \"upstream\"\n";
+const VERSIONED: &str = "unique_user_names = \"upstream\"\nmeta = { version = \"rev\" }\nupdate_precondition = \"If-Match\"\n";
+
 /// A `/people` API whose records carry `rev` and whose update is
 /// conditional on it: `p-1` is read at rev 1 once, then at rev 2 (another
 /// writer got in between), and a write at rev 1 is refused with 412.
@@ -910,11 +915,7 @@ async fn people_changed_behind_the_first_read() -> (String, wiremock::MockServer
         "[upstream]\nname = \"people\"\nbase_url = \"http://placeholder\"\n",
         "\n[[users.attributes]]\nscim = \"title\"\nfield = \"title\"\n",
     )
-    .replacen(
-        "unique_user_names = \"upstream\"\n",
-        "unique_user_names = \"upstream\"\nmeta = { version = \"rev\" }\nupdate_precondition = \"If-Match\"\n",
-        1,
-    );
+    .replacen(UNVERSIONED, VERSIONED, 1);
     let root = common::gateway_for(&mapping, *upstream.address(), &[], TOKEN, |_| {}).await;
     (format!("{root}/scim/v2"), upstream)
 }
@@ -997,11 +998,7 @@ set_by = [
 "#
         ),
     )
-    .replacen(
-        "unique_user_names = \"upstream\"\n",
-        "unique_user_names = \"upstream\"\nmeta = { version = \"rev\" }\nupdate_precondition = \"If-Match\"\n",
-        1,
-    );
+    .replacen(UNVERSIONED, VERSIONED, 1);
     let root = common::gateway_for(&mapping, *upstream.address(), &[], TOKEN, |_| {}).await;
     let change = patch(json!([
         {"op": "replace", "path": format!("{USER_TYPE}:userType"), "value": "External"}
