@@ -1016,3 +1016,44 @@ set_by = [
     let calls = calls_with_versions(&upstream).await;
     assert_eq!(calls[..3], ["GET", "GET", "POST"], "{calls:?}");
 }
+
+#[tokio::test]
+async fn an_upstream_412_to_an_unconditional_update_is_answered_once_and_not_retried() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/p-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": "p-1", "mail": "p1@example.com", "title": "Old", "rev": 1}),
+        ))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/people/p-1"))
+        .respond_with(ResponseTemplate::new(412).set_body_json(json!({"error": "locked"})))
+        .mount(&upstream)
+        .await;
+    // Versions read, but no update_precondition: the 412 is the upstream's
+    // own, not a lost race.
+    let mapping = common::people_mapping(
+        "[upstream]\nname = \"people\"\nbase_url = \"http://placeholder\"\n",
+        "\n[[users.attributes]]\nscim = \"title\"\nfield = \"title\"\n",
+    )
+    .replacen(
+        UNVERSIONED,
+        "unique_user_names = \"upstream\"\nmeta = { version = \"rev\" }\n",
+        1,
+    );
+    let root = common::gateway_for(&mapping, *upstream.address(), &[], TOKEN, |_| {}).await;
+    let change = patch(json!([{"op": "replace", "path": "title", "value": "New"}]));
+    let reply = common::scim_request(
+        &format!("{root}/scim/v2"),
+        Method::PATCH,
+        "/Users/p-1",
+        Some(change),
+    )
+    .await;
+    assert_eq!(reply.status, 412, "{}", reply.body);
+    assert_eq!(calls_with_versions(&upstream).await, ["GET", "PATCH"]);
+}

@@ -76,6 +76,11 @@ pub enum ProvisionError {
     /// The cluster store is down and the operator chose `refuse`.
     #[error("the gateway cannot reach its cluster store to serialise this change; retry after 1 s")]
     ClusterUnavailable,
+    /// A conditional write the upstream refused because the record changed
+    /// since it was read (`update_precondition`): read again and retried by
+    /// the caller, never meant to reach the IdP.
+    #[error("the resource changed while it was being written; retry after 1 s")]
+    Stale,
     /// The gateway is stopping and takes no more upstream work.
     #[error("the gateway is shutting down")]
     ShuttingDown,
@@ -85,6 +90,6 @@ impl ProvisionError {
     /// A conditional write the upstream refused because the record changed
     /// since it was read (`update_precondition`).
     pub fn is_stale(&self) -> bool {
-        matches!(self, ProvisionError::Upstream(CallError::Refused(refusal)) if refusal.means_stale())
+        matches!(self, ProvisionError::Stale)
     }
 }

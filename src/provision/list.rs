@@ -506,6 +506,28 @@ fn option_eq_ignore_case(a: &Option<String>, b: &Option<String>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_an_id_and_one_member_value_make_a_membership_check() {
+        let check = |text: &str| {
+            let filter = crate::scim::filter::parse_filter(text).unwrap();
+            membership_check(&filter).map(|(g, m)| (g.to_string(), m.to_string()))
+        };
+        let pair = Some(("G".to_string(), "U".to_string()));
+        assert_eq!(check(r#"id eq "G" and members[value eq "U"]"#), pair);
+        assert_eq!(check(r#"members[value eq "U"] and id eq "G""#), pair);
+        for other in [
+            r#"id eq "G" or members[value eq "U"]"#,
+            r#"id eq "G" and members[value eq "U"] and displayName eq "x""#,
+            r#"id eq "G" and members.value eq "U""#,
+            r#"id eq "G" and members[display eq "U"]"#,
+            r#"id eq "G" and members[value ne "U"]"#,
+            r#"id ne "G" and members[value eq "U"]"#,
+            r#"externalId eq "G" and members[value eq "U"]"#,
+        ] {
+            assert_eq!(check(other), None, "{other}");
+        }
+    }
+
     use super::*;
     use crate::scim::filter::parse_filter;
     use crate::scim::path::AttrPath;

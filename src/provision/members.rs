@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use super::ProvisionError;
-use super::{Kind, Provisioner};
+use super::{Kind, Provisioner, Tried};
 use crate::mapping::{Bindings, FieldPath, Members, ResourceMapping, id_text};
 use crate::scim::filter::{CompareOp, Filter};
 use crate::scim::patch::{PatchOpKind, PatchOperation};
@@ -193,8 +193,11 @@ impl Provisioner {
             Members::Endpoints { lookup: None, .. } => Ok(None),
             Members::GroupField { .. } => {
                 let listed = self.member_list(members, group_id, record).await?;
+                // Compared as the scan compares `members.value`: not case-exact.
                 Ok(Some(listed.iter().any(|m| {
-                    m.get("value").and_then(id_text).as_deref() == Some(member)
+                    m.get("value")
+                        .and_then(id_text)
+                        .is_some_and(|value| value.eq_ignore_ascii_case(member))
                 })))
             }
             Members::UserField { field, .. } => {
@@ -212,9 +215,9 @@ impl Provisioner {
                         .get(&user)
                         .and_then(Value::as_array)
                         .is_some_and(|groups| {
-                            groups
-                                .iter()
-                                .any(|g| id_text(g).as_deref() == Some(group_id))
+                            groups.iter().any(|g| {
+                                id_text(g).is_some_and(|value| value.eq_ignore_ascii_case(group_id))
+                            })
                         }),
                 ))
             }
@@ -264,7 +267,13 @@ impl Provisioner {
                 for member in &change.added {
                     let typed = users.id.typed(member);
                     let request = add.request(Bindings::member(group_id, &typed))?;
-                    self.client.call(&request).await?;
+                    match self.client.call(&request).await {
+                        // Already a member: a change named member by member
+                        // re-adds one the IdP retried.
+                        Ok(_) => {}
+                        Err(CallError::Refused(refusal)) if refusal.means_conflict() => {}
+                        Err(error) => return Err(error.into()),
+                    }
                 }
                 for member in &change.removed {
                     let typed = users.id.typed(member);
@@ -392,8 +401,8 @@ impl Provisioner {
                     .await?
                     .body;
                 let now = users.answered(&users.get, &answer)?;
-                for request in users.update_requests(user_id, now, vec![emptied])? {
-                    self.client.call(&request).await?;
+                for request in users.conditional_update_requests(user_id, now, vec![emptied])? {
+                    self.write(&request).await?;
                 }
             }
             Members::Endpoints { .. } | Members::GroupField { .. } => {
@@ -461,31 +470,35 @@ impl Provisioner {
         joining: bool,
     ) -> Result<(), ProvisionError> {
         let users = &self.client.mapping().users;
-        let bindings = Bindings::id(user_id);
-        // The user's list of groups is read-modify-written: two groups
-        // changing it at once would otherwise undo each other.
-        let _held = self.lock_resource(Kind::User, user_id).await?;
-        let record = match self.client.call(&users.get.request(bindings)?).await {
-            Ok(response) => users.take_answered(&users.get, response.body)?,
-            Err(CallError::Missing(_)) if !joining => return Ok(()),
-            Err(error) => return Err(error.into()),
-        };
-        let mut groups: Vec<Value> = field
-            .get(&record)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let present = groups.iter().any(|g| id_text(g) == id_text(group));
-        match (joining, present) {
-            (true, false) => groups.push(group.clone()),
-            (false, true) => groups.retain(|g| id_text(g) != id_text(group)),
-            _ => return Ok(()),
-        }
-        let change = vec![(field.clone(), Value::Array(groups))];
-        for request in users.update_requests(user_id, &record, change)? {
-            self.client.call(&request).await?;
-        }
-        Ok(())
+        // The user's list of groups is read-modify-written under the user's
+        // lock (two groups changing it at once would undo each other), and
+        // conditionally where the mapping can: a lock-free change of the
+        // user elsewhere makes it read again.
+        self.read_modify_write(Kind::User, user_id, false, None, move |_| async move {
+            let request = users.get.request(Bindings::id(user_id))?;
+            let record = match self.client.call(&request).await {
+                Ok(response) => users.take_answered(&users.get, response.body)?,
+                Err(CallError::Missing(_)) if !joining => return Ok(Tried::Done(())),
+                Err(error) => return Err(error.into()),
+            };
+            let mut groups: Vec<Value> = field
+                .get(&record)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let present = groups.iter().any(|g| id_text(g) == id_text(group));
+            match (joining, present) {
+                (true, false) => groups.push(group.clone()),
+                (false, true) => groups.retain(|g| id_text(g) != id_text(group)),
+                _ => return Ok(Tried::Done(())),
+            }
+            let change = vec![(field.clone(), Value::Array(groups))];
+            for request in users.conditional_update_requests(user_id, &record, change)? {
+                self.write(&request).await?;
+            }
+            Ok(Tried::Done(()))
+        })
+        .await
     }
 }
 
@@ -505,17 +518,13 @@ impl MembershipChange {
 }
 
 /// Whether a style changes members one by one (a call per member, or each
-/// user's group list), so a change needs no read of the group's list.
+/// user's group list), so a change needs no read of a member list.
 pub(super) fn changes_one_by_one(members: &Members) -> bool {
     matches!(
         members,
-        Members::Endpoints { .. }
-            | Members::UserField { .. }
-            | Members::GroupField {
-                add: Some(_),
-                remove: Some(_),
-                ..
-            }
+        // A `group_field` list is in the group record anyway: read whole,
+        // it costs no call and keeps present members from being re-added.
+        Members::Endpoints { .. } | Members::UserField { .. }
     )
 }
 

@@ -226,6 +226,21 @@ impl Provisioner {
         }
     }
 
+    /// Sends an update call; a conditional one the upstream refused as
+    /// stale is [`ProvisionError::Stale`], for the caller to read again. Any
+    /// other refusal, a 412 of an unconditional call included, is as it is.
+    async fn write(&self, request: &UpstreamRequest) -> Result<Value, ProvisionError> {
+        match self.client.call(request).await {
+            Ok(response) => Ok(response.body),
+            Err(CallError::Refused(refusal))
+                if refusal.means_stale() && request.precondition.is_some() =>
+            {
+                Err(ProvisionError::Stale)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// A read-modify-write of one resource, under its lock, or only this
     /// process's when `lock_free` (the mapping's `update_precondition` makes
     /// its one write conditional). `attempt` is told whether it holds the
@@ -747,7 +762,7 @@ impl Provisioner {
         let mut record = current;
         let mut last = Value::Null;
         for request in &plan.updates {
-            last = self.client.call(request).await?.body;
+            last = self.write(request).await?;
         }
         match plan.updates.as_slice() {
             [] => {}
@@ -861,8 +876,8 @@ impl Provisioner {
                     self.leave_all_groups(id, &current.upstream, Some(&mut marked))
                         .await?;
                 }
-                for request in mapping.update_requests(id, &current.upstream, marked)? {
-                    self.client.call(&request).await?;
+                for request in mapping.conditional_update_requests(id, &current.upstream, marked)? {
+                    self.write(&request).await?;
                 }
                 return Ok(());
             }
@@ -934,7 +949,7 @@ fn plan_update(
     absent: Absent,
 ) -> Result<UpdatePlan, ProvisionError> {
     let changes = mapping.changes(&current.upstream, &current.resource, desired, absent)?;
-    let updates = mapping.update_requests(id, &current.upstream, changes)?;
+    let updates = mapping.conditional_update_requests(id, &current.upstream, changes)?;
     // Attributes set by calls are not in the update bodies, so the record as
     // read is the one these calls move on from.
     let state = state_requests(mapping, id, &current.upstream, desired)?;

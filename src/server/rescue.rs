@@ -89,6 +89,7 @@ pub fn scim_error(error: ProvisionError) -> ScimError {
         ProvisionError::Unconfirmed(_) => ScimError::new(StatusCode::BAD_GATEWAY, None, detail),
         ProvisionError::ShuttingDown
         | ProvisionError::Contended
+        | ProvisionError::Stale
         | ProvisionError::ClusterUnavailable => {
             ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, detail).with_retry_after(1)
         }
@@ -219,6 +220,7 @@ mod tests {
             (ProvisionError::Unconfirmed(text()), (502, None, None)),
             (ProvisionError::ShuttingDown, (503, None, Some(1))),
             (ProvisionError::Contended, (503, None, Some(1))),
+            (ProvisionError::Stale, (503, None, Some(1))),
             (ProvisionError::ClusterUnavailable, (503, None, Some(1))),
             (
                 ProvisionError::Policy(PolicyError::NoAddress),

@@ -155,6 +155,12 @@ impl Refusal {
         self.status == StatusCode::NOT_FOUND
     }
 
+    /// Whether the rules read the answer as a conflict (409): for a member
+    /// added, "already a member".
+    pub fn means_conflict(&self) -> bool {
+        self.status == StatusCode::CONFLICT
+    }
+
     /// Whether the rules read the answer as "the record changed since you
     /// read it": a conditional write that lost to another.
     pub fn means_stale(&self) -> bool {

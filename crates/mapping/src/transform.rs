@@ -198,6 +198,28 @@ impl ResourceMapping {
         record: &Value,
         changes: Vec<(FieldPath, Value)>,
     ) -> Result<Vec<UpstreamRequest>, MappingError> {
+        self.rendered_updates(id, record, changes, false)
+    }
+
+    /// As [`Self::update_requests`], the primary call conditional on the
+    /// version `record` was read at (`update_precondition`), for a caller
+    /// that reads again and retries when the upstream refuses it as stale.
+    pub fn conditional_update_requests(
+        &self,
+        id: &str,
+        record: &Value,
+        changes: Vec<(FieldPath, Value)>,
+    ) -> Result<Vec<UpstreamRequest>, MappingError> {
+        self.rendered_updates(id, record, changes, true)
+    }
+
+    fn rendered_updates(
+        &self,
+        id: &str,
+        record: &Value,
+        changes: Vec<(FieldPath, Value)>,
+        conditional: bool,
+    ) -> Result<Vec<UpstreamRequest>, MappingError> {
         let calls: Vec<&Call> = std::iter::once(&self.update)
             .chain(&self.update_also)
             .collect();
@@ -230,7 +252,8 @@ impl ResourceMapping {
             })?;
             // Only the primary call is conditional, on the version `record`
             // was read at: the upstream versions the record it writes.
-            if std::ptr::eq(call, &self.update)
+            if conditional
+                && std::ptr::eq(call, &self.update)
                 && let Some(header) = &self.update_precondition
                 && let Some(version) = self.version_of(record)
             {

@@ -405,8 +405,12 @@ fn an_update_precondition_needs_a_version_and_makes_only_the_update_call_conditi
     assert_eq!(users.update_precondition.as_ref().unwrap(), "if-match");
     let record = serde_json::json!({"id": 7, "login": "a@example.com", "version": 3});
     let title = crate::FieldPath::parse("job_title").unwrap();
-    let requests = users
+    let unconditional = users
         .update_requests("7", &record, vec![(title.clone(), "Chef".into())])
+        .unwrap();
+    assert!(unconditional[0].precondition.is_none());
+    let requests = users
+        .conditional_update_requests("7", &record, vec![(title.clone(), "Chef".into())])
         .unwrap();
     let [update] = requests.as_slice() else {
         panic!("{requests:?}")
@@ -416,7 +420,7 @@ fn an_update_precondition_needs_a_version_and_makes_only_the_update_call_conditi
     // A record read without a version makes an unconditional write.
     let unversioned = serde_json::json!({"id": 7});
     let requests = users
-        .update_requests("7", &unversioned, vec![(title, "Chef".into())])
+        .conditional_update_requests("7", &unversioned, vec![(title, "Chef".into())])
         .unwrap();
     assert!(requests[0].precondition.is_none());
 
