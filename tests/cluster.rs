@@ -159,6 +159,12 @@ async fn twelve_patches_with_one_if_match_over_three_replicas_let_exactly_one_wi
     let redis = RedisServer::start().await;
     let upstream = common::legacy_taking_duplicates().await;
     let replicas = replicas(3, &config(upstream, &cluster_section(&redis, "refuse"), "")).await;
+    let (id, version) = alice_created(&replicas).await;
+    exactly_one_if_match_wins(&replicas, &id, &version).await;
+}
+
+/// Alice, created through the first replica: her id and version.
+async fn alice_created(replicas: &[Replica]) -> (String, String) {
     let created =
         common::scim_request(&base(&replicas[0]), Method::POST, "/Users", Some(alice())).await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -167,7 +173,7 @@ async fn twelve_patches_with_one_if_match_over_three_replicas_let_exactly_one_wi
         .as_str()
         .unwrap()
         .to_string();
-    exactly_one_if_match_wins(&replicas, &id, &version).await;
+    (id, version)
 }
 
 /// 12 PATCHes of user `id`, all with If-Match `version`, let go at once
@@ -199,14 +205,7 @@ async fn against_conditional_updates_patches_take_no_lock_and_still_let_exactly_
     let upstream = common::legacy_taking_duplicates().await;
     let config = config(upstream, &cluster_section(&redis, "refuse"), "");
     let replicas = replicas_with(3, &config, &conditional_mapping()).await;
-    let created =
-        common::scim_request(&base(&replicas[0]), Method::POST, "/Users", Some(alice())).await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let id = created.body["id"].as_str().unwrap().to_string();
-    let version = created.body["meta"]["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (id, version) = alice_created(&replicas).await;
     let mut stats = CommandStats::reset(&redis).await;
     exactly_one_if_match_wins(&replicas, &id, &version).await;
     // Without If-Match each PATCH lands once (each bumps the version), the

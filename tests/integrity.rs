@@ -920,6 +920,19 @@ async fn people_changed_behind_the_first_read() -> (String, wiremock::MockServer
     (format!("{root}/scim/v2"), upstream)
 }
 
+/// A scripted `/people` API whose `p-1` reads as `record`.
+async fn person_p1(record: Value) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/people/p-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(record))
+        .mount(&upstream)
+        .await;
+    upstream
+}
+
 /// Each call the upstream got: method and the version it was conditional on.
 async fn calls_with_versions(upstream: &wiremock::MockServer) -> Vec<String> {
     upstream
@@ -969,15 +982,10 @@ async fn a_clients_if_match_that_a_conditional_update_finds_gone_answers_412_and
 #[tokio::test]
 async fn a_change_of_more_than_one_conditional_write_is_read_again_under_the_lock() {
     use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let upstream = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/people/p-1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"id": "p-1", "mail": "p1@example.com", "kind": "regular", "rev": 4}),
-        ))
-        .mount(&upstream)
-        .await;
+    use wiremock::{Mock, ResponseTemplate};
+    let upstream =
+        person_p1(json!({"id": "p-1", "mail": "p1@example.com", "kind": "regular", "rev": 4}))
+            .await;
     Mock::given(method("POST"))
         .and(path("/people/p-1/external"))
         .respond_with(ResponseTemplate::new(204))
@@ -1020,15 +1028,9 @@ set_by = [
 #[tokio::test]
 async fn an_upstream_412_to_an_unconditional_update_is_answered_once_and_not_retried() {
     use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let upstream = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/people/p-1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"id": "p-1", "mail": "p1@example.com", "title": "Old", "rev": 1}),
-        ))
-        .mount(&upstream)
-        .await;
+    use wiremock::{Mock, ResponseTemplate};
+    let upstream =
+        person_p1(json!({"id": "p-1", "mail": "p1@example.com", "title": "Old", "rev": 1})).await;
     Mock::given(method("PATCH"))
         .and(path("/people/p-1"))
         .respond_with(ResponseTemplate::new(412).set_body_json(json!({"error": "locked"})))
