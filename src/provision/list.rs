@@ -6,12 +6,13 @@
 use serde_json::Value;
 
 use super::ProvisionError;
-use super::{Kind, Provisioner};
+use super::{Kind, Lookup, Provisioner};
 use crate::mapping::{
     Bindings, Call, FilterParam, PagingStyle, ResourceMapping, TotalSource, UpstreamRequest,
 };
 use crate::scim::filter::{CompareOp, Filter, matches};
 use crate::scim::path::AttrPath;
+use crate::upstream::UpstreamClient;
 
 /// A list request after parsing: `startIndex` is 1-based (RFC 7644 §3.4.2.4).
 #[derive(Debug, Clone)]
@@ -54,6 +55,12 @@ impl Provisioner {
         {
             return Ok(page);
         }
+        if let Some(page) = self
+            .indexed_page(kind, mapping, query, start, count)
+            .await?
+        {
+            return Ok(page);
+        }
         let filter = query.filter.as_ref();
         let (records, _scanning) = self.scan(mapping, filter).await?;
         let needs_members = query.with_members || filter.is_some_and(|f| f.references("members"));
@@ -91,6 +98,71 @@ impl Provisioner {
             start_index: start,
             resources,
         })
+    }
+
+    /// The answer to a filter the upstream cannot take but the look-up
+    /// index can narrow: each candidate is read by id and checked against
+    /// the whole filter (and the connection's scope), so a stale entry is
+    /// left out. `None` where the index cannot answer (or is not ready).
+    async fn indexed_page(
+        &self,
+        kind: Kind,
+        mapping: &ResourceMapping,
+        query: &ListQuery,
+        start: u64,
+        count: u64,
+    ) -> Result<Option<ListPage>, ProvisionError> {
+        let (Some(index), Some(filter)) = (self.index(kind), &query.filter) else {
+            return Ok(None);
+        };
+        if push_down(filter, &mapping.filters).is_some() {
+            return Ok(None);
+        }
+        let Some((at, value)) = index.answerable(filter) else {
+            return Ok(None);
+        };
+        let Lookup::Candidates(mut candidates) = index.lookup(at, value) else {
+            return Ok(None);
+        };
+        if candidates.len() > self.limits.scan_cap {
+            return Err(ProvisionError::TooMany(format!(
+                "the filter `{filter}` matches more than {} indexed records; narrow it",
+                self.limits.scan_cap
+            )));
+        }
+        // In id order, so pages of one answer line up.
+        candidates.sort();
+        let needs_members = query.with_members || filter.references("members");
+        let mut matched = Vec::new();
+        for id in &candidates {
+            let record = match self.get(kind, id, needs_members).await {
+                Ok(record) => record,
+                Err(ProvisionError::NotFound { .. }) => continue,
+                Err(error) => return Err(error),
+            };
+            if matches(filter, &record.resource, kind.schema()) {
+                matched.push(record.resource);
+            }
+        }
+        let total_results = matched.len() as u64;
+        let resources = matched
+            .into_iter()
+            .skip((start - 1) as usize)
+            .take(count as usize)
+            .map(|mut resource| {
+                if !query.with_members
+                    && let Some(object) = resource.as_object_mut()
+                {
+                    object.remove("members");
+                }
+                resource
+            })
+            .collect();
+        Ok(Some(ListPage {
+            total_results,
+            start_index: start,
+            resources,
+        }))
     }
 
     /// The answer to an IdP's membership check (`id eq "G" and members[value
@@ -200,6 +272,11 @@ impl Provisioner {
             op: CompareOp::Eq,
             value: Value::from(user_name),
         };
+        if let Some(holder) = self.indexed_user_name_holder(&filter, user_name).await {
+            return Ok(Some(holder));
+        }
+        // A miss in the index may be stale, and this check is what keeps
+        // userNames unique: only the upstream's own list can clear a name.
         let (records, _scanning) = self.scan(mapping, Some(&filter)).await?;
         for record in &records {
             if mapping
@@ -219,6 +296,36 @@ impl Provisioner {
             }
         }
         Ok(None)
+    }
+
+    /// A holder of `user_name` the look-up index knows of, read back to
+    /// confirm it (in any connection's scope, not soft-deleted).
+    async fn indexed_user_name_holder(&self, filter: &Filter, user_name: &str) -> Option<String> {
+        let mapping = self.mapping(Kind::User).ok()?;
+        let index = self.index(Kind::User)?;
+        let (at, _) = index.answerable(filter)?;
+        let Lookup::Candidates(candidates) = index.lookup(at, user_name) else {
+            return None;
+        };
+        for id in candidates {
+            // A failed read is no answer: the scan decides.
+            let Ok(record) = self.get_any(Kind::User, &id).await else {
+                continue;
+            };
+            let deleted = mapping
+                .soft_delete
+                .as_ref()
+                .is_some_and(|s| s.marks(&record.upstream));
+            let same = record
+                .resource
+                .get("userName")
+                .and_then(Value::as_str)
+                .is_some_and(|held| held.to_lowercase() == user_name.to_lowercase());
+            if same && !deleted {
+                return Some(id.to_string());
+            }
+        }
+        None
     }
 
     async fn list_unfiltered(
@@ -284,85 +391,12 @@ impl Provisioner {
         window: Option<u64>,
         limit: usize,
     ) -> Result<Fetched, ProvisionError> {
-        let Some(paging) = &call.paging else {
-            let response = self.client.call(request).await?;
-            let records = call
-                .items(&response.body)
-                .ok_or(crate::mapping::MappingError::NotAList)?;
-            let total = Some(records.len() as u64);
-            return Ok(Fetched {
-                records: records
-                    .iter()
-                    .skip(offset as usize)
-                    .take(limit)
-                    .cloned()
-                    .collect(),
-                total,
-            });
-        };
-        let max = paging.max_page_size;
-        let size = match window {
-            // A window that lines up with pages is fetched as exactly those pages.
-            Some(w) if w <= max && (paging.arbitrary_offsets() || offset.is_multiple_of(w)) => w,
-            _ => max,
-        };
-        // Sequential styles (cursor, link) start at the beginning and skip.
-        let seekable = paging.window(0, size).is_some();
-        let mut position = match (seekable, paging.arbitrary_offsets()) {
-            (false, _) => 0,
-            (true, true) => offset,
-            (true, false) => offset / size * size,
-        };
-        let mut skip = (offset - position) as usize;
-        let mut page_query = paging
-            .window(position, size)
-            .unwrap_or_else(|| paging.first_query(size));
         let mut records = Vec::new();
-        let mut total = None;
-        // At least one call, even for `count=0`: it carries the total.
-        loop {
-            let mut page_request = request.clone();
-            if paging.style == PagingStyle::Link && position > 0 {
-                // A Link URL's query is the whole next query.
-                page_request.query = page_query.clone();
-            } else {
-                page_request.query.extend(page_query.iter().cloned());
-            }
-            let response = self.client.call(&page_request).await?;
-            if total.is_none() {
-                total = read_total(&paging.total, &response.headers, &response.body);
-            }
-            let page = call
-                .items(&response.body)
-                .ok_or(crate::mapping::MappingError::NotAList)?;
-            let received = page.len();
-            let skipped = skip.min(received);
-            skip -= skipped;
-            records.extend(
-                page.iter()
-                    .skip(skipped)
-                    .take(limit.saturating_sub(records.len()))
-                    .cloned(),
-            );
-            position += if seekable { size } else { received as u64 };
-            if received == 0 || records.len() >= limit {
-                break;
-            }
-            let next = if seekable {
-                let exhausted = (received as u64) < size || total.is_some_and(|t| position >= t);
-                if exhausted {
-                    None
-                } else {
-                    paging.window(position, size)
-                }
-            } else {
-                paging.next_query(size, &response.headers, &response.body)
-            };
-            match next {
-                Some(query) => page_query = query,
-                None => break,
-            }
-        }
+        let total = walk_pages(&self.client, call, request, offset, window, |page| {
+            records.extend(page.iter().take(limit - records.len()).cloned());
+            Ok(records.len() < limit)
+        })
+        .await?;
         Ok(Fetched { records, total })
     }
 
@@ -382,6 +416,103 @@ impl Provisioner {
         }
         Ok(fetched.records)
     }
+}
+
+/// Visits every record of a list call, page by page, holding one page at
+/// a time: the look-up index reads a whole upstream this way.
+pub(super) async fn fetch_each(
+    client: &UpstreamClient,
+    call: &Call,
+    request: &UpstreamRequest,
+    mut visit: impl FnMut(&Value) -> Result<(), ProvisionError>,
+) -> Result<(), ProvisionError> {
+    walk_pages(client, call, request, 0, None, |page| {
+        page.iter().try_for_each(&mut visit)?;
+        Ok(true)
+    })
+    .await
+    .map(drop)
+}
+
+/// Hands `on_page` the records from `offset` (0-based) on, a page at a
+/// time through the call's paging, until it answers false or the list
+/// ends; `window` hints the page size wanted. Returns the upstream's total
+/// if it gave one.
+async fn walk_pages(
+    client: &UpstreamClient,
+    call: &Call,
+    request: &UpstreamRequest,
+    offset: u64,
+    window: Option<u64>,
+    mut on_page: impl FnMut(&[Value]) -> Result<bool, ProvisionError>,
+) -> Result<Option<u64>, ProvisionError> {
+    let Some(paging) = &call.paging else {
+        let response = client.call(request).await?;
+        let records = call
+            .items(&response.body)
+            .ok_or(crate::mapping::MappingError::NotAList)?;
+        let total = Some(records.len() as u64);
+        on_page(records.get(offset as usize..).unwrap_or_default())?;
+        return Ok(total);
+    };
+    let max = paging.max_page_size;
+    let size = match window {
+        // A window that lines up with pages is fetched as exactly those pages.
+        Some(w) if w <= max && (paging.arbitrary_offsets() || offset.is_multiple_of(w)) => w,
+        _ => max,
+    };
+    // Sequential styles (cursor, link) start at the beginning and skip.
+    let seekable = paging.window(0, size).is_some();
+    let mut position = match (seekable, paging.arbitrary_offsets()) {
+        (false, _) => 0,
+        (true, true) => offset,
+        (true, false) => offset / size * size,
+    };
+    let mut skip = (offset - position) as usize;
+    let mut page_query = paging
+        .window(position, size)
+        .unwrap_or_else(|| paging.first_query(size));
+    let mut total = None;
+    // At least one call, even for `count=0`: it carries the total.
+    loop {
+        let mut page_request = request.clone();
+        if paging.style == PagingStyle::Link && position > 0 {
+            // A Link URL's query is the whole next query.
+            page_request.query = page_query.clone();
+        } else {
+            page_request.query.extend(page_query.iter().cloned());
+        }
+        let response = client.call(&page_request).await?;
+        if total.is_none() {
+            total = read_total(&paging.total, &response.headers, &response.body);
+        }
+        let page = call
+            .items(&response.body)
+            .ok_or(crate::mapping::MappingError::NotAList)?;
+        let received = page.len();
+        let skipped = skip.min(received);
+        skip -= skipped;
+        let more = on_page(&page[skipped..])?;
+        position += if seekable { size } else { received as u64 };
+        if received == 0 || !more {
+            break;
+        }
+        let next = if seekable {
+            let exhausted = (received as u64) < size || total.is_some_and(|t| position >= t);
+            if exhausted {
+                None
+            } else {
+                paging.window(position, size)
+            }
+        } else {
+            paging.next_query(size, &response.headers, &response.body)
+        };
+        match next {
+            Some(query) => page_query = query,
+            None => break,
+        }
+    }
+    Ok(total)
 }
 
 /// `G` and `U` of `id eq "G" and members[value eq "U"]`, either way round.

@@ -12,6 +12,7 @@
 //! known here.
 
 mod error;
+pub mod index;
 mod list;
 mod locks;
 mod members;
@@ -32,6 +33,7 @@ use crate::scim::schema::{self, Mutability, ResourceSchema};
 use crate::upstream::{CallError, UpstreamClient};
 
 pub use error::ProvisionError;
+use index::{Lookup, LookupIndex};
 pub use list::{ListPage, ListQuery};
 use locks::ResourceLocks;
 use members::{MemberDelta, MembershipChange};
@@ -91,21 +93,56 @@ pub struct UpstreamShared {
     /// The store and the upstream's name, which scopes its lock keys.
     cluster: Option<(ClusterStore, String)>,
     scans: tokio::sync::Semaphore,
+    /// The look-up indexes the mapping declares (`[users.index]`).
+    users_index: Option<Arc<LookupIndex>>,
+    groups_index: Option<Arc<LookupIndex>>,
 }
 
 impl Default for UpstreamShared {
     fn default() -> Self {
-        UpstreamShared::new(None, "")
+        UpstreamShared::new(None, "", None)
     }
 }
 
 impl UpstreamShared {
-    pub fn new(cluster: Option<&ClusterStore>, upstream: &str) -> Self {
+    pub fn new(
+        cluster: Option<&ClusterStore>,
+        upstream: &str,
+        mapping: Option<&crate::mapping::UpstreamMapping>,
+    ) -> Self {
+        let index = |kind: Kind, resource: Option<&ResourceMapping>| {
+            let settings = resource?.index.clone()?;
+            Some(Arc::new(LookupIndex::new(kind, settings)))
+        };
         UpstreamShared {
             locks: ResourceLocks::default(),
             cluster: cluster.map(|store| (store.clone(), upstream.to_string())),
             scans: tokio::sync::Semaphore::new(MAX_CONCURRENT_SCANS),
+            users_index: mapping.and_then(|m| index(Kind::User, Some(&m.users))),
+            groups_index: mapping.and_then(|m| index(Kind::Group, m.groups.as_ref())),
         }
+    }
+
+    /// Starts keeping the look-up indexes fresh (a full read now, then
+    /// every interval) until this is dropped.
+    pub fn maintain_indexes(&self, client: &UpstreamClient) {
+        for index in [&self.users_index, &self.groups_index]
+            .into_iter()
+            .flatten()
+        {
+            index::maintain(index, client.clone());
+        }
+    }
+
+    /// Each indexed resource type and how far its index is.
+    pub fn index_readiness(&self) -> Vec<(Kind, index::Readiness)> {
+        [
+            (Kind::User, &self.users_index),
+            (Kind::Group, &self.groups_index),
+        ]
+        .into_iter()
+        .filter_map(|(kind, index)| Some((kind, index.as_ref()?.readiness())))
+        .collect()
     }
 }
 
@@ -160,6 +197,21 @@ impl Provisioner {
     /// groups carry no addresses).
     fn in_scope(&self, kind: Kind, resource: &Value) -> bool {
         kind == Kind::Group || policy::in_scope(resource, &self.connection.approved_domains)
+    }
+
+    /// The look-up index of `kind`, if the mapping declares one.
+    fn index(&self, kind: Kind) -> Option<&LookupIndex> {
+        match kind {
+            Kind::User => self.shared.users_index.as_deref(),
+            Kind::Group => self.shared.groups_index.as_deref(),
+        }
+    }
+
+    /// Tells the index of `kind` (if any) what a write changed.
+    fn note_write(&self, kind: Kind, id: &str, before: Option<&Value>, after: Option<&Value>) {
+        if let Some(index) = self.index(kind) {
+            index.note_write(id, before, after);
+        }
     }
 
     /// The lock held across one resource's read-modify-write.
@@ -370,8 +422,40 @@ impl Provisioner {
     }
 
     /// Creates a resource (or, for a userName that matches a soft-deleted
-    /// record, restores that record).
-    pub async fn create(&self, kind: Kind, mut resource: Value) -> Result<Record, ProvisionError> {
+    /// record, restores that record). An upstream that refuses it as a
+    /// duplicate the look-up index did not know of has the index read
+    /// again first, so the IdP's next look-up finds the holder.
+    pub async fn create(&self, kind: Kind, resource: Value) -> Result<Record, ProvisionError> {
+        let sent = self.index(kind).map(|_| resource.clone());
+        match self.create_unindexed(kind, resource).await {
+            Ok(record) => {
+                if let Some(id) = record.resource.get("id").and_then(Value::as_str) {
+                    self.note_write(kind, id, None, Some(&record.resource));
+                }
+                Ok(record)
+            }
+            Err(ProvisionError::Upstream(CallError::Refused(refusal)))
+                if refusal.means_conflict() =>
+            {
+                if let (Some(index), Some(sent)) = (self.index(kind), &sent)
+                    && !index.knows_any(sent)
+                {
+                    let asked = tokio::time::Instant::now();
+                    if let Err(error) = index.refresh(&self.client, asked).await {
+                        tracing::warn!(%error, "look-up index not read again after a duplicate");
+                    }
+                }
+                Err(ProvisionError::Upstream(CallError::Refused(refusal)))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn create_unindexed(
+        &self,
+        kind: Kind,
+        mut resource: Value,
+    ) -> Result<Record, ProvisionError> {
         let mapping = self.mapping(kind)?;
         prepare(kind, &mut resource, None)?;
         if kind == Kind::User {
@@ -759,6 +843,25 @@ impl Provisioner {
         plan: UpdatePlan,
         members: MemberWrite,
     ) -> Result<Record, ProvisionError> {
+        let before = self.index(kind).map(|_| current.resource.clone());
+        let record = self
+            .send_update(kind, mapping, id, current, plan, members)
+            .await?;
+        if let Some(before) = &before {
+            self.note_write(kind, id, Some(before), Some(&record.resource));
+        }
+        Ok(record)
+    }
+
+    async fn send_update(
+        &self,
+        kind: Kind,
+        mapping: &ResourceMapping,
+        id: &str,
+        current: Record,
+        plan: UpdatePlan,
+        members: MemberWrite,
+    ) -> Result<Record, ProvisionError> {
         let mut record = current;
         let mut last = Value::Null;
         for request in &plan.updates {
@@ -832,20 +935,25 @@ impl Provisioner {
         // Always locked: a soft delete leaves groups before its update. A
         // conditional update that lost is tried again from the read, which
         // finds the groups already left.
-        self.read_modify_write(kind, id, false, if_match, move |_| async move {
-            self.delete_locked(kind, id, if_match)
-                .await
-                .map(Tried::Done)
-        })
-        .await
+        let deleted = self
+            .read_modify_write(kind, id, false, if_match, move |_| async move {
+                self.delete_locked(kind, id, if_match)
+                    .await
+                    .map(Tried::Done)
+            })
+            .await?;
+        // Soft-deleted too: it is no longer anyone's match.
+        self.note_write(kind, id, Some(&deleted), None);
+        Ok(())
     }
 
+    /// Deletes the resource and answers what it was.
     async fn delete_locked(
         &self,
         kind: Kind,
         id: &str,
         if_match: Option<&str>,
-    ) -> Result<(), ProvisionError> {
+    ) -> Result<Value, ProvisionError> {
         let mapping = self.mapping(kind)?;
         let current = self.get(kind, id, false).await?;
         check_precondition(&current.resource, if_match)?;
@@ -879,7 +987,7 @@ impl Provisioner {
                 for request in mapping.conditional_update_requests(id, &current.upstream, marked)? {
                     self.write(&request).await?;
                 }
-                return Ok(());
+                return Ok(current.resource);
             }
             (None, None) => {
                 return Err(ProvisionError::Misconfigured(
@@ -891,7 +999,7 @@ impl Provisioner {
         if kind == Kind::User && hard.is_none() {
             self.leave_all_groups(id, &current.upstream, None).await?;
         }
-        Ok(())
+        Ok(current.resource)
     }
 
     pub fn limits(&self) -> ListLimits {

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::cluster::ClusterStore;
 use crate::config::OnUnavailable;
+use crate::provision::{UpstreamShared, index};
 use crate::upstream::UpstreamClient;
 
 /// How long one round of probes answers `/readyz`.
@@ -31,6 +32,8 @@ pub struct Upstreams {
     targets: Vec<(String, UpstreamClient)>,
     /// The Redis the replicas share, if any.
     cluster: Option<ClusterStore>,
+    /// Each upstream's shared state, for how far its look-up indexes are.
+    indexes: Vec<(String, Arc<UpstreamShared>)>,
     /// The last answer and when it was probed. Held across a probe, so
     /// concurrent `/readyz` wait for one round instead of each making one.
     last: Mutex<Option<(Instant, Readiness)>>,
@@ -48,8 +51,36 @@ impl Upstreams {
         Upstreams {
             targets,
             cluster,
+            indexes: Vec::new(),
             last: Mutex::new(None),
         }
+    }
+
+    pub fn with_indexes(mut self, indexes: Vec<(String, Arc<UpstreamShared>)>) -> Self {
+        self.indexes = indexes;
+        self
+    }
+
+    /// `{"<upstream>": {"Users": "ready (N records)" | "building: …"}}`; a
+    /// building index is no reason to be unready: look-ups scan meanwhile.
+    fn index_states(&self) -> Map<String, Value> {
+        let mut states = Map::new();
+        for (name, shared) in &self.indexes {
+            let mut kinds = Map::new();
+            for (kind, readiness) in shared.index_readiness() {
+                let state = match readiness {
+                    index::Readiness::Building => {
+                        "building: look-ups scan the upstream meanwhile".to_string()
+                    }
+                    index::Readiness::Ready { records } => format!("ready ({records} records)"),
+                };
+                kinds.insert(kind.resource_type().to_string(), Value::from(state));
+            }
+            if !kinds.is_empty() {
+                states.insert(name.clone(), Value::Object(kinds));
+            }
+        }
+        states
     }
 
     async fn readiness(&self) -> Readiness {
@@ -103,6 +134,7 @@ pub async fn alive() -> Json<Value> {
 }
 
 pub async fn ready(State(upstreams): State<Arc<Upstreams>>) -> Response {
+    let indexes = upstreams.index_states();
     let Readiness {
         ready,
         upstreams,
@@ -117,6 +149,9 @@ pub async fn ready(State(upstreams): State<Arc<Upstreams>>) -> Response {
         json!({"status": if ready { "ready" } else { "not ready" }, "upstreams": upstreams});
     if let Some(cluster) = cluster {
         body["cluster"] = Value::from(cluster);
+    }
+    if !indexes.is_empty() {
+        body["lookup_indexes"] = Value::Object(indexes);
     }
     (status, Json(body)).into_response()
 }

@@ -63,9 +63,12 @@ pub enum ServerError {
 /// The whole gateway as one router, shared by `main` and the tests.
 pub fn router(config: &GatewayConfig) -> Result<Router, ServerError> {
     let cluster = cluster_store(config)?;
-    router_with(config, cluster.clone(), |upstream| {
-        UpstreamClient::with_cluster(upstream, cluster.as_ref())
-    })
+    build_router(
+        config,
+        cluster.clone(),
+        |upstream| UpstreamClient::with_cluster(upstream, cluster.as_ref()),
+        Background::Maintain,
+    )
 }
 
 /// The cluster store of `[cluster]`, if there is one (connected lazily).
@@ -82,10 +85,29 @@ fn cluster_store(config: &GatewayConfig) -> Result<Option<ClusterStore>, ServerE
 
 /// The router with upstream clients made by `make_client` (`explain` records
 /// calls instead of sending them, and has no cluster).
+/// The look-up indexes are not kept: nothing reads the upstream but the
+/// requests themselves.
 pub fn router_with(
     config: &GatewayConfig,
     cluster: Option<ClusterStore>,
     make_client: impl Fn(&crate::config::Upstream) -> Result<UpstreamClient, UpstreamError>,
+) -> Result<Router, ServerError> {
+    build_router(config, cluster, make_client, Background::None)
+}
+
+/// Whether the router reads its upstreams in the background (the look-up
+/// indexes' full reads) or only when asked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Background {
+    Maintain,
+    None,
+}
+
+fn build_router(
+    config: &GatewayConfig,
+    cluster: Option<ClusterStore>,
+    make_client: impl Fn(&crate::config::Upstream) -> Result<UpstreamClient, UpstreamError>,
+    background: Background,
 ) -> Result<Router, ServerError> {
     let mut clients = HashMap::new();
     for upstream in &config.upstreams {
@@ -96,7 +118,11 @@ pub fn router_with(
         let shared = Arc::new(crate::provision::UpstreamShared::new(
             cluster.as_ref(),
             &upstream.name,
+            Some(&upstream.mapping),
         ));
+        if background == Background::Maintain {
+            shared.maintain_indexes(&client);
+        }
         clients.insert(upstream.name.clone(), (client, shared));
     }
     let audit_log = Arc::new(
@@ -115,14 +141,23 @@ pub fn router_with(
     for connection in &config.connections {
         observe::register_connection(&connection.name);
     }
-    let upstreams = Arc::new(health::Upstreams::new(
-        config
-            .upstreams
-            .iter()
-            .filter_map(|u| Some((u.name.clone(), clients.get(&u.name)?.0.clone())))
-            .collect(),
-        cluster.clone(),
-    ));
+    let upstreams = Arc::new(
+        health::Upstreams::new(
+            config
+                .upstreams
+                .iter()
+                .filter_map(|u| Some((u.name.clone(), clients.get(&u.name)?.0.clone())))
+                .collect(),
+            cluster.clone(),
+        )
+        .with_indexes(
+            config
+                .upstreams
+                .iter()
+                .filter_map(|u| Some((u.name.clone(), clients.get(&u.name)?.1.clone())))
+                .collect(),
+        ),
+    );
     let trusted_proxies: Arc<[crate::config::ProxyNet]> =
         Arc::from(config.server.trusted_proxies.as_slice());
     // One failure budget per client across every connection (auth_throttle).

@@ -160,6 +160,21 @@ pub struct ResourceSection {
     /// The header in which the update call sends the version it was read
     /// at, for an upstream that refuses (412) a write to a newer one.
     pub update_precondition: Option<Spanned<String>>,
+    /// Look-ups the list call cannot filter answered from the gateway's
+    /// own index of the upstream, rather than by scanning the list.
+    pub index: Option<Spanned<IndexSpec>>,
+}
+
+/// `[users.index]` / `[groups.index]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexSpec {
+    /// The matching attributes indexed (default: userName, externalId and
+    /// emails.value for users, displayName and externalId for groups, less
+    /// those `filters` pushes down).
+    pub attributes: Option<Vec<Spanned<String>>>,
+    /// How often the whole list is read again (default 900), with jitter.
+    pub refresh_seconds: Option<Spanned<u64>>,
 }
 
 /// Who refuses a second user with a userName already taken.

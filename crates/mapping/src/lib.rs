@@ -548,6 +548,17 @@ pub struct ResourceMapping {
     pub filters: Vec<FilterParam>,
     pub attributes: Vec<AttributeMap>,
     pub members: Option<Members>,
+    pub index: Option<IndexSettings>,
+}
+
+/// What the gateway indexes of an upstream that cannot filter its list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexSettings {
+    /// Canonical paths of the indexed attributes (string-valued, read
+    /// from the upstream, none pushed down).
+    pub attributes: Vec<AttrPath>,
+    /// The interval of full re-reads, before jitter.
+    pub refresh: std::time::Duration,
 }
 
 impl ResourceMapping {

@@ -133,6 +133,8 @@ pub enum WrikeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot seed the Wrike store: {0}")]
+    Seed(#[source] error::ApiError),
 }
 
 /// The running API. Clones share the store.
@@ -172,6 +174,18 @@ impl WrikeApi {
                 store,
             }),
         })
+    }
+
+    /// Seeds `count` active users at once (`user{n}@{domain}`, externalId
+    /// `ext-{n}`): an account at enterprise scale without 100,000 invitations.
+    pub fn seed_contacts(&self, count: usize, domain: &str) -> Result<(), WrikeError> {
+        self.inner
+            .store
+            .write(|state| {
+                state.seed_contacts(count, domain);
+                Ok(())
+            })
+            .map_err(WrikeError::Seed)
     }
 
     /// The account id records carry.

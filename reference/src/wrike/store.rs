@@ -19,8 +19,8 @@ use time::macros::format_description;
 
 use super::error::ApiError;
 use super::records::{
-    CONTACT_PREFIX, Contact, Group, INVITATION_PREFIX, Invitation, MetadataChange, UserType,
-    apply_metadata, wrike_id,
+    CONTACT_PREFIX, Contact, Group, INVITATION_PREFIX, Invitation, Metadata, MetadataChange,
+    UserType, apply_metadata, wrike_id,
 };
 use super::{Database, WrikeError};
 
@@ -36,6 +36,16 @@ pub(crate) struct State {
     contacts: Vec<Contact>,
     groups: Vec<Group>,
     invitations: Vec<Invitation>,
+    /// Positions in `contacts` by id and by lower-case email, rebuilt on
+    /// load: an account of 100,000 users is read by id in O(1).
+    #[serde(skip)]
+    contact_at: ContactPositions,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ContactPositions {
+    by_id: std::collections::HashMap<String, usize>,
+    by_email: std::collections::HashMap<String, usize>,
 }
 
 /// What `POST /invitations` asks for.
@@ -102,10 +112,55 @@ impl State {
     }
 
     fn contact_index(&self, id: &str) -> Result<usize, ApiError> {
-        self.contacts
-            .iter()
-            .position(|c| c.id == id)
+        self.contact_at
+            .by_id
+            .get(id)
+            .copied()
             .ok_or_else(|| contact_not_found(id))
+    }
+
+    fn push_contact(&mut self, contact: Contact) {
+        let at = self.contacts.len();
+        self.contact_at.by_id.insert(contact.id.clone(), at);
+        self.contact_at
+            .by_email
+            .insert(contact.email.to_lowercase(), at);
+        self.contacts.push(contact);
+    }
+
+    fn reindex(&mut self) {
+        self.contact_at = ContactPositions::default();
+        for (at, contact) in self.contacts.iter().enumerate() {
+            self.contact_at.by_id.insert(contact.id.clone(), at);
+            self.contact_at
+                .by_email
+                .insert(contact.email.to_lowercase(), at);
+        }
+    }
+
+    /// Bulk-seeds `count` active users (`user{n}@{domain}`, externalId
+    /// `ext-{n}`), for tests and benchmarks of accounts at scale.
+    pub(crate) fn seed_contacts(&mut self, count: usize, domain: &str) {
+        for n in 0..count {
+            let id = self.next_id(CONTACT_PREFIX);
+            self.push_contact(Contact {
+                id,
+                first_name: format!("User{n}"),
+                last_name: "Seeded".into(),
+                email: format!("user{n}@{domain}"),
+                user_type: UserType::Regular,
+                active: true,
+                deleted: false,
+                title: None,
+                phone: None,
+                company_name: None,
+                location: None,
+                metadata: vec![Metadata {
+                    key: "externalId".into(),
+                    value: format!("ext-{n}"),
+                }],
+            });
+        }
     }
 
     fn group_index(&self, id: &str) -> Result<usize, ApiError> {
@@ -140,10 +195,7 @@ impl State {
     /// field cleared, active, no groups). Refused when a live contact holds it.
     pub(crate) fn invite(&mut self, new: NewInvitation) -> Result<Invitation, ApiError> {
         let key = new.email.to_lowercase();
-        let holder = self
-            .contacts
-            .iter()
-            .position(|c| c.email.to_lowercase() == key);
+        let holder = self.contact_at.by_email.get(&key).copied();
         let fresh = |id: String| Contact {
             id,
             first_name: new.first_name.clone().unwrap_or_default(),
@@ -171,7 +223,7 @@ impl State {
             }
             None => {
                 let id = self.next_id(CONTACT_PREFIX);
-                self.contacts.push(fresh(id.clone()));
+                self.push_contact(fresh(id.clone()));
                 id
             }
         };
@@ -282,7 +334,7 @@ impl State {
     /// Refuses ids that are not live contacts.
     fn check_members(&self, name: &str, ids: &[String]) -> Result<(), ApiError> {
         for id in ids {
-            match self.contacts.iter().find(|c| &c.id == id) {
+            match self.contact_index(id).ok().map(|at| &self.contacts[at]) {
                 Some(contact) if !contact.deleted => {}
                 Some(_) => {
                     return Err(ApiError::invalid_parameter(format!(
@@ -460,10 +512,11 @@ fn load(path: &Path) -> Result<State, WrikeError> {
         }
         Err(err) => return Err(open_error(err)),
     };
-    let state: State = serde_json::from_str(&text).map_err(|source| WrikeError::Corrupt {
+    let mut state: State = serde_json::from_str(&text).map_err(|source| WrikeError::Corrupt {
         path: path.to_path_buf(),
         source,
     })?;
+    state.reindex();
     if state.version > FORMAT_VERSION {
         return Err(WrikeError::FormatVersion {
             found: state.version,

@@ -26,6 +26,7 @@ use scimgate_scim::schema::{self, AttrType, ResourceSchema};
 
 mod attribute;
 mod call;
+mod index;
 
 use call::CallRole;
 
@@ -470,6 +471,10 @@ impl Compiler<'_> {
                 ),
             },
         };
+        let index = section
+            .index
+            .as_ref()
+            .map(|spec| self.index(section_name, spec, schema, &filters, &attributes));
         let meta = MetaFields {
             created: section.meta.created.as_ref().and_then(|f| self.field(f)),
             last_modified: section
@@ -497,6 +502,7 @@ impl Compiler<'_> {
             filters,
             attributes,
             members: members.flatten(),
+            index: index.flatten(),
         })
     }
 

@@ -456,3 +456,80 @@ fn an_upstream_412_reads_as_a_lost_race_unless_a_rule_says_otherwise() {
             .means_stale()
     );
 }
+
+#[test]
+fn an_index_derives_what_the_list_cannot_filter_and_refuses_what_would_have_no_effect() {
+    let wrike = include_str!("../../../../mappings/upstream/wrike.toml");
+    let mut report = Report::default();
+    let mapping = compile(&SourceFile::new("m.toml", wrike), &mut report).unwrap();
+    let paths = |index: &Option<crate::IndexSettings>| {
+        let index = index.as_ref().expect("an index");
+        index
+            .attributes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        paths(&mapping.users.index),
+        ["userName", "externalId", "emails.value"]
+    );
+    assert_eq!(
+        mapping.users.index.as_ref().unwrap().refresh,
+        Duration::from_secs(900)
+    );
+    assert_eq!(
+        paths(&mapping.groups.as_ref().unwrap().index),
+        ["displayName", "externalId"]
+    );
+
+    // legacy pushes every matching attribute down: an index would do nothing.
+    let pointless = legacy_with("[users.filters]", "[users.index]\n\n[users.filters]");
+    let errors = errors_of(&pointless);
+    assert!(
+        located(&errors, "[users.index] has nothing to index")
+            .contains(&at_line_of(&pointless, "[users.index]")),
+        "{errors:?}"
+    );
+    // Without externalId's push-down, it alone is derived.
+    let derived = legacy_with(
+        "[users.filters]\nuserName = \"login\"\n\"emails.value\" = \"email\"\nexternalId = \"external_ref\"\n",
+        "[users.index]\n\n[users.filters]\nuserName = \"login\"\n\"emails.value\" = \"email\"\n",
+    );
+    let mut report = Report::default();
+    let mapping = compile(&SourceFile::new("m.toml", &derived), &mut report)
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(paths(&mapping.users.index), ["externalId"]);
+
+    let with = |keys: &str| derived.replacen("[users.index]\n", &format!("{keys}\n"), 1);
+    for (keys, expected) in [
+        (
+            "[users.index]\nattributes = [\"userName\"]",
+            "`userName` is pushed down to the upstream by `filters`",
+        ),
+        (
+            "[users.index]\nattributes = [\"active\"]",
+            "`active` is not a string",
+        ),
+        (
+            "[users.index]\nattributes = [\"nickName\"]",
+            "`nickName` is not read from the upstream",
+        ),
+        (
+            "[users.index]\nattributes = [\"externalId\", \"externalid\"]",
+            "`externalid` is named twice",
+        ),
+        (
+            "[users.index]\nrefresh_seconds = 0",
+            "`refresh_seconds` is 0; it must be from 1 to 86400",
+        ),
+    ] {
+        let text = with(keys);
+        let errors = errors_of(&text);
+        let line = keys.lines().nth(1).unwrap();
+        assert!(
+            located(&errors, expected).contains(&at_line_of(&text, line)),
+            "{keys}: {errors:?}"
+        );
+    }
+}
