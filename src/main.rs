@@ -1,4 +1,5 @@
-//! The `scimgate` command line: serve, check, demo, explain, token, legacy-api.
+//! The `scimgate` command line: serve, check, demo, explain, token, legacy-api,
+//! wrike-api.
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -115,6 +116,18 @@ enum Command {
         /// duplicating users).
         #[arg(long)]
         allow_duplicates: bool,
+    },
+    /// Run only the reference Wrike-shaped API (lists unpaged and
+    /// unfilterable), in memory.
+    WrikeApi {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listen: SocketAddr,
+        #[arg(long, env = "WRIKE_API_TOKEN")]
+        token: String,
+        /// Start with this many users (`user{n}@example.com`, externalId
+        /// `ext-{n}`), for measuring an account at scale.
+        #[arg(long, default_value_t = 0)]
+        seed_users: usize,
     },
 }
 
@@ -493,6 +506,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             println!("reference legacy API on http://{listen}/api/v1");
+            serve(listener, api.router()).await
+        }
+        Command::WrikeApi {
+            listen,
+            token,
+            seed_users,
+        } => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(filter)
+                .init();
+            let api = scimgate_reference::wrike::WrikeApi::open(
+                scimgate_reference::wrike::WrikeConfig {
+                    token,
+                    account_id: "IEAAAAAA".into(),
+                    database: scimgate_reference::wrike::Database::Memory,
+                },
+            )?;
+            api.seed_contacts(seed_users, "example.com")?;
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            println!("reference Wrike API on http://{listen}/api/v4");
             serve(listener, api.router()).await
         }
     }

@@ -28,6 +28,9 @@ mod harness;
 #[path = "bench/cluster.rs"]
 mod cluster;
 
+#[path = "bench/lookups.rs"]
+mod lookups;
+
 use harness::{API_KEY, Process, TOKEN, free_port, gateway_config, tempdir, usage, wait_for};
 
 #[derive(Parser)]
@@ -74,6 +77,15 @@ struct Args {
     /// Interleaved rounds of each `--cluster` scenario (medians reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Measure instead IdP look-ups against the Wrike-shaped reference API
+    /// (lists unfilterable), answered by the look-up index, at each of
+    /// `--lookup-users` account sizes, and an initial sync of `--users`
+    /// users; writes target/bench/lookups.json.
+    #[arg(long)]
+    lookups: bool,
+    /// Account sizes for `--lookups` (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    lookup_users: Vec<usize>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -222,6 +234,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let bin = harness::scimgate_binary()?;
     if args.cluster {
         return cluster::run(&args, &bin).await;
+    }
+    if args.lookups {
+        return lookups::run(&args, &bin).await;
     }
     let dir = tempdir()?;
     let (legacy_process, legacy_port) = harness::start_legacy(&bin).await?;

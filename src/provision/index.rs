@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{Kind, ProvisionError};
-use crate::mapping::{Bindings, IndexSettings};
+use crate::mapping::{Bindings, IndexSettings, ResourceMapping, UpstreamMapping};
 use crate::scim::filter::{CompareOp, Filter};
 use crate::scim::path::AttrPath;
 use crate::upstream::UpstreamClient;
@@ -48,18 +48,28 @@ struct State {
     journal: Option<Vec<Change>>,
 }
 
-/// Per indexed attribute (in `IndexSettings::attributes` order).
-type Keys = Vec<HashMap<u64, Holders>>;
-
-/// The ids holding one value: almost always one.
-#[derive(Debug, Clone)]
-enum Holders {
-    One(Arc<str>),
-    Many(Vec<Arc<str>>),
+/// The hash of (attribute, value) → the slots of the ids holding it,
+/// laid out for size: 17 bytes a key in the table, each id's text once in
+/// one buffer. A million users' three attributes take about 100 MB.
+#[derive(Debug, Default)]
+struct Keys {
+    /// A key → its one slot, or [`SEVERAL`] | its index in `several`.
+    table: HashMap<u64, u32>,
+    /// The slots of keys held by more than one id (rare). A list emptied by
+    /// deletes stays until the next full read.
+    several: Vec<Vec<u32>>,
+    /// Every id's text, end to end, and each slot's (start, length) in it;
+    /// a removed id's slot is [`GONE`] until the next full read.
+    ids: String,
+    slots: Vec<(u32, u32)>,
 }
 
-/// (attribute, value hash) pairs of one resource.
-type KeySet = Vec<(usize, u64)>;
+/// The mark of a table entry that indexes `Keys::several`.
+const SEVERAL: u32 = 1 << 31;
+const GONE: (u32, u32) = (u32::MAX, 0);
+
+/// The (attribute, value) hashes of one resource.
+type KeySet = Vec<u64>;
 
 #[derive(Debug, Clone)]
 struct Change {
@@ -72,7 +82,7 @@ struct Change {
 #[derive(Debug, PartialEq)]
 pub enum Lookup {
     /// Upstream ids that may hold the value, to be read and checked.
-    Candidates(Vec<Arc<str>>),
+    Candidates(Vec<String>),
     /// The first full read is not done: scan instead.
     NotReady,
 }
@@ -136,12 +146,13 @@ impl LookupIndex {
         let Some(keys) = &state.keys else {
             return Lookup::NotReady;
         };
-        let holders = keys.get(at).and_then(|map| map.get(&value_hash(value)));
-        Lookup::Candidates(match holders {
-            None => Vec::new(),
-            Some(Holders::One(id)) => vec![id.clone()],
-            Some(Holders::Many(ids)) => ids.clone(),
-        })
+        Lookup::Candidates(
+            keys.holders(key_hash(at, value))
+                .iter()
+                .filter_map(|&slot| keys.id(slot))
+                .map(str::to_string)
+                .collect(),
+        )
     }
 
     /// Whether any of `resource`'s indexed values has a holder (true while
@@ -149,11 +160,15 @@ impl LookupIndex {
     pub fn knows_any(&self, resource: &Value) -> bool {
         let keys = self.key_set(resource);
         let state = self.state();
-        let Some(maps) = &state.keys else {
+        let Some(table) = &state.keys else {
             return true;
         };
-        keys.iter()
-            .any(|(at, hash)| maps.get(*at).is_some_and(|map| map.contains_key(hash)))
+        keys.iter().any(|hash| !table.holders(*hash).is_empty())
+    }
+
+    /// The heap the index holds, in bytes, from its tables' capacities.
+    pub fn heap_bytes(&self) -> usize {
+        self.state().keys.as_ref().map_or(0, Keys::heap_bytes)
     }
 
     pub fn readiness(&self) -> Readiness {
@@ -211,58 +226,53 @@ impl LookupIndex {
         Ok(Readiness::Ready { records })
     }
 
+    /// Every live record's keys, read a page at a time, or item by item
+    /// from an unpaged list (which may hold the whole account).
     async fn read_all(&self, client: &UpstreamClient) -> Result<(Keys, usize), ProvisionError> {
-        let mapping = match self.kind {
-            Kind::User => &client.mapping().users,
-            Kind::Group => client
-                .mapping()
-                .groups
-                .as_ref()
-                .ok_or(ProvisionError::NoGroups)?,
-        };
+        let shared = client.shared_mapping();
+        let mapping = resource_mapping(&shared, self.kind)?;
         let request = mapping.list.request(Bindings::default())?;
-        let mut keys: Keys = vec![HashMap::new(); self.settings.attributes.len()];
-        let mut records = 0;
-        super::list::fetch_each(client, &mapping.list, &request, |record| {
-            if mapping
-                .soft_delete
-                .as_ref()
-                .is_some_and(|s| s.marks(record))
-            {
-                return Ok(());
+        let empty = Build {
+            keys: Keys::default(),
+            records: 0,
+            failure: None,
+        };
+        let mut build = if mapping.list.paging.is_some() {
+            let mut build = empty;
+            super::list::fetch_each(client, &mapping.list, &request, |record| {
+                build.add(mapping, self.kind, &self.settings.attributes, record);
+                Ok(())
+            })
+            .await?;
+            build
+        } else {
+            let (kind, attributes) = (self.kind, self.settings.attributes.clone());
+            let build = Arc::new(Mutex::new(empty));
+            let building = build.clone();
+            let parsing = shared.clone();
+            let visit = move |record: Value| {
+                if let Ok(mapping) = resource_mapping(&parsing, kind) {
+                    lock(&building).add(mapping, kind, &attributes, &record);
+                }
+            };
+            let items = mapping.list.items_pointer();
+            let (_, found) = client.visit_items(&request, items, visit).await?;
+            if !found {
+                return Err(crate::mapping::MappingError::NotAList.into());
             }
-            let resource = mapping.to_scim(record, self.kind.schema())?;
-            let id: Arc<str> = Arc::from(mapping.upstream_id(record)?);
-            let after = self.key_set(&resource);
-            records += 1;
-            apply(
-                &mut keys,
-                &Change {
-                    id,
-                    before: Vec::new(),
-                    after,
-                },
-            );
-            Ok(())
-        })
-        .await?;
-        for map in &mut keys {
-            map.shrink_to_fit();
+            std::mem::take(&mut *lock(&build))
+        };
+        if let Some(failure) = build.failure.take() {
+            return Err(failure);
         }
-        Ok((keys, records))
+        build.keys.table.shrink_to_fit();
+        build.keys.ids.shrink_to_fit();
+        build.keys.slots.shrink_to_fit();
+        Ok((build.keys, build.records))
     }
 
     fn key_set(&self, resource: &Value) -> KeySet {
-        let mut set = Vec::new();
-        for (at, path) in self.settings.attributes.iter().enumerate() {
-            for value in values_at(resource, path) {
-                let hash = value_hash(value);
-                if !set.contains(&(at, hash)) {
-                    set.push((at, hash));
-                }
-            }
-        }
-        set
+        key_set(&self.settings.attributes, resource)
     }
 
     fn position(&self, path: &AttrPath) -> Option<usize> {
@@ -290,6 +300,13 @@ pub fn maintain(index: &Arc<LookupIndex>, client: UpstreamClient) {
     };
     let weak: Weak<LookupIndex> = Arc::downgrade(index);
     let interval = index.settings.refresh;
+    // Present from the first scrape, at zero until the first read is in.
+    let labels = [
+        ("upstream", client.mapping().name.clone()),
+        ("resource", index.kind.resource_type().to_string()),
+    ];
+    metrics::gauge!("scimgate_lookup_index_records", &labels).set(0.0);
+    metrics::gauge!("scimgate_lookup_index_bytes", &labels).set(0.0);
     runtime.spawn(async move {
         loop {
             let Some(index) = weak.upgrade() else {
@@ -298,13 +315,23 @@ pub fn maintain(index: &Arc<LookupIndex>, client: UpstreamClient) {
             let resource = index.kind.resource_type();
             let started = tokio::time::Instant::now();
             match index.refresh(&client, started).await {
-                Ok(Readiness::Ready { records }) => tracing::info!(
-                    upstream = %client.mapping().name,
-                    resource,
-                    records,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "look-up index read in full"
-                ),
+                Ok(Readiness::Ready { records }) => {
+                    let bytes = index.heap_bytes();
+                    let labels = [
+                        ("upstream", client.mapping().name.clone()),
+                        ("resource", resource.to_string()),
+                    ];
+                    metrics::gauge!("scimgate_lookup_index_records", &labels).set(records as f64);
+                    metrics::gauge!("scimgate_lookup_index_bytes", &labels).set(bytes as f64);
+                    tracing::info!(
+                        upstream = %client.mapping().name,
+                        resource,
+                        records,
+                        bytes,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "look-up index read in full"
+                    )
+                }
                 Ok(Readiness::Building) => {}
                 Err(error) => tracing::warn!(
                     upstream = %client.mapping().name,
@@ -320,56 +347,219 @@ pub fn maintain(index: &Arc<LookupIndex>, client: UpstreamClient) {
     });
 }
 
-fn apply(keys: &mut Keys, change: &Change) {
-    for (at, hash) in &change.before {
-        if change.after.contains(&(*at, *hash)) {
-            continue;
+/// A full read's result as it grows.
+#[derive(Debug, Default)]
+struct Build {
+    keys: Keys,
+    records: usize,
+    /// The first record that could not be read: the read fails with it.
+    failure: Option<ProvisionError>,
+}
+
+impl Build {
+    fn add(
+        &mut self,
+        mapping: &ResourceMapping,
+        kind: Kind,
+        attributes: &[AttrPath],
+        record: &Value,
+    ) {
+        if self.failure.is_some()
+            || mapping
+                .soft_delete
+                .as_ref()
+                .is_some_and(|s| s.marks(record))
+        {
+            return;
         }
-        let Some(map) = keys.get_mut(*at) else {
-            continue;
-        };
-        let emptied = match map.get_mut(hash) {
-            Some(Holders::One(id)) => **id == *change.id,
-            Some(Holders::Many(ids)) => {
-                ids.retain(|id| **id != *change.id);
-                if let [only] = ids.as_slice() {
-                    let only = only.clone();
-                    map.insert(*hash, Holders::One(only));
-                }
-                false
+        let read = mapping
+            .to_scim(record, kind.schema())
+            .and_then(|resource| Ok((mapping.upstream_id(record)?, resource)));
+        match read {
+            Ok((id, resource)) => {
+                self.records += 1;
+                let change = Change {
+                    id: Arc::from(id),
+                    before: Vec::new(),
+                    after: key_set(attributes, &resource),
+                };
+                apply(&mut self.keys, &change);
             }
-            None => false,
-        };
-        if emptied {
-            map.remove(hash);
-        }
-    }
-    for (at, hash) in &change.after {
-        let Some(map) = keys.get_mut(*at) else {
-            continue;
-        };
-        match map.get_mut(hash) {
-            None => {
-                map.insert(*hash, Holders::One(change.id.clone()));
-            }
-            Some(Holders::One(id)) if **id == *change.id => {}
-            Some(Holders::One(id)) => {
-                let first = id.clone();
-                map.insert(*hash, Holders::Many(vec![first, change.id.clone()]));
-            }
-            Some(Holders::Many(ids)) => {
-                if !ids.iter().any(|id| **id == *change.id) {
-                    ids.push(change.id.clone());
-                }
-            }
+            Err(error) => self.failure = Some(error.into()),
         }
     }
 }
 
+fn resource_mapping(
+    mapping: &UpstreamMapping,
+    kind: Kind,
+) -> Result<&ResourceMapping, ProvisionError> {
+    match kind {
+        Kind::User => Ok(&mapping.users),
+        Kind::Group => mapping.groups.as_ref().ok_or(ProvisionError::NoGroups),
+    }
+}
+
+/// A build's lock; only a panic while holding it poisons it, and the
+/// build is then lost anyway.
+fn lock(build: &Mutex<Build>) -> MutexGuard<'_, Build> {
+    build
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn key_set(attributes: &[AttrPath], resource: &Value) -> KeySet {
+    let mut set = Vec::new();
+    for (at, path) in attributes.iter().enumerate() {
+        for value in values_at(resource, path) {
+            let hash = key_hash(at, value);
+            if !set.contains(&hash) {
+                set.push(hash);
+            }
+        }
+    }
+    set
+}
+
+fn apply(keys: &mut Keys, change: &Change) {
+    let known = change
+        .before
+        .iter()
+        .chain(&change.after)
+        .find_map(|hash| keys.slot_of(*hash, &change.id));
+    let slot = match known {
+        Some(slot) => slot,
+        None if change.after.is_empty() => return,
+        None => match keys.add_id(&change.id) {
+            Some(slot) => slot,
+            None => return,
+        },
+    };
+    for hash in &change.before {
+        if !change.after.contains(hash) {
+            keys.unhold(*hash, slot);
+        }
+    }
+    for hash in &change.after {
+        keys.hold(*hash, slot);
+    }
+    if change.after.is_empty() {
+        keys.slots[slot as usize] = GONE;
+    }
+}
+
+impl Keys {
+    fn holders(&self, hash: u64) -> &[u32] {
+        match self.table.get(&hash) {
+            None => &[],
+            Some(entry) if entry & SEVERAL != 0 => self
+                .several
+                .get((entry & !SEVERAL) as usize)
+                .map_or(&[], Vec::as_slice),
+            Some(slot) => std::slice::from_ref(slot),
+        }
+    }
+
+    fn id(&self, slot: u32) -> Option<&str> {
+        let (start, length) = *self.slots.get(slot as usize)?;
+        self.ids
+            .get(start as usize..start as usize + length as usize)
+            .filter(|_| (start, length) != GONE)
+    }
+
+    /// The slot of `id` among the holders of `hash`.
+    fn slot_of(&self, hash: u64, id: &str) -> Option<u32> {
+        self.holders(hash)
+            .iter()
+            .copied()
+            .find(|&slot| self.id(slot) == Some(id))
+    }
+
+    /// A new slot for `id`; `None` past 2³¹ slots or 4 GiB of ids, which
+    /// the next full read starts afresh.
+    fn add_id(&mut self, id: &str) -> Option<u32> {
+        let slot = u32::try_from(self.slots.len())
+            .ok()
+            .filter(|s| s & SEVERAL == 0)?;
+        let start = u32::try_from(self.ids.len()).ok()?;
+        let length = u32::try_from(id.len()).ok()?;
+        start.checked_add(length)?;
+        self.ids.push_str(id);
+        self.slots.push((start, length));
+        Some(slot)
+    }
+
+    fn hold(&mut self, hash: u64, slot: u32) {
+        let Some(&entry) = self.table.get(&hash) else {
+            self.table.insert(hash, slot);
+            return;
+        };
+        if entry & SEVERAL != 0 {
+            if let Some(list) = self.several.get_mut((entry & !SEVERAL) as usize)
+                && !list.contains(&slot)
+            {
+                list.push(slot);
+            }
+        } else if entry != slot {
+            let Ok(at) = u32::try_from(self.several.len()) else {
+                return;
+            };
+            self.several.push(vec![entry, slot]);
+            self.table.insert(hash, SEVERAL | at);
+        }
+    }
+
+    fn unhold(&mut self, hash: u64, slot: u32) {
+        let Some(&entry) = self.table.get(&hash) else {
+            return;
+        };
+        if entry & SEVERAL == 0 {
+            if entry == slot {
+                self.table.remove(&hash);
+            }
+            return;
+        }
+        let Some(list) = self.several.get_mut((entry & !SEVERAL) as usize) else {
+            return;
+        };
+        list.retain(|&held| held != slot);
+        match list.as_slice() {
+            [] => {
+                self.table.remove(&hash);
+            }
+            [only] => {
+                let only = *only;
+                list.clear();
+                list.shrink_to_fit();
+                self.table.insert(hash, only);
+            }
+            _ => {}
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        // std's table keeps a power of two of buckets, at most 7/8 full,
+        // and a control byte for each (and a group's width more).
+        let buckets = (self.table.capacity() * 8 / 7).next_power_of_two();
+        let table = buckets * (std::mem::size_of::<(u64, u32)>() + 1) + 16;
+        let several: usize = self
+            .several
+            .iter()
+            .map(|list| list.capacity() * 4 + std::mem::size_of::<Vec<u32>>())
+            .sum();
+        table
+            + several
+            + self.ids.capacity()
+            + self.slots.capacity() * std::mem::size_of::<(u32, u32)>()
+    }
+}
+
 /// Values are compared case-insensitively: a superset of what the filter
-/// matches, which the confirming read then narrows.
-fn value_hash(value: &str) -> u64 {
+/// matches, which the confirming read then narrows. A collision only adds
+/// a candidate, which that read refuses.
+fn key_hash(at: usize, value: &str) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
+    at.hash(&mut hasher);
     for c in value.chars().flat_map(char::to_lowercase) {
         c.hash(&mut hasher);
     }
@@ -435,7 +625,7 @@ mod tests {
     }
 
     fn ready(index: &LookupIndex) {
-        index.state().keys = Some(vec![HashMap::new(); 3]);
+        index.state().keys = Some(Keys::default());
     }
 
     fn user(name: &str, external: &str) -> Value {
@@ -450,7 +640,7 @@ mod tests {
     }
 
     fn ids(list: &[&str]) -> Lookup {
-        Lookup::Candidates(list.iter().map(|id| Arc::from(*id)).collect())
+        Lookup::Candidates(list.iter().map(|id| id.to_string()).collect())
     }
 
     #[test]
@@ -543,7 +733,7 @@ mod tests {
         index.note_write("U9", None, Some(&user("late@x", "9")));
         // What the read found did not see U9 yet, but still holds U1,
         // deleted meanwhile.
-        let mut built: Keys = vec![HashMap::new(); 3];
+        let mut built = Keys::default();
         apply(
             &mut built,
             &Change {
@@ -560,5 +750,44 @@ mod tests {
         index.state().keys = Some(built);
         assert_eq!(found(&index, r#"userName eq "late@x""#), ids(&["U9"]));
         assert_eq!(found(&index, r#"userName eq "gone@x""#), ids(&[]));
+    }
+
+    proptest::proptest! {
+        /// Any sequence of creates, changes and deletes leaves each value's
+        /// candidates exactly the users holding it, as a plain map has them.
+        #[test]
+        fn the_index_agrees_with_a_plain_map_after_any_writes(
+            writes in proptest::collection::vec((0..5usize, proptest::option::of((0..4usize, 0..3usize))), 0..60)
+        ) {
+            let index = index();
+            ready(&index);
+            let mut model: std::collections::BTreeMap<usize, Value> = Default::default();
+            for (who, held) in writes {
+                let id = format!("U{who}");
+                let after = held.map(|(name, external)| {
+                    user(&format!("n{name}@x"), &format!("e{external}"))
+                });
+                index.note_write(&id, model.get(&who), after.as_ref());
+                match after {
+                    Some(resource) => model.insert(who, resource),
+                    None => model.remove(&who),
+                };
+            }
+            for (attribute, values) in [("userName", ["n0@x", "n1@x", "n2@x", "n3@x"].as_slice()), ("externalId", &["e0", "e1", "e2"])] {
+                for value in values {
+                    let mut expected: Vec<String> = model
+                        .iter()
+                        .filter(|(_, r)| r[attribute] == *value)
+                        .map(|(who, _)| format!("U{who}"))
+                        .collect();
+                    let Lookup::Candidates(mut got) = found(&index, &format!("{attribute} eq \"{value}\"")) else {
+                        panic!("not ready")
+                    };
+                    got.sort();
+                    expected.sort();
+                    proptest::prop_assert_eq!(got, expected, "{} {}", attribute, value);
+                }
+            }
+        }
     }
 }

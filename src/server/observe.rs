@@ -78,6 +78,15 @@ fn describe() {
         "Decisions (rate, lock, in_flight) this replica took alone because the cluster store was down"
     );
     metrics::describe_gauge!(
+        "scimgate_lookup_index_records",
+        "Records the last full read of a look-up index found, by upstream and resource"
+    );
+    metrics::describe_gauge!(
+        "scimgate_lookup_index_bytes",
+        metrics::Unit::Bytes,
+        "Heap a look-up index holds after its last full read, by upstream and resource"
+    );
+    metrics::describe_gauge!(
         "scimgate_build_info",
         "Always 1; the labels say which build is running"
     );

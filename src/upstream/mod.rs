@@ -7,6 +7,7 @@ mod breaker;
 mod budget;
 mod oauth;
 mod recorder;
+mod stream;
 
 pub use recorder::{RecordedCall, Recorder};
 
@@ -96,6 +97,9 @@ pub struct UpstreamResponse {
     pub headers: HeaderMap,
     pub body: Value,
 }
+
+/// Where a streamed answer's body goes, chunk by chunk.
+type BodyStream = tokio::sync::mpsc::Sender<bytes::Bytes>;
 
 /// A client bound to one upstream; cheap to clone.
 #[derive(Clone)]
@@ -262,10 +266,26 @@ impl UpstreamClient {
         &self.mapping
     }
 
+    /// The mapping, for work that outlives a borrow of the client (a
+    /// blocking thread's).
+    pub fn shared_mapping(&self) -> Arc<UpstreamMapping> {
+        self.mapping.clone()
+    }
+
     /// Sends the request; non-2xx answers become SCIM errors through the
     /// mapping's error table.
     pub async fn call(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, CallError> {
-        let response = self.send(request).await?;
+        self.call_with(request, None).await
+    }
+
+    /// [`call`](Self::call), a success's body going to `stream` chunk by
+    /// chunk (the answer's `body` is then null) instead of being read whole.
+    async fn call_with(
+        &self,
+        request: &UpstreamRequest,
+        stream: Option<&BodyStream>,
+    ) -> Result<UpstreamResponse, CallError> {
+        let response = self.send_with(request, stream).await?;
         if response.status.is_success() {
             return Ok(response);
         }
@@ -304,6 +324,15 @@ impl UpstreamClient {
     /// Sends with bounded, jittered retries for idempotent methods only: a
     /// create is never sent twice.
     pub async fn send(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
+        self.send_with(request, None).await
+    }
+
+    /// A streamed body is never retried: part of it may be taken already.
+    async fn send_with(
+        &self,
+        request: &UpstreamRequest,
+        stream: Option<&BodyStream>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         if let Some(recorder) = &self.recorder {
             return Ok(recorder.answer(
                 self.url_of(request),
@@ -311,10 +340,11 @@ impl UpstreamClient {
                 request,
             ));
         }
-        let idempotent = matches!(request.method, Method::GET | Method::PUT | Method::DELETE);
+        let idempotent = matches!(request.method, Method::GET | Method::PUT | Method::DELETE)
+            && stream.is_none();
         let mut attempt = 0;
         loop {
-            let result = self.guarded(request).await;
+            let result = self.guarded(request, stream).await;
             let retryable = match &result {
                 Err(UpstreamError::Unreachable) | Err(UpstreamError::Timeout(_)) => true,
                 Ok(response) => matches!(
@@ -341,14 +371,18 @@ impl UpstreamClient {
     }
 
     /// One attempt behind the circuit breaker and the upstream's budget.
-    async fn guarded(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
+    async fn guarded(
+        &self,
+        request: &UpstreamRequest,
+        stream: Option<&BodyStream>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let outcome = self.breaker.admit_tracked().map_err(|wait| {
             UpstreamError::CircuitOpen(wait.as_secs_f64().ceil().max(1.0) as u64)
         })?;
         // A refusal by the budget drops `outcome` unreported: the probe, if
         // this was it, goes back to the breaker.
         let _ticket = self.budget.admit().await?;
-        let result = self.send_once(request).await;
+        let result = self.send_once(request, stream).await;
         let healthy = match &result {
             Ok(response) => !response.status.is_server_error(),
             Err(UpstreamError::Unreachable | UpstreamError::Timeout(_)) => false,
@@ -419,13 +453,14 @@ impl UpstreamClient {
     async fn send_once(
         &self,
         request: &UpstreamRequest,
+        stream: Option<&BodyStream>,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let response = self.exchange(request).await?;
+        let response = self.exchange(request, stream).await?;
         if response.status == StatusCode::UNAUTHORIZED
             && let Some(tokens) = &self.tokens
         {
             tokens.invalidate().await;
-            return self.exchange(request).await;
+            return self.exchange(request, stream).await;
         }
         Ok(response)
     }
@@ -466,7 +501,11 @@ impl UpstreamClient {
         )
     }
 
-    async fn exchange(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
+    async fn exchange(
+        &self,
+        request: &UpstreamRequest,
+        stream: Option<&BodyStream>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         // The base URL's path, then the mapping's (already percent-encoded)
         // path; `set_path` escapes anything that would start a query.
         let mut url = self.base_url.clone();
@@ -531,11 +570,20 @@ impl UpstreamClient {
         crate::telemetry::answered(&trace, status, status.as_u16() >= 400);
         let headers = response.headers().clone();
         let mut bytes = Vec::new();
+        let streamed = stream.filter(|_| status.is_success());
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|error| self.transport_failure(&error, &trace))?
         {
+            if let Some(stream) = streamed {
+                // Its reader has stopped (the body's end was parsed, or it
+                // was not JSON): what is left is of no use.
+                if stream.send(chunk).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(UpstreamError::TooLarge);
             }

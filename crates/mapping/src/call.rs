@@ -459,6 +459,11 @@ impl Call {
     }
 
     /// The records of a list response.
+    /// The JSON pointer to a list answer's items (`None`: the body is the list).
+    pub fn items_pointer(&self) -> Option<&str> {
+        self.items.as_deref().filter(|pointer| !pointer.is_empty())
+    }
+
     pub fn items<'a>(&self, body: &'a Value) -> Option<&'a Vec<Value>> {
         match self.items.as_deref() {
             None | Some("") => body.as_array(),
