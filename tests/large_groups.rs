@@ -11,6 +11,7 @@ use scimgate_test_support as common;
 use common::{API_KEY, TOKEN, alice};
 use reqwest::Method;
 use scimgate::config::ServerSettings;
+use scimgate::mapping::{Members, UpstreamMapping};
 use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig};
 use serde_json::{Value, json};
 
@@ -33,12 +34,17 @@ struct Everyone {
 /// The demo gateway in front of a legacy API holding one team of
 /// [`MEMBERS`] users, writing its provisioning records to a file.
 async fn everyone() -> Everyone {
+    team_of(MEMBERS, |_| {}).await
+}
+
+/// The same with a team of `members`, the mapping changed by `adjust`.
+async fn team_of(members: usize, adjust: impl FnOnce(&mut UpstreamMapping)) -> Everyone {
     let api = LegacyApi::open(LegacyConfig {
         api_key: API_KEY.into(),
         database: Database::Memory,
     })
     .unwrap();
-    let group = api.seed_team("everyone", MEMBERS).unwrap().to_string();
+    let group = api.seed_team("everyone", members).unwrap().to_string();
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     let router = api.router().layer(axum::middleware::from_fn(
@@ -54,7 +60,7 @@ async fn everyone() -> Everyone {
         audit_log: Some(audit.clone()),
         ..Default::default()
     };
-    let config = scimgate::demo::gateway_config(
+    let mut config = scimgate::demo::gateway_config(
         upstream,
         API_KEY,
         TOKEN,
@@ -62,6 +68,7 @@ async fn everyone() -> Everyone {
         settings,
     )
     .unwrap();
+    adjust(std::sync::Arc::make_mut(&mut config.upstreams[0].mapping));
     let address = common::serve(scimgate::server::router(&config).unwrap()).await;
     Everyone {
         base: format!("http://{address}/scim/v2"),
@@ -250,4 +257,39 @@ async fn an_idps_membership_check_against_a_group_of_100k_is_two_calls() {
     );
     let reply = common::scim_request(&everyone.base, Method::GET, &reversed, None).await;
     assert_eq!(reply.body["totalResults"], 1, "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_lookup_call_the_membership_check_pages_past_scan_cap() {
+    // Past scan_cap (10,000), where reading the whole list would refuse.
+    let team = team_of(12_000, |mapping| {
+        if let Some(Members::Endpoints { lookup, .. }) =
+            mapping.groups.as_mut().and_then(|g| g.members.as_mut())
+        {
+            *lookup = None;
+        }
+    })
+    .await;
+    let created = common::scim_request(&team.base, Method::POST, "/Users", Some(alice())).await;
+    let outsider = created.body["id"].as_str().unwrap().to_string();
+    for (member, expected) in [("1", 1), (outsider.as_str(), 0)] {
+        let filter = format!(
+            "id eq \"{}\" and members[value eq \"{member}\"]",
+            team.group
+        );
+        let path = format!(
+            "/Groups?filter={}&excludedAttributes=members",
+            form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
+        );
+        let before = team.calls.load(Ordering::Relaxed);
+        let reply = common::scim_request(&team.base, Method::GET, &path, None).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["totalResults"], expected, "{}", reply.body);
+        let made = team.calls.load(Ordering::Relaxed) - before;
+        // The first member is on the first page; a non-member reads them all.
+        match expected {
+            1 => assert!(made <= 2, "{made} calls"),
+            _ => assert!(made > 100, "{made} calls"),
+        }
+    }
 }

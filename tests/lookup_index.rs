@@ -176,6 +176,11 @@ async fn each_matching_look_up_among_20000_users_is_one_read_by_id() {
     let reply =
         common::scim_request(&account.base, Method::GET, &filter(r#"title eq "x""#), None).await;
     common::assert_scim_error(&reply, 400, Some("tooMany"));
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the look-up index answers `eq` on: userName, externalId, emails.value"),
+        "{detail}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,13 +192,10 @@ impl Provisioner {
             Err(error) => return Err(error),
         };
         let is_member = match &record {
-            Some(record) => match self
-                .has_member(members, group, &record.upstream, member)
-                .await?
-            {
-                Some(is_member) => is_member,
-                None => return Ok(None),
-            },
+            Some(record) => {
+                self.has_member(members, group, &record.upstream, member)
+                    .await?
+            }
             None => false,
         };
         let resources = match record {
@@ -244,10 +241,31 @@ impl Provisioner {
                 .map(|f| f.path.to_string())
                 .collect::<Vec<_>>()
                 .join(", ");
+            // What the operator (or the IdP) can change so that it is no scan.
+            let answerable = match (pushable.is_empty(), mapping.index.as_ref()) {
+                (false, _) => format!("filter with `eq` on one of: {pushable}"),
+                (true, Some(index)) => format!(
+                    "the look-up index answers `eq` on: {}",
+                    index
+                        .attributes
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                (true, None) => "the mapping declares no `filters` the upstream answers".into(),
+            };
+            let remedy = match mapping.index {
+                None => {
+                    "; a look-up index ([users.index] or [groups.index] in the mapping) \
+                         answers `eq` look-ups without a scan"
+                }
+                Some(_) => "",
+            };
             return Err(ProvisionError::TooMany(match filter {
                 Some(filter) => format!(
                     "the filter `{filter}` cannot be answered by the upstream and would scan \
-                     more than {cap} records; filter with `eq` on one of: {pushable}"
+                     more than {cap} records; {answerable}{remedy}"
                 ),
                 None => format!("more than {cap} records to scan"),
             }));
@@ -438,7 +456,7 @@ pub(super) async fn fetch_each(
 /// time through the call's paging, until it answers false or the list
 /// ends; `window` hints the page size wanted. Returns the upstream's total
 /// if it gave one.
-async fn walk_pages(
+pub(super) async fn walk_pages(
     client: &UpstreamClient,
     call: &Call,
     request: &UpstreamRequest,

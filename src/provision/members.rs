@@ -165,17 +165,17 @@ impl Provisioner {
     /// Whether `member` is a member of the group `group_id` (its upstream
     /// `record` at hand), asked without reading the member list: the
     /// mapping's `lookup` call, the group's own list field, or the user's
-    /// list of groups. `None` where the style can only list the members.
+    /// list of groups, else by paging the member list until it is found.
     pub(super) async fn has_member(
         &self,
         members: &Members,
         group_id: &str,
         record: &Value,
         member: &str,
-    ) -> Result<Option<bool>, ProvisionError> {
+    ) -> Result<bool, ProvisionError> {
         let users = &self.client.mapping().users;
         if !users.id.accepts(member) {
-            return Ok(Some(false));
+            return Ok(false);
         }
         match members {
             Members::Endpoints {
@@ -185,41 +185,59 @@ impl Provisioner {
                 let typed = users.id.typed(member);
                 let request = lookup.request(Bindings::member(group_id, &typed))?;
                 match self.client.call(&request).await {
-                    Ok(_) => Ok(Some(true)),
-                    Err(CallError::Missing(_)) => Ok(Some(false)),
+                    Ok(_) => Ok(true),
+                    Err(CallError::Missing(_)) => Ok(false),
                     Err(error) => Err(error.into()),
                 }
             }
-            Members::Endpoints { lookup: None, .. } => Ok(None),
+            Members::Endpoints {
+                lookup: None,
+                list,
+                member_field,
+                ..
+            } => {
+                // Page by page until found: one page in memory, no scan_cap.
+                let request = list.request(Bindings::id(group_id))?;
+                let mut found = false;
+                super::list::walk_pages(&self.client, list, &request, 0, None, |page| {
+                    found = page.iter().any(|record| {
+                        member_field
+                            .get(record)
+                            .and_then(id_text)
+                            .is_some_and(|value| value.eq_ignore_ascii_case(member))
+                    });
+                    Ok(!found)
+                })
+                .await?;
+                Ok(found)
+            }
             Members::GroupField { .. } => {
                 let listed = self.member_list(members, group_id, record).await?;
                 // Compared as the scan compares `members.value`: not case-exact.
-                Ok(Some(listed.iter().any(|m| {
+                Ok(listed.iter().any(|m| {
                     m.get("value")
                         .and_then(id_text)
                         .is_some_and(|value| value.eq_ignore_ascii_case(member))
-                })))
+                }))
             }
             Members::UserField { field, .. } => {
                 let request = users.get.request(Bindings::id(member))?;
                 let user = match self.client.call(&request).await {
                     Ok(response) => users.take_answered(&users.get, response.body)?,
-                    Err(CallError::Missing(_)) => return Ok(Some(false)),
+                    Err(CallError::Missing(_)) => return Ok(false),
                     Err(error) => return Err(error.into()),
                 };
                 if users.soft_delete.as_ref().is_some_and(|s| s.marks(&user)) {
-                    return Ok(Some(false));
+                    return Ok(false);
                 }
-                Ok(Some(
-                    field
-                        .get(&user)
-                        .and_then(Value::as_array)
-                        .is_some_and(|groups| {
-                            groups.iter().any(|g| {
-                                id_text(g).is_some_and(|value| value.eq_ignore_ascii_case(group_id))
-                            })
-                        }),
-                ))
+                Ok(field
+                    .get(&user)
+                    .and_then(Value::as_array)
+                    .is_some_and(|groups| {
+                        groups.iter().any(|g| {
+                            id_text(g).is_some_and(|value| value.eq_ignore_ascii_case(group_id))
+                        })
+                    }))
             }
         }
     }

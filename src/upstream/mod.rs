@@ -98,6 +98,9 @@ pub struct UpstreamResponse {
     pub body: Value,
 }
 
+/// How long a streamed list may take, its body included.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Where a streamed answer's body goes, chunk by chunk.
 type BodyStream = tokio::sync::mpsc::Sender<bytes::Bytes>;
 
@@ -519,6 +522,11 @@ impl UpstreamClient {
             .http
             .request(request.method.clone(), url)
             .header(http::header::ACCEPT, "application/json");
+        if stream.is_some() {
+            // A whole account's list, read as it arrives: the mapping's
+            // timeout is for one call's answer, not a million records.
+            builder = builder.timeout(STREAM_TIMEOUT.max(self.mapping.timeout));
+        }
         if !request.query.is_empty() {
             builder = builder.query(&request.query);
         }

@@ -56,6 +56,15 @@ async fn wrike(bin: &std::path::Path, users: usize) -> anyhow::Result<(Process, 
             .stderr(Stdio::null())
             .spawn()?,
     );
+    // Seeding a million users takes seconds before it listens.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(Instant::now() < deadline, "the Wrike API never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let bearer = format!("Bearer {WRIKE_TOKEN}");
     wait_for(
         &format!("http://127.0.0.1:{port}/api/v4/account"),
