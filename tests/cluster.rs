@@ -641,3 +641,173 @@ impl CommandStats {
             .map_or(0, |calls| calls.parse().unwrap())
     }
 }
+
+/// A Wrike-shaped API of `users` users, counting its full listings.
+async fn wrike_counting_listings(
+    users: usize,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let api = scimgate_reference::wrike::WrikeApi::open(scimgate_reference::wrike::WrikeConfig {
+        token: common::WRIKE_TOKEN.into(),
+        account_id: "IEAAAAAA".into(),
+        database: scimgate_reference::wrike::Database::Memory,
+    })
+    .unwrap();
+    api.seed_contacts(users, "example.com").unwrap();
+    let listings = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = listings.clone();
+    let router = api.router().layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            if request.uri().path() == "/api/v4/contacts" {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+            next.run(request)
+        },
+    ));
+    (common::serve(router).await, listings)
+}
+
+async fn until_indexed(replica: &Replica) -> Value {
+    for _ in 0..400 {
+        let (_, body) = readiness(replica).await;
+        if body["lookup_indexes"]["wrike"]["User"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("ready"))
+        {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the index was never read")
+}
+
+/// The ids a look-up through `replica` answers.
+async fn look_up(replica: &Replica, filter: &str) -> Vec<String> {
+    let path = format!(
+        "/Users?filter={}",
+        form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
+    );
+    let reply = common::scim_request(&base(replica), Method::GET, &path, None).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_one_look_up_index_in_redis_read_once_and_kept_by_each_ones_writes() {
+    use std::sync::atomic::Ordering;
+    let redis = RedisServer::start().await;
+    let (upstream, listings) = wrike_counting_listings(2_000).await;
+    let hash = hex::encode(scimgate::server::hash_token(TOKEN));
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{{port}}\"\n{}\n[upstreams.wrike]\nmapping = \"wrike.toml\"\nbase_url = \"http://{upstream}\"\nsecrets.token = {{ value = \"{}\" }}\n\n[connections.idp]\nbase_path = \"/scim/v2\"\nupstream = \"wrike\"\ntoken_sha256 = \"{hash}\"\napproved_domains = [\"example.com\"]\ndialect = \"generic\"\n",
+        cluster_section(&redis, "local"),
+        common::WRIKE_TOKEN
+    );
+    let mapping = std::fs::read_to_string("mappings/upstream/wrike.toml").unwrap();
+    let files = [("wrike.toml", mapping.as_str())];
+    let start = || Replica::start(BIN, &config, &files, &[]);
+    let first = start().await;
+    let ready = until_indexed(&first).await;
+    assert_eq!(
+        ready["lookup_indexes"]["wrike"]["User"], "ready (2000 records)",
+        "{ready}"
+    );
+    // The second finds the index in Redis and reads nothing itself.
+    let second = start().await;
+    until_indexed(&second).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(listings.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        look_up(&second, r#"userName eq "user1234@example.com""#)
+            .await
+            .len(),
+        1
+    );
+
+    // A user made through one replica is found through the other.
+    let created = common::scim_request(
+        &base(&first),
+        Method::POST,
+        "/Users",
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "shared@example.com",
+            "externalId": "s-1",
+        })),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        look_up(&second, r#"externalId eq "s-1""#).await,
+        std::slice::from_ref(&id)
+    );
+    // Deleted through the other, it leaves the index both read.
+    let deleted = common::scim_request(
+        &base(&second),
+        Method::DELETE,
+        &format!("/Users/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert!(
+        look_up(&first, r#"userName eq "shared@example.com""#)
+            .await
+            .is_empty()
+    );
+    // Every look-up came from the index: the list was read once in all.
+    assert_eq!(listings.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_made_while_a_shared_index_is_read_are_replayed_onto_it() {
+    let redis = RedisServer::start().await;
+    let index = scimgate::cluster::SharedIndex::new(&store(&redis, 5_000), "up", "User");
+    // Never read: look-ups scan, and a write has nothing to apply to.
+    assert_eq!(index.lookup(1).await.unwrap(), None);
+    index.write("early", &[], &[1]).await.unwrap();
+
+    let token = index.begin(Duration::from_secs(60)).await.unwrap().unwrap();
+    // One read at a time.
+    assert_eq!(index.begin(Duration::from_secs(60)).await.unwrap(), None);
+    assert!(index.building().await.unwrap());
+    // Made while the read runs: U9 created (key 9), U1 moved from key 1 to 2.
+    index.write("U9", &[], &[9]).await.unwrap();
+    index.write("U1", &[1], &[2]).await.unwrap();
+    // What the read found: U1 still at key 1, U2 and U3 sharing key 3.
+    let found = vec![(1, vec!["U1"]), (3, vec!["U2", "U3"])];
+    index.fill(found.into_iter()).await.unwrap();
+    assert!(index.finish(&token, 3).await.unwrap());
+    assert!(!index.building().await.unwrap());
+
+    let ids = |hash| {
+        let index = index.clone();
+        async move { index.lookup(hash).await.unwrap().unwrap() }
+    };
+    assert_eq!(ids(1).await, Vec::<String>::new());
+    assert_eq!(ids(2).await, ["U1"]);
+    assert_eq!(ids(3).await, ["U2", "U3"]);
+    assert_eq!(ids(9).await, ["U9"]);
+    // The write before any read left nothing behind.
+    assert_eq!(index.readiness().await.unwrap().unwrap().records, 3);
+    // Read now, writes apply at once; one of two holders leaves.
+    index.write("U2", &[3], &[]).await.unwrap();
+    assert_eq!(ids(3).await, ["U3"]);
+    // A lease lost to its TTL cannot swap in what it read.
+    let stale = index
+        .begin(Duration::from_millis(50))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fresh = index.begin(Duration::from_secs(60)).await.unwrap().unwrap();
+    assert!(!index.finish(&stale, 0).await.unwrap());
+    assert!(index.finish(&fresh, 0).await.unwrap());
+    assert_eq!(ids(3).await, Vec::<String>::new());
+}

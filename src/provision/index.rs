@@ -15,24 +15,31 @@
 //! in a journal and replayed onto its result, so none is lost to the swap.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{Kind, ProvisionError};
+use crate::cluster::{SharedIndex, StoreDown};
 use crate::mapping::{Bindings, IndexSettings, ResourceMapping, UpstreamMapping};
 use crate::scim::filter::{CompareOp, Filter};
 use crate::scim::path::AttrPath;
 use crate::upstream::UpstreamClient;
+
+/// How long one replica may take to read a shared index in full before
+/// another may (a streamed read is bounded by 10 minutes itself).
+const FULL_READ_LEASE: Duration = Duration::from_secs(15 * 60);
 
 /// One resource type's index on one upstream, shared by its connections.
 #[derive(Debug)]
 pub struct LookupIndex {
     kind: Kind,
     settings: IndexSettings,
+    /// The index itself, in this process (without a cluster store)…
     state: Mutex<State>,
+    /// …or in Redis, shared by every replica.
+    shared: Option<SharedIndex>,
     /// Held across a full read, so concurrent refreshes make one; it keeps
     /// when the last one started.
     reading: tokio::sync::Mutex<Option<tokio::time::Instant>>,
@@ -95,11 +102,12 @@ pub enum Readiness {
 }
 
 impl LookupIndex {
-    pub fn new(kind: Kind, settings: IndexSettings) -> Self {
+    pub fn new(kind: Kind, settings: IndexSettings, shared: Option<SharedIndex>) -> Self {
         LookupIndex {
             kind,
             settings,
             state: Mutex::new(State::default()),
+            shared,
             reading: tokio::sync::Mutex::new(None),
         }
     }
@@ -141,13 +149,24 @@ impl LookupIndex {
     }
 
     /// The ids that may hold `value` of the attribute at `at`.
-    pub fn lookup(&self, at: usize, value: &str) -> Lookup {
+    pub async fn lookup(&self, at: usize, value: &str) -> Lookup {
+        let Some(path) = self.settings.attributes.get(at) else {
+            return Lookup::NotReady;
+        };
+        let hash = key_hash(path, value);
+        if let Some(shared) = &self.shared {
+            // Redis unreachable: the scan still answers, if slowly.
+            return match shared.lookup(hash).await {
+                Ok(Some(ids)) => Lookup::Candidates(ids),
+                Ok(None) | Err(StoreDown) => Lookup::NotReady,
+            };
+        }
         let state = self.state();
         let Some(keys) = &state.keys else {
             return Lookup::NotReady;
         };
         Lookup::Candidates(
-            keys.holders(key_hash(at, value))
+            keys.holders(hash)
                 .iter()
                 .filter_map(|&slot| keys.id(slot))
                 .map(str::to_string)
@@ -156,9 +175,18 @@ impl LookupIndex {
     }
 
     /// Whether any of `resource`'s indexed values has a holder (true while
-    /// the index is not ready: it cannot tell).
-    pub fn knows_any(&self, resource: &Value) -> bool {
+    /// the index cannot tell: not read yet, or Redis down).
+    pub async fn knows_any(&self, resource: &Value) -> bool {
         let keys = self.key_set(resource);
+        if let Some(shared) = &self.shared {
+            for hash in keys {
+                match shared.lookup(hash).await {
+                    Ok(Some(ids)) if ids.is_empty() => {}
+                    _ => return true,
+                }
+            }
+            return false;
+        }
         let state = self.state();
         let Some(table) = &state.keys else {
             return true;
@@ -166,12 +194,24 @@ impl LookupIndex {
         keys.iter().any(|hash| !table.holders(*hash).is_empty())
     }
 
-    /// The heap the index holds, in bytes, from its tables' capacities.
-    pub fn heap_bytes(&self) -> usize {
-        self.state().keys.as_ref().map_or(0, Keys::heap_bytes)
+    /// The memory the index holds, in bytes: its heap here, from its
+    /// tables' capacities, or what Redis reports.
+    pub async fn bytes(&self) -> usize {
+        match &self.shared {
+            Some(shared) => shared.bytes().await.unwrap_or_default() as usize,
+            None => self.state().keys.as_ref().map_or(0, Keys::heap_bytes),
+        }
     }
 
-    pub fn readiness(&self) -> Readiness {
+    pub async fn readiness(&self) -> Readiness {
+        if let Some(shared) = &self.shared {
+            return match shared.readiness().await {
+                Ok(Some(read)) => Readiness::Ready {
+                    records: read.records as usize,
+                },
+                _ => Readiness::Building,
+            };
+        }
         let state = self.state();
         match &state.keys {
             None => Readiness::Building,
@@ -183,13 +223,26 @@ impl LookupIndex {
 
     /// A write that passed through the gateway: `id` held `before` (none
     /// for a create) and holds `after` (none once deleted).
-    pub fn note_write(&self, id: &str, before: Option<&Value>, after: Option<&Value>) {
+    pub async fn note_write(&self, id: &str, before: Option<&Value>, after: Option<&Value>) {
         let change = Change {
             id: Arc::from(id),
             before: before.map(|r| self.key_set(r)).unwrap_or_default(),
             after: after.map(|r| self.key_set(r)).unwrap_or_default(),
         };
         if change.before == change.after && before.is_some() {
+            return;
+        }
+        if let Some(shared) = &self.shared {
+            // Lost with Redis down: a stale miss then answers 409 and reads
+            // again, a stale hit is refused by its read; the next full read
+            // mends both.
+            if shared
+                .write(id, &change.before, &change.after)
+                .await
+                .is_err()
+            {
+                shared.store().fell_back("index");
+            }
             return;
         }
         let mut state = self.state();
@@ -210,9 +263,12 @@ impl LookupIndex {
     ) -> Result<Readiness, ProvisionError> {
         let mut last_started = self.reading.lock().await;
         if last_started.is_some_and(|started| started >= asked) {
-            return Ok(self.readiness());
+            return Ok(self.readiness().await);
         }
         *last_started = Some(tokio::time::Instant::now());
+        if let Some(shared) = &self.shared {
+            return self.refresh_shared(shared, client).await;
+        }
         self.state().journal = Some(Vec::new());
         let built = self.read_all(client).await;
         let mut state = self.state();
@@ -224,6 +280,47 @@ impl LookupIndex {
         state.keys = Some(keys);
         state.records = records;
         Ok(Readiness::Ready { records })
+    }
+
+    /// One replica reads and fills Redis while holding the lease; another
+    /// that wants a read meanwhile waits for that one instead.
+    async fn refresh_shared(
+        &self,
+        shared: &SharedIndex,
+        client: &UpstreamClient,
+    ) -> Result<Readiness, ProvisionError> {
+        let down = |_| ProvisionError::ClusterUnavailable;
+        let Some(token) = shared.begin(FULL_READ_LEASE).await.map_err(down)? else {
+            let deadline = tokio::time::Instant::now() + FULL_READ_LEASE;
+            while shared.building().await.map_err(down)? {
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            return Ok(self.readiness().await);
+        };
+        let (keys, records) = self.read_all(client).await?;
+        shared.fill(keys.entries()).await.map_err(down)?;
+        drop(keys);
+        match shared.finish(&token, records).await.map_err(down)? {
+            true => Ok(Readiness::Ready { records }),
+            // The lease ran out and another replica reads now.
+            false => Ok(self.readiness().await),
+        }
+    }
+
+    /// Whether another replica read the shared index in full within most
+    /// of an interval: then this one's turn is skipped.
+    async fn read_lately_elsewhere(&self) -> bool {
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        let (Ok(Some(read)), Ok(now)) = (shared.readiness().await, shared.now().await) else {
+            return false;
+        };
+        let lately = self.settings.refresh.mul_f64(0.8).as_secs();
+        now.saturating_sub(read.read_at) < lately
     }
 
     /// Every live record's keys, read a page at a time, or item by item
@@ -314,9 +411,13 @@ pub fn maintain(index: &Arc<LookupIndex>, client: UpstreamClient) {
             };
             let resource = index.kind.resource_type();
             let started = tokio::time::Instant::now();
-            match index.refresh(&client, started).await {
+            let outcome = match index.read_lately_elsewhere().await {
+                true => Ok(Readiness::Building),
+                false => index.refresh(&client, started).await,
+            };
+            match outcome {
                 Ok(Readiness::Ready { records }) => {
-                    let bytes = index.heap_bytes();
+                    let bytes = index.bytes().await;
                     let labels = [
                         ("upstream", client.mapping().name.clone()),
                         ("resource", resource.to_string()),
@@ -410,9 +511,9 @@ fn lock(build: &Mutex<Build>) -> MutexGuard<'_, Build> {
 
 fn key_set(attributes: &[AttrPath], resource: &Value) -> KeySet {
     let mut set = Vec::new();
-    for (at, path) in attributes.iter().enumerate() {
+    for path in attributes {
         for value in values_at(resource, path) {
-            let hash = key_hash(at, value);
+            let hash = key_hash(path, value);
             if !set.contains(&hash) {
                 set.push(hash);
             }
@@ -537,6 +638,18 @@ impl Keys {
         }
     }
 
+    /// Every key and the ids holding it.
+    fn entries(&self) -> impl Iterator<Item = (u64, Vec<&str>)> {
+        self.table.keys().map(|&hash| {
+            let ids = self
+                .holders(hash)
+                .iter()
+                .filter_map(|&slot| self.id(slot))
+                .collect();
+            (hash, ids)
+        })
+    }
+
     fn heap_bytes(&self) -> usize {
         // std's table keeps a power of two of buckets, at most 7/8 full,
         // and a control byte for each (and a group's width more).
@@ -554,16 +667,22 @@ impl Keys {
     }
 }
 
-/// Values are compared case-insensitively: a superset of what the filter
-/// matches, which the confirming read then narrows. A collision only adds
-/// a candidate, which that read refuses.
-fn key_hash(at: usize, value: &str) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    at.hash(&mut hasher);
-    for c in value.chars().flat_map(char::to_lowercase) {
-        c.hash(&mut hasher);
-    }
-    hasher.finish()
+/// The key of one attribute's value: the first 8 bytes of a SHA-256 of
+/// the attribute's path and the value in lower case, the same in every
+/// replica and every build (the shared index outlives both). Values are
+/// compared case-insensitively: a superset of what the filter matches,
+/// which the confirming read then narrows; a collision only adds a
+/// candidate, which that read refuses.
+fn key_hash(path: &AttrPath, value: &str) -> u64 {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(path.to_string().to_lowercase().as_bytes());
+    hasher.update([0]);
+    hasher.update(value.to_lowercase().as_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// The string values of `path` in a SCIM resource (each element's, for a
@@ -611,6 +730,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The local index never waits: its futures are ready at once.
+    fn now<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("the local index waited"),
+        }
+    }
+
     fn index() -> LookupIndex {
         let paths = ["userName", "externalId", "emails.value"]
             .map(|p| AttrPath::parse(p).unwrap())
@@ -621,6 +750,7 @@ mod tests {
                 attributes: paths,
                 refresh: Duration::from_secs(60),
             },
+            None,
         )
     }
 
@@ -636,7 +766,7 @@ mod tests {
     fn found(index: &LookupIndex, filter: &str) -> Lookup {
         let filter = crate::scim::filter::parse_filter(filter).unwrap();
         let (at, value) = index.answerable(&filter).expect("answerable");
-        index.lookup(at, value)
+        now(index.lookup(at, value))
     }
 
     fn ids(list: &[&str]) -> Lookup {
@@ -647,8 +777,8 @@ mod tests {
     fn an_index_not_read_yet_cannot_answer_and_knows_of_everything() {
         let index = index();
         assert_eq!(found(&index, r#"userName eq "a""#), Lookup::NotReady);
-        assert!(index.knows_any(&user("a", "1")));
-        assert_eq!(index.readiness(), Readiness::Building);
+        assert!(now(index.knows_any(&user("a", "1"))));
+        assert_eq!(now(index.readiness()), Readiness::Building);
     }
 
     #[test]
@@ -656,7 +786,7 @@ mod tests {
         let index = index();
         ready(&index);
         let before = user("Alice@Example.com", "e-1");
-        index.note_write("U1", None, Some(&before));
+        now(index.note_write("U1", None, Some(&before)));
         assert_eq!(
             found(&index, r#"userName eq "alice@example.COM""#),
             ids(&["U1"])
@@ -674,7 +804,7 @@ mod tests {
         );
         assert_eq!(found(&index, r#"externalId eq "e-1""#), ids(&["U1"]));
         let renamed = user("alice.b@example.com", "e-1");
-        index.note_write("U1", Some(&before), Some(&renamed));
+        now(index.note_write("U1", Some(&before), Some(&renamed)));
         assert_eq!(
             found(&index, r#"userName eq "alice@example.com""#),
             ids(&[])
@@ -687,23 +817,23 @@ mod tests {
             ids(&["U1"])
         );
         assert_eq!(found(&index, r#"externalId eq "e-1""#), ids(&["U1"]));
-        index.note_write("U1", Some(&renamed), None);
+        now(index.note_write("U1", Some(&renamed), None));
         assert_eq!(found(&index, r#"externalId eq "e-1""#), ids(&[]));
-        assert!(!index.knows_any(&renamed));
+        assert!(!now(index.knows_any(&renamed)));
     }
 
     #[test]
     fn a_value_held_by_two_lists_both_until_one_lets_go() {
         let index = index();
         ready(&index);
-        index.note_write("U1", None, Some(&user("a@x", "shared")));
-        index.note_write("U2", None, Some(&user("b@x", "shared")));
-        index.note_write("U2", None, Some(&user("b@x", "shared")));
+        now(index.note_write("U1", None, Some(&user("a@x", "shared"))));
+        now(index.note_write("U2", None, Some(&user("b@x", "shared"))));
+        now(index.note_write("U2", None, Some(&user("b@x", "shared"))));
         assert_eq!(
             found(&index, r#"externalId eq "shared""#),
             ids(&["U1", "U2"])
         );
-        index.note_write("U1", Some(&user("a@x", "shared")), None);
+        now(index.note_write("U1", Some(&user("a@x", "shared")), None));
         assert_eq!(found(&index, r#"externalId eq "shared""#), ids(&["U2"]));
     }
 
@@ -730,7 +860,7 @@ mod tests {
         ready(&index);
         // A full read starts: the journal opens.
         index.state().journal = Some(Vec::new());
-        index.note_write("U9", None, Some(&user("late@x", "9")));
+        now(index.note_write("U9", None, Some(&user("late@x", "9"))));
         // What the read found did not see U9 yet, but still holds U1,
         // deleted meanwhile.
         let mut built = Keys::default();
@@ -742,7 +872,7 @@ mod tests {
                 after: index.key_set(&user("gone@x", "1")),
             },
         );
-        index.note_write("U1", Some(&user("gone@x", "1")), None);
+        now(index.note_write("U1", Some(&user("gone@x", "1")), None));
         let journal = index.state().journal.take().unwrap();
         for change in &journal {
             apply(&mut built, change);
@@ -767,7 +897,7 @@ mod tests {
                 let after = held.map(|(name, external)| {
                     user(&format!("n{name}@x"), &format!("e{external}"))
                 });
-                index.note_write(&id, model.get(&who), after.as_ref());
+                now(index.note_write(&id, model.get(&who), after.as_ref()));
                 match after {
                     Some(resource) => model.insert(who, resource),
                     None => model.remove(&who),

@@ -121,7 +121,7 @@ impl Provisioner {
         let Some((at, value)) = index.answerable(filter) else {
             return Ok(None);
         };
-        let Lookup::Candidates(mut candidates) = index.lookup(at, value) else {
+        let Lookup::Candidates(mut candidates) = index.lookup(at, value).await else {
             return Ok(None);
         };
         if candidates.len() > self.limits.scan_cap {
@@ -322,7 +322,7 @@ impl Provisioner {
         let mapping = self.mapping(Kind::User).ok()?;
         let index = self.index(Kind::User)?;
         let (at, _) = index.answerable(filter)?;
-        let Lookup::Candidates(candidates) = index.lookup(at, user_name) else {
+        let Lookup::Candidates(candidates) = index.lookup(at, user_name).await else {
             return None;
         };
         for id in candidates {

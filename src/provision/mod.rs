@@ -110,9 +110,13 @@ impl UpstreamShared {
         upstream: &str,
         mapping: Option<&crate::mapping::UpstreamMapping>,
     ) -> Self {
+        // With a cluster store the index lives there, shared by the replicas.
         let index = |kind: Kind, resource: Option<&ResourceMapping>| {
             let settings = resource?.index.clone()?;
-            Some(Arc::new(LookupIndex::new(kind, settings)))
+            let shared = cluster.map(|store| {
+                crate::cluster::SharedIndex::new(store, upstream, kind.resource_type())
+            });
+            Some(Arc::new(LookupIndex::new(kind, settings, shared)))
         };
         UpstreamShared {
             locks: ResourceLocks::default(),
@@ -135,14 +139,17 @@ impl UpstreamShared {
     }
 
     /// Each indexed resource type and how far its index is.
-    pub fn index_readiness(&self) -> Vec<(Kind, index::Readiness)> {
-        [
+    pub async fn index_readiness(&self) -> Vec<(Kind, index::Readiness)> {
+        let mut states = Vec::new();
+        for (kind, index) in [
             (Kind::User, &self.users_index),
             (Kind::Group, &self.groups_index),
-        ]
-        .into_iter()
-        .filter_map(|(kind, index)| Some((kind, index.as_ref()?.readiness())))
-        .collect()
+        ] {
+            if let Some(index) = index {
+                states.push((kind, index.readiness().await));
+            }
+        }
+        states
     }
 }
 
@@ -208,9 +215,15 @@ impl Provisioner {
     }
 
     /// Tells the index of `kind` (if any) what a write changed.
-    fn note_write(&self, kind: Kind, id: &str, before: Option<&Value>, after: Option<&Value>) {
+    async fn note_write(
+        &self,
+        kind: Kind,
+        id: &str,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) {
         if let Some(index) = self.index(kind) {
-            index.note_write(id, before, after);
+            index.note_write(id, before, after).await;
         }
     }
 
@@ -430,7 +443,8 @@ impl Provisioner {
         match self.create_unindexed(kind, resource).await {
             Ok(record) => {
                 if let Some(id) = record.resource.get("id").and_then(Value::as_str) {
-                    self.note_write(kind, id, None, Some(&record.resource));
+                    self.note_write(kind, id, None, Some(&record.resource))
+                        .await;
                 }
                 Ok(record)
             }
@@ -438,7 +452,7 @@ impl Provisioner {
                 if refusal.means_conflict() =>
             {
                 if let (Some(index), Some(sent)) = (self.index(kind), &sent)
-                    && !index.knows_any(sent)
+                    && !index.knows_any(sent).await
                 {
                     let asked = tokio::time::Instant::now();
                     if let Err(error) = index.refresh(&self.client, asked).await {
@@ -848,7 +862,8 @@ impl Provisioner {
             .send_update(kind, mapping, id, current, plan, members)
             .await?;
         if let Some(before) = &before {
-            self.note_write(kind, id, Some(before), Some(&record.resource));
+            self.note_write(kind, id, Some(before), Some(&record.resource))
+                .await;
         }
         Ok(record)
     }
@@ -943,7 +958,7 @@ impl Provisioner {
             })
             .await?;
         // Soft-deleted too: it is no longer anyone's match.
-        self.note_write(kind, id, Some(&deleted), None);
+        self.note_write(kind, id, Some(&deleted), None).await;
         Ok(())
     }
 

@@ -63,11 +63,11 @@ impl Upstreams {
 
     /// `{"<upstream>": {"Users": "ready (N records)" | "building: …"}}`; a
     /// building index is no reason to be unready: look-ups scan meanwhile.
-    fn index_states(&self) -> Map<String, Value> {
+    async fn index_states(&self) -> Map<String, Value> {
         let mut states = Map::new();
         for (name, shared) in &self.indexes {
             let mut kinds = Map::new();
-            for (kind, readiness) in shared.index_readiness() {
+            for (kind, readiness) in shared.index_readiness().await {
                 let state = match readiness {
                     index::Readiness::Building => {
                         "building: look-ups scan the upstream meanwhile".to_string()
@@ -134,7 +134,7 @@ pub async fn alive() -> Json<Value> {
 }
 
 pub async fn ready(State(upstreams): State<Arc<Upstreams>>) -> Response {
-    let indexes = upstreams.index_states();
+    let indexes = upstreams.index_states().await;
     let Readiness {
         ready,
         upstreams,

@@ -171,7 +171,7 @@ pub fn register_upstream(upstream: &str, clustered: bool) {
     // A new router has new breakers, closed.
     metrics::gauge!("scimgate_upstream_breaker_state", "upstream" => upstream.to_string()).set(0.0);
     if clustered {
-        for what in ["rate", "lock", "in_flight"] {
+        for what in ["rate", "lock", "in_flight", "index"] {
             metrics::counter!("scimgate_cluster_fallback_total", "what" => what).increment(0);
         }
     }

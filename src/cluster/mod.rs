@@ -17,6 +17,10 @@
 //! metric; `refuse` answers 503 with `Retry-After`. The connection manager
 //! reconnects by itself; `/readyz` reports the store while it is down.
 
+mod index;
+
+pub use index::SharedIndex;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -114,6 +118,8 @@ struct Inner {
     lease: redis::Script,
     unlock: redis::Script,
     extend: redis::Script,
+    index_write: redis::Script,
+    index_finish: redis::Script,
 }
 
 impl std::fmt::Debug for ClusterStore {
@@ -177,6 +183,8 @@ impl ClusterStore {
                 lease: redis::Script::new(LEASE),
                 unlock: redis::Script::new(UNLOCK),
                 extend: redis::Script::new(EXTEND),
+                index_write: redis::Script::new(index::WRITE),
+                index_finish: redis::Script::new(index::FINISH),
             }),
         })
     }
