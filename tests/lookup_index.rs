@@ -29,6 +29,8 @@ struct Account {
     upstream: String,
     /// Requests the upstream has answered.
     calls: Arc<AtomicUsize>,
+    /// Of them, the writes to a group.
+    group_writes: Arc<AtomicUsize>,
 }
 
 /// A gateway in front of a Wrike account of [`USERS`] users, its indexes
@@ -42,10 +44,16 @@ async fn account(refresh_seconds: Option<u64>) -> Account {
     .unwrap();
     api.seed_contacts(USERS, "example.com").unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
+    let group_writes = Arc::new(AtomicUsize::new(0));
+    let (counted, counted_writes) = (calls.clone(), group_writes.clone());
     let router = api.router().layer(axum::middleware::from_fn(
         move |request: axum::extract::Request, next: axum::middleware::Next| {
             counted.fetch_add(1, Ordering::Relaxed);
+            if request.method() == Method::PUT
+                && request.uri().path().starts_with("/api/v4/groups/")
+            {
+                counted_writes.fetch_add(1, Ordering::Relaxed);
+            }
             next.run(request)
         },
     ));
@@ -57,6 +65,7 @@ async fn account(refresh_seconds: Option<u64>) -> Account {
         root: format!("http://{address}"),
         upstream: format!("http://{upstream}/api/v4"),
         calls,
+        group_writes,
     };
     account.wait_until_indexed().await;
     account
@@ -305,4 +314,44 @@ async fn a_change_made_upstream_is_found_after_the_next_full_read() {
         assert!(tokio::time::Instant::now() < deadline, "never re-read");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_added_in_bulk_go_at_most_members_per_call_ids_a_call() {
+    let account = account(None).await;
+    let group = common::scim_request(
+        &account.base,
+        Method::POST,
+        "/Groups",
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Everyone",
+        })),
+    )
+    .await;
+    assert_eq!(group.status, 201, "{}", group.body);
+    let group = group.body["id"].as_str().unwrap().to_string();
+    let contacts = account.upstream(Method::GET, "/contacts", &[]).await;
+    let members: Vec<Value> = contacts["data"].as_array().unwrap()[..250]
+        .iter()
+        .map(|c| json!({"value": c["id"]}))
+        .collect();
+    let before = account.group_writes.load(Ordering::Relaxed);
+    let patched = common::scim_request(
+        &account.base,
+        Method::PATCH,
+        &format!("/Groups/{group}"),
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": members}],
+        })),
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    // 250 ids at 100 a call (wrike.toml's members_per_call).
+    assert_eq!(account.group_writes.load(Ordering::Relaxed) - before, 3);
+    let held = account
+        .upstream(Method::GET, &format!("/groups/{group}"), &[])
+        .await;
+    assert_eq!(held["data"][0]["memberIds"].as_array().unwrap().len(), 250);
 }

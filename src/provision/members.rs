@@ -302,22 +302,23 @@ impl Provisioner {
             Members::GroupField {
                 add: Some(add),
                 remove: Some(remove),
+                per_call,
                 ..
             } => {
                 let ids = |members: &[String]| {
                     Value::Array(members.iter().map(|m| users.id.typed(m)).collect())
                 };
                 for (call, members) in [(add, &change.added), (remove, &change.removed)] {
-                    if members.is_empty() {
-                        continue;
+                    // At most `members_per_call` ids a call, in order.
+                    for chunk in members.chunks((*per_call).max(1)) {
+                        let list = ids(chunk);
+                        let request = call.request(Bindings {
+                            id: Some(group_id),
+                            members: Some(&list),
+                            ..Bindings::default()
+                        })?;
+                        self.client.call(&request).await?;
                     }
-                    let list = ids(members);
-                    let request = call.request(Bindings {
-                        id: Some(group_id),
-                        members: Some(&list),
-                        ..Bindings::default()
-                    })?;
-                    self.client.call(&request).await?;
                 }
             }
             Members::GroupField {

@@ -424,6 +424,8 @@ pub struct MembersSpec {
     /// `group_field`: the group's array of member ids; `user_field`: the
     /// user's array of group ids.
     pub field: Option<Spanned<String>>,
+    /// `group_field` with `add` and `remove`: the most ids one call carries.
+    pub members_per_call: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -514,6 +514,8 @@ pub enum Members {
         /// of ids); without them the whole list is written by the update.
         add: Option<Call>,
         remove: Option<Call>,
+        /// The most ids one `add` or `remove` call carries.
+        per_call: usize,
     },
     /// Each user's `field` lists its group ids; `list` lists a group's users;
     /// changed by each user's update call.

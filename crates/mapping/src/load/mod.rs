@@ -507,6 +507,8 @@ impl Compiler<'_> {
     }
 
     fn members(&mut self, section_name: &str, spec: &MembersSpec) -> Option<Members> {
+        /// A request of 10,000 ids is already larger than most APIs take.
+        const MAX_MEMBERS_PER_CALL: usize = 10_000;
         let both = [Placeholder::Id, Placeholder::Member];
         let id_only = [Placeholder::Id];
         let at = format!("[{section_name}.members]");
@@ -535,6 +537,26 @@ impl Compiler<'_> {
             ("field", spec.field.as_ref().map(Spanned::span)),
         ];
         let mut complete = true;
+        let per_call = match &spec.members_per_call {
+            None => usize::MAX,
+            Some(count) if members_style != MembersStyle::GroupField || spec.add.is_none() => {
+                self.report.push(self.source.error_at(
+                    Some(count.span()),
+                    format!("{at} `members_per_call` bounds the ids of one `add` or `remove` call of style = \"group_field\"; this style sends {}", if members_style == MembersStyle::GroupField { "the whole list through the update call" } else { "one member per call" }),
+                ));
+                complete = false;
+                usize::MAX
+            }
+            Some(count) if !(1..=MAX_MEMBERS_PER_CALL).contains(count.get_ref()) => {
+                self.report.push(self.source.error_at(
+                    Some(count.span()),
+                    format!("{at} `members_per_call` is {}; it must be from 1 to {MAX_MEMBERS_PER_CALL}", count.get_ref()),
+                ));
+                complete = false;
+                usize::MAX
+            }
+            Some(count) => *count.get_ref(),
+        };
         if members_style == MembersStyle::GroupField && spec.add.is_some() != spec.remove.is_some()
         {
             self.report.push(self.source.error_at(
@@ -600,6 +622,7 @@ impl Compiler<'_> {
                     Some(f) => Some(self.field(f)?),
                     None => None,
                 },
+                per_call,
                 add: match &spec.add {
                     Some(_) => Some(call(self, &spec.add, CallRole::MemberIds, &id_only, "add")?),
                     None => None,

@@ -533,3 +533,34 @@ fn an_index_derives_what_the_list_cannot_filter_and_refuses_what_would_have_no_e
         );
     }
 }
+
+#[test]
+fn members_per_call_bounds_only_calls_that_take_lists_of_ids() {
+    let wrike = include_str!("../../../../mappings/upstream/wrike.toml");
+    let mut report = Report::default();
+    let mapping = compile(&SourceFile::new("m.toml", wrike), &mut report).unwrap();
+    let Some(crate::Members::GroupField { per_call, .. }) = &mapping.groups.unwrap().members else {
+        panic!("wrike.toml's groups hold their members")
+    };
+    assert_eq!(*per_call, 100);
+    let zero = wrike.replacen("members_per_call = 100", "members_per_call = 0", 1);
+    let errors = errors_of(&zero);
+    assert!(
+        located(
+            &errors,
+            "`members_per_call` is 0; it must be from 1 to 10000"
+        )
+        .contains(&at_line_of(&zero, "members_per_call")),
+        "{errors:?}"
+    );
+    let endpoints = legacy_with(
+        "[groups.members]\n",
+        "[groups.members]\nmembers_per_call = 10\n",
+    );
+    let errors = errors_of(&endpoints);
+    assert!(
+        located(&errors, "this style sends one member per call")
+            .contains(&at_line_of(&endpoints, "members_per_call")),
+        "{errors:?}"
+    );
+}
