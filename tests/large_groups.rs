@@ -39,6 +39,15 @@ async fn everyone() -> Everyone {
 
 /// The same with a team of `members`, the mapping changed by `adjust`.
 async fn team_of(members: usize, adjust: impl FnOnce(&mut UpstreamMapping)) -> Everyone {
+    team(members, adjust, None).await
+}
+
+/// …and the upstream answering 400 to each request whose query has `fail`.
+async fn team(
+    members: usize,
+    adjust: impl FnOnce(&mut UpstreamMapping),
+    fail: Option<&'static str>,
+) -> Everyone {
     let api = LegacyApi::open(LegacyConfig {
         api_key: API_KEY.into(),
         database: Database::Memory,
@@ -50,7 +59,16 @@ async fn team_of(members: usize, adjust: impl FnOnce(&mut UpstreamMapping)) -> E
     let router = api.router().layer(axum::middleware::from_fn(
         move |request: axum::extract::Request, next: axum::middleware::Next| {
             counted.fetch_add(1, Ordering::Relaxed);
-            next.run(request)
+            let failing = fail.is_some_and(|f| request.uri().query().unwrap_or("").contains(f));
+            async move {
+                if failing {
+                    return axum::response::IntoResponse::into_response((
+                        http::StatusCode::BAD_REQUEST,
+                        "{}",
+                    ));
+                }
+                next.run(request).await
+            }
         },
     ));
     let upstream = common::serve(router).await;
@@ -292,4 +310,73 @@ async fn without_a_lookup_call_the_membership_check_pages_past_scan_cap() {
             _ => assert!(made > 100, "{made} calls"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_with_members_streams_all_100k_of_them_past_scan_cap() {
+    let everyone = everyone().await;
+    let before = everyone.calls.load(Ordering::Relaxed);
+    let reply = common::scim_request(
+        &everyone.base,
+        Method::GET,
+        &format!("/Groups/{}", everyone.group),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("application/scim+json"));
+    assert_eq!(reply.body["id"], everyone.group);
+    assert_eq!(reply.body["displayName"], "everyone");
+    let members = reply.body["members"].as_array().unwrap();
+    assert_eq!(members.len(), MEMBERS);
+    let first = &members[0];
+    assert_eq!(first["value"], "1");
+    assert!(
+        first["$ref"].as_str().unwrap().ends_with("/Users/1"),
+        "{first}"
+    );
+    // The group, then the member list a page (of 100) at a time.
+    let made = everyone.calls.load(Ordering::Relaxed) - before;
+    assert_eq!(made, 1 + MEMBERS / 100, "{made} calls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_list_that_fails_midway_cuts_the_answer_short() {
+    // The third page of members fails, after the answer has begun.
+    let team = team(500, |_| {}, Some("page=3")).await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/Groups/{}", team.base, team.group))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Either the connection is cut or what arrived is no whole JSON.
+    let mut response = response;
+    let mut body = Vec::new();
+    let mut cut = false;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(_) => {
+                cut = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        cut || serde_json::from_slice::<Value>(&body).is_err(),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // And the gateway keeps serving.
+    let again = common::scim_request(
+        &team.base,
+        Method::GET,
+        &format!("/Groups/{}?excludedAttributes=members", team.group),
+        None,
+    )
+    .await;
+    assert_eq!(again.status, 200, "{}", again.body);
 }

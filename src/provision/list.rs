@@ -411,7 +411,7 @@ impl Provisioner {
     ) -> Result<Fetched, ProvisionError> {
         let mut records = Vec::new();
         let total = walk_pages(&self.client, call, request, offset, window, |page| {
-            records.extend(page.iter().take(limit - records.len()).cloned());
+            records.extend(page.into_iter().take(limit - records.len()));
             Ok(records.len() < limit)
         })
         .await?;
@@ -462,75 +462,136 @@ pub(super) async fn walk_pages(
     request: &UpstreamRequest,
     offset: u64,
     window: Option<u64>,
-    mut on_page: impl FnMut(&[Value]) -> Result<bool, ProvisionError>,
+    mut on_page: impl FnMut(Vec<Value>) -> Result<bool, ProvisionError>,
 ) -> Result<Option<u64>, ProvisionError> {
-    let Some(paging) = &call.paging else {
-        let response = client.call(request).await?;
-        let records = call
-            .items(&response.body)
-            .ok_or(crate::mapping::MappingError::NotAList)?;
-        let total = Some(records.len() as u64);
-        on_page(records.get(offset as usize..).unwrap_or_default())?;
-        return Ok(total);
-    };
-    let max = paging.max_page_size;
-    let size = match window {
-        // A window that lines up with pages is fetched as exactly those pages.
-        Some(w) if w <= max && (paging.arbitrary_offsets() || offset.is_multiple_of(w)) => w,
-        _ => max,
-    };
-    // Sequential styles (cursor, link) start at the beginning and skip.
-    let seekable = paging.window(0, size).is_some();
-    let mut position = match (seekable, paging.arbitrary_offsets()) {
-        (false, _) => 0,
-        (true, true) => offset,
-        (true, false) => offset / size * size,
-    };
-    let mut skip = (offset - position) as usize;
-    let mut page_query = paging
-        .window(position, size)
-        .unwrap_or_else(|| paging.first_query(size));
-    let mut total = None;
-    // At least one call, even for `count=0`: it carries the total.
-    loop {
-        let mut page_request = request.clone();
-        if paging.style == PagingStyle::Link && position > 0 {
-            // A Link URL's query is the whole next query.
-            page_request.query = page_query.clone();
-        } else {
-            page_request.query.extend(page_query.iter().cloned());
-        }
-        let response = client.call(&page_request).await?;
-        if total.is_none() {
-            total = read_total(&paging.total, &response.headers, &response.body);
-        }
-        let page = call
-            .items(&response.body)
-            .ok_or(crate::mapping::MappingError::NotAList)?;
-        let received = page.len();
-        let skipped = skip.min(received);
-        skip -= skipped;
-        let more = on_page(&page[skipped..])?;
-        position += if seekable { size } else { received as u64 };
-        if received == 0 || !more {
+    let mut pages = Pages::new(call, request, offset, window);
+    while let Some(page) = pages.next(client).await? {
+        if !on_page(page)? {
             break;
         }
-        let next = if seekable {
-            let exhausted = (received as u64) < size || total.is_some_and(|t| position >= t);
-            if exhausted {
-                None
-            } else {
-                paging.window(position, size)
+    }
+    Ok(pages.total)
+}
+
+/// A list call's pages, read one at a time as they are asked for.
+pub(super) struct Pages<'c> {
+    call: &'c Call,
+    request: UpstreamRequest,
+    /// The next page's query; `None` once the list has ended.
+    next_query: Option<Vec<(String, String)>>,
+    size: u64,
+    seekable: bool,
+    /// Where the next page starts, and how much of it to skip.
+    position: u64,
+    skip: usize,
+    /// The upstream's total, once a page has told it.
+    pub(super) total: Option<u64>,
+}
+
+impl<'c> Pages<'c> {
+    pub(super) fn new(
+        call: &'c Call,
+        request: &UpstreamRequest,
+        offset: u64,
+        window: Option<u64>,
+    ) -> Self {
+        let mut pages = Pages {
+            call,
+            request: request.clone(),
+            next_query: Some(Vec::new()),
+            size: 0,
+            seekable: false,
+            position: 0,
+            skip: offset as usize,
+            total: None,
+        };
+        let Some(paging) = &call.paging else {
+            return pages;
+        };
+        let max = paging.max_page_size;
+        pages.size = match window {
+            // A window that lines up with pages is fetched as exactly those pages.
+            Some(w) if w <= max && (paging.arbitrary_offsets() || offset.is_multiple_of(w)) => w,
+            _ => max,
+        };
+        // Sequential styles (cursor, link) start at the beginning and skip.
+        pages.seekable = paging.window(0, pages.size).is_some();
+        pages.position = match (pages.seekable, paging.arbitrary_offsets()) {
+            (false, _) => 0,
+            (true, true) => offset,
+            (true, false) => offset / pages.size * pages.size,
+        };
+        pages.skip = (offset - pages.position) as usize;
+        pages.next_query = Some(
+            paging
+                .window(pages.position, pages.size)
+                .unwrap_or_else(|| paging.first_query(pages.size)),
+        );
+        pages
+    }
+
+    /// The next page's records (after any skipped), or `None` at the end.
+    /// The first call is always made, even for an empty window: it carries
+    /// the total.
+    pub(super) async fn next(
+        &mut self,
+        client: &UpstreamClient,
+    ) -> Result<Option<Vec<Value>>, ProvisionError> {
+        let Some(page_query) = self.next_query.take() else {
+            return Ok(None);
+        };
+        let call = self.call;
+        let Some(paging) = &call.paging else {
+            let response = client.call(&self.request).await?;
+            let mut records = call
+                .take_items(response.body)
+                .ok_or(crate::mapping::MappingError::NotAList)?;
+            self.total = Some(records.len() as u64);
+            records.drain(..self.skip.min(records.len()));
+            return Ok(Some(records));
+        };
+        let mut page_request = self.request.clone();
+        if paging.style == PagingStyle::Link && self.position > 0 {
+            // A Link URL's query is the whole next query.
+            page_request.query = page_query;
+        } else {
+            page_request.query.extend(page_query);
+        }
+        let response = client.call(&page_request).await?;
+        if self.total.is_none() {
+            self.total = read_total(&paging.total, &response.headers, &response.body);
+        }
+        // A cursor or a Link is read before the body's items are taken.
+        let next_query = match self.seekable {
+            true => None,
+            false => paging.next_query(self.size, &response.headers, &response.body),
+        };
+        let mut page = call
+            .take_items(response.body)
+            .ok_or(crate::mapping::MappingError::NotAList)?;
+        let received = page.len();
+        let skipped = self.skip.min(received);
+        self.skip -= skipped;
+        self.position += if self.seekable {
+            self.size
+        } else {
+            received as u64
+        };
+        self.next_query = if received == 0 {
+            None
+        } else if self.seekable {
+            let exhausted =
+                (received as u64) < self.size || self.total.is_some_and(|t| self.position >= t);
+            match exhausted {
+                true => None,
+                false => paging.window(self.position, self.size),
             }
         } else {
-            paging.next_query(size, &response.headers, &response.body)
+            next_query
         };
-        match next {
-            Some(query) => page_query = query,
-            None => break,
-        }
+        page.drain(..skipped);
+        Ok(Some(page))
     }
-    Ok(total)
 }
 
 /// `G` and `U` of `id eq "G" and members[value eq "U"]`, either way round.

@@ -14,6 +14,9 @@ use crate::scim::filter::{CompareOp, Filter};
 use crate::scim::patch::{PatchOpKind, PatchOperation};
 use crate::upstream::CallError;
 
+/// Pages of members read ahead of a streamed answer.
+const PAGES_AHEAD: usize = 2;
+
 impl Provisioner {
     /// The SCIM `members` of a group (`$ref` is added by the server, which
     /// knows the base URL). `group` is the group's upstream record.
@@ -23,17 +26,26 @@ impl Provisioner {
         group_id: &str,
         group: &Value,
     ) -> Result<Vec<Value>, ProvisionError> {
-        let bindings = Bindings::id(group_id);
+        let listed = match members {
+            Members::Endpoints { list, .. } | Members::UserField { list, .. } => self
+                .fetch_all(list, Bindings::id(group_id))
+                .await
+                .map_err(|error| too_many_members(group_id, error))?,
+            Members::GroupField { .. } => Vec::new(),
+        };
+        Ok(self.members_of_page(members, group, &listed))
+    }
+
+    /// The SCIM members a page of a list call names (`listed`), or the
+    /// group record holds (`group_field`).
+    fn members_of_page(&self, members: &Members, group: &Value, listed: &[Value]) -> Vec<Value> {
+        let users = &self.client.mapping().users;
         let entries: Vec<(String, Option<String>)> = match members {
             Members::Endpoints {
-                list,
                 member_field,
                 display_field,
                 ..
-            } => self
-                .fetch_all(list, bindings)
-                .await
-                .map_err(|error| too_many_members(group_id, error))?
+            } => listed
                 .iter()
                 .filter_map(|record| {
                     let value = member_field.get(record).and_then(id_text)?;
@@ -57,25 +69,16 @@ impl Provisioner {
                     id.and_then(id_text).map(|id| (id, None))
                 })
                 .collect(),
-            Members::UserField {
-                list,
-                display_field,
-                ..
-            } => {
-                let users = &self.client.mapping().users;
-                self.fetch_all(list, bindings)
-                    .await
-                    .map_err(|error| too_many_members(group_id, error))?
-                    .iter()
-                    .filter(|user| !users.soft_delete.as_ref().is_some_and(|s| s.marks(user)))
-                    .filter_map(|user| {
-                        let id = users.upstream_id(user).ok()?;
-                        Some((id, display_of(display_field.as_ref(), user)))
-                    })
-                    .collect()
-            }
+            Members::UserField { display_field, .. } => listed
+                .iter()
+                .filter(|user| !users.soft_delete.as_ref().is_some_and(|s| s.marks(user)))
+                .filter_map(|user| {
+                    let id = users.upstream_id(user).ok()?;
+                    Some((id, display_of(display_field.as_ref(), user)))
+                })
+                .collect(),
         };
-        Ok(entries
+        entries
             .into_iter()
             .map(|(value, display)| {
                 let mut member = Map::new();
@@ -86,7 +89,66 @@ impl Provisioner {
                 member.insert("type".into(), Value::from("User"));
                 Value::Object(member)
             })
-            .collect())
+            .collect()
+    }
+
+    /// Whether a group's members are read from a list call, page by page,
+    /// so that an answer can stream them rather than hold them all.
+    pub fn lists_members(&self) -> bool {
+        let groups = self.client.mapping().groups.as_ref();
+        matches!(
+            groups.and_then(|g| g.members.as_ref()),
+            Some(Members::Endpoints { .. } | Members::UserField { .. })
+        )
+    }
+
+    /// The members of the group `group_id`, a page at a time as they are
+    /// read, at most [`PAGES_AHEAD`] pages ahead of their reader: a group
+    /// of 100,000 is answered in the memory of a few pages, past scan_cap.
+    /// A failure ends the pages with it.
+    pub fn member_pages(
+        &self,
+        group_id: &str,
+    ) -> tokio::sync::mpsc::Receiver<Result<Vec<Value>, ProvisionError>> {
+        let (pages, receiver) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+        let provisioner = self.clone();
+        let group_id = group_id.to_string();
+        tokio::spawn(async move {
+            let Some(members) = provisioner
+                .client
+                .mapping()
+                .groups
+                .as_ref()
+                .and_then(|g| g.members.as_ref())
+            else {
+                return;
+            };
+            let (Members::Endpoints { list, .. } | Members::UserField { list, .. }) = members
+            else {
+                return;
+            };
+            let request = match list.request(Bindings::id(&group_id)) {
+                Ok(request) => request,
+                Err(error) => {
+                    let _ = pages.send(Err(error.into())).await;
+                    return;
+                }
+            };
+            let mut listed = super::list::Pages::new(list, &request, 0, None);
+            loop {
+                let page = match listed.next(&provisioner.client).await {
+                    Ok(Some(page)) => Ok(provisioner.members_of_page(members, &Value::Null, &page)),
+                    Ok(None) => return,
+                    Err(error) => Err(error),
+                };
+                let failed = page.is_err();
+                // The reader hung up (the client went away): stop reading.
+                if pages.send(page).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        receiver
     }
 
     /// Checks a membership change before anything is written: every member

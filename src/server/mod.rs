@@ -11,6 +11,7 @@ mod gate;
 mod health;
 mod limit;
 pub mod listen;
+mod members_body;
 mod observe;
 mod public_base;
 pub mod reload;

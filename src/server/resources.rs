@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
@@ -79,7 +80,7 @@ fn encode_segment(id: &str) -> String {
 }
 
 /// References to users carry a `$ref` derived from their `value`.
-fn add_user_ref(reference: &mut Value, base: &str) {
+pub(super) fn add_user_ref(reference: &mut Value, base: &str) {
     if let Some(value) = reference
         .get("value")
         .and_then(Value::as_str)
@@ -175,10 +176,21 @@ pub async fn get(
     ScimPath(id): ScimPath,
     PublicBase(base): PublicBase,
     query: ScimQuery,
-) -> Result<ScimResponse, ErrorResponse> {
+) -> Result<Response, ErrorResponse> {
     let with_members = kind == Kind::Group && query.wants("members");
-    let record = app.provisioner.get(kind, &id, with_members).await?;
-    Ok(single(kind, StatusCode::OK, record.resource, &base, &query))
+    // Members read from a list are streamed after the group, a page at a
+    // time; a projection that names attributes is made whole instead.
+    let streamed = with_members && query.attributes.is_empty() && app.provisioner.lists_members();
+    let record = app
+        .provisioner
+        .get(kind, &id, with_members && !streamed)
+        .await?;
+    if streamed {
+        let group = single(kind, StatusCode::OK, record.resource, &base, &query);
+        let pages = app.provisioner.member_pages(&id);
+        return Ok(super::members_body::with_members(group, pages, base));
+    }
+    Ok(single(kind, StatusCode::OK, record.resource, &base, &query).into_response())
 }
 
 pub async fn create(

@@ -464,6 +464,18 @@ impl Call {
         self.items.as_deref().filter(|pointer| !pointer.is_empty())
     }
 
+    /// The items of a list answer, taken out of it.
+    pub fn take_items(&self, mut body: Value) -> Option<Vec<Value>> {
+        let items = match self.items_pointer() {
+            None => body,
+            Some(pointer) => body.pointer_mut(pointer)?.take(),
+        };
+        match items {
+            Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
     pub fn items<'a>(&self, body: &'a Value) -> Option<&'a Vec<Value>> {
         match self.items.as_deref() {
             None | Some("") => body.as_array(),
