@@ -51,10 +51,11 @@ struct Args {
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/results.json")]
     output: PathBuf,
-    /// Run only the scenarios whose name contains this text (for profiling
-    /// one of them); the memory and startup figures are still reported.
+    /// Run only the scenarios whose name contains this text; repeat it
+    /// for several (for profiling one of them, or comparing a few); the
+    /// memory and startup figures are still reported.
     #[arg(long)]
-    only: Option<String>,
+    only: Vec<String>,
     /// Send the timed scenarios at this fixed total rate (requests per
     /// second, spread over the connections) instead of as fast as possible:
     /// latency then shows the gateway's own cost rather than queueing for a
@@ -453,9 +454,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
     ];
     let chosen = |name: &str| {
-        args.only
-            .as_ref()
-            .is_none_or(|only| name.contains(only.as_str()))
+        args.only.is_empty() || args.only.iter().any(|only| name.contains(only.as_str()))
     };
     for (name, through, straight) in timed.into_iter().filter(|(name, _, _)| chosen(name)) {
         scenarios.push(

@@ -98,6 +98,16 @@ pub struct UpstreamResponse {
     pub body: Value,
 }
 
+/// The HTTP client every upstream call goes through, before its TLS
+/// settings; the benchmark's bare forwarder (its floor) is built on it too.
+pub fn http_client(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+}
+
 /// How long a streamed list may take, its body included.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -144,11 +154,7 @@ impl UpstreamClient {
         cluster: Option<&ClusterStore>,
     ) -> Result<Self, UpstreamError> {
         let mapping = upstream.mapping.clone();
-        let mut builder = reqwest::Client::builder()
-            .timeout(mapping.timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none());
+        let mut builder = http_client(mapping.timeout);
         if let Some(ca) = &upstream.tls.ca_pem {
             for certificate in reqwest::Certificate::from_pem_bundle(ca).map_err(|_| {
                 UpstreamError::Setup("the upstream CA file is not PEM certificates".into())

@@ -112,6 +112,48 @@ impl Compiler<'_> {
     }
 }
 
+impl Compiler<'_> {
+    /// Warns of the matching attributes that every look-up would scan the
+    /// list for: neither pushed down nor indexed.
+    pub(super) fn advise_index(
+        &mut self,
+        section_name: &str,
+        section: &ResourceSection,
+        filters: &[FilterParam],
+        attributes: &[AttributeMap],
+    ) {
+        let matched: &[&str] = match section_name {
+            "users" => &MATCHED_USER_ATTRIBUTES,
+            _ => &MATCHED_GROUP_ATTRIBUTES,
+        };
+        let scanned: Vec<&str> = matched
+            .iter()
+            .copied()
+            .filter(|name| {
+                let Ok(path) = AttrPath::parse(name) else {
+                    return false;
+                };
+                let read = attributes
+                    .iter()
+                    .any(|a| same_path(&a.scim.path, &path) && a.direction != Direction::Write);
+                read && !filters.iter().any(|f| same_path(&f.path, &path))
+            })
+            .collect();
+        if scanned.is_empty() {
+            return;
+        }
+        self.report.push(self.source.warning_at(
+            Some(section.list.path.span()),
+            format!(
+                "[{section_name}] an IdP's look-up by {} scans this list (up to scan_cap) at \
+                 every request: push it down in [{section_name}.filters], or declare \
+                 [{section_name}.index]",
+                scanned.join(", ")
+            ),
+        ));
+    }
+}
+
 /// The same attribute, as the schema's case-insensitive names have it.
 fn same_path(a: &AttrPath, b: &AttrPath) -> bool {
     let same = |x: &Option<String>, y: &Option<String>| match (x, y) {

@@ -471,10 +471,13 @@ impl Compiler<'_> {
                 ),
             },
         };
-        let index = section
-            .index
-            .as_ref()
-            .map(|spec| self.index(section_name, spec, schema, &filters, &attributes));
+        let index = match &section.index {
+            Some(spec) => Some(self.index(section_name, spec, schema, &filters, &attributes)),
+            None => {
+                self.advise_index(section_name, section, &filters, &attributes);
+                None
+            }
+        };
         let meta = MetaFields {
             created: section.meta.created.as_ref().and_then(|f| self.field(f)),
             last_modified: section

@@ -564,3 +564,29 @@ fn members_per_call_bounds_only_calls_that_take_lists_of_ids() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_matching_attribute_neither_pushed_down_nor_indexed_is_a_warning_at_the_list() {
+    let wrike = include_str!("../../../../mappings/upstream/wrike.toml");
+    let unindexed =
+        wrike
+            .replacen("[users.index]\n", "", 1)
+            .replacen("refresh_seconds = 900\n", "", 1);
+    let warnings = errors_of(&unindexed);
+    let warning = located(
+        &warnings,
+        "look-up by userName, externalId, emails.value scans",
+    );
+    assert!(warning.contains("warning"), "{warning}");
+    assert!(
+        warning.contains(&at_line_of(&unindexed, "path = \"/api/v4/contacts\"")),
+        "{warning}"
+    );
+    // The shipped mappings push down or index every one.
+    for shipped in [
+        wrike,
+        include_str!("../../../../mappings/upstream/legacy.toml"),
+    ] {
+        assert!(errors_of(shipped).is_empty(), "{:?}", errors_of(shipped));
+    }
+}
