@@ -31,6 +31,9 @@ mod cluster;
 #[path = "bench/lookups.rs"]
 mod lookups;
 
+#[path = "bench/floor.rs"]
+mod floor;
+
 use harness::{API_KEY, Process, TOKEN, free_port, gateway_config, tempdir, usage, wait_for};
 
 #[derive(Parser)]
@@ -84,6 +87,18 @@ struct Args {
     /// users; writes target/bench/lookups.json.
     #[arg(long)]
     lookups: bool,
+    /// Run the floor beside the gateway: a bare forwarder on the same
+    /// listener and HTTP client, making the same upstream calls with none
+    /// of the gateway's work; every scenario then reports its CPU per
+    /// request and the gateway's over it.
+    #[arg(long)]
+    floor: bool,
+    /// Serve the floor on this port (what `--floor` runs as a process).
+    #[arg(long, hide = true, requires = "floor_upstream")]
+    serve_floor: Option<u16>,
+    /// The legacy API's port, for `--serve-floor`.
+    #[arg(long, hide = true)]
+    floor_upstream: Option<u16>,
     /// Account sizes for `--lookups` (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     lookup_users: Vec<usize>,
@@ -115,7 +130,43 @@ struct Scenario {
     /// same stack costs, beside the gateway's proxying cost.
     upstream_cpu_us_per_direct_request: f64,
     gateway_rss_kib_after: u64,
+    /// With `--floor`: the bare forwarder's side, its CPU per request, and
+    /// the gateway's CPU per request over it.
+    floor: Option<Side>,
+    floor_cpu_us_per_request: Option<f64>,
+    gateway_over_floor: Option<f64>,
 }
+
+/// The floor's process, and how a gateway request becomes the floor's.
+struct Floor {
+    target: Arc<Target>,
+    pid: u32,
+    gateway_root: String,
+    root: String,
+}
+
+impl Floor {
+    /// The same request at the floor; names the gateway creates get a
+    /// floor's own, so neither side finds the other's users.
+    fn rewrite(&self, through: Make) -> Make {
+        let (from, to) = (self.gateway_root.clone(), self.root.clone());
+        Arc::new(move |i| {
+            through(i)
+                .into_iter()
+                .map(|(method, url, body)| {
+                    let url = url.replacen(&from, &to, 1).replace("-gw-", "-floor-");
+                    let body = body.map(|body| {
+                        serde_json::from_str(&body.to_string().replace("-gw-", "-floor-"))
+                            .unwrap_or(body)
+                    });
+                    (method, url, body)
+                })
+                .collect()
+        })
+    }
+}
+
+type Make = Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>;
 
 /// One request: method, URL, body.
 type Request = (reqwest::Method, String, Option<Value>);
@@ -232,6 +283,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let (Some(port), Some(upstream)) = (args.serve_floor, args.floor_upstream) {
+        return floor::serve(port, upstream).await;
+    }
     let bin = harness::scimgate_binary()?;
     if args.cluster {
         return cluster::run(&args, &bin).await;
@@ -317,13 +371,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
         upstream: legacy_process.0.id(),
         pinned: args.pin.then(cpu_layout).transpose()?,
     };
+    let _floor_process;
+    let floor = match args.floor {
+        false => None,
+        true => {
+            let port = free_port()?;
+            let child = Command::new(std::env::current_exe()?)
+                .args(["--serve-floor", &port.to_string()])
+                .args(["--floor-upstream", &legacy_port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let pid = child.id();
+            _floor_process = harness::Process(child);
+            let floor_root = format!("http://127.0.0.1:{port}");
+            wait_for(&format!("{floor_root}/healthz"), None).await?;
+            Some(Floor {
+                target: Arc::new(Target {
+                    http: http.clone(),
+                    auth: ("authorization", format!("Bearer {TOKEN}")),
+                }),
+                pid,
+                gateway_root: root.clone(),
+                root: floor_root,
+            })
+        }
+    };
     if let Some(layout) = &pids.pinned {
         pin(std::process::id(), &layout.shared())?;
         pin(gateway_pid, &layout.own())?;
+        if let Some(floor) = &floor {
+            pin(floor.pid, &layout.shared())?;
+        }
     }
     let mut scenarios = Vec::new();
 
-    type Make = Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>;
     let timed: Vec<(&str, Make, Make)> = vec![
         (
             "GET /Users/{id}",
@@ -459,7 +541,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for (name, through, straight) in timed.into_iter().filter(|(name, _, _)| chosen(name)) {
         scenarios.push(
             measure(
-                name, &gateway, &direct, pids, timed_load, None, through, straight,
+                name,
+                &gateway,
+                &direct,
+                floor.as_ref(),
+                pids,
+                timed_load,
+                None,
+                through,
+                straight,
             )
             .await?,
         );
@@ -474,6 +564,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &sync_name,
             &gateway,
             &direct,
+            floor.as_ref(),
             pids,
             Load {
                 concurrency: args.sync_concurrency,
@@ -533,6 +624,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 &format!("list {total} users, count=100 ({pages} pages)"),
                 &gateway,
                 &direct,
+                floor.as_ref(),
                 pids,
                 Load {
                     concurrency: args.concurrency.min(8),
@@ -675,11 +767,12 @@ async fn measure(
     name: &str,
     gateway: &Arc<Target>,
     direct: &Arc<Target>,
+    floor: Option<&Floor>,
     pids: Pids,
     load: Load,
     limit: Option<usize>,
-    through: Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>,
-    straight: Arc<dyn Fn(usize) -> Vec<Request> + Send + Sync>,
+    through: Make,
+    straight: Make,
 ) -> anyhow::Result<Scenario> {
     eprintln!("- {name}");
     if let Some(layout) = pids.pinned {
@@ -691,10 +784,31 @@ async fn measure(
     if let Some(layout) = pids.pinned {
         pin(pids.upstream, &layout.shared())?;
     }
+    let per_request = |seconds: f64, side: &Side| seconds * 1e6 / side.requests.max(1) as f64;
+    let mut floor_side = None;
+    if let Some(floor) = floor {
+        if let Some(layout) = pids.pinned {
+            pin(pids.gateway, &layout.shared())?;
+            pin(floor.pid, &layout.own())?;
+        }
+        let (before, _, _) = usage(floor.pid)?;
+        let side = drive(
+            floor.target.clone(),
+            load,
+            limit,
+            floor.rewrite(through.clone()),
+        )
+        .await;
+        let (after, _, _) = usage(floor.pid)?;
+        if let Some(layout) = pids.pinned {
+            pin(floor.pid, &layout.shared())?;
+            pin(pids.gateway, &layout.own())?;
+        }
+        floor_side = Some((per_request(after - before, &side), side));
+    }
     let (cpu_before, _, _) = usage(pids.gateway)?;
     let gateway_side = drive(gateway.clone(), load, limit, through).await;
     let (cpu_after, rss, _) = usage(pids.gateway)?;
-    let per_request = |seconds: f64, side: &Side| seconds * 1e6 / side.requests.max(1) as f64;
     let cpu_us = per_request(cpu_after - cpu_before, &gateway_side);
     let upstream_cpu_us = per_request(upstream_after - upstream_before, &direct_side);
     Ok(Scenario {
@@ -707,12 +821,17 @@ async fn measure(
         gateway_rss_kib_after: rss,
         gateway: gateway_side,
         direct: direct_side,
+        floor_cpu_us_per_request: floor_side.as_ref().map(|(cpu, _)| *cpu),
+        gateway_over_floor: floor_side
+            .as_ref()
+            .map(|(cpu, _)| cpu_us / cpu.max(f64::MIN_POSITIVE)),
+        floor: floor_side.map(|(_, side)| side),
     })
 }
 
 fn print_table(scenarios: &[Scenario]) {
     println!(
-        "{:<48} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>6}",
+        "{:<48} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}",
         "scenario",
         "gw req/s",
         "dir req/s",
@@ -724,11 +843,13 @@ fn print_table(scenarios: &[Scenario]) {
         "+p50 µs",
         "cpu µs/r",
         "ref µs/r",
+        "flr µs/r",
+        "gw/floor",
         "errors"
     );
     for s in scenarios {
         println!(
-            "{:<48} {:>9.0} {:>9.0} {:>7.2} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9.1} {:>9.1} {:>6}",
+            "{:<48} {:>9.0} {:>9.0} {:>7.2} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9.1} {:>9.1} {:>9} {:>8} {:>6}",
             s.name,
             s.gateway.throughput,
             s.direct.throughput,
@@ -740,7 +861,11 @@ fn print_table(scenarios: &[Scenario]) {
             s.added_p50_us,
             s.gateway_cpu_us_per_request,
             s.upstream_cpu_us_per_direct_request,
-            s.gateway.errors + s.direct.errors
+            s.floor_cpu_us_per_request
+                .map_or("—".to_string(), |cpu| format!("{cpu:.1}")),
+            s.gateway_over_floor
+                .map_or("—".to_string(), |ratio| format!("{ratio:.2}")),
+            s.gateway.errors + s.direct.errors + s.floor.as_ref().map_or(0, |f| f.errors)
         );
     }
 }
