@@ -914,6 +914,29 @@ async fn count(target: &Target, url: &str) -> anyhow::Result<usize> {
     Ok(body["totalResults"].as_u64().unwrap_or(0) as usize)
 }
 
+/// A gateway process serving `config` (`{port}` in it becomes a free
+/// port), once it answers `/readyz`: the process, its pid and root URL.
+pub async fn spawn_gateway(
+    bin: &std::path::Path,
+    name: &str,
+    config: &str,
+) -> anyhow::Result<(Process, u32, String)> {
+    let port = free_port()?;
+    let path = tempdir()?.join(format!("{name}.toml"));
+    std::fs::write(&path, config.replace("{port}", &port.to_string()))?;
+    let child = std::process::Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    let root = format!("http://127.0.0.1:{port}");
+    wait_for(&format!("{root}/readyz"), None).await?;
+    Ok((Process(child), pid, root))
+}
+
 /// Sends SIGHUP and reads the gateway's own measure of the reload.
 async fn reload_time(pid: u32, logs: std::process::ChildStdout) -> Option<u64> {
     let (found, mut wait) = tokio::sync::oneshot::channel();

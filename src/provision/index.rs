@@ -376,7 +376,7 @@ impl LookupIndex {
         self.settings
             .attributes
             .iter()
-            .position(|indexed| same_path(indexed, path))
+            .position(|indexed| indexed.same_attribute(path))
     }
 
     /// Never held across an await; a panic elsewhere cannot poison what
@@ -714,15 +714,6 @@ fn values_at<'r>(resource: &'r Value, path: &AttrPath) -> Vec<&'r str> {
         })
         .filter_map(Value::as_str)
         .collect()
-}
-
-fn same_path(a: &AttrPath, b: &AttrPath) -> bool {
-    let same = |x: &Option<String>, y: &Option<String>| match (x, y) {
-        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
-        (None, None) => true,
-        _ => false,
-    };
-    a.name.eq_ignore_ascii_case(&b.name) && same(&a.sub, &b.sub) && same(&a.uri, &b.uri)
 }
 
 #[cfg(test)]

@@ -659,11 +659,7 @@ fn push_down(filter: &Filter, params: &[FilterParam]) -> Option<(String, String)
             value: Value::String(value),
         } => params
             .iter()
-            .find(|p| {
-                p.path.name.eq_ignore_ascii_case(&path.name)
-                    && option_eq_ignore_case(&p.path.sub, &path.sub)
-                    && option_eq_ignore_case(&p.path.uri, &path.uri)
-            })
+            .find(|p| p.path.same_attribute(path))
             .map(|p| (p.param.clone(), value.clone())),
         // `emails[type eq "work"].value eq "x"` and `emails[value eq "x"]`.
         Filter::ValuePath { path, filter } => match filter.as_ref() {
@@ -703,14 +699,6 @@ fn push_down(filter: &Filter, params: &[FilterParam]) -> Option<(String, String)
         },
         Filter::And(left, right) => push_down(left, params).or_else(|| push_down(right, params)),
         _ => None,
-    }
-}
-
-fn option_eq_ignore_case(a: &Option<String>, b: &Option<String>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-        (None, None) => true,
-        _ => false,
     }
 }
 

@@ -103,7 +103,7 @@ impl Provisioner {
     }
 
     /// The members of the group `group_id`, a page at a time as they are
-    /// read, at most [`PAGES_AHEAD`] pages ahead of their reader: a group
+    /// read, at most two pages ahead of their reader: a group
     /// of 100,000 is answered in the memory of a few pages, past scan_cap.
     /// A failure ends the pages with it.
     pub fn member_pages(

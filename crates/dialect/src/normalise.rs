@@ -135,7 +135,7 @@ impl Dialect {
             ..path.attr.clone()
         };
         for (from, to) in &self.request.attribute_aliases {
-            if same_path(from, &full) {
+            if from.same_attribute(&full) {
                 path.attr = AttrPath {
                     sub: None,
                     ..to.clone()
@@ -143,13 +143,10 @@ impl Dialect {
                 path.sub_attr = to.sub.clone();
                 changed = true;
             } else if from.sub.is_none()
-                && same_path(
-                    from,
-                    &AttrPath {
-                        sub: None,
-                        ..path.attr.clone()
-                    },
-                )
+                && from.same_attribute(&AttrPath {
+                    sub: None,
+                    ..path.attr.clone()
+                })
             {
                 path.attr = AttrPath {
                     sub: path.attr.sub.clone(),
@@ -164,15 +161,6 @@ impl Dialect {
             text.to_string()
         }
     }
-}
-
-fn same_path(a: &AttrPath, b: &AttrPath) -> bool {
-    let eq = |x: &Option<String>, y: &Option<String>| match (x, y) {
-        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
-        (None, None) => true,
-        _ => false,
-    };
-    eq(&a.uri, &b.uri) && a.name.eq_ignore_ascii_case(&b.name) && eq(&a.sub, &b.sub)
 }
 
 fn key_of(object: &Map<String, Value>, name: &str) -> Option<String> {

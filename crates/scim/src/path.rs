@@ -89,6 +89,19 @@ fn starts_with_urn(s: &str) -> bool {
 }
 
 impl AttrPath {
+    /// The same attribute and sub-attribute, compared as the schema's
+    /// names are (case-insensitively, the URN too).
+    pub fn same_attribute(&self, other: &AttrPath) -> bool {
+        let same = |x: &Option<String>, y: &Option<String>| match (x, y) {
+            (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+            (None, None) => true,
+            _ => false,
+        };
+        self.name.eq_ignore_ascii_case(&other.name)
+            && same(&self.sub, &other.sub)
+            && same(&self.uri, &other.uri)
+    }
+
     pub fn parse(s: &str) -> Result<AttrPath, PathError> {
         let s = s.trim();
         if s.is_empty() {

@@ -12,10 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 
-use super::harness::{
-    API_KEY, Process, TOKEN, free_port, gateway_config, tempdir, usage, wait_for,
-};
-use super::{Args, Load, Request, Side, Target, create, drive, scim_user};
+use super::harness::{API_KEY, Process, TOKEN, free_port, gateway_config, tempdir, usage};
+use super::{Args, Load, Request, Side, Target, create, drive, scim_user, spawn_gateway};
 
 #[derive(Debug, serde::Serialize)]
 struct Round {
@@ -31,28 +29,6 @@ struct ClusterScenario {
     rounds: Vec<Round>,
     added_cpu_us_per_request: f64,
     added_p50_us: f64,
-}
-
-/// A gateway process serving `config`, its pid and root URL.
-async fn gateway(
-    bin: &std::path::Path,
-    name: &str,
-    config: String,
-) -> anyhow::Result<(Process, u32, String)> {
-    let port = free_port()?;
-    let path = tempdir()?.join(format!("{name}.toml"));
-    std::fs::write(&path, config.replace("{port}", &port.to_string()))?;
-    let child = Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let pid = child.id();
-    let root = format!("http://127.0.0.1:{port}");
-    wait_for(&format!("{root}/readyz"), None).await?;
-    Ok((Process(child), pid, root))
 }
 
 /// The Entra PATCH through the mapping without `update_precondition`.
@@ -108,8 +84,8 @@ pub async fn run(args: &Args, bin: &std::path::Path) -> anyhow::Result<()> {
     let clustered = format!(
         "{limited}\n[cluster]\nredis_url = {{ value = \"redis://127.0.0.1:{redis_port}\" }}\n"
     );
-    let (_single, single_pid, single_root) = gateway(bin, "single", limited).await?;
-    let (_cluster, cluster_pid, cluster_root) = gateway(bin, "cluster", clustered).await?;
+    let (_single, single_pid, single_root) = spawn_gateway(bin, "single", &limited).await?;
+    let (_cluster, cluster_pid, cluster_root) = spawn_gateway(bin, "cluster", &clustered).await?;
 
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)

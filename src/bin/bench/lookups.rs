@@ -15,7 +15,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::harness::{Process, TOKEN, free_port, tempdir, usage, wait_for};
-use super::{Args, Load, Request, Side, Target, drive};
+use super::{Args, Load, Request, Side, Target, drive, spawn_gateway};
 
 const WRIKE_TOKEN: &str = "bench-wrike-token";
 
@@ -101,25 +101,12 @@ async fn gateway(
     };
     let mapping_path = dir.join(format!("wrike-{indexed}.toml"));
     std::fs::write(&mapping_path, mapping)?;
-    let port = free_port()?;
     let hash = hex::encode(scimgate::server::hash_token(TOKEN));
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[upstreams.wrike]\nmapping = \"{}\"\nbase_url = \"http://127.0.0.1:{wrike_port}\"\nsecrets.token = {{ value = \"{WRIKE_TOKEN}\" }}\n\n[connections.generic]\nbase_path = \"/scim/v2\"\nupstream = \"wrike\"\ntoken_sha256 = \"{hash}\"\napproved_domains = [\"example.com\"]\ndialect = \"generic\"\n",
+        "[server]\nlisten = \"127.0.0.1:{{port}}\"\n\n[upstreams.wrike]\nmapping = \"{}\"\nbase_url = \"http://127.0.0.1:{wrike_port}\"\nsecrets.token = {{ value = \"{WRIKE_TOKEN}\" }}\n\n[connections.generic]\nbase_path = \"/scim/v2\"\nupstream = \"wrike\"\ntoken_sha256 = \"{hash}\"\napproved_domains = [\"example.com\"]\ndialect = \"generic\"\n",
         mapping_path.display()
     );
-    let config_path = dir.join(format!("wrike-{indexed}-gateway.toml"));
-    std::fs::write(&config_path, config)?;
-    let child = Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let pid = child.id();
-    let root = format!("http://127.0.0.1:{port}");
-    wait_for(&format!("{root}/readyz"), None).await?;
-    Ok((Process(child), pid, root))
+    spawn_gateway(bin, &format!("wrike-{indexed}-gateway"), &config).await
 }
 
 /// Waits until the users' index is read in full.

@@ -22,11 +22,11 @@ impl Compiler<'_> {
         attributes: &[AttributeMap],
     ) -> Option<IndexSettings> {
         let at = format!("[{section_name}.index]");
-        let pushed = |path: &AttrPath| filters.iter().any(|f| same_path(&f.path, path));
+        let pushed = |path: &AttrPath| filters.iter().any(|f| f.path.same_attribute(path));
         let read = |path: &AttrPath| {
             attributes
                 .iter()
-                .any(|a| same_path(&a.scim.path, path) && a.direction != Direction::Write)
+                .any(|a| a.scim.path.same_attribute(path) && a.direction != Direction::Write)
         };
         let mut indexed = Vec::new();
         let mut broken = false;
@@ -135,8 +135,8 @@ impl Compiler<'_> {
                 };
                 let read = attributes
                     .iter()
-                    .any(|a| same_path(&a.scim.path, &path) && a.direction != Direction::Write);
-                read && !filters.iter().any(|f| same_path(&f.path, &path))
+                    .any(|a| a.scim.path.same_attribute(&path) && a.direction != Direction::Write);
+                read && !filters.iter().any(|f| f.path.same_attribute(&path))
             })
             .collect();
         if scanned.is_empty() {
@@ -152,14 +152,4 @@ impl Compiler<'_> {
             ),
         ));
     }
-}
-
-/// The same attribute, as the schema's case-insensitive names have it.
-fn same_path(a: &AttrPath, b: &AttrPath) -> bool {
-    let same = |x: &Option<String>, y: &Option<String>| match (x, y) {
-        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
-        (None, None) => true,
-        _ => false,
-    };
-    a.name.eq_ignore_ascii_case(&b.name) && same(&a.sub, &b.sub) && same(&a.uri, &b.uri)
 }
