@@ -80,6 +80,10 @@ pub struct Provisioner {
     shared: Arc<UpstreamShared>,
 }
 
+/// How long a create the upstream refused as a duplicate waits for the
+/// look-up index to be read again before its 409 is answered.
+const STALE_MISS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Concurrent scans per upstream: each holds up to `scan_cap` records, and
 /// the shipped pod has 256 MiB.
 const MAX_CONCURRENT_SCANS: usize = 4;
@@ -207,10 +211,10 @@ impl Provisioner {
     }
 
     /// The look-up index of `kind`, if the mapping declares one.
-    fn index(&self, kind: Kind) -> Option<&LookupIndex> {
+    fn index(&self, kind: Kind) -> Option<&Arc<LookupIndex>> {
         match kind {
-            Kind::User => self.shared.users_index.as_deref(),
-            Kind::Group => self.shared.groups_index.as_deref(),
+            Kind::User => self.shared.users_index.as_ref(),
+            Kind::Group => self.shared.groups_index.as_ref(),
         }
     }
 
@@ -454,8 +458,16 @@ impl Provisioner {
                 if let (Some(index), Some(sent)) = (self.index(kind), &sent)
                     && !index.knows_any(sent).await
                 {
+                    // On a task of its own: a client that hangs up must not
+                    // cut a full read short (and leave its lease held), and
+                    // the 409 waits for a few seconds of it, not for a
+                    // million users' read; past that the read goes on and a
+                    // later look-up finds the holder.
+                    let (index, client) = (index.clone(), self.client.clone());
                     let asked = tokio::time::Instant::now();
-                    if let Err(error) = index.refresh(&self.client, asked).await {
+                    let reading = tokio::spawn(async move { index.refresh(&client, asked).await });
+                    if let Ok(Ok(Err(error))) = tokio::time::timeout(STALE_MISS_WAIT, reading).await
+                    {
                         tracing::warn!(%error, "look-up index not read again after a duplicate");
                     }
                 }
