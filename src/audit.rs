@@ -6,7 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{LineWriter, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
@@ -75,8 +75,9 @@ impl Journal {
             .unwrap_or_default()
     }
 
-    pub fn before(&self) -> Option<serde_json::Value> {
-        self.0.lock().ok().and_then(|noted| noted.before.clone())
+    /// The resource as the write found it, taken: the line is written once.
+    pub fn take_before(&self) -> Option<serde_json::Value> {
+        self.0.lock().ok().and_then(|mut noted| noted.before.take())
     }
 
     pub fn restored(&self) -> bool {
@@ -106,8 +107,10 @@ const WRITE_ONLY: &[&str] = &["password"];
 pub fn changes(before: &serde_json::Value, after: &serde_json::Value) -> Vec<Change> {
     use serde_json::Value;
     let empty = serde_json::Map::new();
-    let object = |v: &Value| v.as_object().cloned().unwrap_or_else(|| empty.clone());
-    let (before, after) = (object(before), object(after));
+    let (before, after) = (
+        before.as_object().unwrap_or(&empty),
+        after.as_object().unwrap_or(&empty),
+    );
     let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -132,27 +135,43 @@ pub fn changes(before: &serde_json::Value, after: &serde_json::Value) -> Vec<Cha
             continue;
         }
         let absent = |v: Option<&Value>| v.is_none_or(Value::is_null);
-        // `$ref`s are added to every answer (members, manager), not stored.
-        let (old, new) = (old.map(without_refs), new.map(without_refs));
-        if old == new || (absent(old.as_ref()) && absent(new.as_ref())) {
+        if same_but_refs(old, new) || (absent(old) && absent(new)) {
             continue;
         }
         let hidden = WRITE_ONLY.iter().any(|w| key.eq_ignore_ascii_case(w));
+        let shown = |v: Option<&Value>| v.filter(|v| !hidden && !v.is_null()).map(without_refs);
         found.push(Change {
             attribute: key.clone(),
-            old: if hidden {
-                None
-            } else {
-                old.filter(|v| !v.is_null())
-            },
-            new: if hidden {
-                None
-            } else {
-                new.filter(|v| !v.is_null())
-            },
+            old: shown(old),
+            new: shown(new),
         });
     }
     found
+}
+
+/// Whether two values are equal once each list element's `$ref` is
+/// dropped (`$ref`s are added to every answer, members and manager, not
+/// stored): compared in place, nothing copied.
+fn same_but_refs(old: Option<&serde_json::Value>, new: Option<&serde_json::Value>) -> bool {
+    use serde_json::Value;
+    match (old, new) {
+        (Some(Value::Array(old)), Some(Value::Array(new))) => {
+            old.len() == new.len()
+                && old.iter().zip(new).all(|pair| match pair {
+                    (Value::Object(a), Value::Object(b)) => {
+                        let kept = |o: &'_ serde_json::Map<String, Value>| {
+                            o.iter().filter(|(k, _)| *k != "$ref").count()
+                        };
+                        kept(a) == kept(b)
+                            && a.iter()
+                                .filter(|(k, _)| *k != "$ref")
+                                .all(|(k, v)| b.get(k) == Some(v))
+                    }
+                    (a, b) => a == b,
+                })
+        }
+        (old, new) => old == new,
+    }
 }
 
 /// `value` with the `$ref` of each element of a list dropped.
@@ -231,11 +250,11 @@ impl AuditLog {
     }
 
     pub fn write(&self, entry: &Entry<'_>) {
-        let Ok(line) = serde_json::to_string(entry) else {
-            return;
-        };
         match &self.sink {
             Sink::File(file) => {
+                let Ok(line) = serde_json::to_string(entry) else {
+                    return;
+                };
                 let written = file
                     .lock()
                     .map(|mut file| writeln!(file, "{line}"))
@@ -244,9 +263,67 @@ impl AuditLog {
                     tracing::error!(%error, "cannot write the audit log");
                 }
             }
-            // The line carries its own context: no request spans in it.
-            Sink::Log => tracing::info!(target: "scimgate::audit", parent: None, "{line}"),
+            Sink::Log => {
+                if !tracing::enabled!(target: AUDIT_TARGET, tracing::Level::INFO) {
+                    return;
+                }
+                match LOG_LINES.get() {
+                    Some(writer) => write_log_line(writer, entry),
+                    // The line carries its own context: no request spans in it.
+                    None => {
+                        let Ok(line) = serde_json::to_string(entry) else {
+                            return;
+                        };
+                        tracing::info!(target: AUDIT_TARGET, parent: None, "{line}");
+                    }
+                }
+            }
         }
+    }
+}
+
+/// The log target of audit lines written to the log.
+const AUDIT_TARGET: &str = "scimgate::audit";
+
+/// The log's own writer, set by `serve` ([`write_log_lines_to`]).
+static LOG_LINES: OnceLock<Mutex<Box<dyn Write + Send>>> = OnceLock::new();
+
+/// Audit lines without an `audit_log` file go to `writer`, the one `serve`'s
+/// JSON log writes to, as log lines whose `fields` is the record itself (not
+/// the record encoded again as a string in a log event: half the cost of a
+/// write's audit line). Without it (the demo's text log, tests, `explain`)
+/// they are log events whose message is the record. Set once per process.
+pub fn write_log_lines_to(writer: impl Write + Send + 'static) {
+    let _ = LOG_LINES.set(Mutex::new(Box::new(writer)));
+}
+
+/// One audit line in the shape of the JSON log's own lines, so a pipeline
+/// routes it by `target` as it routes any log line.
+#[derive(Serialize)]
+struct LogLine<'a> {
+    timestamp: &'a str,
+    level: &'static str,
+    fields: &'a Entry<'a>,
+    target: &'static str,
+}
+
+fn write_log_line(writer: &Mutex<Box<dyn Write + Send>>, entry: &Entry<'_>) {
+    let line = LogLine {
+        timestamp: &entry.time,
+        level: "INFO",
+        fields: entry,
+        target: AUDIT_TARGET,
+    };
+    let Ok(mut bytes) = serde_json::to_vec(&line) else {
+        return;
+    };
+    bytes.push(b'\n');
+    // One write per line: the log writer never interleaves two.
+    if let Ok(mut writer) = writer.lock()
+        && let Err(error) = writer.write_all(&bytes)
+    {
+        drop(writer);
+        tracing::error!(%error, "cannot write an audit line to the log");
     }
 }
 
@@ -341,6 +418,78 @@ mod tests {
         );
         assert_eq!(found[4].new, None, "a removed title has no new value");
         assert!(changes(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn a_log_line_holds_the_record_as_its_fields_in_one_write() {
+        #[derive(Clone, Default)]
+        struct Capture(Arc<Mutex<Vec<Vec<u8>>>>);
+        impl Write for Capture {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().push(bytes.to_vec());
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let capture = Capture::default();
+        let writer: Mutex<Box<dyn Write + Send>> = Mutex::new(Box::new(capture.clone()));
+        let entry = Entry {
+            time: now(),
+            connection: "entra",
+            operation: "create_user",
+            scim_id: Some("7"),
+            upstream_id: Some("7"),
+            user_name: Some("a\"b@example.com"),
+            display_name: None,
+            outcome: "ok",
+            status: 201,
+            detail: None,
+            correlation_id: "c1",
+            user_agent: None,
+            client_address: None,
+            dialect: "entra",
+            action: "create",
+            steps: vec![],
+            changes: vec![],
+        };
+        write_log_line(&writer, &entry);
+        let writes = capture.0.lock().unwrap().clone();
+        assert_eq!(writes.len(), 1, "one write per line");
+        let text = String::from_utf8(writes[0].clone()).unwrap();
+        assert_eq!(text.matches('\n').count(), 1);
+        assert!(text.ends_with('\n'));
+        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(line["target"], "scimgate::audit");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["timestamp"], entry.time.as_str());
+        assert_eq!(line["fields"]["userName"], "a\"b@example.com");
+        assert_eq!(line["fields"]["action"], "create");
+    }
+
+    #[test]
+    fn a_list_changes_by_its_values_not_by_the_refs_an_answer_adds() {
+        use serde_json::json;
+        let stored = json!({"members": [{"value": "1"}, {"value": "2"}]});
+        let answered = json!({"members": [
+            {"value": "1", "$ref": "https://gw/Users/1"},
+            {"value": "2", "$ref": "https://gw/Users/2"}]});
+        assert!(changes(&stored, &answered).is_empty());
+        let grown = json!({"members": [
+            {"value": "1", "$ref": "https://gw/Users/1"},
+            {"value": "3", "$ref": "https://gw/Users/3"}]});
+        let found = changes(&stored, &grown);
+        assert_eq!(found.len(), 1);
+        // Shown without the refs, on both sides.
+        assert_eq!(found[0].new, Some(json!([{"value": "1"}, {"value": "3"}])));
+        assert_eq!(found[0].old, Some(json!([{"value": "1"}, {"value": "2"}])));
+        let extra = json!({"members": [{"value": "1", "display": "A"}, {"value": "2"}]});
+        assert_eq!(
+            changes(&stored, &extra).len(),
+            1,
+            "a sub-attribute more is a change"
+        );
     }
 
     #[tokio::test]

@@ -325,6 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .lossy(false)
                     .thread_name("scimgate-log")
                     .finish(std::io::BufWriter::new(std::fs::File::from(stdout)));
+            scimgate::audit::write_log_lines_to(log_writer.clone());
             let traces = telemetry::settings(|name| std::env::var(name).ok())?
                 .map(|settings| telemetry::Exporter::start(&settings))
                 .transpose()?;

@@ -416,3 +416,89 @@ fn the_bench_fails_with_a_message_not_a_backtrace() {
     );
     assert!(!stderr.contains("acktrace"), "{stderr}");
 }
+
+/// `serve`'s JSON log carries each write's provisioning record as a log
+/// line whose `fields` is the record itself, routable by `target`.
+#[tokio::test]
+async fn serve_logs_the_audit_record_as_a_json_line_of_its_own() {
+    use scimgate_reference::legacy::{Database, LegacyApi, LegacyConfig};
+    let legacy = LegacyApi::open(LegacyConfig {
+        api_key: "k".into(),
+        database: Database::Memory,
+    })
+    .unwrap()
+    .spawn("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/upstream/legacy.toml");
+    let hash = hex::encode(scimgate::server::hash_token("t0k3n"));
+    let config = dir.path().join("scimgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[upstreams.legacy]\nmapping = \"{mapping}\"\nbase_url = \"http://{legacy}\"\nsecrets.api_key = {{ value = \"k\" }}\n\n[connections.okta]\nbase_path = \"/scim/v2\"\nupstream = \"legacy\"\ntoken_sha256 = \"{hash}\"\napproved_domains = [\"example.com\"]\ndialect = \"okta\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn,scimgate::audit=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        let up = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await;
+        if up.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let created = common::scim_request_as(
+        "t0k3n",
+        &format!("http://127.0.0.1:{port}/scim/v2"),
+        reqwest::Method::POST,
+        "/Users",
+        Some(serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "quinn@example.com",
+            "emails": [{"value": "quinn@example.com", "primary": true}]
+        })),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let line = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.contains("scimgate::audit"))
+    })
+    .join()
+    .unwrap()
+    .expect("an audit line on stdout");
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["target"], "scimgate::audit", "{line}");
+    assert_eq!(line["level"], "INFO");
+    let record = &line["fields"];
+    assert_eq!(record["userName"], "quinn@example.com", "{line}");
+    assert_eq!(record["action"], "create");
+    assert_eq!(record["outcome"], "ok");
+    let steps = record["steps"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !steps.is_empty() && steps.iter().all(|s| s["call"].is_string()),
+        "{line}"
+    );
+    assert!(
+        record.get("message").is_none(),
+        "the record, not a string of it"
+    );
+}

@@ -34,6 +34,14 @@ mod lookups;
 #[path = "bench/floor.rs"]
 mod floor;
 
+#[path = "bench/instructions.rs"]
+mod instructions;
+
+// The gateway's allocator: the floor and the in-process count allocate as
+// the gateway does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use harness::{API_KEY, Process, TOKEN, free_port, gateway_config, tempdir, usage, wait_for};
 
 #[derive(Parser)]
@@ -99,6 +107,20 @@ struct Args {
     /// The legacy API's port, for `--serve-floor`.
     #[arg(long, hide = true)]
     floor_upstream: Option<u16>,
+    /// Count instead, with valgrind's callgrind, the instructions of one
+    /// request of each of GET, filter, POST, PATCH and PUT on the
+    /// in-process request path (router, dialect, provisioner, mapping)
+    /// against the reference legacy API in the same process, its own work
+    /// left out; writes target/bench/instructions.json.
+    #[arg(long)]
+    instructions: bool,
+    /// Counted requests per scenario of `--instructions`.
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
+    /// Make `--requests` requests of this scenario in process (what
+    /// `--instructions` runs under callgrind).
+    #[arg(long, hide = true)]
+    count_in_process: Option<String>,
     /// Account sizes for `--lookups` (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     lookup_users: Vec<usize>,
@@ -277,9 +299,20 @@ async fn drive(
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    harness::exit_status(run(Args::parse()).await)
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let outcome = if let Some(scenario) = &args.count_in_process {
+        // On a runtime of its own, one thread: see `instructions::count`.
+        instructions::count(scenario, args.requests)
+    } else if args.instructions {
+        let output = args.output.with_file_name("instructions.json");
+        instructions::run(&args.only, args.requests, &output)
+    } else {
+        tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(run(args)))
+    };
+    harness::exit_status(outcome)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

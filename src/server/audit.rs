@@ -100,7 +100,7 @@ where
     let detail = answered_fields.detail.as_deref().filter(|_| status >= 400);
     let after: serde_json::Value = serde_json::from_slice(&answered).unwrap_or_default();
     let mut changes = if status < 400 && !answered.is_empty() {
-        changes(&journal.before().unwrap_or_default(), &after)
+        changes(&journal.take_before().unwrap_or_default(), &after)
     } else {
         Vec::new()
     };

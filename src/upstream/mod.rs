@@ -108,11 +108,41 @@ pub fn http_client(timeout: Duration) -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::none())
 }
 
+/// `request` answered by `serve`, as a response from the network would be.
+async fn answer_in_process(serve: &InProcess, request: reqwest::Request) -> reqwest::Response {
+    let mut sent = http::Request::new(
+        request
+            .body()
+            .and_then(reqwest::Body::as_bytes)
+            .map(bytes::Bytes::copy_from_slice)
+            .unwrap_or_default(),
+    );
+    *sent.method_mut() = request.method().clone();
+    *sent.headers_mut() = request.headers().clone();
+    // The URL is one reqwest built from a parsed base: always a URI.
+    if let Ok(uri) = request.url().as_str().parse() {
+        *sent.uri_mut() = uri;
+    }
+    reqwest::Response::from(serve(sent).await)
+}
+
 /// How long a streamed list may take, its body included.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Where a streamed answer's body goes, chunk by chunk.
 type BodyStream = tokio::sync::mpsc::Sender<bytes::Bytes>;
+
+/// An upstream answered in this process instead of over the network: each
+/// request goes to it exactly as it would be sent, and its answer is read as
+/// an HTTP one (the in-process instruction benchmark's, whose count then
+/// holds the gateway's work and none of a socket's).
+pub type InProcess = Arc<
+    dyn Fn(
+            http::Request<bytes::Bytes>,
+        ) -> std::pin::Pin<Box<dyn Future<Output = http::Response<bytes::Bytes>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// A client bound to one upstream; cheap to clone.
 #[derive(Clone)]
@@ -127,6 +157,8 @@ pub struct UpstreamClient {
     tokens: Option<Arc<oauth::TokenSource>>,
     /// Set by `scimgate explain`: record calls instead of sending them.
     recorder: Option<Arc<Recorder>>,
+    /// Set by the instruction benchmark: answered in this process.
+    in_process: Option<InProcess>,
     budget: Arc<budget::Budget>,
     breaker: Arc<breaker::Breaker>,
     /// The upstream's secret values, masked in any upstream text quoted.
@@ -255,6 +287,7 @@ impl UpstreamClient {
             auth,
             tokens,
             recorder: None,
+            in_process: None,
             budget: Arc::new(budget::Budget::new(
                 &upstream.budget,
                 cluster,
@@ -268,6 +301,14 @@ impl UpstreamClient {
     pub fn recording(upstream: &Upstream, recorder: Arc<Recorder>) -> Result<Self, UpstreamError> {
         let mut client = Self::new(upstream)?;
         client.recorder = Some(recorder);
+        Ok(client)
+    }
+
+    /// A client whose calls `serve` answers in this process: everything
+    /// but the socket, as [`new`](Self::new)'s.
+    pub fn in_process(upstream: &Upstream, serve: InProcess) -> Result<Self, UpstreamError> {
+        let mut client = Self::new(upstream)?;
+        client.in_process = Some(serve);
         Ok(client)
     }
 
@@ -573,7 +614,13 @@ impl UpstreamClient {
             builder = builder.headers(crate::telemetry::trace_headers(&trace));
         }
         let started = tokio::time::Instant::now();
-        let sent = builder.send().await;
+        let sent = match &self.in_process {
+            None => builder.send().await,
+            Some(serve) => match builder.build() {
+                Ok(built) => Ok(answer_in_process(serve, built).await),
+                Err(error) => Err(error),
+            },
+        };
         let mut response = sent.map_err(|error| {
             // A write's provisioning record lists the attempt that got no answer too.
             Journal::note(|| step(request, 0, started.elapsed()));
