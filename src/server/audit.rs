@@ -9,10 +9,10 @@ use axum::extract::Request;
 use axum::response::Response;
 use http::Method;
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::rescue::ErrorResponse;
-use super::response::CorrelationId;
+use super::response::{AnsweredResource, CorrelationId};
 use crate::audit::{AuditLog, Change, Entry, Journal, changes, now};
 use crate::scim::error::{ScimError, ScimType};
 
@@ -94,13 +94,27 @@ where
         .scope(inner(Request::from_parts(parts, Body::from(sent.clone()))))
         .await;
     let status = response.status().as_u16();
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
     let answered = to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let (sent_fields, answered_fields) = (Quoted::from(&sent), Quoted::from(&answered));
+    // A resource the answer was written from is read as it is; any other
+    // answer (an error, a 204) from its bytes.
+    let resource = parts.extensions.remove::<AnsweredResource>();
+    let parsed;
+    let after: &serde_json::Value = match &resource {
+        Some(AnsweredResource(resource)) => resource,
+        None => {
+            parsed = serde_json::from_slice(&answered).unwrap_or_default();
+            &parsed
+        }
+    };
+    let sent_fields = Quoted::from(&sent);
+    let answered_fields = match &resource {
+        Some(_) => Quoted::of_value(after),
+        None => Quoted::from(&answered),
+    };
     let detail = answered_fields.detail.as_deref().filter(|_| status >= 400);
-    let after: serde_json::Value = serde_json::from_slice(&answered).unwrap_or_default();
     let mut changes = if status < 400 && !answered.is_empty() {
-        changes(&journal.take_before().unwrap_or_default(), &after)
+        changes(&journal.take_before().unwrap_or_default(), after)
     } else {
         Vec::new()
     };
@@ -179,6 +193,17 @@ impl<'a> Quoted<'a> {
         }
         serde_json::from_slice(body).unwrap_or_default()
     }
+
+    /// The same fields of a resource already read.
+    fn of_value(resource: &'a serde_json::Value) -> Self {
+        let text = |name: &str| resource.get(name).and_then(serde_json::Value::as_str);
+        Quoted {
+            id: text("id").map(Cow::Borrowed),
+            user_name: text("userName").map(Cow::Borrowed),
+            display_name: text("displayName").map(Cow::Borrowed),
+            detail: text("detail").map(Cow::Borrowed),
+        }
+    }
 }
 
 /// A string field, or `None` for any other JSON value in its place.
@@ -207,36 +232,101 @@ struct Asked {
 
 impl Asked {
     /// From a resource (`password`, `members`) or a PATCH (an operation's
-    /// path, or its value's keys).
+    /// path, or its value's keys). Read without building the body: only
+    /// keys and operation paths are looked at.
     fn of(sent: &[u8]) -> Asked {
-        let Ok(body) = serde_json::from_slice::<serde_json::Value>(sent) else {
-            return Asked::default();
-        };
-        let names = |value: &serde_json::Value, name: &str| {
-            value
-                .as_object()
-                .is_some_and(|o| o.keys().any(|k| k.eq_ignore_ascii_case(name)))
-        };
-        let mut asked = Asked {
-            password: names(&body, "password"),
-            members: names(&body, "members"),
-        };
-        for operation in body
-            .get("Operations")
-            .and_then(serde_json::Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let path = operation
-                .get("path")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            let value = operation.get("value").unwrap_or(&serde_json::Value::Null);
-            asked.password |= path == "password" || names(value, "password");
-            asked.members |= path.starts_with("members") || names(value, "members");
+        let mut reader = serde_json::Deserializer::from_slice(sent);
+        serde::de::DeserializeSeed::deserialize(Part::Body, &mut reader).unwrap_or_default()
+    }
+
+    fn note_key(&mut self, key: &str) {
+        self.password |= key.eq_ignore_ascii_case("password");
+        self.members |= key.eq_ignore_ascii_case("members");
+    }
+
+    fn add(&mut self, other: Asked) {
+        self.password |= other.password;
+        self.members |= other.members;
+    }
+}
+
+/// Where in a write's body [`Asked::of`] is reading.
+#[derive(Clone, Copy, PartialEq)]
+enum Part {
+    /// The body: a resource's keys, or a PatchOp's `Operations`.
+    Body,
+    Operations,
+    /// One operation: its `path` and its `value`.
+    Operation,
+    /// An operation's value: its keys, when an object.
+    Value,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Part {
+    type Value = Asked;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Asked, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Part {
+    type Value = Asked;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a SCIM resource or PatchOp")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Asked, A::Error> {
+        let mut asked = Asked::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match (self, key.as_str()) {
+                (Part::Body, "Operations") => asked.add(map.next_value_seed(Part::Operations)?),
+                (Part::Operation, "value") => asked.add(map.next_value_seed(Part::Value)?),
+                (Part::Operation, "path") => {
+                    if let serde_json::Value::String(path) = map.next_value()? {
+                        let path = path.to_ascii_lowercase();
+                        asked.password |= path == "password";
+                        asked.members |= path.starts_with("members");
+                    }
+                }
+                (Part::Body | Part::Value, _) => {
+                    asked.note_key(&key);
+                    map.next_value::<IgnoredAny>()?;
+                }
+                (Part::Operations | Part::Operation, _) => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
         }
-        asked
+        Ok(asked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Asked, A::Error> {
+        let mut asked = Asked::default();
+        if self == Part::Operations {
+            while let Some(operation) = seq.next_element_seed(Part::Operation)? {
+                asked.add(operation);
+            }
+        } else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+        }
+        Ok(asked)
+    }
+    // A value that is neither asks for nothing.
+    fn visit_bool<E>(self, _: bool) -> Result<Asked, E> {
+        Ok(Asked::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Asked, E> {
+        Ok(Asked::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Asked, E> {
+        Ok(Asked::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Asked, E> {
+        Ok(Asked::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Asked, E> {
+        Ok(Asked::default())
+    }
+    fn visit_unit<E>(self) -> Result<Asked, E> {
+        Ok(Asked::default())
     }
 }
 
@@ -322,6 +412,57 @@ mod tests {
         let refusal = unreadable_body(&broken);
         assert_eq!(refusal.status, http::StatusCode::BAD_REQUEST);
         assert_eq!(refusal.scim_type, Some(ScimType::InvalidSyntax));
+    }
+
+    #[test]
+    fn asked_names_a_password_or_members_wherever_a_write_sends_them() {
+        let asked = |body: &str| {
+            let asked = Asked::of(body.as_bytes());
+            (asked.password, asked.members)
+        };
+        assert_eq!(
+            asked(r#"{"userName": "a", "Password": "x"}"#),
+            (true, false)
+        );
+        assert_eq!(
+            asked(r#"{"displayName": "g", "members": [{"value": "1"}]}"#),
+            (false, true)
+        );
+        assert_eq!(
+            asked(r#"{"userName": "a", "name": {"password": 1}}"#),
+            (false, false)
+        );
+        let patch = |operations: &str| {
+            asked(&format!(
+                r#"{{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": {operations}}}"#
+            ))
+        };
+        assert_eq!(
+            patch(r#"[{"op": "replace", "path": "PASSWORD", "value": "x"}]"#),
+            (true, false)
+        );
+        assert_eq!(
+            patch(r#"[{"op": "remove", "path": "members[value eq \"1\"]"}]"#),
+            (false, true)
+        );
+        assert_eq!(
+            patch(
+                r#"[{"op": "replace", "value": {"title": "t", "password": "x"}}, {"op": "add", "value": {"members": []}}]"#
+            ),
+            (true, true)
+        );
+        assert_eq!(
+            patch(r#"[{"op": "replace", "path": "title", "value": [1, {"password": 2}]}]"#),
+            (false, false)
+        );
+        assert_eq!(
+            patch(r#"[{"op": "replace", "path": 7, "value": null}, 3, "x"]"#),
+            (false, false)
+        );
+        assert_eq!(patch(r#"{"path": "password"}"#), (false, false));
+        for nothing in ["", "[1]", "not json", r#"{"password": "#, "null"] {
+            assert_eq!(asked(nothing), (false, false), "{nothing}");
+        }
     }
 
     #[test]

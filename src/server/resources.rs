@@ -62,7 +62,7 @@ fn render(kind: Kind, mut resource: Value, base: &str, query: &ScimQuery) -> Val
         add_user_ref(manager, base);
     }
     project(
-        &resource,
+        resource,
         &query.attributes,
         &query.excluded_attributes,
         kind.schema(),

@@ -42,10 +42,22 @@ impl ScimResponse {
     }
 }
 
+/// The resource a successful answer's body was written from, carried on
+/// the response for the audit line (which would otherwise parse the body
+/// it was just serialized into).
+#[derive(Debug, Clone)]
+pub(super) struct AnsweredResource(pub(super) std::sync::Arc<Value>);
+
 impl IntoResponse for ScimResponse {
     fn into_response(self) -> Response {
         let mut response = match self.body {
-            Some(body) => json_response(self.status, &body),
+            Some(body) => {
+                let mut response = json_response(self.status, &body);
+                response
+                    .extensions_mut()
+                    .insert(AnsweredResource(std::sync::Arc::new(body)));
+                response
+            }
             None => self.status.into_response(),
         };
         let headers = response.headers_mut();

@@ -18,13 +18,13 @@ use crate::schema::{AttributeDef, ResourceSchema, Returned};
 /// default set. Should a client send both, the exclusions apply to what the
 /// requested list selected.
 pub fn project(
-    resource: &Value,
+    resource: Value,
     attributes: &[AttrPath],
     excluded: &[AttrPath],
     schema: &ResourceSchema,
 ) -> Value {
-    let Some(obj) = resource.as_object() else {
-        return resource.clone();
+    let Value::Object(mut obj) = resource else {
+        return resource;
     };
     let core = Scope {
         urn: schema.core.id,
@@ -33,26 +33,19 @@ pub fn project(
         attributes,
         excluded,
     };
-    let mut out = Map::new();
-    for (key, value) in obj {
+    // In place: what is kept is moved, never copied.
+    obj.retain(|key, value| {
         if key.eq_ignore_ascii_case("schemas") {
-            out.insert(key.clone(), value.clone());
-            continue;
+            return true;
         }
-        if let Some(fields) = value.as_object()
+        if let Value::Object(fields) = value
             && let Some(ext_attrs) = extension_attributes(schema, key)
         {
-            if let Some(projected) = project_extension(key, ext_attrs, fields, attributes, excluded)
-            {
-                out.insert(key.clone(), projected);
-            }
-            continue;
+            return project_extension(key, ext_attrs, fields, attributes, excluded);
         }
-        if let Some(projected) = core.project_attribute(key, schema.core.attribute(key), value) {
-            out.insert(key.clone(), projected);
-        }
-    }
-    Value::Object(out)
+        core.project_attribute(key, schema.core.attribute(key), value)
+    });
+    Value::Object(obj)
 }
 
 /// The attribute definitions of the extension stored under `key`: the known
@@ -65,17 +58,18 @@ fn extension_attributes<'s>(schema: &'s ResourceSchema, key: &str) -> Option<&'s
     (is_urn && schema.core.attribute(key).is_none()).then_some(&[])
 }
 
+/// Projects an extension's fields in place; whether anything is left.
 fn project_extension(
     key: &str,
     attrs: &[AttributeDef],
-    fields: &Map<String, Value>,
+    fields: &mut Map<String, Value>,
     attributes: &[AttrPath],
     excluded: &[AttrPath],
-) -> Option<Value> {
+) -> bool {
     let names_extension =
         |p: &AttrPath| p.as_urn().is_some_and(|urn| urn.eq_ignore_ascii_case(key));
     if excluded.iter().any(names_extension) {
-        return None;
+        return false;
     }
     let scope = Scope {
         urn: key,
@@ -84,16 +78,11 @@ fn project_extension(
         attributes,
         excluded,
     };
-    let out: Map<String, Value> = fields
-        .iter()
-        .filter_map(|(name, value)| {
-            let def = attrs.iter().find(|a| a.name.eq_ignore_ascii_case(name));
-            scope
-                .project_attribute(name, def, value)
-                .map(|v| (name.clone(), v))
-        })
-        .collect();
-    (!out.is_empty()).then_some(Value::Object(out))
+    fields.retain(|name, value| {
+        let def = attrs.iter().find(|a| a.name.eq_ignore_ascii_case(name));
+        scope.project_attribute(name, def, value)
+    });
+    !fields.is_empty()
 }
 
 /// The schema whose attributes are being projected, and the request.
@@ -127,34 +116,34 @@ impl Scope<'_> {
         })
     }
 
-    fn project_attribute(
-        &self,
-        name: &str,
-        def: Option<&AttributeDef>,
-        value: &Value,
-    ) -> Option<Value> {
+    /// Projects one attribute's value in place; whether it is kept.
+    fn project_attribute(&self, name: &str, def: Option<&AttributeDef>, value: &mut Value) -> bool {
         let returned = def.map_or(Returned::Default, |d| d.returned);
         match returned {
-            Returned::Never => return None,
-            Returned::Always => return Some(value.clone()),
+            Returned::Never => return false,
+            Returned::Always => return true,
             Returned::Default | Returned::Request => {}
+        }
+        // Neither list: the default set, decided without a look at either.
+        if self.attributes.is_empty() && self.excluded.is_empty() {
+            return returned != Returned::Request;
         }
         let requested: Vec<&AttrPath> = self.naming(self.attributes, name).collect();
         let selection = if self.attributes.is_empty() {
             if returned == Returned::Request {
-                return None;
+                return false;
             }
             Selection::Whole
         } else if self.whole_requested || requested.iter().any(|p| p.sub.is_none()) {
             Selection::Whole
         } else if requested.is_empty() {
-            return None;
+            return false;
         } else {
             Selection::Subs(requested.iter().filter_map(|p| p.sub.clone()).collect())
         };
         let excluded: Vec<&AttrPath> = self.naming(self.excluded, name).collect();
         if excluded.iter().any(|p| p.sub.is_none()) {
-            return None;
+            return false;
         }
         let excluded_subs: Vec<&str> = excluded.iter().filter_map(|p| p.sub.as_deref()).collect();
         let keep = |sub: &str| {
@@ -165,38 +154,31 @@ impl Scope<'_> {
             selected && !excluded_subs.iter().any(|s| s.eq_ignore_ascii_case(sub))
         };
         if matches!(selection, Selection::Whole) && excluded_subs.is_empty() {
-            return Some(value.clone());
+            return true;
         }
         filter_subs(value, &keep)
     }
 }
 
 /// Keeps only the sub-attributes `keep` accepts, in an object or in each
-/// element of an array; `None` when nothing is left.
-fn filter_subs(value: &Value, keep: &dyn Fn(&str) -> bool) -> Option<Value> {
-    let filter_object = |fields: &Map<String, Value>| -> Option<Map<String, Value>> {
-        let kept: Map<String, Value> = fields
-            .iter()
-            .filter(|(k, _)| keep(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        (!kept.is_empty()).then_some(kept)
+/// element of an array, in place; whether anything is left.
+fn filter_subs(value: &mut Value, keep: &dyn Fn(&str) -> bool) -> bool {
+    let filter_object = |fields: &mut Map<String, Value>| {
+        fields.retain(|k, _| keep(k));
+        !fields.is_empty()
     };
     match value {
-        Value::Object(fields) => filter_object(fields).map(Value::Object),
+        Value::Object(fields) => filter_object(fields),
         Value::Array(items) => {
-            let kept: Vec<Value> = items
-                .iter()
-                .filter_map(|item| match item {
-                    Value::Object(fields) => filter_object(fields).map(Value::Object),
-                    // A sub-attribute was asked for; a simple element has none.
-                    _ => None,
-                })
-                .collect();
-            (!kept.is_empty()).then_some(Value::Array(kept))
+            items.retain_mut(|item| match item {
+                Value::Object(fields) => filter_object(fields),
+                // A sub-attribute was asked for; a simple element has none.
+                _ => false,
+            });
+            !items.is_empty()
         }
         // A simple value has no sub-attributes to select.
-        _ => None,
+        _ => false,
     }
 }
 
@@ -227,7 +209,7 @@ mod tests {
     fn run(attributes: &str, excluded: &str) -> Value {
         let attributes = parse_attribute_list(attributes).unwrap();
         let excluded = parse_attribute_list(excluded).unwrap();
-        project(&alice(), &attributes, &excluded, user())
+        project(alice(), &attributes, &excluded, user())
     }
 
     fn keys(value: &Value) -> Vec<&str> {
@@ -323,7 +305,7 @@ mod tests {
     #[test]
     fn excluding_group_members_drops_them() {
         let team = json!({"schemas": [GROUP], "id": "g-1", "displayName": "Team", "members": [{"value": "u-1"}]});
-        let projected = project(&team, &[], &[AttrPath::simple("members")], group());
+        let projected = project(team, &[], &[AttrPath::simple("members")], group());
         assert_eq!(
             projected,
             json!({"schemas": [GROUP], "id": "g-1", "displayName": "Team"})
@@ -332,6 +314,6 @@ mod tests {
 
     #[test]
     fn non_objects_pass_through() {
-        assert_eq!(project(&json!(3), &[], &[], user()), json!(3));
+        assert_eq!(project(json!(3), &[], &[], user()), json!(3));
     }
 }
