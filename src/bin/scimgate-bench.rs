@@ -108,7 +108,8 @@ struct Args {
     #[arg(long, hide = true)]
     floor_upstream: Option<u16>,
     /// Count instead, with valgrind's callgrind, the instructions of one
-    /// request of each of GET, filter, POST, PATCH and PUT on the
+    /// request of each of GET, filter, POST, PATCH, PUT and a list page of
+    /// 100 users on the
     /// in-process request path (router, dialect, provisioner, mapping)
     /// against the reference legacy API in the same process, its own work
     /// left out; writes target/bench/instructions.json.

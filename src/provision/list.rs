@@ -376,21 +376,32 @@ impl Provisioner {
         // hold fewer than `count` and the upstream's total counts them too
         // (a number, never a user): scanning every page to count exactly
         // would make each page of an IdP's import cost a full listing.
-        let mut visible = Vec::new();
-        for record in fetched.records {
-            if kind == Kind::Group || self.in_scope(kind, &mapping.to_scim(&record, kind.schema())?)
-            {
-                visible.push(record);
+        let visible = if kind == Kind::Group {
+            // A group is made a resource only on the page: its members may
+            // take calls of their own.
+            fetched.records
+        } else {
+            // A user is made a resource once, for its scope and the page.
+            let mut visible = Vec::new();
+            for record in fetched.records {
+                let resource = mapping.to_scim(&record, kind.schema())?;
+                if self.in_scope(kind, &resource) {
+                    visible.push(resource);
+                }
             }
-        }
+            visible
+        };
         let total_results = match fetched.total {
             Some(total) if reports_total => total,
             _ => visible.len() as u64,
         };
         let skip = if reports_total { 0 } else { offset as usize };
         let mut resources = Vec::new();
-        for record in visible.into_iter().skip(skip).take(count as usize) {
-            resources.push(self.record(kind, record, with_members).await?.resource);
+        for item in visible.into_iter().skip(skip).take(count as usize) {
+            resources.push(match kind {
+                Kind::Group => self.record(kind, item, with_members).await?.resource,
+                Kind::User => item,
+            });
         }
         Ok(ListPage {
             total_results,

@@ -150,13 +150,15 @@ pub async fn list(
         .into_iter()
         .map(|resource| render(kind, resource, &base, &query))
         .collect();
-    Ok(ScimResponse::ok(json!({
-        "schemas": [LIST_RESPONSE],
-        "totalResults": page.total_results,
-        "startIndex": page.start_index,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    })))
+    // Built by hand: `json!` would copy every resource once more (it
+    // serializes a `Value` it is given into a new one).
+    let mut answer = serde_json::Map::new();
+    answer.insert("schemas".into(), json!([LIST_RESPONSE]));
+    answer.insert("totalResults".into(), page.total_results.into());
+    answer.insert("startIndex".into(), page.start_index.into());
+    answer.insert("itemsPerPage".into(), resources.len().into());
+    answer.insert("Resources".into(), Value::Array(resources));
+    Ok(ScimResponse::ok(Value::Object(answer)))
 }
 
 /// `POST /<Resources>/.search`: a list whose parameters come in the body.

@@ -30,8 +30,11 @@ use tower::ServiceExt;
 
 use super::harness::{API_KEY, TOKEN, gateway_config, tempdir};
 
-/// The scenarios, as `tools/instructions` names them.
-pub const SCENARIOS: [&str; 5] = ["get", "filter", "post", "patch", "put"];
+/// The scenarios, as `tools/instructions` names them, and a list page.
+pub const SCENARIOS: [&str; 6] = ["get", "filter", "post", "patch", "put", "list"];
+
+/// Users besides alice, for the list scenario's page of 100.
+const LISTED: usize = 150;
 
 /// Requests made before counting starts: first uses (lazy statics, metric
 /// registration, the pool of the upstream's store) are not a request's cost.
@@ -111,7 +114,8 @@ pub fn count(scenario: &str, requests: usize) -> anyhow::Result<()> {
         .with_writer(std::io::sink)
         .init();
     scimgate::audit::write_log_lines_to(std::io::sink());
-    let (router, alice) = runtime.block_on(gateway())?;
+    let listed = if scenario == "list" { LISTED } else { 0 };
+    let (router, alice) = runtime.block_on(gateway(listed))?;
     let make = |i: usize| request(scenario, &alice, i);
     for i in 0..WARMUP {
         runtime.block_on(answer(&router, make(i)?))?;
@@ -148,8 +152,9 @@ async fn answer(router: &Router, request: Request<Body>) -> anyhow::Result<()> {
 }
 
 /// The gateway's router, with the benchmark's connections, in front of an
-/// in-process legacy API holding one user (whose id is answered).
-async fn gateway() -> anyhow::Result<(Router, String)> {
+/// in-process legacy API holding one user (whose id is answered) and
+/// `listed` more.
+async fn gateway(listed: usize) -> anyhow::Result<(Router, String)> {
     let legacy = LegacyApi::open(LegacyConfig {
         database: Database::Memory,
         api_key: API_KEY.to_string(),
@@ -169,6 +174,19 @@ async fn gateway() -> anyhow::Result<(Router, String)> {
         .await?;
     let body = created.into_body().collect().await?.to_bytes();
     let alice = serde_json::from_slice::<Value>(&body)?["id"].to_string();
+    for n in 0..listed {
+        let user = json!({"login": format!("listed-{n}@example.com"), "email": format!("listed-{n}@example.com"), "first_name": "Listed", "last_name": format!("N{n}"), "job_title": "Engineer"});
+        let seeded = upstream
+            .clone()
+            .oneshot(
+                Request::post("/api/v1/users")
+                    .header("x-api-key", API_KEY)
+                    .header("content-type", "application/json")
+                    .body(Body::from(user.to_string()))?,
+            )
+            .await?;
+        anyhow::ensure!(seeded.status().is_success(), "seeding: {}", seeded.status());
+    }
     let serve: InProcess = std::sync::Arc::new(move |request: Request<Bytes>| {
         let upstream = upstream.clone();
         Box::pin(Unmeasured(Box::pin(async move {
@@ -219,10 +237,16 @@ fn unmeasured_upstream_poll(
 }
 
 /// Request `i` of a scenario: the same requests as `tools/instructions`,
-/// each write changing something, through the dialect whose shape it is.
+/// each write changing something, through the dialect whose shape it is;
+/// `list` is a page of 100 users.
 fn request(scenario: &str, alice: &str, i: usize) -> anyhow::Result<Request<Body>> {
     let (method, path, body) = match scenario {
         "get" => ("GET", format!("/scim/generic/v2/Users/{alice}"), None),
+        "list" => (
+            "GET",
+            "/scim/generic/v2/Users?startIndex=1&count=100".to_string(),
+            None,
+        ),
         "filter" => (
             "GET",
             "/scim/generic/v2/Users?filter=userName%20eq%20%22alice%40example.com%22".to_string(),
