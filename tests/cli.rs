@@ -502,3 +502,46 @@ async fn serve_logs_the_audit_record_as_a_json_line_of_its_own() {
         "the record, not a string of it"
     );
 }
+
+/// The in-process request path the instruction benchmark counts answers
+/// every scenario with a success (an error path counted would mislead),
+/// and callgrind's count of it is a number per scenario.
+#[test]
+fn the_instruction_benchmark_counts_each_scenario_in_process() {
+    let bench = env!("CARGO_BIN_EXE_scimgate-bench");
+    for scenario in ["get", "filter", "post", "patch", "put", "list"] {
+        let output = Command::new(bench)
+            .args(["--count-in-process", scenario, "--requests", "3"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{scenario}: {output:?}");
+    }
+    let unknown = Command::new(bench)
+        .args(["--count-in-process", "delete", "--requests", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).starts_with("error: unknown scenario delete"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("instructions.json");
+    let output = Command::new(bench)
+        .args([
+            "--instructions",
+            "--requests",
+            "3",
+            "--only",
+            "get",
+            "--output",
+        ])
+        .arg(dir.path().join("results.json"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let counted: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
+    let get = counted["instructions_per_request"]["get"].as_f64().unwrap();
+    // A request's work, not nothing and not the process's start-up.
+    assert!((10_000.0..10_000_000.0).contains(&get), "{counted}");
+    assert!(counted["instructions_per_request"].get("post").is_none());
+}
