@@ -118,6 +118,7 @@ fn single(
         body: Some(render(kind, resource, base, query)),
         location,
         etag,
+        audited: false,
     }
 }
 
@@ -205,13 +206,7 @@ pub async fn create(
 ) -> Result<ScimResponse, ErrorResponse> {
     dialect.normalise_resource(kind.schema(), &mut body);
     let record = app.provisioner.create(kind, body).await?;
-    Ok(single(
-        kind,
-        StatusCode::CREATED,
-        record.resource,
-        &base,
-        &query,
-    ))
+    Ok(single(kind, StatusCode::CREATED, record.resource, &base, &query).audited())
 }
 
 // One argument per extractor: bundling them would only hide what it reads.
@@ -231,7 +226,7 @@ pub async fn replace(
         .provisioner
         .replace(kind, &id, body, if_match(&headers), query.wants("members"))
         .await?;
-    Ok(single(kind, StatusCode::OK, record.resource, &base, &query))
+    Ok(single(kind, StatusCode::OK, record.resource, &base, &query).audited())
 }
 
 // One argument per extractor: bundling them would only hide what it reads.
@@ -263,7 +258,7 @@ pub async fn patch(
     if no_content {
         return Ok(ScimResponse::no_content());
     }
-    Ok(single(kind, StatusCode::OK, record.resource, &base, &query))
+    Ok(single(kind, StatusCode::OK, record.resource, &base, &query).audited())
 }
 
 pub async fn delete(

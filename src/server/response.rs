@@ -20,6 +20,9 @@ pub struct ScimResponse {
     pub body: Option<Value>,
     pub location: Option<String>,
     pub etag: Option<String>,
+    /// A write's answer: its resource goes on the response for the audit
+    /// line (`AnsweredResource`). Reads are not audited and skip it.
+    pub audited: bool,
 }
 
 impl ScimResponse {
@@ -29,6 +32,15 @@ impl ScimResponse {
             body: Some(body),
             location: None,
             etag: None,
+            audited: false,
+        }
+    }
+
+    /// The answer to a write, whose resource the audit line reads.
+    pub fn audited(self) -> Self {
+        ScimResponse {
+            audited: true,
+            ..self
         }
     }
 
@@ -38,13 +50,14 @@ impl ScimResponse {
             body: None,
             location: None,
             etag: None,
+            audited: false,
         }
     }
 }
 
-/// The resource a successful answer's body was written from, carried on
-/// the response for the audit line (which would otherwise parse the body
-/// it was just serialized into).
+/// The resource a write's answer was written from, carried on the response
+/// for the audit line (which would otherwise parse the body it was just
+/// serialized into).
 #[derive(Debug, Clone)]
 pub(super) struct AnsweredResource(pub(super) std::sync::Arc<Value>);
 
@@ -53,9 +66,11 @@ impl IntoResponse for ScimResponse {
         let mut response = match self.body {
             Some(body) => {
                 let mut response = json_response(self.status, &body);
-                response
-                    .extensions_mut()
-                    .insert(AnsweredResource(std::sync::Arc::new(body)));
+                if self.audited {
+                    response
+                        .extensions_mut()
+                        .insert(AnsweredResource(std::sync::Arc::new(body)));
+                }
                 response
             }
             None => self.status.into_response(),

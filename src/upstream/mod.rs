@@ -108,24 +108,6 @@ pub fn http_client(timeout: Duration) -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::none())
 }
 
-/// `request` answered by `serve`, as a response from the network would be.
-async fn answer_in_process(serve: &InProcess, request: reqwest::Request) -> reqwest::Response {
-    let mut sent = http::Request::new(
-        request
-            .body()
-            .and_then(reqwest::Body::as_bytes)
-            .map(bytes::Bytes::copy_from_slice)
-            .unwrap_or_default(),
-    );
-    *sent.method_mut() = request.method().clone();
-    *sent.headers_mut() = request.headers().clone();
-    // The URL is one reqwest built from a parsed base: always a URI.
-    if let Ok(uri) = request.url().as_str().parse() {
-        *sent.uri_mut() = uri;
-    }
-    reqwest::Response::from(serve(sent).await)
-}
-
 /// How long a streamed list may take, its body included.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -143,6 +125,24 @@ pub type InProcess = Arc<
         + Send
         + Sync,
 >;
+
+/// `request` answered by `serve`, as a response from the network would be.
+async fn answer_in_process(serve: &InProcess, request: reqwest::Request) -> reqwest::Response {
+    let mut sent = http::Request::new(
+        request
+            .body()
+            .and_then(reqwest::Body::as_bytes)
+            .map(bytes::Bytes::copy_from_slice)
+            .unwrap_or_default(),
+    );
+    *sent.method_mut() = request.method().clone();
+    *sent.headers_mut() = request.headers().clone();
+    // The URL is one reqwest built from a parsed base: always a URI.
+    if let Ok(uri) = request.url().as_str().parse() {
+        *sent.uri_mut() = uri;
+    }
+    reqwest::Response::from(serve(sent).await)
+}
 
 /// A client bound to one upstream; cheap to clone.
 #[derive(Clone)]
