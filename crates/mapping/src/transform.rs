@@ -2,6 +2,8 @@
 //! table of a mapping declares: field paths, value maps, types, defaults and
 //! the primary element of multi-valued attributes.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::{
@@ -32,7 +34,8 @@ impl ResourceMapping {
     /// Builds the SCIM resource for an upstream record (without
     /// `meta.resourceType`/`meta.location`, which depend on the request).
     pub fn to_scim(&self, record: &Value, schema: &ResourceSchema) -> Result<Value, MappingError> {
-        let mut resource = Map::new();
+        // Sized once: growing a map rehashes it (`id`, `schemas`, `meta`).
+        let mut resource = Map::with_capacity(self.attributes.len() + 3);
         let mut schemas = vec![Value::from(schema.core.id)];
         resource.insert("id".into(), Value::from(self.upstream_id(record)?));
         for attribute in &self.attributes {
@@ -42,7 +45,7 @@ impl ResourceMapping {
             let Some(raw) = attribute.upstream_value(record) else {
                 continue;
             };
-            let Some(value) = attribute.read(&raw) else {
+            let Some(value) = attribute.read(raw) else {
                 continue;
             };
             if let Some(uri) = &attribute.scim.path.uri
@@ -297,7 +300,7 @@ impl ResourceMapping {
             };
             let current = attribute
                 .upstream_value(record)
-                .and_then(|raw| attribute.read(&raw));
+                .and_then(|raw| attribute.read(raw));
             if current.as_ref().is_some_and(|c| loosely_equal(c, wanted)) {
                 continue;
             }
@@ -372,11 +375,12 @@ fn merge(target: &mut Map<String, Value>, changes: Map<String, Value>) {
 
 impl AttributeMap {
     /// The upstream value this attribute reads: its field, or its template
-    /// filled in (absent when every field it names is empty).
-    pub fn upstream_value(&self, record: &Value) -> Option<Value> {
+    /// filled in (absent when every field it names is empty). A field's
+    /// value is borrowed: [`Self::read`] copies it once, into the resource.
+    pub fn upstream_value<'r>(&self, record: &'r Value) -> Option<Cow<'r, Value>> {
         let present = |field: &FieldPath| field.get(record).filter(|v| !self.means_absent(v));
-        match &self.source {
-            Source::Field(field) => present(field).cloned(),
+        let made = match &self.source {
+            Source::Field(field) => return present(field).map(Cow::Borrowed),
             Source::Fields(fields) => {
                 let held: Map<String, Value> = fields
                     .iter()
@@ -409,7 +413,8 @@ impl AttributeMap {
                 }
                 any.then(|| Value::from(text.trim()))
             }
-        }
+        };
+        made.map(Cow::Owned)
     }
 
     /// The SCIM value this attribute maps, if the resource carries it;
@@ -509,7 +514,7 @@ impl AttributeMap {
     }
 
     /// Upstream value → SCIM value; `None` when it has no SCIM meaning.
-    fn read(&self, raw: &Value) -> Option<Value> {
+    fn read(&self, raw: Cow<'_, Value>) -> Option<Value> {
         if raw.is_null() {
             return None;
         }
@@ -533,18 +538,18 @@ impl AttributeMap {
             return self
                 .values
                 .iter()
-                .find(|(_, upstream)| match (&self.source, upstream, raw) {
+                .find(|(_, upstream)| match (&self.source, upstream, &*raw) {
                     // Every field the pair names holds its value.
                     (Source::Fields(_), Value::Object(wanted), Value::Object(held)) => {
                         wanted.iter().all(|(field, value)| {
                             held.get(field).is_some_and(|h| loosely_equal(h, value))
                         })
                     }
-                    _ => loosely_equal(upstream, raw),
+                    _ => loosely_equal(upstream, &raw),
                 })
                 .map(|(scim, _)| scim.clone());
         }
-        Some(match (self.scim.kind, raw) {
+        Some(match (self.scim.kind, &*raw) {
             (AttrType::String | AttrType::Reference | AttrType::DateTime, Value::Number(n)) => {
                 Value::from(n.to_string())
             }
@@ -561,7 +566,7 @@ impl AttributeMap {
                     .ok()
                     .map(Value::Number)?
             }
-            _ => raw.clone(),
+            _ => raw.into_owned(),
         })
     }
 
@@ -691,10 +696,12 @@ fn object_entry<'a>(
     map: &'a mut Map<String, Value>,
     key: &str,
 ) -> Option<&'a mut Map<String, Value>> {
-    if !matches!(map.get(key), Some(Value::Object(_))) {
-        map.insert(key.to_string(), Value::Object(Map::new()));
+    // One look-up (an extension's key is a long URN to hash), not three.
+    let slot = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
     }
-    map.get_mut(key).and_then(Value::as_object_mut)
+    slot.as_object_mut()
 }
 
 /// One-body views of the field lists, for the tests that read them whole;
@@ -966,11 +973,11 @@ mod tests {
         };
         assert_eq!(
             attribute.upstream_value(&json!({"first": "Ada", "last": "Lovelace"})),
-            Some(json!("Ada Lovelace"))
+            Some(Cow::Owned(json!("Ada Lovelace")))
         );
         assert_eq!(
             attribute.upstream_value(&json!({"first": "Ada"})),
-            Some(json!("Ada"))
+            Some(Cow::Owned(json!("Ada")))
         );
         assert_eq!(attribute.upstream_value(&json!({})), None);
     }
