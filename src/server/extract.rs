@@ -85,7 +85,7 @@ async fn json_body<S: Send + Sync>(request: Request, state: &S) -> Result<Value,
                 )
             }
         })?;
-    let value = serde_json::from_slice(&bytes).map_err(|error| {
+    let value = crate::scim::json::from_bytes(&bytes).map_err(|error| {
         ScimError::bad_request(
             ScimType::InvalidSyntax,
             format!("the request body is not valid JSON: {error}"),

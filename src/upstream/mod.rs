@@ -670,7 +670,7 @@ impl UpstreamClient {
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
-            match serde_json::from_slice(&bytes) {
+            match crate::scim::json::from_bytes(&bytes) {
                 Ok(body) => body,
                 // An error page in HTML still carries its status; only a
                 // success with garbage is a protocol failure.
