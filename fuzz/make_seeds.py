@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Regenerates the seeds derived from the repository's IdP fixtures and
-mapping files (fuzz/seeds/{patch,dialect,request,mapping_loader}/fx-*).
+mapping files (fuzz/seeds/{patch,dialect,request,json_body,mapping_loader}/fx-*).
 Hand-written seeds (filter, attr_path, the rest) are kept as they are.
 
 Run from fuzz/: python3 make_seeds.py
@@ -54,7 +54,7 @@ def request_seed(vendor, method, path, body):
     return head + suffix + payload
 
 
-for target in ("patch", "dialect", "request", "mapping_loader"):
+for target in ("patch", "dialect", "request", "json_body", "mapping_loader"):
     for old in glob.glob(os.path.join(SEEDS, target, "fx-*")):
         os.remove(old)
 
@@ -70,6 +70,7 @@ for fixture in sorted(glob.glob(os.path.join(REPO, "tests/fixtures/idp/*.json"))
             continue
         text = json.dumps(body, indent=1)
         write("dialect", vendor, text)
+        write("json_body", vendor, json.dumps(body, ensure_ascii=False))
         if method == "PATCH":
             write("patch", vendor, text)
 

@@ -10,6 +10,7 @@ pub mod samples;
 pub mod attr_path;
 pub mod dialect;
 pub mod filter;
+pub mod json_body;
 pub mod mapping_loader;
 pub mod patch;
 pub mod request;
