@@ -13,7 +13,9 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 /// The JSON value `bytes` hold; the same value (keys in the same order), or
-/// the same error, as `serde_json::from_slice`.
+/// the same error, as `serde_json::from_slice`, but for one key: the token
+/// serde_json's `raw_value` feature reads as a raw value is read here as
+/// the ordinary key it is in JSON text.
 pub fn from_bytes(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let Ok(text) = std::str::from_utf8(bytes) else {
         // Read again to report where the bytes stop being text, as serde
@@ -202,6 +204,15 @@ mod tests {
         let read = from_bytes(huge.as_bytes()).unwrap();
         assert_eq!(read[0].as_object().map(Map::len), Some(1000));
         assert_eq!(read[1], serde_json::json!({"a": 1}));
+    }
+
+    #[test]
+    fn serde_jsons_raw_value_token_is_an_ordinary_key() {
+        // serde_json's `raw_value` feature (on in the dependency tree) reads
+        // this key as its own token; in JSON text it is a key like another.
+        let text = br#"{"$serde_json::private::RawValue": "[1]"}"#;
+        let read = from_bytes(text).unwrap();
+        assert_eq!(read["$serde_json::private::RawValue"], "[1]");
     }
 
     #[test]
