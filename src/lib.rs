@@ -8,7 +8,7 @@
 //! error bodies in one place, `server::rescue`.
 //!
 //! The layers, bottom first, each using only its own and those below:
-//! `scim`, `diagnostics`, `metric_labels`, `telemetry` · `mapping`, `dialect` · `config` ·
+//! `scim`, `diagnostics`, `metric_labels`, `log_fields`, `telemetry` · `mapping`, `dialect` · `config` ·
 //! `upstream`, `audit`, `cluster` · `provision` · `server` · `demo`, `explain`.
 //! `scim`, `diagnostics`, `mapping` and `dialect` are crates of their own
 //! (`crates/`), re-exported here under those names, so Cargo refuses an
@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod explain;
+pub mod log_fields;
 pub mod metric_labels;
 pub mod provision;
 pub mod server;

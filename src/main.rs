@@ -334,6 +334,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 // event and span a little.
                 None => tracing_subscriber::fmt()
                     .json()
+                    .fmt_fields(scimgate::log_fields::JsonSpanFields)
                     .with_env_filter(filter)
                     .with_writer(log_writer)
                     .init(),
@@ -344,6 +345,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .with(
                             tracing_subscriber::fmt::layer()
                                 .json()
+                                .fmt_fields(scimgate::log_fields::JsonSpanFields)
                                 .with_writer(log_writer)
                                 .with_filter(logs),
                         )

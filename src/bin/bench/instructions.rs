@@ -117,6 +117,7 @@ pub fn count(scenario: &str, requests: usize) -> anyhow::Result<()> {
     // written nowhere (the writing is the log thread's, not a request's).
     tracing_subscriber::fmt()
         .json()
+        .fmt_fields(scimgate::log_fields::JsonSpanFields)
         .with_env_filter("info")
         .with_writer(std::io::sink)
         .init();
