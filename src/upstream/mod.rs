@@ -565,6 +565,10 @@ impl UpstreamClient {
             request.path
         );
         url.set_path(&path);
+        if !request.query.is_empty() {
+            // Straight into the URL: reqwest's `query` goes through serde.
+            url.query_pairs_mut().extend_pairs(&request.query);
+        }
         let mut builder = self
             .http
             .request(request.method.clone(), url)
@@ -573,9 +577,6 @@ impl UpstreamClient {
             // A whole account's list, read as it arrives: the mapping's
             // timeout is for one call's answer, not a million records.
             builder = builder.timeout(STREAM_TIMEOUT.max(self.mapping.timeout));
-        }
-        if !request.query.is_empty() {
-            builder = builder.query(&request.query);
         }
         if let Some((name, value)) = &self.auth {
             builder = builder.header(name.clone(), value.clone());
