@@ -28,7 +28,7 @@ use crate::cluster::{ClusterStore, RemoteLock, StoreDown};
 use crate::config::{Connection, OnUnavailable};
 use crate::mapping::transform::Absent;
 use crate::mapping::{Bindings, ResourceMapping, SoftDelete, UniqueBy, UpstreamRequest};
-use crate::scim::patch::{PatchOperation, apply_patch};
+use crate::scim::patch::{PatchOperation, patched};
 use crate::scim::schema::{self, Mutability, ResourceSchema};
 use crate::upstream::{CallError, UpstreamClient};
 
@@ -820,12 +820,11 @@ impl Provisioner {
             let current = self.get(kind, id, read_members).await?;
             check_precondition(&current.resource, if_match)?;
             Journal::note_before(&current.resource);
-            let mut desired = current.resource.clone();
             let applied = match delta {
                 Some((_, others)) => others.as_slice(),
                 None => operations,
             };
-            apply_patch(&mut desired, applied, kind.schema())?;
+            let desired = patched(current.resource.clone(), applied, kind.schema())?;
             keeps_required(kind, &current.resource, &desired)?;
             if kind == Kind::User {
                 policy::check_approved_domains(&desired, &self.connection.approved_domains)?;

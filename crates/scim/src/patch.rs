@@ -99,7 +99,18 @@ pub fn apply_patch(
     ops: &[PatchOperation],
     schema: &ResourceSchema,
 ) -> Result<(), PatchError> {
-    let mut doc = resource.clone();
+    *resource = patched(resource.clone(), ops, schema)?;
+    Ok(())
+}
+
+/// `resource` with all operations applied, or the first one's error (the
+/// resource is then gone: pass a copy to keep the original, which is what
+/// a caller that already holds one does instead of [`apply_patch`]'s).
+pub fn patched(
+    mut doc: Value,
+    ops: &[PatchOperation],
+    schema: &ResourceSchema,
+) -> Result<Value, PatchError> {
     schema.canonicalize(&mut doc);
     let Some(obj) = doc.as_object_mut() else {
         return Err(PatchError::NotAnObject);
@@ -113,8 +124,7 @@ pub fn apply_patch(
         cx.apply(obj, op)?;
     }
     sync_extension_schemas(obj, schema);
-    *resource = doc;
-    Ok(())
+    Ok(doc)
 }
 
 /// One operation being applied: what error messages need to say where.

@@ -406,6 +406,17 @@ fn rebuild_keys(
     obj: &mut Map<String, Value>,
     mut rename: impl FnMut(&str, &mut Value) -> Option<&'static str>,
 ) {
+    // Values are canonicalised in place. The map is rebuilt only when a key
+    // changes: what the gateway built itself (a PATCH's base, from the
+    // mapping) is canonical already, and rebuilding re-hashes every key.
+    let mut renamed = false;
+    for (key, value) in obj.iter_mut() {
+        renamed |= rename(key, value).is_some_and(|canonical| canonical != key);
+    }
+    if !renamed {
+        return;
+    }
+    // Canonicalising is idempotent: the values are visited again, cheaply.
     let old = std::mem::take(obj);
     for (key, mut value) in old {
         match rename(&key, &mut value) {

@@ -732,3 +732,32 @@ fn path_less_member_keys_are_canonical_in_any_case_and_urn_qualified() {
         );
     }
 }
+
+#[test]
+fn patching_a_value_given_away_is_patching_in_place() {
+    let ops = body(json!([
+        {"op": "replace", "path": "name.FAMILYNAME", "value": "Hargreaves"},
+        {"op": "add", "path": "title", "value": "Engineer"}
+    ]));
+    let ops = parse_patch_request(&ops, user()).unwrap();
+    let mut in_place = alice();
+    apply_patch(&mut in_place, &ops, user()).unwrap();
+    let given = super::patched(alice(), &ops, user()).unwrap();
+    assert_eq!(given.to_string(), in_place.to_string());
+    assert_eq!(given["name"]["familyName"], "Hargreaves");
+
+    let failing = body(json!([
+        {"op": "add", "path": "title", "value": "Engineer"},
+        {"op": "replace", "path": "id", "value": "u-2"}
+    ]));
+    let failing = parse_patch_request(&failing, user()).unwrap();
+    let error = super::patched(alice(), &failing, user()).unwrap_err();
+    let mut untouched = alice();
+    assert_eq!(
+        apply_patch(&mut untouched, &failing, user())
+            .unwrap_err()
+            .to_string(),
+        error.to_string()
+    );
+    assert_eq!(untouched, alice());
+}

@@ -104,6 +104,29 @@ fn canonicalize_rewrites_known_keys_everywhere_and_keeps_unknown_ones() {
 }
 
 #[test]
+fn canonicalize_renames_below_a_canonical_key_and_keeps_order_and_later_duplicates() {
+    let mut resource = json!({
+        "schemas": [USER],
+        "userName": "alice",
+        "name": {"GIVENNAME": "Alice"},
+        "emails": [{"value": "a@example.com"}, {"VALUE": "b@example.com"}],
+    });
+    user().canonicalize(&mut resource);
+    assert_eq!(resource["name"], json!({"givenName": "Alice"}));
+    assert_eq!(resource["emails"][1], json!({"value": "b@example.com"}));
+    let keys: Vec<&String> = resource.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["schemas", "userName", "name", "emails"]);
+
+    // Two spellings of one attribute: the later one's value, in the first
+    // one's place, as when every key is rewritten.
+    let mut twice = json!({"userName": "first", "title": "t", "USERNAME": "second"});
+    user().canonicalize(&mut twice);
+    assert_eq!(twice, json!({"userName": "second", "title": "t"}));
+    let keys: Vec<&String> = twice.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["userName", "title"]);
+}
+
+#[test]
 fn validate_accepts_a_well_formed_user() {
     let resource = json!({
         "schemas": [USER, ENTERPRISE_USER],
