@@ -376,7 +376,7 @@ fn merge(target: &mut Map<String, Value>, changes: Map<String, Value>) {
 impl AttributeMap {
     /// The upstream value this attribute reads: its field, or its template
     /// filled in (absent when every field it names is empty). A field's
-    /// value is borrowed: [`Self::read`] copies it once, into the resource.
+    /// value is borrowed: reading it into the resource copies it once.
     pub fn upstream_value<'r>(&self, record: &'r Value) -> Option<Cow<'r, Value>> {
         let present = |field: &FieldPath| field.get(record).filter(|v| !self.means_absent(v));
         let made = match &self.source {
