@@ -1,9 +1,10 @@
 //! `json_body`: the gateway's JSON reader (`scim::json::from_bytes`, for
 //! upstream answers and request bodies) reads any bytes as serde_json
 //! reads them: the same value with its keys in the same order, or the same
-//! error.
+//! error; and its writer (`scim::json::to_vec`, for every answer and
+//! upstream body) writes what it read back as serde_json writes it.
 
-use scimgate::scim::json::from_bytes;
+use scimgate::scim::json::{from_bytes, to_vec};
 
 /// The key serde_json's `raw_value` feature (on in the dependency tree)
 /// reads as its own token, not as a key: the gateway reads it as the key
@@ -18,11 +19,12 @@ pub fn run(data: &[u8]) {
         let _ = from_bytes(data);
         return;
     }
+    // Each side's value written by that side's writer.
     let ours = from_bytes(data)
-        .map(|v| v.to_string())
+        .map(|v| to_vec(&v))
         .map_err(|e| e.to_string());
     let serdes = serde_json::from_slice::<serde_json::Value>(data)
-        .map(|v| v.to_string())
+        .map(|v| serde_json::to_vec(&v).unwrap_or_default())
         .map_err(|e| e.to_string());
     assert_eq!(
         ours,

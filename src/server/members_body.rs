@@ -25,8 +25,10 @@ pub fn with_members(
     pages: Receiver<Result<Vec<Value>, ProvisionError>>,
     base: std::sync::Arc<str>,
 ) -> Response {
-    let group = single.body.clone().unwrap_or(Value::Null);
-    let mut head = serde_json::to_vec(&group).unwrap_or_default();
+    let mut head = match &single.body {
+        Some(group) => crate::scim::json::to_vec(group),
+        None => return single.into_response(),
+    };
     // `{…}` → `{…,"members":[`.
     if head.pop() != Some(b'}') {
         return single.into_response();
@@ -90,8 +92,7 @@ impl http_body::Body for MembersBody {
                     if !std::mem::take(&mut self.first) {
                         chunk.push(b',');
                     }
-                    // A JSON value always serialises.
-                    chunk.extend(serde_json::to_vec(&member).unwrap_or_default());
+                    crate::scim::json::write_value(&mut chunk, &member);
                 }
                 Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
             }

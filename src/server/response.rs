@@ -87,7 +87,7 @@ impl IntoResponse for ScimResponse {
 }
 
 pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let bytes = crate::scim::json::to_vec(body);
     let mut response = (status, bytes).into_response();
     response
         .headers_mut()

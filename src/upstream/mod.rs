@@ -599,7 +599,7 @@ impl UpstreamClient {
                             .as_deref()
                             .unwrap_or("application/json"),
                     )
-                    .body(serde_json::to_vec(body).map_err(|_| UpstreamError::BadBody)?),
+                    .body(crate::scim::json::to_vec(body)),
                 BodyEncoding::Form => builder
                     .header(CONTENT_TYPE, BodyEncoding::FORM_MEDIA_TYPE)
                     .body(
