@@ -37,30 +37,27 @@ fn render(kind: Kind, mut resource: Value, base: &str, query: &ScimQuery) -> Val
     let id = resource
         .get("id")
         .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+        .unwrap_or_default();
+    let location = url_of(base, kind.endpoint(), id);
     if let Some(meta) = resource.get_mut("meta").and_then(Value::as_object_mut) {
         meta.insert("resourceType".into(), Value::from(kind.resource_type()));
-        meta.insert(
-            "location".into(),
-            Value::from(format!(
-                "{base}/{}/{}",
-                kind.endpoint(),
-                encode_segment(&id)
-            )),
-        );
+        meta.insert("location".into(), Value::from(location));
     }
-    if let Some(members) = resource.get_mut("members").and_then(Value::as_array_mut) {
-        members
-            .iter_mut()
-            .for_each(|member| add_user_ref(member, base));
-    }
-    if let Some(manager) = resource
-        .get_mut(ENTERPRISE_USER)
-        .and_then(|e| e.get_mut("manager"))
-    {
-        add_user_ref(manager, base);
-    }
+    // Each look-up hashes its key: only the kind that has the attribute.
+    let references = match kind {
+        Kind::Group => resource
+            .get_mut("members")
+            .and_then(Value::as_array_mut)
+            .map(Vec::as_mut_slice),
+        Kind::User => resource
+            .get_mut(ENTERPRISE_USER)
+            .and_then(|e| e.get_mut("manager"))
+            .map(std::slice::from_mut),
+    };
+    references
+        .into_iter()
+        .flatten()
+        .for_each(|reference| add_user_ref(reference, base));
     project(
         resource,
         &query.attributes,
@@ -69,28 +66,34 @@ fn render(kind: Kind, mut resource: Value, base: &str, query: &ScimQuery) -> Val
     )
 }
 
-/// An id as one URL path segment: upstream ids may hold `/`, `?`, `#`…
-fn encode_segment(id: &str) -> String {
+/// `{base}/{endpoint}/{id}`, the id as one URL path segment: upstream ids
+/// may hold `/`, `?`, `#`…
+fn url_of(base: &str, endpoint: &str, id: &str) -> String {
     const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'.')
         .remove(b'_')
         .remove(b'~');
-    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
+    let mut url = String::with_capacity(base.len() + endpoint.len() + id.len() + 2);
+    url.push_str(base);
+    url.push('/');
+    url.push_str(endpoint);
+    url.push('/');
+    url.extend(percent_encoding::utf8_percent_encode(id, SEGMENT));
+    url
 }
 
 /// References to users carry a `$ref` derived from their `value`.
 pub(super) fn add_user_ref(reference: &mut Value, base: &str) {
-    if let Some(value) = reference
+    let Some(url) = reference
         .get("value")
         .and_then(Value::as_str)
-        .map(str::to_string)
-        && let Some(object) = reference.as_object_mut()
-    {
-        object.insert(
-            "$ref".into(),
-            Value::from(format!("{base}/Users/{}", encode_segment(&value))),
-        );
+        .map(|value| url_of(base, Kind::User.endpoint(), value))
+    else {
+        return;
+    };
+    if let Some(object) = reference.as_object_mut() {
+        object.insert("$ref".into(), Value::from(url));
     }
 }
 
@@ -111,7 +114,7 @@ fn single(
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        format!("{base}/{}/{}", kind.endpoint(), encode_segment(id))
+        url_of(base, kind.endpoint(), id)
     });
     ScimResponse {
         status,
@@ -271,4 +274,44 @@ pub async fn delete(
         .delete(kind, &id, if_match(&headers))
         .await?;
     Ok(ScimResponse::no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_rendered_resource_links_itself_and_the_users_it_names() {
+        let base = "https://gw.example/scim/v2";
+        let user = json!({
+            "id": "a/b?c",
+            "userName": "ann@example.com",
+            ENTERPRISE_USER: {"manager": {"value": "7 8"}},
+            "meta": {"created": "2026-01-01T00:00:00Z"},
+        });
+        let user = render(Kind::User, user, base, &ScimQuery::default());
+        assert_eq!(user["meta"]["location"], format!("{base}/Users/a%2Fb%3Fc"));
+        assert_eq!(user["meta"]["resourceType"], "User");
+        assert_eq!(
+            user[ENTERPRISE_USER]["manager"]["$ref"],
+            format!("{base}/Users/7%208")
+        );
+        let group = json!({
+            "id": "g1",
+            "displayName": "Ops",
+            "members": [{"value": "1"}, {"value": "#2"}, {"display": "no value"}],
+            "meta": {},
+        });
+        let group = render(Kind::Group, group, base, &ScimQuery::default());
+        assert_eq!(group["meta"]["location"], format!("{base}/Groups/g1"));
+        assert_eq!(
+            group["members"],
+            json!([
+                {"value": "1", "$ref": format!("{base}/Users/1")},
+                {"value": "#2", "$ref": format!("{base}/Users/%232")},
+                {"display": "no value"},
+            ])
+        );
+    }
 }
