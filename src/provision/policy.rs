@@ -29,17 +29,20 @@ pub enum PolicyError {
 /// of an approved domain is not approved.
 pub fn check_approved_domains(user: &Value, approved: &[String]) -> Result<(), PolicyError> {
     // Checked on every read (the scope), so nothing is allocated unless refused.
-    let emails = user
-        .get("emails")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|email| email.get("value").and_then(Value::as_str));
+    let emails = || {
+        user.get("emails")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|email| email.get("value").and_then(Value::as_str))
+    };
     let user_name = user
         .get("userName")
         .and_then(Value::as_str)
-        .filter(|user_name| user_name.contains('@'));
-    let mut addresses = emails.chain(user_name).peekable();
+        .filter(|user_name| user_name.contains('@'))
+        // One of the emails already (as it mostly is): the same answer.
+        .filter(|user_name| !emails().any(|email| email == *user_name));
+    let mut addresses = emails().chain(user_name).peekable();
     if addresses.peek().is_none() {
         return Err(PolicyError::NoAddress);
     }
@@ -73,12 +76,15 @@ pub fn in_scope(user: &Value, approved: &[String]) -> bool {
     check_approved_domains(user, approved).is_ok()
 }
 
-/// Characters RFC 5322 allows unquoted in a dot-atom local part.
-fn is_atext(c: char) -> bool {
+/// Bytes of the characters RFC 5322 allows unquoted in a dot-atom local
+/// part: every byte of a character that is not ASCII is one too, so a text
+/// is atext exactly when each of its bytes is (no character is decoded).
+fn is_atext(byte: u8) -> bool {
     // A `match`, not a search of the list: every read checks every address.
-    matches!(c, 'a'..='z' | 'A'..='Z' | '0'..='9' | '!' | '#' | '$' | '%' | '&' | '\'' | '*'
-        | '+' | '-' | '/' | '=' | '?' | '^' | '_' | '`' | '{' | '|' | '}' | '~')
-        || !c.is_ascii()
+    matches!(byte, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'!' | b'#' | b'$' | b'%' | b'&'
+        | b'\'' | b'*' | b'+' | b'-' | b'/' | b'=' | b'?' | b'^' | b'_' | b'`' | b'{' | b'|'
+        | b'}' | b'~')
+        || !byte.is_ascii()
 }
 
 /// Checks `address` strictly (one `@`; a dot-atom local part of at most 64
@@ -98,7 +104,7 @@ fn parse_address(address: &str) -> Result<&str, &'static str> {
     }
     if !local
         .split('.')
-        .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+        .all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
     {
         return Err(
             "the part before `@` may hold letters, digits and !#$%&'*+-/=?^_`{|}~, with single inner dots",
@@ -113,7 +119,9 @@ fn parse_address(address: &str) -> Result<&str, &'static str> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            // An ASCII label without decoding it; another one letter by letter.
+            && (label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                || !label.is_ascii() && label.chars().all(|c| c.is_alphanumeric() || c == '-'))
     };
     if !labels.split('.').all(label_ok) {
         return Err("the domain must be dot-separated labels of letters, digits and inner hyphens");
@@ -215,13 +223,38 @@ mod tests {
     }
 
     #[test]
+    fn a_domain_label_may_hold_letters_and_digits_of_any_script_and_inner_hyphens() {
+        for domain in [
+            "b\u{fc}cher.example",
+            "xn--bcher-kva.example",
+            "\u{661}2-3.example",
+        ] {
+            assert_eq!(
+                parse_address(&format!("a@{domain}")),
+                Ok(domain),
+                "{domain}"
+            );
+        }
+        for domain in [
+            "b\u{fc}\u{2026}cher.example",
+            "-b\u{fc}.example",
+            "a_b.example",
+        ] {
+            assert!(parse_address(&format!("a@{domain}")).is_err(), "{domain}");
+        }
+    }
+
+    #[test]
     fn users_outside_the_approved_domains_are_out_of_scope() {
         let ours = json!({"userName": "a@example.com", "emails": [{"value": "a@example.com"}]});
         let theirs = json!({"userName": "b@example.org", "emails": [{"value": "b@example.org"}]});
         let mixed = json!({"userName": "c@example.com", "emails": [{"value": "c@example.org"}]});
         let no_address = json!({"userName": "d"});
+        // A userName that is not one of the emails is checked on its own.
+        let named_elsewhere =
+            json!({"userName": "e@example.org", "emails": [{"value": "e@example.com"}]});
         assert!(in_scope(&ours, &approved()));
-        for user in [theirs, mixed, no_address] {
+        for user in [theirs, mixed, no_address, named_elsewhere] {
             assert!(!in_scope(&user, &approved()), "{user}");
         }
     }
