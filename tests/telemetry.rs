@@ -265,8 +265,9 @@ async fn each_scim_request_is_a_server_span_over_a_client_span_per_upstream_call
     assert_eq!(missing.status, 404);
 
     // Batches leave every 50 ms: wait for all seven (three requests, four
-    // upstream calls). Stopped at six, the last server span was once
-    // missing after the flush at SIGTERM (CI on a busy machine).
+    // upstream calls). The flush at SIGTERM cannot be what delivers the
+    // last: the collector runs on this test's one thread, which `stop`
+    // blocks while the gateway exits (waiting for six, CI once lost one).
     let mut waited = 0;
     while received.lock().unwrap().spans.len() < 7 && waited < 100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
