@@ -260,10 +260,9 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 fn needs_escape(word: u64) -> bool {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    let below = |n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
     let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
-    below(0x20) | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
-        != 0
+    control | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) != 0
 }
 
 #[cfg(test)]
@@ -362,8 +361,7 @@ mod tests {
                 "t": true, "f": false, "z": null, "empty": {}, "none": [],
                 "name": {"givenName": "Jos\u{e9} \u{1F600}"},
             }),
-            // Every byte that is escaped, at each place in an 8-byte word
-            // and in the tail after the last whole word.
+            // Every control character, in whole words and in the tail.
             Value::from((0u8..0x20).map(char::from).collect::<String>()),
             Value::from("\"quoted\" and \\back\\slashed, \u{7f} is not escaped"),
             Value::from("0123456\"89abcde\\ghijklm\n"),
