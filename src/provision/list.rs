@@ -11,6 +11,7 @@ use crate::mapping::{
     Bindings, Call, FilterParam, PagingStyle, ResourceMapping, TotalSource, UpstreamRequest,
 };
 use crate::scim::filter::{CompareOp, Filter, matches};
+use crate::scim::json::Tree;
 use crate::scim::path::AttrPath;
 use crate::upstream::UpstreamClient;
 
@@ -23,12 +24,17 @@ pub struct ListQuery {
     pub with_members: bool,
 }
 
-#[derive(Debug, Clone)]
-pub struct ListPage {
+/// What a list answered besides its resources, which went to the visitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListTotals {
     pub total_results: u64,
     pub start_index: u64,
-    pub resources: Vec<Value>,
 }
+
+/// Takes a list's resources in order, each as it is made: a page of users
+/// is made from the upstream's records without a copy, and written out
+/// before they are dropped.
+pub type Visit<'v> = dyn for<'t> FnMut(Tree<'t>) + Send + 'v;
 
 /// Upstream records read while paging, and the upstream's total if it gave one.
 struct Fetched {
@@ -37,7 +43,13 @@ struct Fetched {
 }
 
 impl Provisioner {
-    pub async fn list(&self, kind: Kind, query: &ListQuery) -> Result<ListPage, ProvisionError> {
+    /// Hands `visit` the resources of the page `query` asks for, in order.
+    pub async fn list(
+        &self,
+        kind: Kind,
+        query: &ListQuery,
+        visit: &mut Visit<'_>,
+    ) -> Result<ListTotals, ProvisionError> {
         let mapping = self.mapping(kind)?;
         let count = query
             .count
@@ -46,17 +58,17 @@ impl Provisioner {
         let start = query.start_index.max(1);
         if query.filter.is_none() {
             return self
-                .list_unfiltered(kind, start, count, query.with_members)
+                .list_unfiltered(kind, start, count, query.with_members, visit)
                 .await;
         }
         if let Some(page) = self
-            .membership_page(kind, mapping, query, start, count)
+            .membership_page(kind, mapping, query, start, count, visit)
             .await?
         {
             return Ok(page);
         }
         if let Some(page) = self
-            .indexed_page(kind, mapping, query, start, count)
+            .indexed_page(kind, mapping, query, start, count, visit)
             .await?
         {
             return Ok(page);
@@ -67,7 +79,7 @@ impl Provisioner {
         // Only the page asked for is kept; the rest is counted.
         let skip = (start - 1) as usize;
         let mut total_results = 0u64;
-        let mut resources = Vec::new();
+        let mut listed = 0usize;
         for record in records {
             if mapping
                 .soft_delete
@@ -83,20 +95,14 @@ impl Provisioner {
                 continue;
             }
             total_results += 1;
-            if total_results as usize > skip && resources.len() < count as usize {
-                let mut resource = record.resource;
-                if !query.with_members
-                    && let Some(object) = resource.as_object_mut()
-                {
-                    object.remove("members");
-                }
-                resources.push(resource);
+            if total_results as usize > skip && listed < count as usize {
+                listed += 1;
+                visit(Tree::Owned(without_members(record.resource, query)));
             }
         }
-        Ok(ListPage {
+        Ok(ListTotals {
             total_results,
             start_index: start,
-            resources,
         })
     }
 
@@ -111,7 +117,8 @@ impl Provisioner {
         query: &ListQuery,
         start: u64,
         count: u64,
-    ) -> Result<Option<ListPage>, ProvisionError> {
+        visit: &mut Visit<'_>,
+    ) -> Result<Option<ListTotals>, ProvisionError> {
         let (Some(index), Some(filter)) = (self.index(kind), &query.filter) else {
             return Ok(None);
         };
@@ -145,23 +152,16 @@ impl Provisioner {
             }
         }
         let total_results = matched.len() as u64;
-        let resources = matched
+        for resource in matched
             .into_iter()
             .skip((start - 1) as usize)
             .take(count as usize)
-            .map(|mut resource| {
-                if !query.with_members
-                    && let Some(object) = resource.as_object_mut()
-                {
-                    object.remove("members");
-                }
-                resource
-            })
-            .collect();
-        Ok(Some(ListPage {
+        {
+            visit(Tree::Owned(without_members(resource, query)));
+        }
+        Ok(Some(ListTotals {
             total_results,
             start_index: start,
-            resources,
         }))
     }
 
@@ -176,7 +176,8 @@ impl Provisioner {
         query: &ListQuery,
         start: u64,
         count: u64,
-    ) -> Result<Option<ListPage>, ProvisionError> {
+        visit: &mut Visit<'_>,
+    ) -> Result<Option<ListTotals>, ProvisionError> {
         if kind != Kind::Group || query.with_members {
             return Ok(None);
         }
@@ -198,14 +199,16 @@ impl Provisioner {
             }
             None => false,
         };
-        let resources = match record {
-            Some(record) if is_member && start == 1 && count > 0 => vec![record.resource],
-            _ => Vec::new(),
-        };
-        Ok(Some(ListPage {
+        if let Some(record) = record
+            && is_member
+            && start == 1
+            && count > 0
+        {
+            visit(Tree::Owned(record.resource));
+        }
+        Ok(Some(ListTotals {
             total_results: u64::from(is_member),
             start_index: start,
-            resources,
         }))
     }
 
@@ -352,7 +355,8 @@ impl Provisioner {
         start: u64,
         count: u64,
         with_members: bool,
-    ) -> Result<ListPage, ProvisionError> {
+        visit: &mut Visit<'_>,
+    ) -> Result<ListTotals, ProvisionError> {
         let mapping = self.mapping(kind)?;
         let request = mapping.list.request(Bindings::default())?;
         let offset = start - 1;
@@ -376,38 +380,38 @@ impl Provisioner {
         // hold fewer than `count` and the upstream's total counts them too
         // (a number, never a user): scanning every page to count exactly
         // would make each page of an IdP's import cost a full listing.
-        let visible = if kind == Kind::Group {
-            // A group is made a resource only on the page: its members may
-            // take calls of their own.
-            fetched.records
-        } else {
-            // A user is made a resource once, for its scope and the page.
-            let mut visible = Vec::new();
-            for record in fetched.records {
-                let resource = mapping.to_scim(&record, kind.schema())?;
-                if self.in_scope(kind, &resource) {
-                    visible.push(resource);
-                }
-            }
-            visible
-        };
-        let total_results = match fetched.total {
-            Some(total) if reports_total => total,
-            _ => visible.len() as u64,
+        let totals = |visible: usize| ListTotals {
+            total_results: match fetched.total {
+                Some(total) if reports_total => total,
+                _ => visible as u64,
+            },
+            start_index: start,
         };
         let skip = if reports_total { 0 } else { offset as usize };
-        let mut resources = Vec::new();
-        for item in visible.into_iter().skip(skip).take(count as usize) {
-            resources.push(match kind {
-                Kind::Group => self.record(kind, item, with_members).await?.resource,
-                Kind::User => item,
-            });
+        if kind == Kind::Group {
+            // A group is made a resource only on the page: its members may
+            // take calls of their own.
+            let totals = totals(fetched.records.len());
+            for record in fetched.records.into_iter().skip(skip).take(count as usize) {
+                visit(Tree::Owned(
+                    self.record(kind, record, with_members).await?.resource,
+                ));
+            }
+            return Ok(totals);
         }
-        Ok(ListPage {
-            total_results,
-            start_index: start,
-            resources,
-        })
+        // A user is made a resource once, for its scope and the page.
+        let mut visible = Vec::new();
+        for record in &fetched.records {
+            let resource = mapping.to_scim_tree(record, kind.schema())?;
+            if self.in_scope(kind, resource.view()) {
+                visible.push(resource);
+            }
+        }
+        let totals = totals(visible.len());
+        for resource in visible.into_iter().skip(skip).take(count as usize) {
+            visit(resource);
+        }
+        Ok(totals)
     }
 
     /// Reads up to `limit` records starting at `offset` (0-based) through the
@@ -603,6 +607,16 @@ impl<'c> Pages<'c> {
         page.drain(..skipped);
         Ok(Some(page))
     }
+}
+
+/// A listed group's members go only to a list that asks for them.
+fn without_members(mut resource: Value, query: &ListQuery) -> Value {
+    if !query.with_members
+        && let Some(object) = resource.as_object_mut()
+    {
+        object.remove("members");
+    }
+    resource
 }
 
 /// `G` and `U` of `id eq "G" and members[value eq "U"]`, either way round.

@@ -28,13 +28,14 @@ use crate::cluster::{ClusterStore, RemoteLock, StoreDown};
 use crate::config::{Connection, OnUnavailable};
 use crate::mapping::transform::Absent;
 use crate::mapping::{Bindings, ResourceMapping, SoftDelete, UniqueBy, UpstreamRequest};
+use crate::scim::json::View;
 use crate::scim::patch::{PatchOperation, patched};
 use crate::scim::schema::{self, Mutability, ResourceSchema};
 use crate::upstream::{CallError, UpstreamClient};
 
 pub use error::ProvisionError;
 use index::{Lookup, LookupIndex};
-pub use list::{ListPage, ListQuery};
+pub use list::{ListQuery, ListTotals, Visit};
 use locks::ResourceLocks;
 use members::{MemberDelta, MembershipChange};
 
@@ -206,7 +207,7 @@ impl Provisioner {
 
     /// Whether this connection may see `resource` as it is now (users only:
     /// groups carry no addresses).
-    fn in_scope(&self, kind: Kind, resource: &Value) -> bool {
+    fn in_scope<'r>(&self, kind: Kind, resource: impl Into<View<'r>>) -> bool {
         kind == Kind::Group || policy::in_scope(resource, &self.connection.approved_domains)
     }
 
@@ -612,10 +613,22 @@ impl Provisioner {
             count: Some(2),
             with_members: false,
         };
-        let page = self.list(kind, &query).await.map_err(|_| failed())?;
-        match page.resources.as_slice() {
+        let mut ids = Vec::new();
+        let page = self
+            .list(kind, &query, &mut |resource| {
+                ids.push(
+                    resource
+                        .view()
+                        .get("id")
+                        .and_then(View::as_str)
+                        .map(str::to_owned),
+                );
+            })
+            .await
+            .map_err(|_| failed())?;
+        match ids.as_slice() {
             [only] if page.total_results == 1 => {
-                let id = only.get("id").and_then(Value::as_str).ok_or_else(failed)?;
+                let id = only.as_deref().ok_or_else(failed)?;
                 tracing::warn!(
                     upstream_id = %id,
                     "the create answer named no id; found the new resource by its {attribute}"

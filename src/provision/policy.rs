@@ -2,7 +2,7 @@
 //! provisions only users whose every email address is in an approved domain,
 //! and sees only such users (its scope, [`in_scope`]).
 
-use serde_json::Value;
+use crate::scim::json::View;
 
 /// Why the approved-domains policy refuses a user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,18 +27,21 @@ pub enum PolicyError {
 /// Checks the user's emails (and a userName that is an address). Domains
 /// match exactly after lower-casing and dropping a trailing dot: a sub-domain
 /// of an approved domain is not approved.
-pub fn check_approved_domains(user: &Value, approved: &[String]) -> Result<(), PolicyError> {
+pub fn check_approved_domains<'u>(
+    user: impl Into<View<'u>>,
+    approved: &[String],
+) -> Result<(), PolicyError> {
+    let user = user.into();
     // Checked on every read (the scope), so nothing is allocated unless refused.
     let emails = || {
         user.get("emails")
-            .and_then(Value::as_array)
             .into_iter()
-            .flatten()
-            .filter_map(|email| email.get("value").and_then(Value::as_str))
+            .flat_map(View::elements)
+            .filter_map(|email| email.get("value").and_then(View::as_str))
     };
     let user_name = user
         .get("userName")
-        .and_then(Value::as_str)
+        .and_then(View::as_str)
         .filter(|user_name| user_name.contains('@'))
         // One of the emails already (as it mostly is): the same answer.
         .filter(|user_name| !emails().any(|email| email == *user_name));
@@ -72,7 +75,7 @@ pub fn check_approved_domains(user: &Value, approved: &[String]) -> Result<(), P
 /// Whether a user as it is now belongs to this connection: every address it
 /// has, well formed and approved. A user outside the scope does not exist
 /// for the connection (RFC 7644 lets a provider hide resources per client).
-pub fn in_scope(user: &Value, approved: &[String]) -> bool {
+pub fn in_scope<'u>(user: impl Into<View<'u>>, approved: &[String]) -> bool {
     check_approved_domains(user, approved).is_ok()
 }
 

@@ -12,11 +12,12 @@ use serde_json::{Value, json};
 use super::extract::{ScimJson, ScimPath, ScimQuery};
 use super::public_base::PublicBase;
 use super::rescue::ErrorResponse;
-use super::response::ScimResponse;
+use super::response::{ScimResponse, json_text_response};
 use crate::dialect::{Dialect, DialectChoice};
 use crate::provision::{Kind, ListQuery, Provisioner};
+use crate::scim::json::{Tree, View, write_tree, write_value};
 use crate::scim::patch::parse_patch_request;
-use crate::scim::projection::project;
+use crate::scim::projection::{project, project_default};
 use crate::scim::schema::{ENTERPRISE_USER, LIST_RESPONSE};
 
 /// Everything a connection's handlers need.
@@ -136,8 +137,12 @@ pub async fn list(
     State(app): AppState,
     PublicBase(base): PublicBase,
     query: ScimQuery,
-) -> Result<ScimResponse, ErrorResponse> {
-    let page = app
+) -> Result<Response, ErrorResponse> {
+    // Each resource is written as it comes: a user made from an upstream
+    // record lends the record's values and is gone before the next.
+    let mut resources = Vec::new();
+    let mut items_per_page = 0u64;
+    let totals = app
         .provisioner
         .list(
             kind,
@@ -147,22 +152,75 @@ pub async fn list(
                 count: query.count,
                 with_members: kind == Kind::Group && query.wants("members"),
             },
+            &mut |resource| {
+                if items_per_page > 0 {
+                    resources.push(b',');
+                }
+                items_per_page += 1;
+                write_listed(&mut resources, kind, resource, &base, &query);
+            },
         )
         .await?;
-    let resources: Vec<Value> = page
-        .resources
-        .into_iter()
-        .map(|resource| render(kind, resource, &base, &query))
-        .collect();
-    // Built by hand: `json!` would copy every resource once more (it
-    // serializes a `Value` it is given into a new one).
-    let mut answer = serde_json::Map::new();
-    answer.insert("schemas".into(), json!([LIST_RESPONSE]));
-    answer.insert("totalResults".into(), page.total_results.into());
-    answer.insert("startIndex".into(), page.start_index.into());
-    answer.insert("itemsPerPage".into(), resources.len().into());
-    answer.insert("Resources".into(), Value::Array(resources));
-    Ok(ScimResponse::ok(Value::Object(answer)))
+    // The members in `serde_json`'s order of a `ListResponse` map.
+    let mut answer = Vec::with_capacity(resources.len() + 128);
+    answer.extend_from_slice(b"{\"schemas\":");
+    write_value(&mut answer, &json!([LIST_RESPONSE]));
+    for (name, number) in [
+        ("totalResults", totals.total_results),
+        ("startIndex", totals.start_index),
+        ("itemsPerPage", items_per_page),
+    ] {
+        answer.extend_from_slice(format!(",\"{name}\":{number}").as_bytes());
+    }
+    answer.extend_from_slice(b",\"Resources\":[");
+    answer.extend_from_slice(&resources);
+    answer.extend_from_slice(b"]}");
+    Ok(json_text_response(StatusCode::OK, answer))
+}
+
+/// Appends a listed resource as [`render`] makes it. A tree in the default
+/// projection is rendered where it lies; another is made a value first.
+fn write_listed(out: &mut Vec<u8>, kind: Kind, resource: Tree<'_>, base: &str, query: &ScimQuery) {
+    let default_set = query.attributes.is_empty() && query.excluded_attributes.is_empty();
+    let mut resource = match resource {
+        Tree::Object(members) if default_set => Tree::Object(members),
+        Tree::Owned(value) => return write_value(out, &render(kind, value, base, query)),
+        other => return write_value(out, &render(kind, other.into_value(), base, query)),
+    };
+    if let Some(members) = resource.as_object_mut() {
+        let id = members.get("id").and_then(|id| id.view().as_str());
+        let location = url_of(base, kind.endpoint(), id.unwrap_or_default());
+        if let Some(meta) = members.get_mut("meta").and_then(Tree::as_object_mut) {
+            meta.insert("resourceType", Tree::Text(kind.resource_type().into()));
+            meta.insert("location", Tree::Text(location.into()));
+        }
+        let references = match kind {
+            Kind::Group => members
+                .get_mut("members")
+                .and_then(Tree::as_array_mut)
+                .map(Vec::as_mut_slice),
+            Kind::User => members
+                .get_mut(ENTERPRISE_USER)
+                .and_then(Tree::as_object_mut)
+                .and_then(|extension| extension.get_mut("manager"))
+                .map(std::slice::from_mut),
+        };
+        for reference in references.into_iter().flatten() {
+            let Some(url) = reference
+                .view()
+                .get("value")
+                .and_then(View::as_str)
+                .map(|value| url_of(base, Kind::User.endpoint(), value))
+            else {
+                continue;
+            };
+            if let Some(object) = reference.as_object_mut() {
+                object.insert("$ref", Tree::Text(url.into()));
+            }
+        }
+    }
+    project_default(&mut resource, kind.schema());
+    write_tree(out, &resource);
 }
 
 /// `POST /<Resources>/.search`: a list whose parameters come in the body.
@@ -171,7 +229,7 @@ pub async fn search(
     app: AppState,
     base: PublicBase,
     ScimJson(body): ScimJson,
-) -> Result<ScimResponse, ErrorResponse> {
+) -> Result<Response, ErrorResponse> {
     let query = ScimQuery::from_search_request(&body)?;
     list(kind, app, base, query).await
 }
@@ -313,5 +371,43 @@ mod tests {
                 {"display": "no value"},
             ])
         );
+    }
+
+    #[test]
+    fn a_listed_tree_is_written_as_its_rendered_value() {
+        let base = "https://gw.example/scim/v2";
+        let user = json!({
+            "id": "a/b",
+            "userName": "ann@example.com",
+            "password": "never returned",
+            "emails": [{"value": "ann@example.com", "primary": true}],
+            ENTERPRISE_USER: {"manager": {"value": "7"}, "department": "R&D"},
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_USER],
+            "meta": {"created": "2026-01-01T00:00:00Z", "version": "W/\"3\""},
+        });
+        let group = json!({
+            "id": "g1",
+            "displayName": "Ops",
+            "members": [{"value": "1"}, {"display": "no value"}],
+            "meta": {},
+        });
+        let projected = ScimQuery {
+            excluded_attributes: vec![crate::scim::path::AttrPath::simple("emails")],
+            ..ScimQuery::default()
+        };
+        for (kind, resource) in [(Kind::User, &user), (Kind::Group, &group)] {
+            for query in [&ScimQuery::default(), &projected] {
+                // Taken apart as `to_scim_tree` builds one: members lent.
+                let mut tree = Tree::Borrowed(resource);
+                tree.as_object_mut();
+                let mut written = Vec::new();
+                write_listed(&mut written, kind, tree, base, query);
+                let rendered = render(kind, resource.clone(), base, query);
+                assert_eq!(
+                    String::from_utf8(written).unwrap(),
+                    String::from_utf8(crate::scim::json::to_vec(&rendered)).unwrap()
+                );
+            }
+        }
     }
 }

@@ -87,8 +87,12 @@ impl IntoResponse for ScimResponse {
 }
 
 pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = crate::scim::json::to_vec(body);
-    let mut response = (status, bytes).into_response();
+    json_text_response(status, crate::scim::json::to_vec(body))
+}
+
+/// A SCIM answer whose JSON text is written already.
+pub(super) fn json_text_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));

@@ -108,7 +108,7 @@ impl FieldPath {
         self.0
             .iter()
             .try_fold(record, |value, segment| match segment {
-                Segment::Key(key) => value.get(key),
+                Segment::Key(key) => member(value, key),
                 Segment::Index(index) => value.as_array()?.get(*index),
                 Segment::Matching { key, value: wanted } => value
                     .as_array()?
@@ -182,6 +182,20 @@ impl FieldPath {
         {
             changes.insert(self.root().to_string(), current.clone());
         }
+    }
+}
+
+/// The member `key` of an object. A record of a few dozen fields is
+/// searched in order: comparing keys, most of which differ in length, costs
+/// less than hashing the one looked for (SipHash), and every read of a
+/// record looks up each mapped field.
+fn member<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    const SEARCHED_IN_ORDER: usize = 32;
+    match value {
+        Value::Object(map) if map.len() <= SEARCHED_IN_ORDER => {
+            map.iter().find(|(held, _)| *held == key).map(|(_, v)| v)
+        }
+        value => value.get(key),
     }
 }
 
@@ -444,6 +458,24 @@ mod tests {
         ] {
             assert_eq!(path(text).to_string(), text);
             assert_eq!(path(&path(text).to_string()), path(text));
+        }
+    }
+
+    #[test]
+    fn a_field_is_found_in_small_and_large_records_alike() {
+        for size in [1, 31, 32, 33, 200] {
+            let record: Map<String, Value> =
+                (0..size).map(|n| (format!("f{n}"), json!(n))).collect();
+            let record = Value::Object(record);
+            for n in [0, size / 2, size - 1] {
+                assert_eq!(
+                    path(&format!("f{n}")).get(&record),
+                    Some(&json!(n)),
+                    "{size}"
+                );
+            }
+            assert_eq!(path("absent").get(&record), None, "{size}");
+            assert_eq!(path("f0.inner").get(&record), None, "{size}");
         }
     }
 }

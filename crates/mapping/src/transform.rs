@@ -6,6 +6,12 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+use scimgate_scim::json::{Members, Tree};
+
+mod built;
+
+use built::Object;
+
 use super::{
     AttributeMap, Bindings, Call, Direction, FieldPath, MappingError, ResourceMapping, ScimTarget,
     Source, TemplatePart, UpstreamRequest, ValueType,
@@ -24,9 +30,13 @@ pub enum Absent {
 impl ResourceMapping {
     /// The upstream record's id as a SCIM id.
     pub fn upstream_id(&self, record: &Value) -> Result<String, MappingError> {
+        self.id_text(record).map(Cow::into_owned)
+    }
+
+    fn id_text<'r>(&self, record: &'r Value) -> Result<Cow<'r, str>, MappingError> {
         match self.id.field.get(record) {
-            Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
-            Some(Value::Number(id)) => Ok(id.to_string()),
+            Some(Value::String(id)) if !id.is_empty() => Ok(Cow::Borrowed(id)),
+            Some(Value::Number(id)) => Ok(Cow::Owned(id.to_string())),
             _ => Err(MappingError::MissingId(self.id.field.to_string())),
         }
     }
@@ -34,10 +44,32 @@ impl ResourceMapping {
     /// Builds the SCIM resource for an upstream record (without
     /// `meta.resourceType`/`meta.location`, which depend on the request).
     pub fn to_scim(&self, record: &Value, schema: &ResourceSchema) -> Result<Value, MappingError> {
+        self.build::<Map<String, Value>>(record, schema)
+            .map(Value::Object)
+    }
+
+    /// [`Self::to_scim`]'s resource, its values lent by the record and the
+    /// mapping where they are used as they are: a page of records is
+    /// written out without copying each value into a resource first.
+    pub fn to_scim_tree<'r>(
+        &'r self,
+        record: &'r Value,
+        schema: &'r ResourceSchema,
+    ) -> Result<Tree<'r>, MappingError> {
+        self.build::<Members<'r>>(record, schema).map(Tree::Object)
+    }
+
+    fn build<'r, O: Object<'r>>(
+        &'r self,
+        record: &'r Value,
+        schema: &'r ResourceSchema,
+    ) -> Result<O, MappingError> {
         // Sized once: growing a map rehashes it (`id`, `schemas`, `meta`).
-        let mut resource = Map::with_capacity(self.attributes.len() + 3);
-        let mut schemas = vec![Value::from(schema.core.id)];
-        resource.insert("id".into(), Value::from(self.upstream_id(record)?));
+        let mut resource = O::with_capacity(self.attributes.len() + 3);
+        // The core schema and an extension or two.
+        let mut schemas = Vec::with_capacity(3);
+        schemas.push(schema.core.id);
+        resource.insert("id", O::text(self.id_text(record)?));
         for attribute in &self.attributes {
             if attribute.direction == Direction::Write {
                 continue;
@@ -45,36 +77,44 @@ impl ResourceMapping {
             let Some(raw) = attribute.upstream_value(record) else {
                 continue;
             };
-            let Some(value) = attribute.read(raw) else {
+            let Some(value) = attribute.read::<O>(raw) else {
                 continue;
             };
             if let Some(uri) = &attribute.scim.path.uri
-                && !schemas.iter().any(|s| s == uri.as_str())
+                && !schemas.contains(&uri.as_str())
             {
-                schemas.push(Value::from(uri.as_str()));
+                schemas.push(uri);
             }
             attribute.place(&mut resource, value);
         }
-        resource.insert("schemas".into(), Value::Array(schemas));
-        let mut meta = Map::new();
+        let schemas = schemas
+            .into_iter()
+            .map(|uri| O::text(Cow::Borrowed(uri)))
+            .collect();
+        resource.insert("schemas", O::list(schemas));
+        let mut meta = O::with_capacity(5);
         let text =
             |field: &Option<FieldPath>| field.as_ref().and_then(|f| scalar_text(f.get(record)?));
         if let Some(created) = text(&self.meta.created) {
-            meta.insert("created".into(), Value::from(created));
+            meta.insert("created", O::text(created));
         }
         if let Some(modified) = text(&self.meta.last_modified) {
-            meta.insert("lastModified".into(), Value::from(modified));
+            meta.insert("lastModified", O::text(modified));
         }
-        if let Some(version) = self.version_of(record) {
-            meta.insert("version".into(), Value::from(format!("W/\"{version}\"")));
+        if let Some(version) = self.version_text(record) {
+            meta.insert("version", O::text(Cow::Owned(format!("W/\"{version}\""))));
         }
-        resource.insert("meta".into(), Value::Object(meta));
-        Ok(Value::Object(resource))
+        resource.insert("meta", meta.node());
+        Ok(resource)
     }
 
     /// The record's version as the upstream gives it (`meta.version`
     /// without its ETag form).
     pub fn version_of(&self, record: &Value) -> Option<String> {
+        self.version_text(record).map(Cow::into_owned)
+    }
+
+    fn version_text<'r>(&self, record: &'r Value) -> Option<Cow<'r, str>> {
         scalar_text(self.meta.version.as_ref()?.get(record)?)
     }
 
@@ -300,7 +340,7 @@ impl ResourceMapping {
             };
             let current = attribute
                 .upstream_value(record)
-                .and_then(|raw| attribute.read(raw));
+                .and_then(|raw| attribute.read::<Map<String, Value>>(raw));
             if current.as_ref().is_some_and(|c| loosely_equal(c, wanted)) {
                 continue;
             }
@@ -328,10 +368,10 @@ impl ResourceMapping {
 /// The body carrying `changes` for `call`: only them for a partial update,
 /// else the whole record with them.
 /// A string or number as text; anything else is no version or time.
-fn scalar_text(value: &Value) -> Option<String> {
+fn scalar_text(value: &Value) -> Option<Cow<'_, str>> {
     match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
 }
@@ -481,92 +521,92 @@ impl AttributeMap {
     }
 
     /// Puts a SCIM value at this attribute's place in `resource`.
-    fn place(&self, resource: &mut Map<String, Value>, value: Value) {
+    fn place<'r, O: Object<'r>>(&'r self, resource: &mut O, value: O::Node) {
         let path = &self.scim.path;
         let container = match &path.uri {
-            Some(uri) => match object_entry(resource, uri) {
+            Some(uri) => match resource.object_entry(uri) {
                 Some(extension) => extension,
                 None => return,
             },
             None => resource,
         };
         let Some(sub) = &path.sub else {
-            container.insert(path.name.clone(), value);
+            container.insert(&path.name, value);
             return;
         };
-        if self.scim.multi_valued {
-            let list = container
-                .entry(path.name.clone())
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if !list.is_array() {
-                *list = Value::Array(Vec::new());
-            }
-            let Value::Array(items) = list else { return };
-            if items.is_empty() {
-                items.push(Value::Object(self.element.clone()));
-            }
-            if let Some(Value::Object(element)) = items.first_mut() {
-                element.insert(sub.clone(), value);
-            }
-        } else if let Some(complex) = object_entry(container, &path.name) {
-            complex.insert(sub.clone(), value);
+        let holder = if self.scim.multi_valued {
+            container.first_element(&path.name, || O::copy_of(&self.element))
+        } else {
+            container.object_entry(&path.name)
+        };
+        if let Some(holder) = holder {
+            holder.insert(sub, value);
         }
     }
 
-    /// Upstream value → SCIM value; `None` when it has no SCIM meaning.
-    fn read(&self, raw: Cow<'_, Value>) -> Option<Value> {
+    /// Upstream value → SCIM value; `None` when it has no SCIM meaning. A
+    /// value the record lends is lent on where it is used as it is.
+    fn read<'r, O: Object<'r>>(&'r self, raw: Cow<'r, Value>) -> Option<O::Node> {
+        match raw {
+            Cow::Borrowed(raw) => self.read_lent::<O>(raw),
+            // Made from several fields: nothing in the record to lend.
+            Cow::Owned(raw) => self.read_lent::<Map<String, Value>>(&raw).map(O::own),
+        }
+    }
+
+    fn read_lent<'r, O: Object<'r>>(&'r self, raw: &'r Value) -> Option<O::Node> {
         if raw.is_null() {
             return None;
         }
         if !self.items.is_empty() {
-            let list: Vec<Value> = raw
+            let list: Vec<O::Node> = raw
                 .as_array()?
                 .iter()
                 .filter_map(|element| {
-                    let mut item = Map::new();
+                    let mut item = O::with_capacity(self.items.len());
                     for (sub, field) in &self.items {
                         if let Some(value) = field.get(element).filter(|v| !self.means_absent(v)) {
-                            item.insert(sub.clone(), value.clone());
+                            item.insert(sub, O::lend(value));
                         }
                     }
-                    (!item.is_empty()).then_some(Value::Object(item))
+                    (!item.is_empty()).then(|| item.node())
                 })
                 .collect();
-            return (!list.is_empty()).then_some(Value::Array(list));
+            return (!list.is_empty()).then(|| O::list(list));
         }
         if !self.values.is_empty() {
             return self
                 .values
                 .iter()
-                .find(|(_, upstream)| match (&self.source, upstream, &*raw) {
+                .find(|(_, upstream)| match (&self.source, upstream, raw) {
                     // Every field the pair names holds its value.
                     (Source::Fields(_), Value::Object(wanted), Value::Object(held)) => {
                         wanted.iter().all(|(field, value)| {
                             held.get(field).is_some_and(|h| loosely_equal(h, value))
                         })
                     }
-                    _ => loosely_equal(upstream, &raw),
+                    _ => loosely_equal(upstream, raw),
                 })
-                .map(|(scim, _)| scim.clone());
+                .map(|(scim, _)| O::lend(scim));
         }
-        Some(match (self.scim.kind, &*raw) {
+        Some(match (self.scim.kind, raw) {
             (AttrType::String | AttrType::Reference | AttrType::DateTime, Value::Number(n)) => {
-                Value::from(n.to_string())
+                O::text(Cow::Owned(n.to_string()))
             }
             (AttrType::String | AttrType::Reference | AttrType::DateTime, Value::Bool(b)) => {
-                Value::from(b.to_string())
+                O::text(Cow::Borrowed(if *b { "true" } else { "false" }))
             }
             (AttrType::Boolean, Value::String(s)) => match s.to_ascii_lowercase().as_str() {
-                "true" => Value::Bool(true),
-                "false" => Value::Bool(false),
+                "true" => O::own(Value::Bool(true)),
+                "false" => O::own(Value::Bool(false)),
                 _ => return None,
             },
             (AttrType::Integer | AttrType::Decimal, Value::String(s)) => {
                 serde_json::from_str::<serde_json::Number>(s)
                     .ok()
-                    .map(Value::Number)?
+                    .map(|n| O::own(Value::Number(n)))?
             }
-            _ => raw.into_owned(),
+            _ => O::lend(raw),
         })
     }
 
@@ -689,19 +729,6 @@ fn loosely_equal(a: &Value, b: &Value) -> bool {
         (Value::String(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
         _ => a == b,
     }
-}
-
-/// The object at `key`, created (or replacing a non-object) if need be.
-fn object_entry<'a>(
-    map: &'a mut Map<String, Value>,
-    key: &str,
-) -> Option<&'a mut Map<String, Value>> {
-    // One look-up (an extension's key is a long URN to hash), not three.
-    let slot = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
-    if !slot.is_object() {
-        *slot = Value::Object(Map::new());
-    }
-    slot.as_object_mut()
 }
 
 /// One-body views of the field lists, for the tests that read them whole;
@@ -993,5 +1020,125 @@ mod tests {
         );
         assert_eq!(field.get(&Value::Object(body)), Some(&json!("Ada")));
         assert!(FieldPath::parse("a..b").is_none());
+    }
+
+    /// Every shipped mapping's users and groups.
+    fn shipped() -> Vec<(&'static str, ResourceMapping)> {
+        let files = [
+            (
+                "legacy.toml",
+                include_str!("../../../mappings/upstream/legacy.toml"),
+            ),
+            (
+                "directory.toml",
+                include_str!("../../../mappings/upstream/directory.toml"),
+            ),
+            (
+                "wrike.toml",
+                include_str!("../../../mappings/upstream/wrike.toml"),
+            ),
+        ];
+        let mut mappings = Vec::new();
+        for (name, text) in files {
+            let mut report = Report::default();
+            let mapping = compile(&SourceFile::new(name, text), &mut report).expect(name);
+            mappings.push((name, mapping.users));
+            mappings.extend(mapping.groups.map(|groups| (name, groups)));
+        }
+        mappings
+    }
+
+    /// The top-level fields a mapping reads.
+    fn read_fields(mapping: &ResourceMapping) -> Vec<String> {
+        let meta = [
+            &mapping.meta.created,
+            &mapping.meta.last_modified,
+            &mapping.meta.version,
+        ];
+        let mut fields: Vec<String> = std::iter::once(&mapping.id.field)
+            .chain(meta.into_iter().flatten())
+            .map(|f| f.root().to_string())
+            .collect();
+        for attribute in &mapping.attributes {
+            match &attribute.source {
+                Source::Field(field) => fields.push(field.root().into()),
+                Source::Fields(list) => fields.extend(list.iter().map(|f| f.root().into())),
+                Source::Template(parts) => {
+                    fields.extend(parts.iter().filter_map(|part| match part {
+                        TemplatePart::Field(field) => Some(field.root().into()),
+                        TemplatePart::Text(_) => None,
+                    }))
+                }
+            }
+        }
+        fields
+    }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-5i64..5).prop_map(Value::from),
+            prop_oneof![
+                Just("enabled".to_string()),
+                Just("disabled".to_string()),
+                Just("member".to_string()),
+                Just("true".to_string()),
+                Just("a@example.com".to_string()),
+                "[a-z0-9 \"]{0,5}",
+            ]
+            .prop_map(Value::from),
+        ];
+        let key = prop_oneof![
+            Just("id".to_string()),
+            Just("email".to_string()),
+            Just("value".to_string()),
+            "[a-c]",
+        ];
+        leaf.prop_recursive(2, 8, 3, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::vec((key.clone(), inner), 0..3)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever a record holds, the resource lent from it is the one
+        /// copied from it, and writes the same bytes: one transform builds
+        /// both, and this holds its two kinds of object to one behaviour.
+        #[test]
+        fn a_lent_resource_is_the_copied_one(
+            which in 0usize..16,
+            values in proptest::collection::vec(any_json(), 32),
+        ) {
+            let mappings = shipped();
+            let (name, mapping) = &mappings[which % mappings.len()];
+            let schema = if mapping.members.is_some() { schema::group() } else { schema::user() };
+            let fields = read_fields(mapping);
+            let mut record = Map::new();
+            for (field, value) in fields.iter().zip(values) {
+                record.insert(field.clone(), value);
+            }
+            // An id the record always has, so a resource is made.
+            record.insert(mapping.id.field.root().into(), json!("7"));
+            let record = Value::Object(record);
+            let copied = mapping.to_scim(&record, schema);
+            let lent = mapping.to_scim_tree(&record, schema);
+            match (copied, lent) {
+                (Ok(copied), Ok(lent)) => {
+                    let mut written = Vec::new();
+                    scimgate_scim::json::write_tree(&mut written, &lent);
+                    proptest::prop_assert_eq!(&written, &scimgate_scim::json::to_vec(&copied), "{}", name);
+                    proptest::prop_assert_eq!(lent.into_value(), copied);
+                }
+                (copied, lent) => proptest::prop_assert_eq!(
+                    copied.err().map(|e| e.to_string()),
+                    lent.err().map(|e| e.to_string())
+                ),
+            }
+        }
     }
 }

@@ -9,7 +9,12 @@
 //!
 //! Writing ([`to_vec`]): a string is searched for what must be escaped
 //! eight bytes at a time, where serde_json looks at each byte in turn (a
-//! page of 100 users is about 100 kB of strings).
+//! page of 100 users is about 100 kB of strings). A [`Tree`] is written
+//! the same way, its borrowed parts where they lie.
+
+mod tree;
+
+pub use tree::{Members, Tree, View, write_tree};
 
 use std::cell::Cell;
 use std::fmt;

@@ -9,6 +9,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::json::Tree;
 use crate::path::AttrPath;
 use crate::schema::{AttributeDef, ResourceSchema, Returned};
 
@@ -46,6 +47,36 @@ pub fn project(
         core.project_attribute(key, schema.core.attribute(key), value)
     });
     Value::Object(obj)
+}
+
+/// [`project`] with neither list, on a tree: what is never returned, or
+/// returned only on request, is left out, in place.
+pub fn project_default(resource: &mut Tree<'_>, schema: &ResourceSchema) {
+    let Some(members) = resource.as_object_mut() else {
+        return;
+    };
+    members.retain(|key, value| {
+        if key.eq_ignore_ascii_case("schemas") {
+            return true;
+        }
+        if let Some(ext_attrs) = extension_attributes(schema, key)
+            && let Some(fields) = value.as_object_mut()
+        {
+            fields.retain(|name, _| {
+                returned_by_default(ext_attrs.iter().find(|a| a.name.eq_ignore_ascii_case(name)))
+            });
+            return !fields.is_empty();
+        }
+        returned_by_default(schema.core.attribute(key))
+    });
+}
+
+/// Whether the default set (neither list) holds an attribute.
+fn returned_by_default(def: Option<&AttributeDef>) -> bool {
+    !matches!(
+        def.map_or(Returned::Default, |d| d.returned),
+        Returned::Never | Returned::Request
+    )
 }
 
 /// The attribute definitions of the extension stored under `key`: the known
@@ -126,7 +157,7 @@ impl Scope<'_> {
         }
         // Neither list: the default set, decided without a look at either.
         if self.attributes.is_empty() && self.excluded.is_empty() {
-            return returned != Returned::Request;
+            return returned_by_default(def);
         }
         let requested: Vec<&AttrPath> = self.naming(self.attributes, name).collect();
         let selection = if self.attributes.is_empty() {
@@ -310,6 +341,21 @@ mod tests {
             projected,
             json!({"schemas": [GROUP], "id": "g-1", "displayName": "Team"})
         );
+    }
+
+    #[test]
+    fn the_default_set_of_a_tree_is_that_of_its_value() {
+        let expected = project(alice(), &[], &[], user());
+        let value = alice();
+        let mut lent = Tree::Borrowed(&value);
+        project_default(&mut lent, user());
+        assert_eq!(lent.into_value(), expected);
+        let mut owned = Tree::Owned(alice());
+        project_default(&mut owned, user());
+        assert_eq!(owned.into_value(), expected);
+        let mut number = Tree::Owned(json!(3));
+        project_default(&mut number, user());
+        assert_eq!(number.into_value(), json!(3));
     }
 
     #[test]

@@ -1,0 +1,420 @@
+//! A JSON value whose parts may be borrowed from other values: a resource
+//! built from an upstream record lends the record's strings instead of
+//! copying each into a map of its own, and is written out as it stands.
+//! Objects are lists of members in insertion order, with the insertion
+//! rules of `serde_json::Map` (with `preserve_order`): a key already there
+//! keeps its place and takes the new value. So [`Tree::into_value`] gives
+//! the value the same inserts into a `Map` give, and [`write_tree`] the
+//! bytes [`super::to_vec`] writes of it.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+
+use super::{write_str, write_value};
+
+/// A JSON value, whole or in parts lent by others.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tree<'a> {
+    /// Another value's, as it is there.
+    Borrowed(&'a Value),
+    Owned(Value),
+    Text(Cow<'a, str>),
+    Array(Vec<Tree<'a>>),
+    Object(Members<'a>),
+}
+
+/// An object's members, in insertion order, each key once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Members<'a>(Vec<(Cow<'a, str>, Tree<'a>)>);
+
+impl<'a> Members<'a> {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Members(Vec::with_capacity(capacity))
+    }
+
+    /// As `Map::insert`: a key already there keeps its place.
+    pub fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: Tree<'a>) {
+        let key = key.into();
+        match self.0.iter_mut().find(|(held, _)| *held == key) {
+            Some((_, held)) => *held = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Tree<'a>> {
+        self.0.iter().find(|(held, _)| held == key).map(|(_, v)| v)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Tree<'a>> {
+        self.0
+            .iter_mut()
+            .find(|(held, _)| held == key)
+            .map(|(_, v)| v)
+    }
+
+    /// The object at `key`, made (or replacing what is not an object);
+    /// always `Some`.
+    pub fn object_entry(&mut self, key: impl Into<Cow<'a, str>>) -> Option<&mut Members<'a>> {
+        // A complex attribute or an extension: a few members each.
+        let slot = self.entry(key.into(), || Tree::Object(Members::with_capacity(4)));
+        if slot.as_object_mut().is_none() {
+            *slot = Tree::Object(Members::default());
+        }
+        slot.as_object_mut()
+    }
+
+    /// The array at `key`, made (or replacing what is not an array);
+    /// always `Some`.
+    pub fn array_entry(&mut self, key: impl Into<Cow<'a, str>>) -> Option<&mut Vec<Tree<'a>>> {
+        // A multi-valued attribute a resource is built with: its primary element.
+        let slot = self.entry(key.into(), || Tree::Array(Vec::with_capacity(1)));
+        if slot.as_array_mut().is_none() {
+            *slot = Tree::Array(Vec::new());
+        }
+        slot.as_array_mut()
+    }
+
+    fn entry(&mut self, key: Cow<'a, str>, make: impl FnOnce() -> Tree<'a>) -> &mut Tree<'a> {
+        let at = match self.0.iter().position(|(held, _)| *held == key) {
+            Some(at) => at,
+            None => {
+                self.0.push((key, make()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    /// Keeps the members `keep` accepts, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut Tree<'a>) -> bool) {
+        self.0.retain_mut(|(key, value)| keep(key, value));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tree<'a>)> {
+        self.0.iter().map(|(key, value)| (&**key, value))
+    }
+
+    pub fn into_map(self) -> Map<String, Value> {
+        let mut map = Map::with_capacity(self.0.len());
+        for (key, value) in self.0 {
+            map.insert(key.into_owned(), value.into_value());
+        }
+        map
+    }
+}
+
+impl<'a> Tree<'a> {
+    /// Its members, if it is an object: one lent whole is taken apart
+    /// (each member still lent) so that it can be changed.
+    pub fn as_object_mut(&mut self) -> Option<&mut Members<'a>> {
+        let members = match self {
+            Tree::Object(members) => return Some(members),
+            Tree::Borrowed(Value::Object(map)) => Members(
+                map.iter()
+                    .map(|(key, value)| (Cow::Borrowed(key.as_str()), Tree::Borrowed(value)))
+                    .collect(),
+            ),
+            Tree::Owned(Value::Object(map)) => Members(
+                std::mem::take(map)
+                    .into_iter()
+                    .map(|(key, value)| (Cow::Owned(key), Tree::Owned(value)))
+                    .collect(),
+            ),
+            _ => return None,
+        };
+        *self = Tree::Object(members);
+        match self {
+            Tree::Object(members) => Some(members),
+            _ => None,
+        }
+    }
+
+    /// Its elements, if it is an array, taken apart as objects are.
+    pub fn as_array_mut(&mut self) -> Option<&mut Vec<Tree<'a>>> {
+        let items = match self {
+            Tree::Array(items) => return Some(items),
+            Tree::Borrowed(Value::Array(items)) => items.iter().map(Tree::Borrowed).collect(),
+            Tree::Owned(Value::Array(items)) => {
+                std::mem::take(items).into_iter().map(Tree::Owned).collect()
+            }
+            _ => return None,
+        };
+        *self = Tree::Array(items);
+        match self {
+            Tree::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// A read-only look at it.
+    pub fn view(&self) -> View<'_> {
+        View::Tree(self)
+    }
+
+    pub fn into_value(self) -> Value {
+        match self {
+            Tree::Borrowed(value) => value.clone(),
+            Tree::Owned(value) => value,
+            Tree::Text(text) => Value::String(text.into_owned()),
+            Tree::Array(items) => Value::Array(items.into_iter().map(Tree::into_value).collect()),
+            Tree::Object(members) => Value::Object(members.into_map()),
+        }
+    }
+}
+
+/// Appends the compact JSON text of `tree`: [`super::to_vec`]'s bytes of
+/// [`Tree::into_value`], without making the value.
+pub fn write_tree(out: &mut Vec<u8>, tree: &Tree<'_>) {
+    match tree {
+        Tree::Borrowed(value) => write_value(out, value),
+        Tree::Owned(value) => write_value(out, value),
+        Tree::Text(text) => write_str(out, text),
+        Tree::Array(items) => {
+            out.push(b'[');
+            for (at, item) in items.iter().enumerate() {
+                if at > 0 {
+                    out.push(b',');
+                }
+                write_tree(out, item);
+            }
+            out.push(b']');
+        }
+        Tree::Object(members) => {
+            out.push(b'{');
+            for (at, (key, item)) in members.iter().enumerate() {
+                if at > 0 {
+                    out.push(b',');
+                }
+                write_str(out, key);
+                out.push(b':');
+                write_tree(out, item);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// A read-only look into a [`Tree`] or a `Value`, so that one check (a
+/// user's scope) reads both.
+#[derive(Debug, Clone, Copy)]
+pub enum View<'t> {
+    Tree(&'t Tree<'t>),
+    Value(&'t Value),
+}
+
+impl<'t> View<'t> {
+    pub fn get(self, key: &str) -> Option<View<'t>> {
+        match self {
+            View::Value(value) => value.get(key).map(View::Value),
+            View::Tree(Tree::Borrowed(value)) => value.get(key).map(View::Value),
+            View::Tree(Tree::Owned(value)) => value.get(key).map(View::Value),
+            View::Tree(Tree::Object(members)) => members.get(key).map(View::Tree),
+            View::Tree(Tree::Text(_) | Tree::Array(_)) => None,
+        }
+    }
+
+    pub fn as_str(self) -> Option<&'t str> {
+        match self {
+            View::Value(value) | View::Tree(&Tree::Borrowed(value)) => value.as_str(),
+            View::Tree(Tree::Owned(value)) => value.as_str(),
+            View::Tree(Tree::Text(text)) => Some(text),
+            View::Tree(Tree::Array(_) | Tree::Object(_)) => None,
+        }
+    }
+
+    /// Its elements if it is an array, else none.
+    pub fn elements(self) -> impl Iterator<Item = View<'t>> {
+        let (trees, values): (&[Tree<'t>], &[Value]) = match self {
+            View::Value(Value::Array(items)) | View::Tree(&Tree::Borrowed(Value::Array(items))) => {
+                (&[], items)
+            }
+            View::Tree(Tree::Owned(Value::Array(items))) => (&[], items),
+            View::Tree(Tree::Array(items)) => (items, &[]),
+            _ => (&[], &[]),
+        };
+        trees
+            .iter()
+            .map(View::Tree)
+            .chain(values.iter().map(View::Value))
+    }
+}
+
+impl<'t> From<&'t Value> for View<'t> {
+    fn from(value: &'t Value) -> Self {
+        View::Value(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use crate::json::to_vec;
+
+    /// One change, made to a `Map` and to `Members` alike.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(String, Value),
+        /// The object at the key (made, or replacing another value), and
+        /// an insert into it.
+        IntoObject(String, String, Value),
+        /// The array at the key, an object pushed when it is empty, and an
+        /// insert into its first element if that is an object.
+        IntoFirstElement(String, String, Value),
+    }
+
+    fn apply_to_map(map: &mut Map<String, Value>, op: &Op) {
+        match op {
+            Op::Insert(key, value) => {
+                map.insert(key.clone(), value.clone());
+            }
+            Op::IntoObject(key, sub, value) => {
+                let slot = map.entry(key.clone()).or_insert_with(|| json!({}));
+                if !slot.is_object() {
+                    *slot = json!({});
+                }
+                if let Some(object) = slot.as_object_mut() {
+                    object.insert(sub.clone(), value.clone());
+                }
+            }
+            Op::IntoFirstElement(key, sub, value) => {
+                let slot = map.entry(key.clone()).or_insert_with(|| json!([]));
+                if !slot.is_array() {
+                    *slot = json!([]);
+                }
+                let Value::Array(items) = slot else { return };
+                if items.is_empty() {
+                    items.push(json!({}));
+                }
+                if let Some(Value::Object(first)) = items.first_mut() {
+                    first.insert(sub.clone(), value.clone());
+                }
+            }
+        }
+    }
+
+    /// The same change on `Members`, each value lent (`lend`) or owned.
+    fn apply_to_members<'a>(members: &mut Members<'a>, op: &'a Op, lend: bool) {
+        let tree = |value: &'a Value| match lend {
+            true => Tree::Borrowed(value),
+            false => Tree::Owned(value.clone()),
+        };
+        match op {
+            Op::Insert(key, value) => members.insert(key.as_str(), tree(value)),
+            Op::IntoObject(key, sub, value) => {
+                if let Some(object) = members.object_entry(key.as_str()) {
+                    object.insert(sub.as_str(), tree(value));
+                }
+            }
+            Op::IntoFirstElement(key, sub, value) => {
+                let Some(items) = members.array_entry(key.as_str()) else {
+                    return;
+                };
+                if items.is_empty() {
+                    items.push(Tree::Object(Members::default()));
+                }
+                if let Some(first) = items.first_mut().and_then(Tree::as_object_mut) {
+                    first.insert(sub.as_str(), tree(value));
+                }
+            }
+        }
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-c\"\\\\\u{1}é]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(("[a-c]", inner), 0..4)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn any_op() -> impl Strategy<Value = Op> {
+        let key = "[a-d]";
+        prop_oneof![
+            (key, any_value()).prop_map(|(k, v)| Op::Insert(k, v)),
+            (key, key, any_value()).prop_map(|(k, s, v)| Op::IntoObject(k, s, v)),
+            (key, key, any_value()).prop_map(|(k, s, v)| Op::IntoFirstElement(k, s, v)),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the inserts, the tree is the map they make and writes
+        /// its bytes, whether its values are lent or owned.
+        #[test]
+        fn a_tree_is_the_map_the_same_inserts_make(
+            ops in prop::collection::vec(any_op(), 0..12),
+            lend in any::<bool>(),
+        ) {
+            let mut map = Map::new();
+            let mut members = Members::default();
+            for op in &ops {
+                apply_to_map(&mut map, op);
+                apply_to_members(&mut members, op, lend);
+            }
+            let expected = Value::Object(map);
+            let tree = Tree::Object(members);
+            let mut written = Vec::new();
+            write_tree(&mut written, &tree);
+            prop_assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(to_vec(&expected)).unwrap());
+            prop_assert_eq!(tree.into_value(), expected);
+        }
+
+        /// A value lent whole and then taken apart is still that value.
+        #[test]
+        fn a_lent_value_taken_apart_is_unchanged(value in any_value()) {
+            let mut lent = Tree::Borrowed(&value);
+            lent.as_object_mut();
+            lent.as_array_mut();
+            let mut owned = Tree::Owned(value.clone());
+            owned.as_object_mut();
+            owned.as_array_mut();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            write_tree(&mut a, &lent);
+            write_tree(&mut b, &owned);
+            prop_assert_eq!(&a, &to_vec(&value));
+            prop_assert_eq!(&b, &a);
+            prop_assert_eq!(lent.into_value(), value.clone());
+            prop_assert_eq!(owned.into_value(), value);
+        }
+    }
+
+    #[test]
+    fn a_view_reads_trees_and_values_alike() {
+        let record = json!({"emails": [{"value": "a@x"}, {"value": "b@x"}], "userName": "u"});
+        let mut members = Members::default();
+        members.insert("userName", Tree::Text("u".into()));
+        let emails = members.array_entry("emails").unwrap();
+        emails.push(Tree::Borrowed(&record["emails"][0]));
+        let mut second = Members::default();
+        second.insert("value", Tree::Text("b@x".into()));
+        emails.push(Tree::Object(second));
+        let tree = Tree::Object(members);
+        for view in [tree.view(), View::from(&record)] {
+            assert_eq!(view.get("userName").and_then(View::as_str), Some("u"));
+            let values: Vec<_> = view
+                .get("emails")
+                .into_iter()
+                .flat_map(View::elements)
+                .filter_map(|email| email.get("value").and_then(View::as_str))
+                .collect();
+            assert_eq!(values, ["a@x", "b@x"]);
+            assert!(view.get("absent").is_none());
+            assert_eq!(view.get("userName").map(|v| v.elements().count()), Some(0));
+        }
+    }
+}
