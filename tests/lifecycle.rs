@@ -56,6 +56,13 @@ async fn user_lifecycle(backend: Backend) {
     assert_eq!(got.body[ENTERPRISE]["department"], "R&D");
     assert_eq!(got.body[USER_TYPE]["userType"], "Contributor");
     assert_eq!(got.headers.contains_key("etag"), versioned);
+    if versioned {
+        // The ETag is the version the body carries (RFC 7644 §3.14).
+        assert_eq!(
+            got.headers["etag"].to_str().unwrap(),
+            got.body["meta"]["version"].as_str().unwrap()
+        );
+    }
 
     let found = h
         .scim(

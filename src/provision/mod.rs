@@ -28,7 +28,7 @@ use crate::cluster::{ClusterStore, RemoteLock, StoreDown};
 use crate::config::{Connection, OnUnavailable};
 use crate::mapping::transform::Absent;
 use crate::mapping::{Bindings, ResourceMapping, SoftDelete, UniqueBy, UpstreamRequest};
-use crate::scim::json::View;
+use crate::scim::json::{Tree, View};
 use crate::scim::patch::{PatchOperation, patched};
 use crate::scim::schema::{self, Mutability, ResourceSchema};
 use crate::upstream::{CallError, UpstreamClient};
@@ -188,6 +188,14 @@ impl Drop for Held {
 pub struct Record {
     pub upstream: Value,
     pub resource: Value,
+}
+
+/// What a read of an id answers that is not there for this connection.
+fn not_found(kind: Kind, id: &str) -> ProvisionError {
+    ProvisionError::NotFound {
+        resource_type: kind.resource_type(),
+        id: id.to_string(),
+    }
 }
 
 impl Provisioner {
@@ -391,13 +399,42 @@ impl Provisioner {
         id: &str,
         with_members: bool,
     ) -> Result<Record, ProvisionError> {
+        let answered = self.answered(kind, id).await?;
+        let record = self.record(kind, answered, with_members).await?;
+        if !self.in_scope(kind, &record.resource) {
+            return Err(not_found(kind, id));
+        }
+        Ok(record)
+    }
+
+    /// [`Self::get`]'s resource handed to `visit`, for an answer that is
+    /// only written out: a user is lent from the upstream record instead of
+    /// copied from it.
+    pub async fn read<R>(
+        &self,
+        kind: Kind,
+        id: &str,
+        with_members: bool,
+        visit: impl FnOnce(Tree<'_>) -> R,
+    ) -> Result<R, ProvisionError> {
+        if kind == Kind::Group {
+            // A group's members may take calls of their own.
+            let record = self.get(kind, id, with_members).await?;
+            return Ok(visit(Tree::Owned(record.resource)));
+        }
+        let answered = self.answered(kind, id).await?;
+        let resource = self.mapping(kind)?.to_scim_tree(&answered, kind.schema())?;
+        if !self.in_scope(kind, resource.view()) {
+            return Err(not_found(kind, id));
+        }
+        Ok(visit(resource))
+    }
+
+    /// The upstream record of `id`, unless there is none or it is soft-deleted.
+    async fn answered(&self, kind: Kind, id: &str) -> Result<Value, ProvisionError> {
         let mapping = self.mapping(kind)?;
-        let not_found = || ProvisionError::NotFound {
-            resource_type: kind.resource_type(),
-            id: id.to_string(),
-        };
         if !mapping.id.accepts(id) {
-            return Err(not_found());
+            return Err(not_found(kind, id));
         }
         let request = mapping.get.request(Bindings::id(id))?;
         let response = self
@@ -405,7 +442,7 @@ impl Provisioner {
             .call(&request)
             .await
             .map_err(|error| match error {
-                CallError::Missing(_) => not_found(),
+                CallError::Missing(_) => not_found(kind, id),
                 error => ProvisionError::Upstream(error),
             })?;
         let answered = mapping.take_answered(&mapping.get, response.body)?;
@@ -414,13 +451,9 @@ impl Provisioner {
             .as_ref()
             .is_some_and(|s| s.marks(&answered))
         {
-            return Err(not_found());
+            return Err(not_found(kind, id));
         }
-        let record = self.record(kind, answered, with_members).await?;
-        if !self.in_scope(kind, &record.resource) {
-            return Err(not_found());
-        }
-        Ok(record)
+        Ok(answered)
     }
 
     async fn record(

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::extract::{ScimJson, ScimPath, ScimQuery};
 use super::public_base::PublicBase;
 use super::rescue::ErrorResponse;
-use super::response::{ScimResponse, json_text_response};
+use super::response::{ScimResponse, json_text_response, written_resource};
 use crate::dialect::{Dialect, DialectChoice};
 use crate::provision::{Kind, ListQuery, Provisioner};
 use crate::scim::json::{Tree, View, write_tree, write_value};
@@ -157,7 +157,7 @@ pub async fn list(
                     resources.push(b',');
                 }
                 items_per_page += 1;
-                write_listed(&mut resources, kind, resource, &base, &query);
+                write_resource(&mut resources, kind, resource, &base, &query);
             },
         )
         .await?;
@@ -178,9 +178,16 @@ pub async fn list(
     Ok(json_text_response(StatusCode::OK, answer))
 }
 
-/// Appends a listed resource as [`render`] makes it. A tree in the default
-/// projection is rendered where it lies; another is made a value first.
-fn write_listed(out: &mut Vec<u8>, kind: Kind, resource: Tree<'_>, base: &str, query: &ScimQuery) {
+/// Appends a resource as [`render`] makes it, for an answer that is only
+/// written out. A tree in the default projection is rendered where it
+/// lies; another is made a value first.
+fn write_resource(
+    out: &mut Vec<u8>,
+    kind: Kind,
+    resource: Tree<'_>,
+    base: &str,
+    query: &ScimQuery,
+) {
     let default_set = query.attributes.is_empty() && query.excluded_attributes.is_empty();
     let mut resource = match resource {
         Tree::Object(members) if default_set => Tree::Object(members),
@@ -245,16 +252,27 @@ pub async fn get(
     // Members read from a list are streamed after the group, a page at a
     // time; a projection that names attributes is made whole instead.
     let streamed = with_members && query.attributes.is_empty() && app.provisioner.lists_members();
-    let record = app
-        .provisioner
-        .get(kind, &id, with_members && !streamed)
-        .await?;
-    if streamed {
-        let group = single(kind, StatusCode::OK, record.resource, &base, &query);
-        let pages = app.provisioner.member_pages(&id);
-        return Ok(super::members_body::with_members(group, pages, base));
+    if !streamed {
+        let answer = app
+            .provisioner
+            .read(kind, &id, with_members, |resource| {
+                let etag = resource
+                    .view()
+                    .get("meta")
+                    .and_then(|meta| meta.get("version"))
+                    .and_then(View::as_str)
+                    .map(str::to_string);
+                let mut body = Vec::new();
+                write_resource(&mut body, kind, resource, &base, &query);
+                written_resource(body, etag)
+            })
+            .await?;
+        return Ok(answer);
     }
-    Ok(single(kind, StatusCode::OK, record.resource, &base, &query).into_response())
+    let record = app.provisioner.get(kind, &id, false).await?;
+    let group = single(kind, StatusCode::OK, record.resource, &base, &query);
+    let pages = app.provisioner.member_pages(&id);
+    Ok(super::members_body::with_members(group, pages, base))
 }
 
 pub async fn create(
@@ -401,7 +419,7 @@ mod tests {
                 let mut tree = Tree::Borrowed(resource);
                 tree.as_object_mut();
                 let mut written = Vec::new();
-                write_listed(&mut written, kind, tree, base, query);
+                write_resource(&mut written, kind, tree, base, query);
                 let rendered = render(kind, resource.clone(), base, query);
                 assert_eq!(
                     String::from_utf8(written).unwrap(),

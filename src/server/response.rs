@@ -79,10 +79,21 @@ impl IntoResponse for ScimResponse {
         if let Some(value) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             headers.insert(LOCATION, value);
         }
-        if let Some(value) = self.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
-            headers.insert(ETAG, value);
-        }
+        set_etag(&mut response, self.etag);
         response
+    }
+}
+
+/// A read's answer, its JSON text written already.
+pub(super) fn written_resource(body: Vec<u8>, etag: Option<String>) -> Response {
+    let mut response = json_text_response(StatusCode::OK, body);
+    set_etag(&mut response, etag);
+    response
+}
+
+fn set_etag(response: &mut Response, etag: Option<String>) {
+    if let Some(value) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        response.headers_mut().insert(ETAG, value);
     }
 }
 
