@@ -11,7 +11,7 @@ use crate::mapping::{
     Bindings, Call, FilterParam, PagingStyle, ResourceMapping, TotalSource, UpstreamRequest,
 };
 use crate::scim::filter::{CompareOp, Filter, matches};
-use crate::scim::json::Tree;
+use crate::scim::json::{Tree, View};
 use crate::scim::path::AttrPath;
 use crate::upstream::UpstreamClient;
 
@@ -76,28 +76,37 @@ impl Provisioner {
         let filter = query.filter.as_ref();
         let (records, _scanning) = self.scan(mapping, filter).await?;
         let needs_members = query.with_members || filter.is_some_and(|f| f.references("members"));
+        let deleted = |record: &Value| {
+            mapping
+                .soft_delete
+                .as_ref()
+                .is_some_and(|s| s.marks(record))
+        };
+        let wanted = |resource: View<'_>| {
+            self.in_scope(kind, resource)
+                && filter.is_none_or(|f| matches(f, resource, kind.schema()))
+        };
         // Only the page asked for is kept; the rest is counted.
         let skip = (start - 1) as usize;
         let mut total_results = 0u64;
-        let mut listed = 0usize;
-        for record in records {
-            if mapping
-                .soft_delete
-                .as_ref()
-                .is_some_and(|s| s.marks(&record))
-            {
-                continue;
-            }
-            let record = self.record(kind, record, needs_members).await?;
-            let wanted = self.in_scope(kind, &record.resource)
-                && filter.is_none_or(|f| matches(f, &record.resource, kind.schema()));
-            if !wanted {
-                continue;
-            }
+        let mut on_page = || {
             total_results += 1;
-            if total_results as usize > skip && listed < count as usize {
-                listed += 1;
-                visit(Tree::Owned(without_members(record.resource, query)));
+            total_results as usize > skip && total_results as usize - skip <= count as usize
+        };
+        if kind == Kind::User {
+            // Made once from each record, for the filter and the page.
+            for record in records.iter().filter(|record| !deleted(record)) {
+                let resource = mapping.to_scim_tree(record, kind.schema())?;
+                if wanted(resource.view()) && on_page() {
+                    visit(resource);
+                }
+            }
+        } else {
+            for record in records.into_iter().filter(|record| !deleted(record)) {
+                let record = self.record(kind, record, needs_members).await?;
+                if wanted(View::from(&record.resource)) && on_page() {
+                    visit(Tree::Owned(without_members(record.resource, query)));
+                }
             }
         }
         Ok(ListTotals {

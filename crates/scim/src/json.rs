@@ -14,7 +14,7 @@
 
 mod tree;
 
-pub use tree::{Members, Tree, View, write_tree};
+pub use tree::{Members, Scalar, Tree, View, write_tree};
 
 use std::cell::Cell;
 use std::fmt;

@@ -3,13 +3,14 @@
 
 use std::cmp::Ordering;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{CompareOp, Filter};
+use crate::json::{Scalar, View};
 use crate::path::AttrPath;
-use crate::schema::{AttrType, AttributeDef, ResourceSchema, get_ci};
+use crate::schema::{AttrType, AttributeDef, ResourceSchema};
 
 /// Evaluates against a resource. String comparison honours caseExact from the
 /// schema (case-insensitive for unknown attributes); a comparison against a
@@ -19,18 +20,24 @@ use crate::schema::{AttrType, AttributeDef, ResourceSchema, get_ci};
 /// booleans or complex values are false; `pr` is false for null, "", [] and
 /// {}. `ne` is true when the attribute is absent; `eq null` is true when it is
 /// absent or null.
-pub fn matches(filter: &Filter, resource: &Value, schema: &ResourceSchema) -> bool {
-    resource
-        .as_object()
-        .is_some_and(|obj| eval(filter, obj, Scope::Resource(schema)))
+pub fn matches<'r>(
+    filter: &Filter,
+    resource: impl Into<View<'r>>,
+    schema: &ResourceSchema,
+) -> bool {
+    let resource = resource.into();
+    resource.is_object() && eval(filter, resource, Scope::Resource(schema))
 }
 
 /// Evaluates a value-path filter against one element of a multi-valued
 /// attribute; `parent` supplies the sub-attribute definitions (caseExact).
-pub fn matches_element(filter: &Filter, element: &Value, parent: Option<&AttributeDef>) -> bool {
-    element
-        .as_object()
-        .is_some_and(|obj| eval(filter, obj, Scope::Element(parent)))
+pub fn matches_element<'e>(
+    filter: &Filter,
+    element: impl Into<View<'e>>,
+    parent: Option<&AttributeDef>,
+) -> bool {
+    let element = element.into();
+    element.is_object() && eval(filter, element, Scope::Element(parent))
 }
 
 #[derive(Clone, Copy)]
@@ -42,23 +49,20 @@ enum Scope<'s> {
 
 /// What a path points at: the attribute's value and its definitions.
 struct Resolved<'v, 's> {
-    value: Option<&'v Value>,
+    value: Option<View<'v>>,
     attr: Option<&'s AttributeDef>,
     sub: Option<&'s AttributeDef>,
 }
 
-fn resolve<'v, 's>(
-    obj: &'v Map<String, Value>,
-    path: &AttrPath,
-    scope: Scope<'s>,
-) -> Resolved<'v, 's> {
+/// `obj` is an object (a resource or an element).
+fn resolve<'v, 's>(obj: View<'v>, path: &AttrPath, scope: Scope<'s>) -> Resolved<'v, 's> {
     let (container, attr) = match scope {
         Scope::Element(parent) => (Some(obj), parent.and_then(|p| p.sub_attribute(&path.name))),
         Scope::Resource(schema) => {
             let container = match &path.uri {
                 None => Some(obj),
                 Some(uri) if uri.eq_ignore_ascii_case(schema.core.id) => Some(obj),
-                Some(uri) => get_ci(obj, uri).and_then(Value::as_object),
+                Some(uri) => obj.get_ci(uri).filter(|c| c.is_object()),
             };
             (container, schema.find(&path.parent()).map(|r| r.attr))
         }
@@ -68,7 +72,7 @@ fn resolve<'v, 's>(
         _ => None,
     };
     Resolved {
-        value: container.and_then(|c| get_ci(c, &path.name)),
+        value: container.and_then(|c| c.get_ci(&path.name)),
         attr,
         sub,
     }
@@ -79,41 +83,40 @@ fn leaves<'v, 's>(
     resolved: &Resolved<'v, 's>,
     path: &AttrPath,
     present: bool,
-) -> (Vec<&'v Value>, Option<&'s AttributeDef>) {
+) -> (Vec<View<'v>>, Option<&'s AttributeDef>) {
     let Some(value) = resolved.value else {
         return (Vec::new(), resolved.sub.or(resolved.attr));
     };
     if let Some(sub) = &path.sub {
-        let pick = |v: &'v Value| v.as_object().and_then(|o| get_ci(o, sub));
-        let found = match value {
-            Value::Array(items) => items.iter().filter_map(pick).collect(),
-            other => pick(other).into_iter().collect(),
+        let pick = |v: View<'v>| v.get_ci(sub);
+        let found = match value.is_array() {
+            true => value.elements().filter_map(pick).collect(),
+            false => pick(value).into_iter().collect(),
         };
         return (found, resolved.sub);
     }
-    match value {
+    if present {
         // `pr` asks about the attribute itself, not its elements.
-        _ if present => (vec![value], resolved.attr),
-        Value::Array(items) => {
-            let value_def = resolved.attr.and_then(|a| a.sub_attribute("value"));
-            let found = items
-                .iter()
-                .filter_map(|item| match item {
-                    Value::Object(o) => get_ci(o, "value"),
-                    other => Some(other),
-                })
-                .collect();
-            (found, value_def.or(resolved.attr))
-        }
-        Value::Object(o) if resolved.attr.is_some_and(|a| a.kind == AttrType::Complex) => {
-            let value_def = resolved.attr.and_then(|a| a.sub_attribute("value"));
-            (get_ci(o, "value").into_iter().collect(), value_def)
-        }
-        other => (vec![other], resolved.attr),
+        return (vec![value], resolved.attr);
     }
+    let value_def = || resolved.attr.and_then(|a| a.sub_attribute("value"));
+    if value.is_array() {
+        let found = value
+            .elements()
+            .filter_map(|item| match item.is_object() {
+                true => item.get_ci("value"),
+                false => Some(item),
+            })
+            .collect();
+        return (found, value_def().or(resolved.attr));
+    }
+    if value.is_object() && resolved.attr.is_some_and(|a| a.kind == AttrType::Complex) {
+        return (value.get_ci("value").into_iter().collect(), value_def());
+    }
+    (vec![value], resolved.attr)
 }
 
-fn eval(filter: &Filter, obj: &Map<String, Value>, scope: Scope<'_>) -> bool {
+fn eval(filter: &Filter, obj: View<'_>, scope: Scope<'_>) -> bool {
     match filter {
         Filter::And(left, right) => eval(left, obj, scope) && eval(right, obj, scope),
         Filter::Or(left, right) => eval(left, obj, scope) || eval(right, obj, scope),
@@ -126,44 +129,52 @@ fn eval(filter: &Filter, obj: &Map<String, Value>, scope: Scope<'_>) -> bool {
         Filter::Compare { path, op, value } => {
             let resolved = resolve(obj, path, scope);
             let (found, def) = leaves(&resolved, path, false);
-            let found: Vec<&Value> = found.into_iter().filter(|v| !v.is_null()).collect();
+            let found: Vec<View<'_>> = found
+                .into_iter()
+                .filter(|v| v.scalar() != Scalar::Null)
+                .collect();
             match (op, value) {
                 (CompareOp::Eq, Value::Null) => found.is_empty(),
                 (CompareOp::Ne, Value::Null) => !found.is_empty(),
                 (CompareOp::Ne, _) if found.is_empty() => true,
                 _ => found
                     .into_iter()
-                    .any(|actual| compare(actual, *op, value, def)),
+                    .any(|actual| compare(actual.scalar(), *op, value, def)),
             }
         }
         Filter::ValuePath { path, filter } => {
             let resolved = resolve(obj, path, scope);
             let element_scope = Scope::Element(resolved.attr);
             match resolved.value {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .filter_map(Value::as_object)
+                Some(items) if items.is_array() => items
+                    .elements()
+                    .filter(|element| element.is_object())
                     .any(|element| eval(filter, element, element_scope)),
-                Some(Value::Object(element)) => eval(filter, element, element_scope),
+                Some(element) if element.is_object() => eval(filter, element, element_scope),
                 _ => false,
             }
         }
     }
 }
 
-fn is_present(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::String(s) => !s.is_empty(),
-        Value::Array(items) => items.iter().any(is_present),
-        Value::Object(o) => !o.is_empty(),
-        Value::Bool(_) | Value::Number(_) => true,
+fn is_present(value: View<'_>) -> bool {
+    match value.scalar() {
+        Scalar::Null => false,
+        Scalar::Str(s) => !s.is_empty(),
+        Scalar::Bool(_) | Scalar::Number(_) => true,
+        Scalar::Composite if value.is_array() => value.elements().any(is_present),
+        Scalar::Composite => !value.is_empty_object(),
     }
 }
 
-fn compare(actual: &Value, op: CompareOp, expected: &Value, def: Option<&AttributeDef>) -> bool {
+fn compare(
+    actual: Scalar<'_>,
+    op: CompareOp,
+    expected: &Value,
+    def: Option<&AttributeDef>,
+) -> bool {
     let ordering = match (actual, expected) {
-        (Value::String(a), Value::String(b)) => {
+        (Scalar::Str(a), Value::String(b)) => {
             if def.is_some_and(|d| d.kind == AttrType::DateTime)
                 && let (Ok(a), Ok(b)) = (
                     OffsetDateTime::parse(a, &Rfc3339),
@@ -177,7 +188,7 @@ fn compare(actual: &Value, op: CompareOp, expected: &Value, def: Option<&Attribu
             } else {
                 let case_exact = def.is_some_and(|d| d.case_exact);
                 let (a, b) = if case_exact {
-                    (a.clone(), b.clone())
+                    (a.to_string(), b.clone())
                 } else {
                     (a.to_lowercase(), b.to_lowercase())
                 };
@@ -189,7 +200,7 @@ fn compare(actual: &Value, op: CompareOp, expected: &Value, def: Option<&Attribu
                 }
             }
         }
-        (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
+        (Scalar::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
             (Some(a), Some(b)) => Some(a.cmp(&b)),
             _ => match (a.as_u64(), b.as_u64()) {
                 (Some(a), Some(b)) => Some(a.cmp(&b)),
@@ -199,10 +210,10 @@ fn compare(actual: &Value, op: CompareOp, expected: &Value, def: Option<&Attribu
                     .and_then(|(a, b)| a.partial_cmp(&b)),
             },
         },
-        (Value::Bool(a), Value::Bool(b)) => {
+        (Scalar::Bool(a), Value::Bool(b)) => {
             return match op {
-                CompareOp::Eq => a == b,
-                CompareOp::Ne => a != b,
+                CompareOp::Eq => a == *b,
+                CompareOp::Ne => a != *b,
                 _ => false,
             };
         }

@@ -358,7 +358,99 @@ fn filter() -> impl Strategy<Value = Filter> {
     })
 }
 
+/// Paths and values alice holds (and some she does not), in any case.
+fn alice_leaf() -> impl Strategy<Value = Filter> {
+    let path = prop_oneof![
+        Just("userName"),
+        Just("USERNAME"),
+        Just("id"),
+        Just("active"),
+        Just("name.givenName"),
+        Just("name"),
+        Just("emails"),
+        Just("emails.value"),
+        Just("emails.Type"),
+        Just("emails.primary"),
+        Just("x509Certificates"),
+        Just("nickName"),
+        Just("meta.created"),
+        Just("loginCount"),
+        Just("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"),
+        Just("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value"),
+        Just("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"),
+        Just("absent"),
+    ]
+    .prop_map(|p| AttrPath::parse(p).unwrap());
+    let value = prop_oneof![
+        Just(json!("alice@example.com")),
+        Just(json!("Alice")),
+        Just(json!("alice")),
+        Just(json!("work")),
+        Just(json!("r&d")),
+        Just(json!("m-1")),
+        Just(json!("2024-05-01T13:00:00+01:00")),
+        Just(json!(42)),
+        Just(json!(41.5)),
+        Just(json!(true)),
+        Just(json!(false)),
+        Just(json!("")),
+        Just(Value::Null),
+    ];
+    prop_oneof![
+        (path.clone(), op(), value).prop_map(|(path, op, value)| Filter::Compare {
+            path,
+            op,
+            value
+        }),
+        path.prop_map(Filter::Present),
+    ]
+}
+
+fn alice_filter() -> impl Strategy<Value = Filter> {
+    let value_path =
+        (prop_oneof![Just("emails"), Just("name")], alice_leaf()).prop_map(|(name, inner)| {
+            Filter::ValuePath {
+                path: AttrPath::simple(name),
+                filter: Box::new(inner),
+            }
+        });
+    prop_oneof![alice_leaf(), value_path].prop_recursive(3, 12, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Filter::And(Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Filter::Or(Box::new(a), Box::new(b))),
+            inner.prop_map(|a| Filter::Not(Box::new(a))),
+        ]
+    })
+}
+
+/// `value` as a tree taken apart at every level, its strings lent as text.
+fn taken_apart(value: &Value) -> crate::json::Tree<'_> {
+    use crate::json::{Members, Tree};
+    match value {
+        Value::Object(map) => {
+            let mut members = Members::default();
+            for (key, item) in map {
+                members.insert(key.as_str(), taken_apart(item));
+            }
+            Tree::Object(members)
+        }
+        Value::Array(items) => Tree::Array(items.iter().map(taken_apart).collect()),
+        Value::String(text) => Tree::Text(text.as_str().into()),
+        other => Tree::Borrowed(other),
+    }
+}
+
 proptest! {
+    /// A filter says the same of a resource whether it is a value or a
+    /// tree made from one (a page of users is filtered as trees).
+    #[test]
+    fn a_tree_matches_as_its_value_does(filter in prop_oneof![alice_filter(), filter()]) {
+        let value = alice();
+        let expected = matches(&filter, &value, user());
+        prop_assert_eq!(matches(&filter, taken_apart(&value).view(), user()), expected, "{}", filter);
+        prop_assert_eq!(matches(&filter, crate::json::Tree::Borrowed(&value).view(), user()), expected, "{}", filter);
+    }
+
     #[test]
     fn printed_filters_parse_back_to_the_same_tree(filter in filter()) {
         let printed = filter.to_string();

@@ -244,6 +244,87 @@ impl<'t> View<'t> {
     }
 }
 
+/// A value that is not an array or an object, as a comparison reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar<'t> {
+    Null,
+    Bool(bool),
+    Number(&'t serde_json::Number),
+    Str(&'t str),
+    /// An array or an object.
+    Composite,
+}
+
+impl<'t> View<'t> {
+    /// The value it is, where it is one whole (not a tree of parts).
+    fn value(self) -> Option<&'t Value> {
+        match self {
+            View::Value(value) | View::Tree(&Tree::Borrowed(value)) => Some(value),
+            View::Tree(Tree::Owned(value)) => Some(value),
+            View::Tree(Tree::Text(_) | Tree::Array(_) | Tree::Object(_)) => None,
+        }
+    }
+
+    /// The member `key`, else the first whose key matches it in any case
+    /// (SCIM names are case-insensitive).
+    pub fn get_ci(self, key: &str) -> Option<View<'t>> {
+        if let Some(Value::Object(map)) = self.value() {
+            return map
+                .get(key)
+                .or_else(|| {
+                    map.iter()
+                        .find(|(held, _)| held.eq_ignore_ascii_case(key))
+                        .map(|(_, v)| v)
+                })
+                .map(View::Value);
+        }
+        let View::Tree(Tree::Object(members)) = self else {
+            return None;
+        };
+        members
+            .get(key)
+            .or_else(|| {
+                members
+                    .iter()
+                    .find(|(held, _)| held.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| v)
+            })
+            .map(View::Tree)
+    }
+
+    pub fn is_array(self) -> bool {
+        matches!(self, View::Tree(Tree::Array(_))) || self.value().is_some_and(Value::is_array)
+    }
+
+    pub fn is_object(self) -> bool {
+        matches!(self, View::Tree(Tree::Object(_))) || self.value().is_some_and(Value::is_object)
+    }
+
+    /// Whether it is an object without members.
+    pub fn is_empty_object(self) -> bool {
+        match self {
+            View::Tree(Tree::Object(members)) => members.is_empty(),
+            _ => self
+                .value()
+                .and_then(Value::as_object)
+                .is_some_and(Map::is_empty),
+        }
+    }
+
+    pub fn scalar(self) -> Scalar<'t> {
+        if let View::Tree(Tree::Text(text)) = self {
+            return Scalar::Str(text);
+        }
+        match self.value() {
+            Some(Value::Null) => Scalar::Null,
+            Some(Value::Bool(b)) => Scalar::Bool(*b),
+            Some(Value::Number(n)) => Scalar::Number(n),
+            Some(Value::String(s)) => Scalar::Str(s),
+            _ => Scalar::Composite,
+        }
+    }
+}
+
 impl<'t> From<&'t Value> for View<'t> {
     fn from(value: &'t Value) -> Self {
         View::Value(value)

@@ -81,7 +81,7 @@ impl<'s> Op<'s> {
                     Some(sub) => {
                         for el in items
                             .iter_mut()
-                            .filter(|el| matches_element(filter, el, loc.attr))
+                            .filter(|el| matches_element(filter, &**el, loc.attr))
                         {
                             if let Some(fields) = el.as_object_mut() {
                                 remove_ci(fields, &sub);
