@@ -20,6 +20,12 @@ use crate::scim::patch::parse_patch_request;
 use crate::scim::projection::{project, project_default};
 use crate::scim::schema::{ENTERPRISE_USER, LIST_RESPONSE};
 
+/// Bytes a resource's answer starts with room for: most users fit.
+const RESOURCE_ANSWER_START: usize = 1024;
+
+/// Bytes a list's answer starts with room for, grown as it is written.
+const LIST_ANSWER_START: usize = 16 * 1024;
+
 /// Everything a connection's handlers need.
 #[derive(Debug)]
 pub struct ConnectionApp {
@@ -140,7 +146,9 @@ pub async fn list(
 ) -> Result<Response, ErrorResponse> {
     // Each resource is written as it comes: a user made from an upstream
     // record lends the record's values and is gone before the next.
-    let mut resources = Vec::new();
+    // Grown from a page's worth of small users, not from nothing: each
+    // doubling is a copy of all that is written.
+    let mut resources = Vec::with_capacity(LIST_ANSWER_START);
     let mut items_per_page = 0u64;
     let totals = app
         .provisioner
@@ -262,7 +270,7 @@ pub async fn get(
                     .and_then(|meta| meta.get("version"))
                     .and_then(View::as_str)
                     .map(str::to_string);
-                let mut body = Vec::new();
+                let mut body = Vec::with_capacity(RESOURCE_ANSWER_START);
                 write_resource(&mut body, kind, resource, &base, &query);
                 written_resource(body, etag)
             })
