@@ -25,7 +25,7 @@ pub struct ListQuery {
 }
 
 /// What a list answered besides its resources, which went to the visitor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct ListTotals {
     pub total_results: u64,
     pub start_index: u64,
@@ -89,7 +89,8 @@ impl Provisioner {
         // Only the page asked for is kept; the rest is counted.
         let skip = (start - 1) as usize;
         let mut total_results = 0u64;
-        let mut on_page = || {
+        // Counts one more wanted resource; whether it is on the page.
+        let mut count_on_page = || {
             total_results += 1;
             total_results as usize > skip && total_results as usize - skip <= count as usize
         };
@@ -97,14 +98,14 @@ impl Provisioner {
             // Made once from each record, for the filter and the page.
             for record in records.iter().filter(|record| !deleted(record)) {
                 let resource = mapping.to_scim_tree(record, kind.schema())?;
-                if wanted(resource.view()) && on_page() {
+                if wanted(resource.view()) && count_on_page() {
                     visit(resource);
                 }
             }
         } else {
             for record in records.into_iter().filter(|record| !deleted(record)) {
                 let record = self.record(kind, record, needs_members).await?;
-                if wanted(View::from(&record.resource)) && on_page() {
+                if wanted(View::from(&record.resource)) && count_on_page() {
                     visit(Tree::Owned(without_members(record.resource, query)));
                 }
             }

@@ -409,7 +409,8 @@ impl Provisioner {
 
     /// [`Self::get`]'s resource handed to `visit`, for an answer that is
     /// only written out: a user is lent from the upstream record instead of
-    /// copied from it.
+    /// copied from it. The steps are `get`'s (the record, then its scope)
+    /// and must stay so.
     pub async fn read<R>(
         &self,
         kind: Kind,

@@ -26,6 +26,10 @@ const RESOURCE_ANSWER_START: usize = 1024;
 /// Bytes a list's answer starts with room for, grown as it is written.
 const LIST_ANSWER_START: usize = 16 * 1024;
 
+/// The longest head a list's answer has (its schema and three 20-digit
+/// numbers, `"Resources":[` and the closing `]}`).
+const LIST_HEAD_BYTES: usize = 192;
+
 /// Everything a connection's handlers need.
 #[derive(Debug)]
 pub struct ConnectionApp {
@@ -145,9 +149,9 @@ pub async fn list(
     query: ScimQuery,
 ) -> Result<Response, ErrorResponse> {
     // Each resource is written as it comes: a user made from an upstream
-    // record lends the record's values and is gone before the next.
-    // Grown from a page's worth of small users, not from nothing: each
-    // doubling is a copy of all that is written.
+    // record lends the record's values and is gone before the next. The
+    // buffer starts with room for a page of small users, not empty: each
+    // doubling copies all that is written.
     let mut resources = Vec::with_capacity(LIST_ANSWER_START);
     let mut items_per_page = 0u64;
     let totals = app
@@ -169,8 +173,9 @@ pub async fn list(
             },
         )
         .await?;
-    // The members in `serde_json`'s order of a `ListResponse` map.
-    let mut answer = Vec::with_capacity(resources.len() + 128);
+    // The members in `serde_json`'s order of a `ListResponse` map; the
+    // resources are copied once more, behind the totals known only now.
+    let mut answer = Vec::with_capacity(LIST_HEAD_BYTES + resources.len());
     answer.extend_from_slice(b"{\"schemas\":");
     write_value(&mut answer, &json!([LIST_RESPONSE]));
     for (name, number) in [
@@ -187,8 +192,8 @@ pub async fn list(
 }
 
 /// Appends a resource as [`render`] makes it, for an answer that is only
-/// written out. A tree in the default projection is rendered where it
-/// lies; another is made a value first.
+/// written out. A user's tree in the default projection is rendered where
+/// it lies, as `render` renders a value; anything else is made a value.
 fn write_resource(
     out: &mut Vec<u8>,
     kind: Kind,
@@ -198,7 +203,7 @@ fn write_resource(
 ) {
     let default_set = query.attributes.is_empty() && query.excluded_attributes.is_empty();
     let mut resource = match resource {
-        Tree::Object(members) if default_set => Tree::Object(members),
+        Tree::Object(members) if default_set && kind == Kind::User => Tree::Object(members),
         Tree::Owned(value) => return write_value(out, &render(kind, value, base, query)),
         other => return write_value(out, &render(kind, other.into_value(), base, query)),
     };
@@ -209,28 +214,18 @@ fn write_resource(
             meta.insert("resourceType", Tree::Text(kind.resource_type().into()));
             meta.insert("location", Tree::Text(location.into()));
         }
-        let references = match kind {
-            Kind::Group => members
-                .get_mut("members")
-                .and_then(Tree::as_array_mut)
-                .map(Vec::as_mut_slice),
-            Kind::User => members
-                .get_mut(ENTERPRISE_USER)
-                .and_then(Tree::as_object_mut)
-                .and_then(|extension| extension.get_mut("manager"))
-                .map(std::slice::from_mut),
-        };
-        for reference in references.into_iter().flatten() {
-            let Some(url) = reference
+        let manager = members
+            .get_mut(ENTERPRISE_USER)
+            .and_then(Tree::as_object_mut)
+            .and_then(|extension| extension.get_mut("manager"));
+        if let Some(manager) = manager {
+            let url = manager
                 .view()
                 .get("value")
                 .and_then(View::as_str)
-                .map(|value| url_of(base, Kind::User.endpoint(), value))
-            else {
-                continue;
-            };
-            if let Some(object) = reference.as_object_mut() {
-                object.insert("$ref", Tree::Text(url.into()));
+                .map(|value| url_of(base, Kind::User.endpoint(), value));
+            if let (Some(url), Some(reference)) = (url, manager.as_object_mut()) {
+                reference.insert("$ref", Tree::Text(url.into()));
             }
         }
     }

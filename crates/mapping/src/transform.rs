@@ -365,8 +365,6 @@ impl ResourceMapping {
     }
 }
 
-/// The body carrying `changes` for `call`: only them for a partial update,
-/// else the whole record with them.
 /// A string or number as text; anything else is no version or time.
 fn scalar_text(value: &Value) -> Option<Cow<'_, str>> {
     match value {
@@ -376,6 +374,8 @@ fn scalar_text(value: &Value) -> Option<Cow<'_, str>> {
     }
 }
 
+/// The body carrying `changes` for `call`: only them for a partial update,
+/// else the whole record with them.
 fn render_fields(
     call: &Call,
     record: &Value,

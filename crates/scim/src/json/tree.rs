@@ -16,9 +16,11 @@ use super::{write_str, write_value};
 /// A JSON value, whole or in parts lent by others.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tree<'a> {
-    /// Another value's, as it is there.
+    /// A value another holds (a field of an upstream record), lent whole.
     Borrowed(&'a Value),
+    /// A value made for this tree (a converted type), or given to it.
     Owned(Value),
+    /// A string, lent (an id, a schema URN) or made (a link, a version).
     Text(Cow<'a, str>),
     Array(Vec<Tree<'a>>),
     Object(Members<'a>),
@@ -53,8 +55,9 @@ impl<'a> Members<'a> {
             .map(|(_, v)| v)
     }
 
-    /// The object at `key`, made (or replacing what is not an object);
-    /// always `Some`.
+    /// The object at `key`, made (or replacing what is not an object).
+    /// Always `Some`: it is an `Option` because the object is found again
+    /// after it is put there, and a lost one is a `None`, not a panic.
     pub fn object_entry(&mut self, key: impl Into<Cow<'a, str>>) -> Option<&mut Members<'a>> {
         // A complex attribute or an extension: a few members each.
         let slot = self.entry(key.into(), || Tree::Object(Members::with_capacity(4)));
@@ -64,8 +67,8 @@ impl<'a> Members<'a> {
         slot.as_object_mut()
     }
 
-    /// The array at `key`, made (or replacing what is not an array);
-    /// always `Some`.
+    /// The array at `key`, made (or replacing what is not an array).
+    /// Always `Some`, as [`Self::object_entry`].
     pub fn array_entry(&mut self, key: impl Into<Cow<'a, str>>) -> Option<&mut Vec<Tree<'a>>> {
         // A multi-valued attribute a resource is built with: its primary element.
         let slot = self.entry(key.into(), || Tree::Array(Vec::with_capacity(1)));
@@ -199,8 +202,8 @@ pub fn write_tree(out: &mut Vec<u8>, tree: &Tree<'_>) {
     }
 }
 
-/// A read-only look into a [`Tree`] or a `Value`, so that one check (a
-/// user's scope) reads both.
+/// A read-only look into a [`Tree`] or a `Value`: the filter evaluator and
+/// the scope check read resources of either kind through it.
 #[derive(Debug, Clone, Copy)]
 pub enum View<'t> {
     Tree(&'t Tree<'t>),
