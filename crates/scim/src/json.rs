@@ -163,29 +163,43 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
         // as serde_json's serializer writes it.
         Value::Number(number) => out.extend_from_slice(number.to_string().as_bytes()),
         Value::String(text) => write_str(out, text),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (at, item) in items.iter().enumerate() {
-                if at > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item);
-            }
-            out.push(b']');
-        }
-        Value::Object(entries) => {
-            out.push(b'{');
-            for (at, (key, item)) in entries.iter().enumerate() {
-                if at > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_value(out, item);
-            }
-            out.push(b'}');
-        }
+        Value::Array(items) => write_array(out, items, write_value),
+        Value::Object(entries) => write_object(out, entries, write_value),
     }
+}
+
+/// `[a,b,…]`, each element written by `write`.
+fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    write: fn(&mut Vec<u8>, T),
+) {
+    out.push(b'[');
+    for (at, item) in items.into_iter().enumerate() {
+        if at > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
+/// `{"k":v,…}`, each value written by `write`.
+fn write_object<K: AsRef<str>, T>(
+    out: &mut Vec<u8>,
+    members: impl IntoIterator<Item = (K, T)>,
+    write: fn(&mut Vec<u8>, T),
+) {
+    out.push(b'{');
+    for (at, (key, item)) in members.into_iter().enumerate() {
+        if at > 0 {
+            out.push(b',');
+        }
+        write_str(out, key.as_ref());
+        out.push(b':');
+        write(out, item);
+    }
+    out.push(b'}');
 }
 
 /// `text` as a JSON string, escaped as serde_json escapes it: `"`, `\`

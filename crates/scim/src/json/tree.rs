@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use super::{write_str, write_value};
+use super::{write_array, write_object, write_str, write_value};
 
 /// A JSON value, whole or in parts lent by others.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,28 +177,8 @@ pub fn write_tree(out: &mut Vec<u8>, tree: &Tree<'_>) {
         Tree::Borrowed(value) => write_value(out, value),
         Tree::Owned(value) => write_value(out, value),
         Tree::Text(text) => write_str(out, text),
-        Tree::Array(items) => {
-            out.push(b'[');
-            for (at, item) in items.iter().enumerate() {
-                if at > 0 {
-                    out.push(b',');
-                }
-                write_tree(out, item);
-            }
-            out.push(b']');
-        }
-        Tree::Object(members) => {
-            out.push(b'{');
-            for (at, (key, item)) in members.iter().enumerate() {
-                if at > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_tree(out, item);
-            }
-            out.push(b'}');
-        }
+        Tree::Array(items) => write_array(out, items, write_tree),
+        Tree::Object(members) => write_object(out, members.iter(), write_tree),
     }
 }
 
