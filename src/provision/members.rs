@@ -71,7 +71,7 @@ impl Provisioner {
                 .collect(),
             Members::UserField { display_field, .. } => listed
                 .iter()
-                .filter(|user| !users.soft_delete.as_ref().is_some_and(|s| s.marks(user)))
+                .filter(|user| !users.soft_delete.as_ref().is_some_and(|s| s.marks(*user)))
                 .filter_map(|user| {
                     let id = users.upstream_id(user).ok()?;
                     Some((id, display_of(display_field.as_ref(), user)))

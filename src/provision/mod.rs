@@ -31,7 +31,7 @@ use crate::mapping::{Bindings, ResourceMapping, SoftDelete, UniqueBy, UpstreamRe
 use crate::scim::json::{Tree, View};
 use crate::scim::patch::{PatchOperation, patched};
 use crate::scim::schema::{self, Mutability, ResourceSchema};
-use crate::upstream::{CallError, UpstreamClient};
+use crate::upstream::{CallError, UpstreamClient, UpstreamResponse};
 
 pub use error::ProvisionError;
 use index::{Lookup, LookupIndex};
@@ -423,8 +423,20 @@ impl Provisioner {
             let record = self.get(kind, id, with_members).await?;
             return Ok(visit(Tree::Owned(record.resource)));
         }
-        let answered = self.answered(kind, id).await?;
-        let resource = self.mapping(kind)?.to_scim_tree(&answered, kind.schema())?;
+        let mapping = self.mapping(kind)?;
+        // The record is read from the answer's text, which the resource
+        // borrows: nothing of it is copied before it is written out.
+        let response = self.get_call(kind, id, true).await?;
+        let answer = response.tree().map_err(CallError::Failed)?;
+        let answered = mapping.answered_in(&mapping.get, answer.view())?;
+        if mapping
+            .soft_delete
+            .as_ref()
+            .is_some_and(|s| s.marks(answered))
+        {
+            return Err(not_found(kind, id));
+        }
+        let resource = mapping.to_scim_tree(answered, kind.schema())?;
         if !self.in_scope(kind, resource.view()) {
             return Err(not_found(kind, id));
         }
@@ -434,18 +446,7 @@ impl Provisioner {
     /// The upstream record of `id`, unless there is none or it is soft-deleted.
     async fn answered(&self, kind: Kind, id: &str) -> Result<Value, ProvisionError> {
         let mapping = self.mapping(kind)?;
-        if !mapping.id.accepts(id) {
-            return Err(not_found(kind, id));
-        }
-        let request = mapping.get.request(Bindings::id(id))?;
-        let response = self
-            .client
-            .call(&request)
-            .await
-            .map_err(|error| match error {
-                CallError::Missing(_) => not_found(kind, id),
-                error => ProvisionError::Upstream(error),
-            })?;
+        let response = self.get_call(kind, id, false).await?;
         let answered = mapping.take_answered(&mapping.get, response.body)?;
         if mapping
             .soft_delete
@@ -455,6 +456,30 @@ impl Provisioner {
             return Err(not_found(kind, id));
         }
         Ok(answered)
+    }
+
+    /// The answer of the mapping's get call for `id` (its body kept as
+    /// text if `as_text`); an id the mapping cannot hold, or one the
+    /// upstream does not know, is not found.
+    async fn get_call(
+        &self,
+        kind: Kind,
+        id: &str,
+        as_text: bool,
+    ) -> Result<UpstreamResponse, ProvisionError> {
+        let mapping = self.mapping(kind)?;
+        if !mapping.id.accepts(id) {
+            return Err(not_found(kind, id));
+        }
+        let request = mapping.get.request(Bindings::id(id))?;
+        let called = match as_text {
+            true => self.client.call_for_text(&request).await,
+            false => self.client.call(&request).await,
+        };
+        called.map_err(|error| match error {
+            CallError::Missing(_) => not_found(kind, id),
+            error => ProvisionError::Upstream(error),
+        })
     }
 
     async fn record(
@@ -722,7 +747,7 @@ impl Provisioner {
             .items(&response.body)
             .into_iter()
             .flatten()
-            .filter(|record| soft.marks(record))
+            .filter(|record| soft.marks(*record))
             .find_map(|record| {
                 let scim = mapping.to_scim(record, schema::user()).ok()?;
                 let same = scim

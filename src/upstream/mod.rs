@@ -23,6 +23,7 @@ use crate::audit::{Journal, Step};
 use crate::cluster::ClusterStore;
 use crate::config::Upstream;
 use crate::mapping::{Auth, BodyEncoding, Refusal, UpstreamMapping, UpstreamRequest, form_pairs};
+use crate::scim::json::Tree;
 
 /// A call that did not succeed. Callers decide on the variant, never on a
 /// status; what the IdP is told is decided at the server's error boundary.
@@ -95,7 +96,36 @@ pub enum UpstreamError {
 pub struct UpstreamResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// The body as a value; null when it was streamed, or kept as `text`.
     pub body: Value,
+    /// A success's body as text, for a call that asked for it so
+    /// ([`UpstreamClient::call_for_text`]); empty otherwise.
+    pub text: String,
+}
+
+impl UpstreamResponse {
+    /// The answer read from its `text` ([`UpstreamClient::call_for_text`])
+    /// into a tree that borrows it: the value [`UpstreamClient::call`]'s
+    /// `body` holds, a body of only whitespace being null as there.
+    pub fn tree(&self) -> Result<Tree<'_>, UpstreamError> {
+        if self.text.bytes().all(|byte| byte.is_ascii_whitespace()) {
+            return Ok(Tree::Owned(Value::Null));
+        }
+        crate::scim::json::tree_from_str(&self.text).map_err(|_| UpstreamError::BadBody)
+    }
+}
+
+/// How a call's answer body is read.
+#[derive(Clone, Copy)]
+enum Reading<'s> {
+    /// Whole, into a value.
+    Value,
+    /// A success's whole, kept as text for the caller to read into a tree
+    /// that borrows it; a failure's into a value, for the error table.
+    Text,
+    /// A success's chunk by chunk into a stream (never retried: part of it
+    /// may be taken already).
+    Stream(&'s BodyStream),
 }
 
 /// The HTTP client every upstream call goes through, before its TLS
@@ -325,17 +355,27 @@ impl UpstreamClient {
     /// Sends the request; non-2xx answers become SCIM errors through the
     /// mapping's error table.
     pub async fn call(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, CallError> {
-        self.call_with(request, None).await
+        self.call_with(request, Reading::Value).await
     }
 
-    /// [`call`](Self::call), a success's body going to `stream` chunk by
-    /// chunk (the answer's `body` is then null) instead of being read whole.
+    /// [`call`](Self::call), a success's body kept as checked UTF-8 text
+    /// (`text`; `body` is then null) for the caller to read into a tree
+    /// that borrows it: an answer only mapped and written out is never
+    /// copied into a value first.
+    pub async fn call_for_text(
+        &self,
+        request: &UpstreamRequest,
+    ) -> Result<UpstreamResponse, CallError> {
+        self.call_with(request, Reading::Text).await
+    }
+
+    /// [`call`](Self::call), a success's body read as `reading` says.
     async fn call_with(
         &self,
         request: &UpstreamRequest,
-        stream: Option<&BodyStream>,
+        reading: Reading<'_>,
     ) -> Result<UpstreamResponse, CallError> {
-        let response = self.send_with(request, stream).await?;
+        let response = self.send_with(request, reading).await?;
         if response.status.is_success() {
             return Ok(response);
         }
@@ -374,27 +414,28 @@ impl UpstreamClient {
     /// Sends with bounded, jittered retries for idempotent methods only: a
     /// create is never sent twice.
     pub async fn send(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
-        self.send_with(request, None).await
+        self.send_with(request, Reading::Value).await
     }
 
     /// A streamed body is never retried: part of it may be taken already.
     async fn send_with(
         &self,
         request: &UpstreamRequest,
-        stream: Option<&BodyStream>,
+        reading: Reading<'_>,
     ) -> Result<UpstreamResponse, UpstreamError> {
         if let Some(recorder) = &self.recorder {
-            return Ok(recorder.answer(
-                self.url_of(request),
-                self.masked_headers(request),
-                request,
-            ));
+            let mut answer =
+                recorder.answer(self.url_of(request), self.masked_headers(request), request);
+            if let Reading::Text = reading {
+                answer.text = answer.body.take().to_string();
+            }
+            return Ok(answer);
         }
         let idempotent = matches!(request.method, Method::GET | Method::PUT | Method::DELETE)
-            && stream.is_none();
+            && !matches!(reading, Reading::Stream(_));
         let mut attempt = 0;
         loop {
-            let result = self.guarded(request, stream).await;
+            let result = self.guarded(request, reading).await;
             let retryable = match &result {
                 Err(UpstreamError::Unreachable) | Err(UpstreamError::Timeout(_)) => true,
                 Ok(response) => matches!(
@@ -424,7 +465,7 @@ impl UpstreamClient {
     async fn guarded(
         &self,
         request: &UpstreamRequest,
-        stream: Option<&BodyStream>,
+        reading: Reading<'_>,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let outcome = self.breaker.admit_tracked().map_err(|wait| {
             UpstreamError::CircuitOpen(wait.as_secs_f64().ceil().max(1.0) as u64)
@@ -432,7 +473,7 @@ impl UpstreamClient {
         // A refusal by the budget drops `outcome` unreported: the probe, if
         // this was it, goes back to the breaker.
         let _ticket = self.budget.admit().await?;
-        let result = self.send_once(request, stream).await;
+        let result = self.send_once(request, reading).await;
         let healthy = match &result {
             Ok(response) => !response.status.is_server_error(),
             Err(UpstreamError::Unreachable | UpstreamError::Timeout(_)) => false,
@@ -503,14 +544,14 @@ impl UpstreamClient {
     async fn send_once(
         &self,
         request: &UpstreamRequest,
-        stream: Option<&BodyStream>,
+        reading: Reading<'_>,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let response = self.exchange(request, stream).await?;
+        let response = self.exchange(request, reading).await?;
         if response.status == StatusCode::UNAUTHORIZED
             && let Some(tokens) = &self.tokens
         {
             tokens.invalidate().await;
-            return self.exchange(request, stream).await;
+            return self.exchange(request, reading).await;
         }
         Ok(response)
     }
@@ -554,7 +595,7 @@ impl UpstreamClient {
     async fn exchange(
         &self,
         request: &UpstreamRequest,
-        stream: Option<&BodyStream>,
+        reading: Reading<'_>,
     ) -> Result<UpstreamResponse, UpstreamError> {
         // The base URL's path, then the mapping's (already percent-encoded)
         // path; `set_path` escapes anything that would start a query.
@@ -573,7 +614,7 @@ impl UpstreamClient {
             .http
             .request(request.method.clone(), url)
             .header(http::header::ACCEPT, "application/json");
-        if stream.is_some() {
+        if let Reading::Stream(_) = reading {
             // A whole account's list, read as it arrives: the mapping's
             // timeout is for one call's answer, not a million records.
             builder = builder.timeout(STREAM_TIMEOUT.max(self.mapping.timeout));
@@ -632,7 +673,10 @@ impl UpstreamClient {
         crate::telemetry::answered(&trace, status, status.as_u16() >= 400);
         let headers = response.headers().clone();
         let mut bytes = Vec::new();
-        let streamed = stream.filter(|_| status.is_success());
+        let streamed = match reading {
+            Reading::Stream(stream) if status.is_success() => Some(stream),
+            _ => None,
+        };
         while let Some(chunk) = response
             .chunk()
             .await
@@ -668,6 +712,19 @@ impl UpstreamClient {
             elapsed_us = elapsed.as_micros() as u64,
             "upstream call"
         );
+        if let Reading::Text = reading
+            && status.is_success()
+        {
+            // Read as JSON by the caller; a success's garbage is a
+            // protocol failure there too.
+            let text = String::from_utf8(bytes).map_err(|_| UpstreamError::BadBody)?;
+            return Ok(UpstreamResponse {
+                status,
+                headers,
+                body: Value::Null,
+                text,
+            });
+        }
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
@@ -683,6 +740,7 @@ impl UpstreamClient {
             status,
             headers,
             body,
+            text: String::new(),
         })
     }
 

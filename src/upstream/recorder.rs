@@ -72,6 +72,7 @@ impl Recorder {
             status,
             headers: HeaderMap::new(),
             body,
+            text: String::new(),
         }
     }
 }

@@ -50,7 +50,9 @@ impl UpstreamClient {
             .and_then(|()| deserializer.end());
             (visit, found, parsed.is_ok())
         });
-        let called = self.call_with(request, Some(&chunks)).await;
+        let called = self
+            .call_with(request, super::Reading::Stream(&chunks))
+            .await;
         // The body's end, for the parser (or no body at all, on an error).
         drop(chunks);
         let parsed = parser.await;

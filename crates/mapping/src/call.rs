@@ -9,6 +9,8 @@ use http::Method;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
+use scimgate_scim::json::View;
+
 use super::{FieldPath, MappingError};
 
 /// Everything but RFC 3986 unreserved characters is encoded in a segment.
@@ -451,7 +453,7 @@ impl Call {
     }
 
     /// The record in a single-record answer.
-    pub fn record_in<'a>(&self, body: &'a Value) -> Option<&'a Value> {
+    pub fn record_in<'a>(&self, body: View<'a>) -> Option<View<'a>> {
         match self.record.as_deref() {
             None | Some("") => Some(body),
             Some(pointer) => body.pointer(pointer),

@@ -10,6 +10,8 @@
 
 use serde_json::{Map, Value};
 
+use scimgate_scim::json::View;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Segment {
     Key(String),
@@ -105,15 +107,21 @@ impl FieldPath {
     }
 
     pub fn get<'a>(&self, record: &'a Value) -> Option<&'a Value> {
+        // A view of a value shows values all the way down.
+        self.read(View::Value(record)).and_then(View::as_value)
+    }
+
+    /// The field in a record of either kind: a value, or a tree read from
+    /// the upstream's text.
+    pub fn read<'a>(&self, record: View<'a>) -> Option<View<'a>> {
         self.0
             .iter()
             .try_fold(record, |value, segment| match segment {
-                Segment::Key(key) => member(value, key),
-                Segment::Index(index) => value.as_array()?.get(*index),
+                Segment::Key(key) => value.get(key),
+                Segment::Index(index) => value.elements().nth(*index),
                 Segment::Matching { key, value: wanted } => value
-                    .as_array()?
-                    .iter()
-                    .find(|element| element.get(key) == Some(wanted)),
+                    .elements()
+                    .find(|element| element.get(key).is_some_and(|held| held.equals(wanted))),
             })
     }
 
@@ -182,20 +190,6 @@ impl FieldPath {
         {
             changes.insert(self.root().to_string(), current.clone());
         }
-    }
-}
-
-/// The member `key` of an object. A record of a few dozen fields is
-/// searched in order: comparing keys, most of which differ in length, costs
-/// less than hashing the one looked for (SipHash), and every read of a
-/// record looks up each mapped field.
-fn member<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
-    const SEARCHED_IN_ORDER: usize = 32;
-    match value {
-        Value::Object(map) if map.len() <= SEARCHED_IN_ORDER => {
-            map.iter().find(|(held, _)| *held == key).map(|(_, v)| v)
-        }
-        value => value.get(key),
     }
 }
 

@@ -19,6 +19,7 @@ use http::{HeaderName, StatusCode};
 use serde_json::{Map, Value};
 
 use scimgate_scim::error::ScimType;
+use scimgate_scim::json::View;
 use scimgate_scim::path::AttrPath;
 use scimgate_scim::schema::AttrType;
 
@@ -426,8 +427,10 @@ pub struct SoftDelete {
 }
 
 impl SoftDelete {
-    pub fn marks(&self, record: &Value) -> bool {
-        self.field.get(record) == Some(&self.value)
+    pub fn marks<'r>(&self, record: impl Into<View<'r>>) -> bool {
+        self.field
+            .read(record.into())
+            .is_some_and(|held| held.equals(&self.value))
     }
 }
 
@@ -678,10 +681,18 @@ impl ResourceMapping {
 
     /// The record a single-record call answered, where its `record` says.
     pub fn answered<'a>(&self, call: &Call, body: &'a Value) -> Result<&'a Value, MappingError> {
+        self.answered_in(call, body.into())
+            .map(|record| record.as_value().unwrap_or(body))
+    }
+
+    /// As [`Self::answered`], in an answer of either kind: a value, or a
+    /// tree read from the upstream's text.
+    pub fn answered_in<'a>(&self, call: &Call, body: View<'a>) -> Result<View<'a>, MappingError> {
         call.record_in(body)
             .filter(|r| r.is_object())
             .ok_or_else(|| {
-                MappingError::unreadable(call, "record", call.record.as_deref().unwrap_or(""), body)
+                let pointer = call.record.as_deref().unwrap_or("");
+                MappingError::unreadable(call, "record", pointer, &body.to_value())
             })
     }
 

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use scimgate_scim::json::{Members, Tree};
+use scimgate_scim::json::{Members, Scalar, Tree, View};
 
 mod built;
 
@@ -29,14 +29,14 @@ pub enum Absent {
 
 impl ResourceMapping {
     /// The upstream record's id as a SCIM id.
-    pub fn upstream_id(&self, record: &Value) -> Result<String, MappingError> {
-        self.id_text(record).map(Cow::into_owned)
+    pub fn upstream_id<'r>(&self, record: impl Into<View<'r>>) -> Result<String, MappingError> {
+        self.id_text(record.into()).map(Cow::into_owned)
     }
 
-    fn id_text<'r>(&self, record: &'r Value) -> Result<Cow<'r, str>, MappingError> {
-        match self.id.field.get(record) {
-            Some(Value::String(id)) if !id.is_empty() => Ok(Cow::Borrowed(id)),
-            Some(Value::Number(id)) => Ok(Cow::Owned(id.to_string())),
+    fn id_text<'r>(&self, record: View<'r>) -> Result<Cow<'r, str>, MappingError> {
+        match self.id.field.read(record).map(View::scalar) {
+            Some(Scalar::Str(id)) if !id.is_empty() => Ok(Cow::Borrowed(id)),
+            Some(Scalar::Number(id)) => Ok(Cow::Owned(id.to_string())),
             _ => Err(MappingError::MissingId(self.id.field.to_string())),
         }
     }
@@ -44,24 +44,26 @@ impl ResourceMapping {
     /// Builds the SCIM resource for an upstream record (without
     /// `meta.resourceType`/`meta.location`, which depend on the request).
     pub fn to_scim(&self, record: &Value, schema: &ResourceSchema) -> Result<Value, MappingError> {
-        self.build::<Map<String, Value>>(record, schema)
+        self.build::<Map<String, Value>>(record.into(), schema)
             .map(Value::Object)
     }
 
     /// [`Self::to_scim`]'s resource, its values lent by the record and the
     /// mapping where they are used as they are: a page of records is
-    /// written out without copying each value into a resource first.
+    /// written out without copying each value into a resource first. The
+    /// record is a value, or a tree read from the upstream's text.
     pub fn to_scim_tree<'r>(
         &'r self,
-        record: &'r Value,
+        record: impl Into<View<'r>>,
         schema: &'r ResourceSchema,
     ) -> Result<Tree<'r>, MappingError> {
-        self.build::<Members<'r>>(record, schema).map(Tree::Object)
+        self.build::<Members<'r>>(record.into(), schema)
+            .map(Tree::Object)
     }
 
     fn build<'r, O: Object<'r>>(
         &'r self,
-        record: &'r Value,
+        record: View<'r>,
         schema: &'r ResourceSchema,
     ) -> Result<O, MappingError> {
         // Sized once: growing a map rehashes it (`id`, `schemas`, `meta`).
@@ -94,7 +96,7 @@ impl ResourceMapping {
         resource.insert("schemas", O::list(schemas));
         let mut meta = O::with_capacity(5);
         let text =
-            |field: &Option<FieldPath>| field.as_ref().and_then(|f| scalar_text(f.get(record)?));
+            |field: &Option<FieldPath>| field.as_ref().and_then(|f| scalar_text(f.read(record)?));
         if let Some(created) = text(&self.meta.created) {
             meta.insert("created", O::text(created));
         }
@@ -110,12 +112,12 @@ impl ResourceMapping {
 
     /// The record's version as the upstream gives it (`meta.version`
     /// without its ETag form).
-    pub fn version_of(&self, record: &Value) -> Option<String> {
-        self.version_text(record).map(Cow::into_owned)
+    pub fn version_of<'r>(&self, record: impl Into<View<'r>>) -> Option<String> {
+        self.version_text(record.into()).map(Cow::into_owned)
     }
 
-    fn version_text<'r>(&self, record: &'r Value) -> Option<Cow<'r, str>> {
-        scalar_text(self.meta.version.as_ref()?.get(record)?)
+    fn version_text<'r>(&self, record: View<'r>) -> Option<Cow<'r, str>> {
+        scalar_text(self.meta.version.as_ref()?.read(record)?)
     }
 
     /// The upstream fields and values that create `resource`, with the
@@ -222,7 +224,8 @@ impl ResourceMapping {
             for (field, wanted) in attribute.writes(wanted) {
                 let held = field.get(record).unwrap_or(&Value::Null);
                 let same = held == &wanted
-                    || (attribute.means_absent(held) && attribute.means_absent(&wanted));
+                    || (attribute.means_absent(held.into())
+                        && attribute.means_absent((&wanted).into()));
                 if !same {
                     changes.push((field.clone(), wanted));
                 }
@@ -339,15 +342,18 @@ impl ResourceMapping {
                 continue;
             };
             let current = attribute
-                .upstream_value(record)
+                .upstream_value(record.into())
                 .and_then(|raw| attribute.read::<Map<String, Value>>(raw));
-            if current.as_ref().is_some_and(|c| loosely_equal(c, wanted)) {
+            if current
+                .as_ref()
+                .is_some_and(|c| loosely_equal(c.into(), wanted))
+            {
                 continue;
             }
             let call = attribute
                 .set_by
                 .iter()
-                .find(|(value, _)| loosely_equal(value, wanted))
+                .find(|(value, _)| loosely_equal(value.into(), wanted))
                 .map(|(_, call)| call)
                 .ok_or_else(|| MappingError::UnmappedValue {
                     attribute: attribute.scim.path.to_string(),
@@ -366,10 +372,10 @@ impl ResourceMapping {
 }
 
 /// A string or number as text; anything else is no version or time.
-fn scalar_text(value: &Value) -> Option<Cow<'_, str>> {
-    match value {
-        Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+fn scalar_text(value: View<'_>) -> Option<Cow<'_, str>> {
+    match value.scalar() {
+        Scalar::Str(s) => Some(Cow::Borrowed(s)),
+        Scalar::Number(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
 }
@@ -417,14 +423,14 @@ impl AttributeMap {
     /// The upstream value this attribute reads: its field, or its template
     /// filled in (absent when every field it names is empty). A field's
     /// value is borrowed: reading it into the resource copies it once.
-    pub fn upstream_value<'r>(&self, record: &'r Value) -> Option<Cow<'r, Value>> {
-        let present = |field: &FieldPath| field.get(record).filter(|v| !self.means_absent(v));
+    fn upstream_value<'r>(&self, record: View<'r>) -> Option<Raw<'r>> {
+        let present = |field: &FieldPath| field.read(record).filter(|v| !self.means_absent(*v));
         let made = match &self.source {
-            Source::Field(field) => return present(field).map(Cow::Borrowed),
+            Source::Field(field) => return present(field).map(Raw::Lent),
             Source::Fields(fields) => {
                 let held: Map<String, Value> = fields
                     .iter()
-                    .filter_map(|f| Some((f.to_string(), present(f)?.clone())))
+                    .filter_map(|f| Some((f.to_string(), present(f)?.to_value())))
                     .collect();
                 (!held.is_empty()).then_some(Value::Object(held))
             }
@@ -434,18 +440,18 @@ impl AttributeMap {
                 for part in parts {
                     match part {
                         TemplatePart::Text(t) => text.push_str(t),
-                        TemplatePart::Field(field) => match present(field) {
-                            Some(Value::String(s)) if !s.is_empty() => {
+                        TemplatePart::Field(field) => match present(field).map(View::scalar) {
+                            Some(Scalar::Str(s)) if !s.is_empty() => {
                                 any = true;
                                 text.push_str(s);
                             }
-                            Some(Value::Number(n)) => {
+                            Some(Scalar::Number(n)) => {
                                 any = true;
                                 text.push_str(&n.to_string());
                             }
-                            Some(Value::Bool(b)) => {
+                            Some(Scalar::Bool(b)) => {
                                 any = true;
-                                text.push_str(if *b { "true" } else { "false" });
+                                text.push_str(if b { "true" } else { "false" });
                             }
                             _ => {}
                         },
@@ -454,7 +460,7 @@ impl AttributeMap {
                 any.then(|| Value::from(text.trim()))
             }
         };
-        made.map(Cow::Owned)
+        made.map(Raw::Made)
     }
 
     /// The SCIM value this attribute maps, if the resource carries it;
@@ -472,8 +478,8 @@ impl AttributeMap {
     }
 
     /// Whether an upstream value means "no value" for this field.
-    fn means_absent(&self, value: &Value) -> bool {
-        value.is_null() || self.absent.contains(value)
+    fn means_absent(&self, value: View<'_>) -> bool {
+        value.is_null() || self.absent.iter().any(|absent| value.equals(absent))
     }
 
     /// What clearing this attribute's fields writes: its first `absent`
@@ -546,26 +552,31 @@ impl AttributeMap {
 
     /// Upstream value → SCIM value; `None` when it has no SCIM meaning. A
     /// value the record lends is lent on where it is used as it is.
-    fn read<'r, O: Object<'r>>(&'r self, raw: Cow<'r, Value>) -> Option<O::Node> {
+    fn read<'r, O: Object<'r>>(&'r self, raw: Raw<'r>) -> Option<O::Node> {
         match raw {
-            Cow::Borrowed(raw) => self.read_lent::<O>(raw),
+            Raw::Lent(raw) => self.read_lent::<O>(raw),
             // Made from several fields: nothing in the record to lend.
-            Cow::Owned(raw) => self.read_lent::<Map<String, Value>>(&raw).map(O::own),
+            Raw::Made(raw) => self
+                .read_lent::<Map<String, Value>>(View::Value(&raw))
+                .map(O::own),
         }
     }
 
-    fn read_lent<'r, O: Object<'r>>(&'r self, raw: &'r Value) -> Option<O::Node> {
+    fn read_lent<'r, O: Object<'r>>(&'r self, raw: View<'r>) -> Option<O::Node> {
         if raw.is_null() {
             return None;
         }
         if !self.items.is_empty() {
+            if !raw.is_array() {
+                return None;
+            }
             let list: Vec<O::Node> = raw
-                .as_array()?
-                .iter()
+                .elements()
                 .filter_map(|element| {
                     let mut item = O::with_capacity(self.items.len());
                     for (sub, field) in &self.items {
-                        if let Some(value) = field.get(element).filter(|v| !self.means_absent(v)) {
+                        if let Some(value) = field.read(element).filter(|v| !self.means_absent(*v))
+                        {
                             item.insert(sub, O::lend(value));
                         }
                     }
@@ -578,30 +589,30 @@ impl AttributeMap {
             return self
                 .values
                 .iter()
-                .find(|(_, upstream)| match (&self.source, upstream, raw) {
+                .find(|(_, upstream)| match (&self.source, upstream) {
                     // Every field the pair names holds its value.
-                    (Source::Fields(_), Value::Object(wanted), Value::Object(held)) => {
+                    (Source::Fields(_), Value::Object(wanted)) if raw.is_object() => {
                         wanted.iter().all(|(field, value)| {
-                            held.get(field).is_some_and(|h| loosely_equal(h, value))
+                            raw.get(field).is_some_and(|h| loosely_equal(h, value))
                         })
                     }
-                    _ => loosely_equal(upstream, raw),
+                    _ => loosely_equal(raw, upstream),
                 })
-                .map(|(scim, _)| O::lend(scim));
+                .map(|(scim, _)| O::lend(View::Value(scim)));
         }
-        Some(match (self.scim.kind, raw) {
-            (AttrType::String | AttrType::Reference | AttrType::DateTime, Value::Number(n)) => {
+        Some(match (self.scim.kind, raw.scalar()) {
+            (AttrType::String | AttrType::Reference | AttrType::DateTime, Scalar::Number(n)) => {
                 O::text(Cow::Owned(n.to_string()))
             }
-            (AttrType::String | AttrType::Reference | AttrType::DateTime, Value::Bool(b)) => {
-                O::text(Cow::Borrowed(if *b { "true" } else { "false" }))
+            (AttrType::String | AttrType::Reference | AttrType::DateTime, Scalar::Bool(b)) => {
+                O::text(Cow::Borrowed(if b { "true" } else { "false" }))
             }
-            (AttrType::Boolean, Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            (AttrType::Boolean, Scalar::Str(s)) => match s.to_ascii_lowercase().as_str() {
                 "true" => O::own(Value::Bool(true)),
                 "false" => O::own(Value::Bool(false)),
                 _ => return None,
             },
-            (AttrType::Integer | AttrType::Decimal, Value::String(s)) => {
+            (AttrType::Integer | AttrType::Decimal, Scalar::Str(s)) => {
                 serde_json::from_str::<serde_json::Number>(s)
                     .ok()
                     .map(|n| O::own(Value::Number(n)))?
@@ -641,7 +652,7 @@ impl AttributeMap {
             return self
                 .values
                 .iter()
-                .find(|(candidate, _)| loosely_equal(candidate, scim))
+                .find(|(candidate, _)| loosely_equal(candidate.into(), scim))
                 .map(|(_, upstream)| upstream.clone())
                 .ok_or_else(|| MappingError::UnmappedValue {
                     attribute: self.scim.path.to_string(),
@@ -724,10 +735,27 @@ fn primary_element(items: &[Value]) -> Option<&Value> {
 }
 
 /// Value-map comparison: strings case-insensitively (SCIM's default), the rest exactly.
-fn loosely_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::String(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
-        _ => a == b,
+fn loosely_equal(a: View<'_>, b: &Value) -> bool {
+    match (a.scalar(), b) {
+        (Scalar::Str(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
+        _ => a.equals(b),
+    }
+}
+
+/// An upstream value an attribute reads: lent by the record (one field's),
+/// or made for it (of several fields, or a template).
+enum Raw<'r> {
+    Lent(View<'r>),
+    Made(Value),
+}
+
+#[cfg(test)]
+impl Raw<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            Raw::Lent(view) => view.to_value(),
+            Raw::Made(value) => value,
+        }
     }
 }
 
@@ -999,14 +1027,18 @@ mod tests {
             items: vec![],
         };
         assert_eq!(
-            attribute.upstream_value(&json!({"first": "Ada", "last": "Lovelace"})),
-            Some(Cow::Owned(json!("Ada Lovelace")))
+            attribute
+                .upstream_value((&json!({"first": "Ada", "last": "Lovelace"})).into())
+                .map(Raw::into_value),
+            Some(json!("Ada Lovelace"))
         );
         assert_eq!(
-            attribute.upstream_value(&json!({"first": "Ada"})),
-            Some(Cow::Owned(json!("Ada")))
+            attribute
+                .upstream_value((&json!({"first": "Ada"})).into())
+                .map(Raw::into_value),
+            Some(json!("Ada"))
         );
-        assert_eq!(attribute.upstream_value(&json!({})), None);
+        assert!(attribute.upstream_value((&json!({})).into()).is_none());
     }
 
     #[test]
@@ -1125,19 +1157,34 @@ mod tests {
             // An id the record always has, so a resource is made.
             record.insert(mapping.id.field.root().into(), json!("7"));
             let record = Value::Object(record);
+            // The same record as the upstream sends it, read into a tree
+            // of slices of its text.
+            let text = record.to_string();
+            let read = scimgate_scim::json::tree_from_str(&text).unwrap();
+            proptest::prop_assert_eq!(
+                mapping.version_of(read.view()),
+                mapping.version_of(&record)
+            );
+            if let Some(soft) = &mapping.soft_delete {
+                proptest::prop_assert_eq!(soft.marks(read.view()), soft.marks(&record));
+            }
             let copied = mapping.to_scim(&record, schema);
-            let lent = mapping.to_scim_tree(&record, schema);
-            match (copied, lent) {
-                (Ok(copied), Ok(lent)) => {
-                    let mut written = Vec::new();
-                    scimgate_scim::json::write_tree(&mut written, &lent);
-                    proptest::prop_assert_eq!(&written, &scimgate_scim::json::to_vec(&copied), "{}", name);
-                    proptest::prop_assert_eq!(lent.into_value(), copied);
+            for lent in [
+                mapping.to_scim_tree(&record, schema),
+                mapping.to_scim_tree(read.view(), schema),
+            ] {
+                match (&copied, lent) {
+                    (Ok(copied), Ok(lent)) => {
+                        let mut written = Vec::new();
+                        scimgate_scim::json::write_tree(&mut written, &lent);
+                        proptest::prop_assert_eq!(&written, &scimgate_scim::json::to_vec(copied), "{}", name);
+                        proptest::prop_assert_eq!(&lent.into_value(), copied);
+                    }
+                    (copied, lent) => proptest::prop_assert_eq!(
+                        copied.as_ref().err().map(|e| e.to_string()),
+                        lent.err().map(|e| e.to_string())
+                    ),
                 }
-                (copied, lent) => proptest::prop_assert_eq!(
-                    copied.err().map(|e| e.to_string()),
-                    lent.err().map(|e| e.to_string())
-                ),
             }
         }
     }

@@ -12,8 +12,10 @@
 //! page of 100 users is about 100 kB of strings). A [`Tree`] is written
 //! the same way, its borrowed parts where they lie.
 
+mod read_tree;
 mod tree;
 
+pub use read_tree::tree_from_str;
 pub use tree::{Members, Scalar, Tree, View, write_tree};
 
 use std::cell::Cell;

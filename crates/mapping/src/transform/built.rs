@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use scimgate_scim::json::{Members, Tree};
+use scimgate_scim::json::{Members, Tree, View};
 
 /// An object under construction, and the values it holds.
 pub(super) trait Object<'r>: Sized {
@@ -16,7 +16,8 @@ pub(super) trait Object<'r>: Sized {
     fn with_capacity(capacity: usize) -> Self;
     /// A copy of a map of the mapping's (an element's fixed sub-attributes).
     fn copy_of(map: &'r Map<String, Value>) -> Self;
-    fn lend(value: &'r Value) -> Self::Node;
+    /// What the record (or the mapping) holds, lent where the object can.
+    fn lend(value: View<'r>) -> Self::Node;
     fn own(value: Value) -> Self::Node;
     fn text(text: Cow<'r, str>) -> Self::Node;
     fn list(items: Vec<Self::Node>) -> Self::Node;
@@ -43,8 +44,8 @@ impl<'r> Object<'r> for Map<String, Value> {
         map.clone()
     }
 
-    fn lend(value: &'r Value) -> Value {
-        value.clone()
+    fn lend(value: View<'r>) -> Value {
+        value.to_value()
     }
 
     fn own(value: Value) -> Value {
@@ -108,8 +109,13 @@ impl<'r> Object<'r> for Members<'r> {
         members
     }
 
-    fn lend(value: &'r Value) -> Tree<'r> {
-        Tree::Borrowed(value)
+    fn lend(value: View<'r>) -> Tree<'r> {
+        match value {
+            View::Value(value) => Tree::Borrowed(value),
+            // A part of a record read from text: a string slice of it, a
+            // number, or (rarely) a whole object, copied as a tree.
+            View::Tree(tree) => tree.clone(),
+        }
     }
 
     fn own(value: Value) -> Tree<'r> {

@@ -94,8 +94,18 @@ impl<'a> Members<'a> {
         self.0.retain_mut(|(key, value)| keep(key, value));
     }
 
+    /// Members whose keys the caller has made unique (a reader that has
+    /// already dropped a repeated key's earlier values).
+    pub(super) fn from_unique(members: Vec<(Cow<'a, str>, Tree<'a>)>) -> Self {
+        Members(members)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Tree<'a>)> {
@@ -193,11 +203,66 @@ pub enum View<'t> {
 impl<'t> View<'t> {
     pub fn get(self, key: &str) -> Option<View<'t>> {
         match self {
-            View::Value(value) => value.get(key).map(View::Value),
-            View::Tree(Tree::Borrowed(value)) => value.get(key).map(View::Value),
-            View::Tree(Tree::Owned(value)) => value.get(key).map(View::Value),
+            View::Value(value) | View::Tree(&Tree::Borrowed(value)) => member(value, key),
+            View::Tree(Tree::Owned(value)) => member(value, key),
             View::Tree(Tree::Object(members)) => members.get(key).map(View::Tree),
             View::Tree(Tree::Text(_) | Tree::Array(_)) => None,
+        }
+    }
+
+    /// The value a JSON pointer (RFC 6901) names in it, as
+    /// `Value::pointer` finds it.
+    pub fn pointer(self, pointer: &str) -> Option<View<'t>> {
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        let tokens = pointer.strip_prefix('/')?;
+        tokens.split('/').try_fold(self, |at, token| {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            if at.is_array() {
+                // As serde_json: no sign, no leading zero.
+                if token.starts_with('+') || (token.len() > 1 && token.starts_with('0')) {
+                    return None;
+                }
+                let index = token.parse::<usize>().ok()?;
+                at.elements().nth(index)
+            } else {
+                at.get(&token)
+            }
+        })
+    }
+
+    pub fn is_null(self) -> bool {
+        matches!(self.scalar(), Scalar::Null)
+    }
+
+    /// A copy of the value it shows.
+    pub fn to_value(self) -> Value {
+        match self {
+            View::Value(value) => value.clone(),
+            View::Tree(tree) => tree.clone().into_value(),
+        }
+    }
+
+    /// Whether it shows the value `other` is (objects equal whatever the
+    /// order of their keys, as `Value`'s equality has them).
+    pub fn equals(self, other: &Value) -> bool {
+        if let Some(value) = self.as_value() {
+            return value == other;
+        }
+        match (self, other) {
+            (View::Tree(Tree::Text(text)), Value::String(other)) => text == other,
+            (View::Tree(Tree::Array(items)), Value::Array(others)) => {
+                items.len() == others.len()
+                    && items.iter().zip(others).all(|(a, b)| a.view().equals(b))
+            }
+            (View::Tree(Tree::Object(members)), Value::Object(others)) => {
+                members.len() == others.len()
+                    && members
+                        .iter()
+                        .all(|(key, a)| others.get(key).is_some_and(|b| a.view().equals(b)))
+            }
+            _ => false,
         }
     }
 
@@ -240,7 +305,7 @@ pub enum Scalar<'t> {
 
 impl<'t> View<'t> {
     /// The value it is, where it is one whole (not a tree of parts).
-    fn value(self) -> Option<&'t Value> {
+    pub fn as_value(self) -> Option<&'t Value> {
         match self {
             View::Value(value) | View::Tree(&Tree::Borrowed(value)) => Some(value),
             View::Tree(Tree::Owned(value)) => Some(value),
@@ -251,7 +316,7 @@ impl<'t> View<'t> {
     /// The member `key`, else the first whose key matches it in any case
     /// (SCIM names are case-insensitive).
     pub fn get_ci(self, key: &str) -> Option<View<'t>> {
-        if let Some(Value::Object(map)) = self.value() {
+        if let Some(Value::Object(map)) = self.as_value() {
             return map
                 .get(key)
                 .or_else(|| {
@@ -276,11 +341,11 @@ impl<'t> View<'t> {
     }
 
     pub fn is_array(self) -> bool {
-        matches!(self, View::Tree(Tree::Array(_))) || self.value().is_some_and(Value::is_array)
+        matches!(self, View::Tree(Tree::Array(_))) || self.as_value().is_some_and(Value::is_array)
     }
 
     pub fn is_object(self) -> bool {
-        matches!(self, View::Tree(Tree::Object(_))) || self.value().is_some_and(Value::is_object)
+        matches!(self, View::Tree(Tree::Object(_))) || self.as_value().is_some_and(Value::is_object)
     }
 
     /// Whether it is an object without members.
@@ -288,7 +353,7 @@ impl<'t> View<'t> {
         match self {
             View::Tree(Tree::Object(members)) => members.is_empty(),
             _ => self
-                .value()
+                .as_value()
                 .and_then(Value::as_object)
                 .is_some_and(Map::is_empty),
         }
@@ -298,7 +363,7 @@ impl<'t> View<'t> {
         if let View::Tree(Tree::Text(text)) = self {
             return Scalar::Str(text);
         }
-        match self.value() {
+        match self.as_value() {
             Some(Value::Null) => Scalar::Null,
             Some(Value::Bool(b)) => Scalar::Bool(*b),
             Some(Value::Number(n)) => Scalar::Number(n),
@@ -308,9 +373,30 @@ impl<'t> View<'t> {
     }
 }
 
+/// The member `key` of an object value. A small object is searched in
+/// order: comparing keys, most of which differ in length, costs less than
+/// hashing the one looked for (SipHash), and every read of a record looks
+/// up each mapped field.
+fn member<'t>(value: &'t Value, key: &str) -> Option<View<'t>> {
+    const SEARCHED_IN_ORDER: usize = 32;
+    match value {
+        Value::Object(map) if map.len() <= SEARCHED_IN_ORDER => map
+            .iter()
+            .find(|(held, _)| *held == key)
+            .map(|(_, v)| View::Value(v)),
+        value => value.get(key).map(View::Value),
+    }
+}
+
 impl<'t> From<&'t Value> for View<'t> {
     fn from(value: &'t Value) -> Self {
         View::Value(value)
+    }
+}
+
+impl<'t> From<&'t Tree<'t>> for View<'t> {
+    fn from(tree: &'t Tree<'t>) -> Self {
+        View::Tree(tree)
     }
 }
 
@@ -454,6 +540,60 @@ mod tests {
             prop_assert_eq!(&b, &a);
             prop_assert_eq!(lent.into_value(), value.clone());
             prop_assert_eq!(owned.into_value(), value);
+        }
+    }
+
+    #[test]
+    fn a_pointer_finds_in_a_view_what_it_finds_in_the_value() {
+        let value = json!({"data": [{"id": 1, "a/b": {"~k": "x"}}, "two"], "": {"": 3}, "0": 4});
+        let text = value.to_string();
+        let read = crate::json::tree_from_str(&text).unwrap();
+        let pointers = [
+            "",
+            "/data",
+            "/data/0",
+            "/data/1",
+            "/data/2",
+            "/data/01",
+            "/data/+1",
+            "/data/-",
+            "/data/0/a~1b/~0k",
+            "/data/0/a/b",
+            "/",
+            "//",
+            "/0",
+            "/0/x",
+            "data",
+            "/missing",
+        ];
+        for pointer in pointers {
+            let expected = value.pointer(pointer);
+            for view in [View::from(&value), read.view()] {
+                assert_eq!(
+                    view.pointer(pointer).map(View::to_value).as_ref(),
+                    expected,
+                    "{pointer}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_view_equals_the_value_it_shows_whatever_its_keys_order() {
+        let text = r#"{"a": [1, "x", {"b": null}], "c": true}"#;
+        let read = crate::json::tree_from_str(text).unwrap();
+        assert!(
+            read.view()
+                .equals(&json!({"c": true, "a": [1, "x", {"b": null}]}))
+        );
+        for other in [
+            json!({"a": [1, "x", {"b": null}]}),
+            json!({"a": [1, "X", {"b": null}], "c": true}),
+            json!({"a": [1, "x", {"b": null}, 2], "c": true}),
+            json!({"a": [1, "x", {"b": 0}], "c": true}),
+            json!([1]),
+        ] {
+            assert!(!read.view().equals(&other), "{other}");
         }
     }
 
