@@ -161,6 +161,41 @@ async fn a_slow_upstream_becomes_504_and_a_malformed_one_502() {
     assert_eq!(garbled.status, 502, "{}", garbled.body);
 }
 
+/// A success whose body is no JSON record, read as a record (a GET) or as a
+/// list (a page, a filter): a 502 that names no byte of it, and the
+/// gateway keeps serving.
+#[tokio::test]
+async fn an_upstream_success_that_is_not_json_text_is_502() {
+    let upstream = MockServer::start().await;
+    for (at, body) in [
+        ("/people/latin1", b"{\"id\": \"Jos\xe9\"}".to_vec()),
+        ("/people/blank", b"  \n ".to_vec()),
+        ("/people/array", b"[]".to_vec()),
+        ("/people", b"[{\"id\": \"u1\"}, {not json".to_vec()),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(body))
+            .mount(&upstream)
+            .await;
+    }
+    let root = gateway(*upstream.address(), |_| {}).await;
+    for target in [
+        "/Users/latin1",
+        "/Users/blank",
+        "/Users/array",
+        "/Users",
+        "/Users?filter=displayName%20eq%20%22x%22",
+    ] {
+        let answer = send(&root, Method::GET, target, None).await;
+        assert_eq!(answer.status, 502, "{target}: {}", answer.body);
+        assert_scim_error(&answer, 502, None);
+        assert!(!answer.body.to_string().contains("Jos"), "{}", answer.body);
+    }
+    let discovery = send(&root, Method::GET, "/ServiceProviderConfig", None).await;
+    assert_eq!(discovery.status, 200);
+}
+
 #[tokio::test]
 async fn a_reset_connection_is_503_and_the_gateway_keeps_serving() {
     // An "upstream" that accepts and drops every connection.

@@ -7,13 +7,14 @@ use serde_json::Value;
 
 use super::ProvisionError;
 use super::{Kind, Lookup, Provisioner};
+use crate::mapping::MappingError::NotAList;
 use crate::mapping::{
     Bindings, Call, FilterParam, PagingStyle, ResourceMapping, TotalSource, UpstreamRequest,
 };
 use crate::scim::filter::{CompareOp, Filter, matches};
-use crate::scim::json::{Tree, View};
+use crate::scim::json::{Scalar, Tree, View};
 use crate::scim::path::AttrPath;
-use crate::upstream::UpstreamClient;
+use crate::upstream::{CallError, UpstreamClient, UpstreamResponse};
 
 /// A list request after parsing: `startIndex` is 1-based (RFC 7644 §3.4.2.4).
 #[derive(Debug, Clone)]
@@ -74,9 +75,8 @@ impl Provisioner {
             return Ok(page);
         }
         let filter = query.filter.as_ref();
-        let (records, _scanning) = self.scan(mapping, filter).await?;
         let needs_members = query.with_members || filter.is_some_and(|f| f.references("members"));
-        let deleted = |record: &Value| {
+        let deleted = |record: View<'_>| {
             mapping
                 .soft_delete
                 .as_ref()
@@ -95,15 +95,37 @@ impl Provisioner {
             total_results as usize > skip && total_results as usize - skip <= count as usize
         };
         if kind == Kind::User {
-            // Made once from each record, for the filter and the page.
-            for record in records.iter().filter(|record| !deleted(record)) {
-                let resource = mapping.to_scim_tree(record, kind.schema())?;
-                if wanted(resource.view()) && count_on_page() {
-                    visit(resource);
+            // Made once from each record, for the filter and the page, from
+            // its page's text, and written out as it is made.
+            let (request, _scanning) = self.scan_start(mapping, filter).await?;
+            let cap = self.limits.scan_cap;
+            let mut pages = Pages::new(&mapping.list, &request, 0, None);
+            let mut read = 0usize;
+            loop {
+                let on_page = |records: &mut dyn Iterator<Item = View<'_>>| {
+                    for record in records {
+                        read += 1;
+                        if read > cap {
+                            return Err(too_many_to_scan(mapping, filter, cap));
+                        }
+                        if deleted(record) {
+                            continue;
+                        }
+                        let resource = mapping.to_scim_tree(record, kind.schema())?;
+                        if wanted(resource.view()) && count_on_page() {
+                            visit(resource);
+                        }
+                    }
+                    Ok(())
+                };
+                match pages.next_read(&self.client, on_page).await? {
+                    Some(mapped) => mapped?,
+                    None => break,
                 }
             }
         } else {
-            for record in records.into_iter().filter(|record| !deleted(record)) {
+            let (records, _scanning) = self.scan(mapping, filter).await?;
+            for record in records.into_iter().filter(|record| !deleted(record.into())) {
                 let record = self.record(kind, record, needs_members).await?;
                 if wanted(View::from(&record.resource)) && count_on_page() {
                     visit(Tree::Owned(without_members(record.resource, query)));
@@ -231,6 +253,25 @@ impl Provisioner {
         mapping: &ResourceMapping,
         filter: Option<&Filter>,
     ) -> Result<(Vec<Value>, tokio::sync::SemaphorePermit<'_>), ProvisionError> {
+        let (request, scanning) = self.scan_start(mapping, filter).await?;
+        let cap = self.limits.scan_cap;
+        let fetched = self
+            .fetch(&mapping.list, &request, 0, None, cap + 1)
+            .await?;
+        if fetched.records.len() > cap {
+            return Err(too_many_to_scan(mapping, filter, cap));
+        }
+        Ok((fetched.records, scanning))
+    }
+
+    /// A scan's list request, `filter` pushed down where the mapping
+    /// allows, and one of the upstream's scan slots, held while its
+    /// records are read.
+    async fn scan_start(
+        &self,
+        mapping: &ResourceMapping,
+        filter: Option<&Filter>,
+    ) -> Result<(UpstreamRequest, tokio::sync::SemaphorePermit<'_>), ProvisionError> {
         let mut request = mapping.list.request(Bindings::default())?;
         if let Some((param, value)) = filter.and_then(|f| push_down(f, &mapping.filters)) {
             request.query.retain(|(k, _)| *k != param);
@@ -243,47 +284,7 @@ impl Provisioner {
             .acquire()
             .await
             .map_err(|_| ProvisionError::ShuttingDown)?;
-        let cap = self.limits.scan_cap;
-        let fetched = self
-            .fetch(&mapping.list, &request, 0, None, cap + 1)
-            .await?;
-        if fetched.records.len() > cap {
-            let pushable = mapping
-                .filters
-                .iter()
-                .map(|f| f.path.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            // What the operator (or the IdP) can change so that it is no scan.
-            let answerable = match (pushable.is_empty(), mapping.index.as_ref()) {
-                (false, _) => format!("filter with `eq` on one of: {pushable}"),
-                (true, Some(index)) => format!(
-                    "the look-up index answers `eq` on: {}",
-                    index
-                        .attributes
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                (true, None) => "the mapping declares no `filters` the upstream answers".into(),
-            };
-            let remedy = match mapping.index {
-                None => {
-                    "; a look-up index ([users.index] or [groups.index] in the mapping) \
-                         answers `eq` look-ups without a scan"
-                }
-                Some(_) => "",
-            };
-            return Err(ProvisionError::TooMany(match filter {
-                Some(filter) => format!(
-                    "the filter `{filter}` cannot be answered by the upstream and would scan \
-                     more than {cap} records; {answerable}{remedy}"
-                ),
-                None => format!("more than {cap} records to scan"),
-            }));
-        }
-        Ok((fetched.records, scanning))
+        Ok((request, scanning))
     }
 
     /// The upstream id of a user, in this connection's scope or not, whose
@@ -382,16 +383,13 @@ impl Provisioner {
             // No total upstream: read to the end (up to the scan cap) and count.
             (0, self.limits.scan_cap)
         };
-        let fetched = self
-            .fetch(&mapping.list, &request, window, Some(count.max(1)), limit)
-            .await?;
         // Users outside the connection's scope are left out. Read to the end,
         // the total counts only the rest; paged by the upstream, a page may
         // hold fewer than `count` and the upstream's total counts them too
         // (a number, never a user): scanning every page to count exactly
         // would make each page of an IdP's import cost a full listing.
-        let totals = |visible: usize| ListTotals {
-            total_results: match fetched.total {
+        let totals = |upstream_total: Option<u64>, visible: usize| ListTotals {
+            total_results: match upstream_total {
                 Some(total) if reports_total => total,
                 _ => visible as u64,
             },
@@ -401,7 +399,10 @@ impl Provisioner {
         if kind == Kind::Group {
             // A group is made a resource only on the page: its members may
             // take calls of their own.
-            let totals = totals(fetched.records.len());
+            let fetched = self
+                .fetch(&mapping.list, &request, window, Some(count.max(1)), limit)
+                .await?;
+            let totals = totals(fetched.total, fetched.records.len());
             for record in fetched.records.into_iter().skip(skip).take(count as usize) {
                 visit(Tree::Owned(
                     self.record(kind, record, with_members).await?.resource,
@@ -409,19 +410,34 @@ impl Provisioner {
             }
             return Ok(totals);
         }
-        // A user is made a resource once, for its scope and the page.
-        let mut visible = Vec::new();
-        for record in &fetched.records {
-            let resource = mapping.to_scim_tree(record, kind.schema())?;
-            if self.in_scope(kind, resource.view()) {
-                visible.push(resource);
+        // A user is made a resource once, for its scope and the page, from
+        // its page's text, and written out as it is made.
+        let mut pages = Pages::new(&mapping.list, &request, window, Some(count.max(1)));
+        let (mut read, mut visible) = (0usize, 0usize);
+        loop {
+            let on_page = |records: &mut dyn Iterator<Item = View<'_>>| {
+                for record in records.take(limit - read) {
+                    read += 1;
+                    let resource = mapping.to_scim_tree(record, kind.schema())?;
+                    if self.in_scope(kind, resource.view()) {
+                        visible += 1;
+                        if visible > skip && visible - skip <= count as usize {
+                            visit(resource);
+                        }
+                    }
+                }
+                Ok::<_, ProvisionError>(())
+            };
+            match pages.next_read(&self.client, on_page).await? {
+                Some(mapped) => mapped?,
+                None => break,
+            }
+            // The first page is always read, even for none: it carries the total.
+            if read >= limit {
+                break;
             }
         }
-        let totals = totals(visible.len());
-        for resource in visible.into_iter().skip(skip).take(count as usize) {
-            visit(resource);
-        }
-        Ok(totals)
+        Ok(totals(pages.total, visible))
     }
 
     /// Reads up to `limit` records starting at `offset` (0-based) through the
@@ -562,39 +578,82 @@ impl<'c> Pages<'c> {
         &mut self,
         client: &UpstreamClient,
     ) -> Result<Option<Vec<Value>>, ProvisionError> {
+        let Some(response) = self.answer(client, false).await? else {
+            return Ok(None);
+        };
+        let body = View::from(&response.body);
+        let received = self.call.items_in(body).ok_or(NotAList)?.elements().count();
+        let skipped = self.turn(&response.headers, body, received);
+        let mut page = self.call.take_items(response.body).ok_or(NotAList)?;
+        page.drain(..skipped);
+        Ok(Some(page))
+    }
+
+    /// [`Self::next`]'s records handed to `on_page` as views of a tree read
+    /// from the answer's text, which they borrow: a page only mapped and
+    /// written out is never copied into values.
+    pub(super) async fn next_read<R>(
+        &mut self,
+        client: &UpstreamClient,
+        on_page: impl for<'t> FnOnce(&mut dyn Iterator<Item = View<'t>>) -> R,
+    ) -> Result<Option<R>, ProvisionError> {
+        let Some(response) = self.answer(client, true).await? else {
+            return Ok(None);
+        };
+        let tree = response.tree().map_err(CallError::Failed)?;
+        let body = tree.view();
+        let items = self.call.items_in(body).ok_or(NotAList)?;
+        let skipped = self.turn(&response.headers, body, items.elements().count());
+        Ok(Some(on_page(&mut items.elements().skip(skipped))))
+    }
+
+    /// The next page's answer (its body kept as text if `as_text`), or
+    /// `None` once the list has ended.
+    async fn answer(
+        &mut self,
+        client: &UpstreamClient,
+        as_text: bool,
+    ) -> Result<Option<UpstreamResponse>, ProvisionError> {
         let Some(page_query) = self.next_query.take() else {
             return Ok(None);
         };
-        let call = self.call;
-        let Some(paging) = &call.paging else {
-            let response = client.call(&self.request).await?;
-            let mut records = call
-                .take_items(response.body)
-                .ok_or(crate::mapping::MappingError::NotAList)?;
-            self.total = Some(records.len() as u64);
-            records.drain(..self.skip.min(records.len()));
-            return Ok(Some(records));
-        };
         let mut page_request = self.request.clone();
-        if paging.style == PagingStyle::Link && self.position > 0 {
+        if self
+            .call
+            .paging
+            .as_ref()
+            .is_some_and(|paging| paging.style == PagingStyle::Link)
+            && self.position > 0
+        {
             // A Link URL's query is the whole next query.
             page_request.query = page_query;
         } else {
             page_request.query.extend(page_query);
         }
-        let response = client.call(&page_request).await?;
+        let answered = match as_text {
+            true => client.call_for_text(&page_request).await?,
+            false => client.call(&page_request).await?,
+        };
+        Ok(Some(answered))
+    }
+
+    /// Takes in what a page's answer says of the list, `received` records
+    /// long: the total, where the next page starts and its query. Returns
+    /// how many of its records are skipped.
+    fn turn(&mut self, headers: &http::HeaderMap, body: View<'_>, received: usize) -> usize {
+        let Some(paging) = &self.call.paging else {
+            // One answer is the whole list.
+            self.total = Some(received as u64);
+            return self.skip.min(received);
+        };
         if self.total.is_none() {
-            self.total = read_total(&paging.total, &response.headers, &response.body);
+            self.total = read_total(&paging.total, headers, body);
         }
-        // A cursor or a Link is read before the body's items are taken.
+        // A cursor or a Link is read from this answer.
         let next_query = match self.seekable {
             true => None,
-            false => paging.next_query(self.size, &response.headers, &response.body),
+            false => paging.next_query(self.size, headers, body),
         };
-        let mut page = call
-            .take_items(response.body)
-            .ok_or(crate::mapping::MappingError::NotAList)?;
-        let received = page.len();
         let skipped = self.skip.min(received);
         self.skip -= skipped;
         self.position += if self.seekable {
@@ -614,9 +673,50 @@ impl<'c> Pages<'c> {
         } else {
             next_query
         };
-        page.drain(..skipped);
-        Ok(Some(page))
+        skipped
     }
+}
+
+/// The refusal of a scan of more than `cap` records: what the operator (or
+/// the IdP) can change so that it is no scan.
+fn too_many_to_scan(
+    mapping: &ResourceMapping,
+    filter: Option<&Filter>,
+    cap: usize,
+) -> ProvisionError {
+    let pushable = mapping
+        .filters
+        .iter()
+        .map(|f| f.path.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let answerable = match (pushable.is_empty(), mapping.index.as_ref()) {
+        (false, _) => format!("filter with `eq` on one of: {pushable}"),
+        (true, Some(index)) => format!(
+            "the look-up index answers `eq` on: {}",
+            index
+                .attributes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (true, None) => "the mapping declares no `filters` the upstream answers".into(),
+    };
+    let remedy = match mapping.index {
+        None => {
+            "; a look-up index ([users.index] or [groups.index] in the mapping) \
+                 answers `eq` look-ups without a scan"
+        }
+        Some(_) => "",
+    };
+    ProvisionError::TooMany(match filter {
+        Some(filter) => format!(
+            "the filter `{filter}` cannot be answered by the upstream and would scan \
+             more than {cap} records; {answerable}{remedy}"
+        ),
+        None => format!("more than {cap} records to scan"),
+    })
 }
 
 /// A listed group's members go only to a list that asks for them.
@@ -673,13 +773,16 @@ fn membership_check(filter: &Filter) -> Option<(&str, &str)> {
         .or_else(|| id(right).zip(member(left)))
 }
 
-fn read_total(source: &TotalSource, headers: &http::HeaderMap, body: &Value) -> Option<u64> {
+fn read_total(source: &TotalSource, headers: &http::HeaderMap, body: View<'_>) -> Option<u64> {
     match source {
         TotalSource::Header(name) => headers
             .get(name.as_str())
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok()),
-        TotalSource::Pointer(pointer) => body.pointer(pointer).and_then(Value::as_u64),
+        TotalSource::Pointer(pointer) => match body.pointer(pointer)?.scalar() {
+            Scalar::Number(number) => number.as_u64(),
+            _ => None,
+        },
         TotalSource::Unknown => None,
     }
 }

@@ -9,7 +9,7 @@ use http::Method;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
-use scimgate_scim::json::View;
+use scimgate_scim::json::{Scalar, View};
 
 use super::{FieldPath, MappingError};
 
@@ -123,7 +123,7 @@ impl Paging {
         &self,
         size: u64,
         headers: &http::HeaderMap,
-        body: &Value,
+        body: View<'_>,
     ) -> Option<Vec<(String, String)>> {
         let size_pair = (self.size_param.clone(), size.to_string());
         match &self.style {
@@ -131,9 +131,9 @@ impl Paging {
                 cursor_param,
                 next_pointer,
             } => {
-                let cursor = match body.pointer(next_pointer)? {
-                    Value::String(c) if !c.is_empty() => c.clone(),
-                    Value::Number(n) => n.to_string(),
+                let cursor = match body.pointer(next_pointer)?.scalar() {
+                    Scalar::Str(c) if !c.is_empty() => c.to_string(),
+                    Scalar::Number(n) => n.to_string(),
                     _ => return None,
                 };
                 Some(vec![(cursor_param.clone(), cursor), size_pair])
@@ -478,6 +478,16 @@ impl Call {
         }
     }
 
+    /// The items of a list answer of either kind (a value, or a tree read
+    /// from the upstream's text), if they are a list.
+    pub fn items_in<'a>(&self, body: View<'a>) -> Option<View<'a>> {
+        let items = match self.items_pointer() {
+            None => body,
+            Some(pointer) => body.pointer(pointer)?,
+        };
+        items.is_array().then_some(items)
+    }
+
     pub fn items<'a>(&self, body: &'a Value) -> Option<&'a Vec<Value>> {
         match self.items.as_deref() {
             None | Some("") => body.as_array(),
@@ -736,14 +746,14 @@ mod tests {
         };
         let headers = http::HeaderMap::new();
         assert_eq!(
-            paging.next_query(50, &headers, &json!({"next": "abc"})),
+            paging.next_query(50, &headers, (&json!({"next": "abc"})).into()),
             Some(vec![
                 ("cursor".into(), "abc".into()),
                 ("limit".into(), "50".into())
             ])
         );
         assert_eq!(
-            paging.next_query(50, &headers, &json!({"next": null})),
+            paging.next_query(50, &headers, (&json!({"next": null})).into()),
             None
         );
         assert_eq!(paging.window(0, 50), None);
@@ -763,14 +773,14 @@ mod tests {
             http::HeaderValue::from_static("<https://evil.example/other?page=2&limit=50>; rel=\"next\", <https://x/?page=1>; rel=\"first\""),
         );
         assert_eq!(
-            paging.next_query(50, &headers, &Value::Null),
+            paging.next_query(50, &headers, (&Value::Null).into()),
             Some(vec![
                 ("page".into(), "2".into()),
                 ("limit".into(), "50".into())
             ])
         );
         assert_eq!(
-            paging.next_query(50, &http::HeaderMap::new(), &Value::Null),
+            paging.next_query(50, &http::HeaderMap::new(), (&Value::Null).into()),
             None
         );
     }
