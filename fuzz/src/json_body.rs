@@ -2,9 +2,11 @@
 //! upstream answers and request bodies) reads any bytes as serde_json
 //! reads them: the same value with its keys in the same order, or the same
 //! error; and its writer (`scim::json::to_vec`, for every answer and
-//! upstream body) writes what it read back as serde_json writes it.
+//! upstream body) writes what it read back as serde_json writes it. The
+//! tree reader (`scim::json::tree_from_str`, for upstream records only
+//! read) accepts the same texts as `from_bytes`, to the same values.
 
-use scimgate::scim::json::{from_bytes, to_vec};
+use scimgate::scim::json::{from_bytes, to_vec, tree_from_str, write_tree};
 
 /// The key serde_json's `raw_value` feature (on in the dependency tree)
 /// reads as its own token, not as a key: the gateway reads it as the key
@@ -12,6 +14,19 @@ use scimgate::scim::json::{from_bytes, to_vec};
 const SERDE_RAW_VALUE_TOKEN: &[u8] = b"$serde_json::private::RawValue";
 
 pub fn run(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let tree = tree_from_str(text).map(|tree| {
+            let mut written = Vec::new();
+            write_tree(&mut written, &tree);
+            written
+        });
+        let value = from_bytes(data).map(|v| to_vec(&v));
+        assert_eq!(
+            tree.ok(),
+            value.ok(),
+            "{text:?} reads otherwise as a tree than as a value"
+        );
+    }
     if data
         .windows(SERDE_RAW_VALUE_TOKEN.len())
         .any(|w| w == SERDE_RAW_VALUE_TOKEN)

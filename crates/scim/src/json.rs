@@ -279,11 +279,19 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 /// or `\` (the bit tricks of "Bit Twiddling Hacks": a byte below `n`, a
 /// zero byte after an exclusive or; exact as a yes or no).
 fn needs_escape(word: u64) -> bool {
+    escapes(word) != 0
+}
+
+/// The high bit of each byte of `word` (read little-endian) that is a
+/// control character, `"` or `\\`. A flag can be wrong only above a true
+/// one (a borrow runs upwards), so the lowest flag is exact: where the
+/// first such byte is.
+fn escapes(word: u64) -> u64 {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
     let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
-    control | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) != 0
+    control | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 #[cfg(test)]
