@@ -131,6 +131,12 @@ struct Escaped<'a> {
 
 impl fmt::Write for Escaped<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        // Most field values hold nothing to escape: looked for eight bytes
+        // at a time, they are copied whole.
+        if !crate::scim::json::has_escape(text.as_bytes()) {
+            self.into.push_str(text);
+            return Ok(());
+        }
         let mut plain = 0;
         for (at, byte) in text.bytes().enumerate() {
             let escape = match byte {

@@ -8,6 +8,8 @@
 //! writing upserts the element a bracket names (creating it, with its key,
 //! when none matches) and leaves the array's other elements alone.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::{Map, Value};
 
 use scimgate_scim::json::View;
@@ -23,9 +25,28 @@ enum Segment {
     },
 }
 
-/// A path into upstream JSON.
+/// A path into upstream JSON, and where its first key was found in the
+/// last record read (records of one upstream share a shape).
 #[derive(Debug, Clone, PartialEq)]
-pub struct FieldPath(Vec<Segment>);
+pub struct FieldPath(Vec<Segment>, Place);
+
+/// A position to look at first: a hint shared by the threads that read
+/// records, so it is atomic; a stale one costs a search, never a wrong
+/// answer. Two paths are equal whatever their hints.
+#[derive(Debug, Default)]
+struct Place(AtomicUsize);
+
+impl Clone for Place {
+    fn clone(&self) -> Self {
+        Place(AtomicUsize::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+impl PartialEq for Place {
+    fn eq(&self, _: &Place) -> bool {
+        true
+    }
+}
 
 /// The largest array position a path may name: writing position N creates
 /// the N elements before it, so it is bounded like any other allocation.
@@ -89,7 +110,7 @@ impl FieldPath {
                 None => return Err(FieldPathError::EmptyName),
             }
         }
-        Ok(FieldPath(segments))
+        Ok(FieldPath(segments, Place::default()))
     }
 
     /// Whether the path goes through an array (a write must then start from
@@ -114,15 +135,26 @@ impl FieldPath {
     /// The field in a record of either kind: a value, or a tree read from
     /// the upstream's text.
     pub fn read<'a>(&self, record: View<'a>) -> Option<View<'a>> {
-        self.0
-            .iter()
-            .try_fold(record, |value, segment| match segment {
-                Segment::Key(key) => value.get(key),
-                Segment::Index(index) => value.elements().nth(*index),
-                Segment::Matching { key, value: wanted } => value
-                    .elements()
-                    .find(|element| element.get(key).is_some_and(|held| held.equals(wanted))),
-            })
+        let (first, rest) = self.0.split_first()?;
+        let top = match first {
+            Segment::Key(key) => {
+                let near = self.1.0.load(Ordering::Relaxed);
+                let (top, at) = record.get_near(key, near)?;
+                if at != near {
+                    self.1.0.store(at, Ordering::Relaxed);
+                }
+                top
+            }
+            // A path starts with a name (`parse_checked`).
+            _ => return None,
+        };
+        rest.iter().try_fold(top, |value, segment| match segment {
+            Segment::Key(key) => value.get(key),
+            Segment::Index(index) => value.elements().nth(*index),
+            Segment::Matching { key, value: wanted } => value
+                .elements()
+                .find(|element| element.get(key).is_some_and(|held| held.equals(wanted))),
+        })
     }
 
     /// Sets the field, creating objects, arrays and the element a bracket
@@ -153,7 +185,7 @@ impl FieldPath {
     /// an array element the record lacks, nothing is written (it is absent).
     pub fn clear_from(&self, changes: &mut Map<String, Value>, base: &Value) {
         self.seed(changes, base);
-        let prefix = |end: usize| FieldPath(self.0[..end].to_vec());
+        let prefix = |end: usize| FieldPath(self.0[..end].to_vec(), Place::default());
         let mut end = self.0.len();
         let lacks = |end: usize| prefix(end).get(base).is_none_or(Value::is_null);
         if lacks(self.0.len()) {
@@ -315,6 +347,51 @@ mod tests {
             ],
             "metadata": [{"key": "department", "value": "R&D"}, {"key": "floor", "value": "3"}]
         })
+    }
+
+    #[test]
+    fn a_field_is_found_whatever_the_shape_of_the_record_before() {
+        let path = FieldPath::parse("b.c").unwrap();
+        let big: Value = (0..40)
+            .map(|n| (format!("k{n}"), json!(n)))
+            .chain([("b".to_string(), json!({"c": "big"}))])
+            .collect::<Map<_, _>>()
+            .into();
+        let texts = [
+            r#"{"b": {"c": "x"}, "y": 1}"#,
+            r#"{"a": 1, "y": 1, "b": {"c": "t"}}"#,
+            r#"{"b": 1}"#,
+        ];
+        let trees: Vec<_> = texts
+            .iter()
+            .map(|t| scimgate_scim::json::tree_from_str(t).unwrap())
+            .collect();
+        let records = [
+            json!({"a": 1, "b": {"c": "first"}}),
+            json!({"b": {"c": "second"}, "a": 1}),
+            json!({"a": 1, "z": 2}),
+            big,
+            json!({"a": 1, "z": 2, "b": {"c": "last"}}),
+        ];
+        for _ in 0..2 {
+            for record in &records {
+                let expected = record.pointer("/b/c").and_then(Value::as_str);
+                assert_eq!(
+                    path.get(record).and_then(Value::as_str),
+                    expected,
+                    "{record}"
+                );
+            }
+            for (tree, text) in trees.iter().zip(texts) {
+                let value: Value = serde_json::from_str(text).unwrap();
+                let expected = value.pointer("/b/c").and_then(Value::as_str);
+                assert_eq!(
+                    path.read(tree.view()).and_then(View::as_str),
+                    expected,
+                    "{text}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -221,7 +221,7 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
 /// Whether `bytes` hold a byte JSON escapes, eight at a time: the last
 /// word is the last eight bytes (read twice in part), or, in a shorter
 /// text, its bytes padded with spaces.
-fn has_escape(bytes: &[u8]) -> bool {
+pub fn has_escape(bytes: &[u8]) -> bool {
     let word = |eight: &[u8]| u64::from_le_bytes(eight.try_into().unwrap_or_default());
     let mut chunks = bytes.chunks_exact(8);
     let mut any = false;

@@ -48,6 +48,17 @@ impl<'a> Members<'a> {
         self.0.iter().find(|(held, _)| held == key).map(|(_, v)| v)
     }
 
+    /// [`Self::get`], looking first at position `near`; with the position.
+    fn get_near(&self, key: &str, near: usize) -> Option<(usize, &Tree<'a>)> {
+        if let Some((held, value)) = self.0.get(near)
+            && held == key
+        {
+            return Some((near, value));
+        }
+        let at = self.0.iter().position(|(held, _)| held == key)?;
+        Some((at, &self.0[at].1))
+    }
+
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Tree<'a>> {
         self.0
             .iter_mut()
@@ -206,6 +217,23 @@ impl<'t> View<'t> {
             View::Value(value) | View::Tree(&Tree::Borrowed(value)) => member(value, key),
             View::Tree(Tree::Owned(value)) => member(value, key),
             View::Tree(Tree::Object(members)) => members.get(key).map(View::Tree),
+            View::Tree(Tree::Text(_) | Tree::Array(_)) => None,
+        }
+    }
+
+    /// [`Self::get`], looking first at position `near` of an object's
+    /// members: the records of a page share one shape, so a mapping's field
+    /// is where it was in the last. Returns where the key was found (`near`
+    /// where that is not known: a large object is hashed).
+    pub fn get_near(self, key: &str, near: usize) -> Option<(View<'t>, usize)> {
+        match self {
+            View::Value(value) | View::Tree(&Tree::Borrowed(value)) => {
+                member_near(value, key, near)
+            }
+            View::Tree(Tree::Owned(value)) => member_near(value, key, near),
+            View::Tree(Tree::Object(members)) => members
+                .get_near(key, near)
+                .map(|(at, value)| (View::Tree(value), at)),
             View::Tree(Tree::Text(_) | Tree::Array(_)) => None,
         }
     }
@@ -373,18 +401,38 @@ impl<'t> View<'t> {
     }
 }
 
+/// Objects of up to this many keys are searched in order rather than hashed.
+const SEARCHED_IN_ORDER: usize = 32;
+
 /// The member `key` of an object value. A small object is searched in
 /// order: comparing keys, most of which differ in length, costs less than
 /// hashing the one looked for (SipHash), and every read of a record looks
 /// up each mapped field.
 fn member<'t>(value: &'t Value, key: &str) -> Option<View<'t>> {
-    const SEARCHED_IN_ORDER: usize = 32;
     match value {
         Value::Object(map) if map.len() <= SEARCHED_IN_ORDER => map
             .iter()
             .find(|(held, _)| *held == key)
             .map(|(_, v)| View::Value(v)),
         value => value.get(key).map(View::Value),
+    }
+}
+
+/// [`member`], looking first at position `near`.
+fn member_near<'t>(value: &'t Value, key: &str, near: usize) -> Option<(View<'t>, usize)> {
+    match value {
+        Value::Object(map) if map.len() <= SEARCHED_IN_ORDER => {
+            if let Some((held, found)) = map.iter().nth(near)
+                && held == key
+            {
+                return Some((View::Value(found), near));
+            }
+            map.iter()
+                .enumerate()
+                .find(|(_, (held, _))| *held == key)
+                .map(|(at, (_, found))| (View::Value(found), at))
+        }
+        value => value.get(key).map(|found| (View::Value(found), near)),
     }
 }
 
