@@ -67,7 +67,7 @@ pub fn project_default(resource: &mut Tree<'_>, schema: &ResourceSchema) {
             });
             return !fields.is_empty();
         }
-        returned_by_default(schema.core.attribute(key))
+        !schema.core.hidden_by_default(key)
     });
 }
 

@@ -83,6 +83,9 @@ pub struct SchemaDef {
     pub name: &'static str,
     pub description: &'static str,
     pub attributes: Vec<AttributeDef>,
+    /// The names of the attributes a default answer leaves out, found once:
+    /// every resource written is checked against them.
+    hidden: std::sync::OnceLock<Vec<&'static str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +169,22 @@ impl SchemaDef {
         self.attributes
             .iter()
             .find(|a| a.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether a default answer (neither `attributes` nor
+    /// `excludedAttributes`) leaves out its attribute `name`: one returned
+    /// never, or only on request.
+    pub fn hidden_by_default(&self, name: &str) -> bool {
+        self.hidden
+            .get_or_init(|| {
+                self.attributes
+                    .iter()
+                    .filter(|a| matches!(a.returned, Returned::Never | Returned::Request))
+                    .map(|a| a.name)
+                    .collect()
+            })
+            .iter()
+            .any(|hidden| hidden.eq_ignore_ascii_case(name))
     }
 }
 

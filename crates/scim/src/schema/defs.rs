@@ -298,6 +298,7 @@ pub(super) fn user() -> ResourceSchema {
             name: "User",
             description: "User Account",
             attributes,
+            hidden: Default::default(),
         },
         extensions: vec![enterprise_user(), user_type_extension()],
     }
@@ -330,6 +331,7 @@ fn enterprise_user() -> SchemaDef {
                 ],
             ),
         ],
+        hidden: Default::default(),
     }
 }
 
@@ -345,6 +347,7 @@ fn user_type_extension() -> SchemaDef {
             )
             .canonical(USER_TYPES),
         ],
+        hidden: Default::default(),
     }
 }
 
@@ -381,6 +384,7 @@ pub(super) fn group() -> ResourceSchema {
             name: "Group",
             description: "Group",
             attributes,
+            hidden: Default::default(),
         },
         extensions: Vec::new(),
     }
