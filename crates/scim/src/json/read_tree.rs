@@ -427,14 +427,12 @@ mod tests {
 
     use crate::json::{from_bytes, to_vec, write_tree};
 
+    /// A reader's value and the bytes written of it, or that it refused.
+    type Read = Result<(Value, Vec<u8>), String>;
+
     /// What both readers make of `text`, as values and as the bytes written
     /// of them (equal bytes: the same keys in the same order).
-    fn both(
-        text: &str,
-    ) -> (
-        Result<(Value, Vec<u8>), String>,
-        Result<(Value, Vec<u8>), String>,
-    ) {
+    fn both(text: &str) -> (Read, Read) {
         let tree = tree_from_str(text)
             .map(|tree| {
                 let mut written = Vec::new();
