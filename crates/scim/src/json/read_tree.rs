@@ -116,25 +116,13 @@ impl<'t> Reader<'t> {
     }
 
     fn array(&mut self, depth: usize) -> Result<Tree<'t>, NotJson> {
-        if depth > MAX_DEPTH {
-            return Err(self.error("arrays and objects nested too deep"));
-        }
-        self.at += 1;
+        let empty = self.open(depth, b']')?;
         let mut items = Vec::with_capacity(self.shapes.last(depth));
-        self.skip_space();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-        } else {
+        if !empty {
             loop {
                 items.push(self.value(depth)?);
-                self.skip_space();
-                match self.peek() {
-                    Some(b',') => self.at += 1,
-                    Some(b']') => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return Err(self.error("expected `,` or `]`")),
+                if !self.more(b']', "expected `,` or `]`")? {
+                    break;
                 }
             }
         }
@@ -143,15 +131,9 @@ impl<'t> Reader<'t> {
     }
 
     fn object(&mut self, depth: usize) -> Result<Tree<'t>, NotJson> {
-        if depth > MAX_DEPTH {
-            return Err(self.error("arrays and objects nested too deep"));
-        }
-        self.at += 1;
+        let empty = self.open(depth, b'}')?;
         let mut read = Vec::with_capacity(self.shapes.last(depth));
-        self.skip_space();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-        } else {
+        if !empty {
             loop {
                 self.skip_space();
                 if self.peek() != Some(b'"') {
@@ -160,19 +142,46 @@ impl<'t> Reader<'t> {
                 let key = self.string()?;
                 self.expect(b':', "expected `:`")?;
                 read.push((key, self.value(depth)?));
-                self.skip_space();
-                match self.peek() {
-                    Some(b',') => self.at += 1,
-                    Some(b'}') => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return Err(self.error("expected `,` or `}`")),
+                if !self.more(b'}', "expected `,` or `}`")? {
+                    break;
                 }
             }
         }
         self.shapes.note(depth, read.len());
         Ok(Tree::Object(self.without_repeats(depth, read)))
+    }
+
+    /// Steps into the array or object whose opening byte is at the reader,
+    /// unless it nests too deep; whether it is empty (its `close` is then
+    /// stepped over too).
+    fn open(&mut self, depth: usize, close: u8) -> Result<bool, NotJson> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("arrays and objects nested too deep"));
+        }
+        self.at += 1;
+        self.skip_space();
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.at += 1;
+        }
+        Ok(empty)
+    }
+
+    /// After an element: whether another follows (a `,`), or the array or
+    /// object ends (its `close`, stepped over).
+    fn more(&mut self, close: u8, what: &'static str) -> Result<bool, NotJson> {
+        self.skip_space();
+        match self.peek() {
+            Some(b',') => {
+                self.at += 1;
+                Ok(true)
+            }
+            Some(byte) if byte == close => {
+                self.at += 1;
+                Ok(false)
+            }
+            _ => Err(self.error(what)),
+        }
     }
 
     /// [`without_repeats`], or none of its search where the object has the
