@@ -489,10 +489,10 @@ impl Call {
     }
 
     pub fn items<'a>(&self, body: &'a Value) -> Option<&'a Vec<Value>> {
-        match self.items.as_deref() {
-            None | Some("") => body.as_array(),
-            Some(pointer) => body.pointer(pointer).and_then(Value::as_array),
-        }
+        // A view of a value shows values all the way down.
+        self.items_in(body.into())
+            .and_then(View::as_value)
+            .and_then(Value::as_array)
     }
 }
 

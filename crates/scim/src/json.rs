@@ -450,6 +450,14 @@ mod tests {
     }
 
     fn json() -> impl Strategy<Value = Value> {
+        json_with_keys(text().boxed())
+    }
+
+    /// Any JSON value, its objects' keys drawn from `keys` (few and short
+    /// ones make sibling objects share keys, and repeat them).
+    pub(super) fn json_with_keys(
+        keys: impl Strategy<Value = String> + Clone + 'static,
+    ) -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
@@ -458,10 +466,10 @@ mod tests {
             any::<f64>().prop_map(Value::from),
             text().prop_map(Value::from),
         ];
-        leaf.prop_recursive(5, 64, 8, |inner| {
+        leaf.prop_recursive(5, 64, 8, move |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-                prop::collection::vec((text(), inner), 0..8)
+                prop::collection::vec((keys.clone(), inner), 0..8)
                     .prop_map(|entries| Value::Object(entries.into_iter().collect())),
             ]
         })

@@ -442,12 +442,6 @@ impl<'t> From<&'t Value> for View<'t> {
     }
 }
 
-impl<'t> From<&'t Tree<'t>> for View<'t> {
-    fn from(tree: &'t Tree<'t>) -> Self {
-        View::Tree(tree)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,19 +520,7 @@ mod tests {
     }
 
     fn any_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            "[a-c\"\\\\\u{1}é]{0,6}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(3, 16, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::vec(("[a-c]", inner), 0..4)
-                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
-            ]
-        })
+        crate::json::tests::json_with_keys("[a-c]")
     }
 
     fn any_op() -> impl Strategy<Value = Op> {
