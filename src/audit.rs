@@ -50,9 +50,9 @@ impl Journal {
         Self::with(|noted| noted.steps.push(step()));
     }
 
-    /// Notes the resource as the write found it (cloned only for a write).
-    pub fn note_before(resource: &serde_json::Value) {
-        Self::with(|noted| noted.before = Some(resource.clone()));
+    /// Notes the resource as the write found it.
+    pub fn note_before(resource: serde_json::Value) {
+        Self::with(|noted| noted.before = Some(resource));
     }
 
     /// Notes that a create restored a soft-deleted user.

@@ -196,6 +196,47 @@ async fn an_upstream_success_that_is_not_json_text_is_502() {
     assert_eq!(discovery.status, 200);
 }
 
+/// An update's answer is the resource it answers with (read from its text,
+/// no second read); one that is not JSON text is a 502 like any other.
+#[tokio::test]
+async fn an_update_answers_the_record_it_was_answered_with_or_502_if_that_is_not_json() {
+    let upstream = MockServer::start().await;
+    for (id, answer) in [
+        (
+            "u1",
+            b"{\"id\": \"u1\", \"mail\": \"new@example.com\"}".to_vec(),
+        ),
+        ("u2", b"{\"id\": \"u2\", {not json".to_vec()),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(format!("/people/{id}")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"id": id, "mail": "old@example.com"})),
+            )
+            .expect(1)
+            .mount(&upstream)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path(format!("/people/{id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(answer))
+            .expect(1)
+            .mount(&upstream)
+            .await;
+    }
+    let root = gateway(*upstream.address(), |_| {}).await;
+    let rename = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "userName", "value": "new@example.com"}]
+    });
+    let renamed = send(&root, Method::PATCH, "/Users/u1", Some(rename.clone())).await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(renamed.body["userName"], "new@example.com");
+    let broken = send(&root, Method::PATCH, "/Users/u2", Some(rename)).await;
+    assert_scim_error(&broken, 502, None);
+    // The mocks' expect(1): each user was read once, before its update.
+}
+
 #[tokio::test]
 async fn a_reset_connection_is_503_and_the_gateway_keeps_serving() {
     // An "upstream" that accepts and drops every connection.

@@ -304,12 +304,25 @@ impl Provisioner {
         }
     }
 
-    /// Sends an update call; a conditional one the upstream refused as
-    /// stale is [`ProvisionError::Stale`], for the caller to read again. Any
-    /// other refusal, a 412 of an unconditional call included, is as it is.
-    async fn write(&self, request: &UpstreamRequest) -> Result<Value, ProvisionError> {
-        match self.client.call(request).await {
-            Ok(response) => Ok(response.body),
+    /// Sends an update call whose answer is not used; it must still be
+    /// JSON, as every answer the gateway reads.
+    async fn write(&self, request: &UpstreamRequest) -> Result<(), ProvisionError> {
+        let answer = self.write_answered(request).await?;
+        answer.tree().map_err(CallError::Failed)?;
+        Ok(())
+    }
+
+    /// Sends an update call, its answer kept as text for the caller to read
+    /// ([`UpstreamResponse::tree`]); a conditional one the upstream refused
+    /// as stale is [`ProvisionError::Stale`], for the caller to read again.
+    /// Any other refusal, a 412 of an unconditional call included, is as it
+    /// is.
+    async fn write_answered(
+        &self,
+        request: &UpstreamRequest,
+    ) -> Result<UpstreamResponse, ProvisionError> {
+        match self.client.call_for_text(request).await {
+            Ok(response) => Ok(response),
             Err(CallError::Refused(refusal))
                 if refusal.means_stale() && request.precondition.is_some() =>
             {
@@ -815,7 +828,7 @@ impl Provisioner {
         mut resource: Value,
         if_match: Option<&str>,
         answer_members: bool,
-    ) -> Result<Record, ProvisionError> {
+    ) -> Result<Value, ProvisionError> {
         let mapping = self.mapping(kind)?;
         prepare(kind, &mut resource, Some(id))?;
         let with_members = resource.get("members").is_some();
@@ -824,7 +837,6 @@ impl Provisioner {
         self.read_modify_write(kind, id, lock_free, if_match, move |locked| async move {
             let current = self.get(kind, id, kind == Kind::Group).await?;
             check_precondition(&current.resource, if_match)?;
-            Journal::note_before(&current.resource);
             if kind == Kind::User {
                 let effective = merged_for_policy(&current.resource, resource);
                 policy::check_approved_domains(&effective, &self.connection.approved_domains)?;
@@ -866,7 +878,7 @@ impl Provisioner {
         operations: &[PatchOperation],
         if_match: Option<&str>,
         answer_members: bool,
-    ) -> Result<Record, ProvisionError> {
+    ) -> Result<Value, ProvisionError> {
         let mapping = self.mapping(kind)?;
         // Values are canonical (`parse_patch_request`), so `members` is the key.
         let touches_members = operations.iter().any(|op| {
@@ -891,7 +903,6 @@ impl Provisioner {
             let read_members = kind == Kind::Group && touches_members && delta.is_none();
             let current = self.get(kind, id, read_members).await?;
             check_precondition(&current.resource, if_match)?;
-            Journal::note_before(&current.resource);
             let applied = match delta {
                 Some((_, others)) => others.as_slice(),
                 None => operations,
@@ -930,7 +941,9 @@ impl Provisioner {
     }
 
     /// Sends a planned update, then the membership change; everything was
-    /// validated before this first write.
+    /// validated before this first write. The resource as it was is the
+    /// audit's (and the index's) before, taken once the update is made: a
+    /// refused one records no change.
     async fn finish_update(
         &self,
         kind: Kind,
@@ -939,57 +952,64 @@ impl Provisioner {
         current: Record,
         plan: UpdatePlan,
         members: MemberWrite,
-    ) -> Result<Record, ProvisionError> {
-        let before = self.index(kind).map(|_| current.resource.clone());
-        let record = self
-            .send_update(kind, mapping, id, current, plan, members)
+    ) -> Result<Value, ProvisionError> {
+        let before = current.resource;
+        let resource = self
+            .send_update(kind, mapping, id, &before, plan, members)
             .await?;
-        if let Some(before) = &before {
-            self.note_write(kind, id, Some(before), Some(&record.resource))
+        if self.index(kind).is_some() {
+            self.note_write(kind, id, Some(&before), Some(&resource))
                 .await;
         }
-        Ok(record)
+        Journal::note_before(before);
+        Ok(resource)
     }
 
+    /// The resource as the update left it (`current` if it sent nothing).
     async fn send_update(
         &self,
         kind: Kind,
         mapping: &ResourceMapping,
         id: &str,
-        current: Record,
+        current: &Value,
         plan: UpdatePlan,
         members: MemberWrite,
-    ) -> Result<Record, ProvisionError> {
-        let mut record = current;
-        let mut last = Value::Null;
-        for request in &plan.updates {
-            last = self.write(request).await?;
-        }
-        match plan.updates.as_slice() {
-            [] => {}
+    ) -> Result<Value, ProvisionError> {
+        let mut resource = None;
+        if let Some((last, earlier)) = plan.updates.split_last() {
+            for request in earlier {
+                self.write(request).await?;
+            }
+            let answer = self.write_answered(last).await?;
             // The answer is read where the primary update call says its
             // record is; a call that says otherwise is followed by a read.
-            [only] if only.record_at == mapping.update.record => {
-                record = self.reread_any(kind, id, last).await?
-            }
-            _ => record = self.get_any(kind, id).await?,
+            resource = Some(
+                match earlier.is_empty() && last.record_at == mapping.update.record {
+                    true => self.updated_resource(kind, id, &answer).await?,
+                    false => {
+                        answer.tree().map_err(CallError::Failed)?;
+                        self.get_any(kind, id).await?.resource
+                    }
+                },
+            );
         }
         for request in &plan.state {
             self.client.call(request).await?;
         }
         if !plan.state.is_empty() {
-            record = self.get(kind, id, false).await?;
+            resource = Some(self.get(kind, id, false).await?.resource);
         }
         if members.requested {
             self.apply_membership(mapping, id, &members.change).await?;
-            return match self.get(kind, id, members.shown).await {
+            let answer = match self.get(kind, id, members.shown).await {
                 // The change is made: a list too long to read is left out
                 // of the answer rather than failing a write that landed.
                 Err(ProvisionError::TooMany(_)) if members.shown => self.get(kind, id, false).await,
                 answer => answer,
             };
+            return answer.map(|record| record.resource);
         }
-        Ok(record)
+        Ok(resource.unwrap_or_else(|| current.clone()))
     }
 
     /// Reads a record the caller has just written (its scope was checked on
@@ -1004,8 +1024,27 @@ impl Provisioner {
         self.record(kind, answered, false).await
     }
 
-    /// The record an update answered with, or a fresh read if it answered
-    /// none. Not scope-checked: the caller checked the state it wrote.
+    /// The resource an update answered with, read from the answer's text,
+    /// or from a fresh read if it answered none. Not scope-checked: the
+    /// caller checked the state it wrote.
+    async fn updated_resource(
+        &self,
+        kind: Kind,
+        id: &str,
+        answer: &UpstreamResponse,
+    ) -> Result<Value, ProvisionError> {
+        let mapping = self.mapping(kind)?;
+        let answer = answer.tree().map_err(CallError::Failed)?;
+        match mapping.answered_in(&mapping.update, answer.view()) {
+            Ok(record) if mapping.upstream_id(record).is_ok() => {
+                Ok(mapping.to_scim(record, kind.schema())?)
+            }
+            _ => Ok(self.get_any(kind, id).await?.resource),
+        }
+    }
+
+    /// [`Self::updated_resource`] with its record, for a caller that goes
+    /// on from the record.
     async fn reread_any(
         &self,
         kind: Kind,
@@ -1055,7 +1094,7 @@ impl Provisioner {
         let mapping = self.mapping(kind)?;
         let current = self.get(kind, id, false).await?;
         check_precondition(&current.resource, if_match)?;
-        Journal::note_before(&current.resource);
+        Journal::note_before(current.resource.clone());
         let hard = match (&mapping.soft_delete, &mapping.hard_delete) {
             (_, Some(hard)) if self.connection.hard_delete => Some(hard),
             (Some(_), _) => None,

@@ -304,11 +304,11 @@ pub async fn replace(
     ScimJson(mut body): ScimJson,
 ) -> Result<ScimResponse, ErrorResponse> {
     dialect.normalise_resource(kind.schema(), &mut body);
-    let record = app
+    let resource = app
         .provisioner
         .replace(kind, &id, body, if_match(&headers), query.wants("members"))
         .await?;
-    Ok(single(kind, StatusCode::OK, record.resource, &base, &query).audited())
+    Ok(single(kind, StatusCode::OK, resource, &base, &query).audited())
 }
 
 // One argument per extractor: bundling them would only hide what it reads.
@@ -327,7 +327,7 @@ pub async fn patch(
     let operations = parse_patch_request(&body, kind.schema())?;
     let no_content =
         kind == Kind::Group && dialect.response.group_patch_status == StatusCode::NO_CONTENT;
-    let record = app
+    let resource = app
         .provisioner
         .patch(
             kind,
@@ -340,7 +340,7 @@ pub async fn patch(
     if no_content {
         return Ok(ScimResponse::no_content());
     }
-    Ok(single(kind, StatusCode::OK, record.resource, &base, &query).audited())
+    Ok(single(kind, StatusCode::OK, resource, &base, &query).audited())
 }
 
 pub async fn delete(

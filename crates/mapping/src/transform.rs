@@ -43,7 +43,12 @@ impl ResourceMapping {
 
     /// Builds the SCIM resource for an upstream record (without
     /// `meta.resourceType`/`meta.location`, which depend on the request).
-    pub fn to_scim(&self, record: &Value, schema: &ResourceSchema) -> Result<Value, MappingError> {
+    /// The record is a value, or a tree read from the upstream's text.
+    pub fn to_scim<'r>(
+        &'r self,
+        record: impl Into<View<'r>>,
+        schema: &'r ResourceSchema,
+    ) -> Result<Value, MappingError> {
         self.build::<Map<String, Value>>(record.into(), schema)
             .map(Value::Object)
     }
