@@ -111,15 +111,29 @@ pub fn changes(before: &serde_json::Value, after: &serde_json::Value) -> Vec<Cha
         before.as_object().unwrap_or(&empty),
         after.as_object().unwrap_or(&empty),
     );
-    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
-    keys.sort();
-    keys.dedup();
+    // Each key with its values, in key order. Two resources one mapping
+    // built hold their keys in one order: paired by position, no look-up.
+    let pairs: Vec<(&String, Option<&Value>, Option<&Value>)> = if in_step(before, after) {
+        let mut pairs: Vec<_> = before
+            .iter()
+            .zip(after.values())
+            .map(|((key, old), new)| (key, Some(old), Some(new)))
+            .collect();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        pairs
+    } else {
+        let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .map(|key| (key, before.get(key), after.get(key)))
+            .collect()
+    };
     let mut found = Vec::new();
-    for key in keys {
+    for (key, old, new) in pairs {
         if matches!(key.as_str(), "id" | "schemas" | "meta") {
             continue;
         }
-        let (old, new) = (before.get(key), after.get(key));
         let nested = |v: Option<&Value>| v.is_none_or(|v| v.is_object() || v.is_null());
         if nested(old)
             && nested(new)
@@ -162,15 +176,41 @@ fn same_but_refs(old: Option<&serde_json::Value>, new: Option<&serde_json::Value
                         let kept = |o: &'_ serde_json::Map<String, Value>| {
                             o.iter().filter(|(k, _)| *k != "$ref").count()
                         };
+                        let stored = |o| serde_json::Map::iter(o).filter(|(k, _)| *k != "$ref");
+                        let paired = stored(a)
+                            .zip(stored(b))
+                            .all(|((ka, va), (kb, vb))| ka == kb && same(va, vb));
                         kept(a) == kept(b)
-                            && a.iter()
-                                .filter(|(k, _)| *k != "$ref")
-                                .all(|(k, v)| b.get(k) == Some(v))
+                            && (paired || stored(a).all(|(k, v)| b.get(k) == Some(v)))
                     }
-                    (a, b) => a == b,
+                    (a, b) => same(a, b),
                 })
         }
+        (Some(old), Some(new)) => same(old, new),
         (old, new) => old == new,
+    }
+}
+
+/// Whether two objects hold the same keys in the same order.
+fn in_step(
+    a: &serde_json::Map<String, serde_json::Value>,
+    b: &serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    a.len() == b.len() && a.keys().zip(b.keys()).all(|(a, b)| a == b)
+}
+
+/// `a == b` (objects equal whatever the order of their keys), with no
+/// look-up where two objects hold their keys in one order.
+fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) if in_step(a, b) => {
+            a.values().zip(b.values()).all(|(a, b)| same(a, b))
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same(a, b))
+        }
+        (a, b) => a == b,
     }
 }
 
@@ -374,6 +414,95 @@ mod tests {
         assert!(lines[0].get("detail").is_none());
     }
 
+    /// A value of a small resource's shape: few enough choices that two
+    /// drawn alike happen often.
+    fn resource_part() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            prop::sample::select(vec!["a", "b", "Engineer"]).prop_map(|s| json!(s)),
+        ];
+        fn object(
+            keys: &'static [&'static str],
+            values: impl Strategy<Value = Value> + Clone,
+        ) -> impl Strategy<Value = Value> + Clone {
+            prop::collection::vec(proptest::option::weighted(0.8, values), keys.len()).prop_map(
+                move |values| {
+                    let fields = keys.iter().zip(values);
+                    Value::Object(
+                        fields
+                            .filter_map(|(k, v)| Some((k.to_string(), v?)))
+                            .collect(),
+                    )
+                },
+            )
+        }
+        // A list's elements hold values or objects (`same` on either).
+        let element_value = prop_oneof![leaf.clone(), object(&["x", "y"], leaf.clone())];
+        prop_oneof![
+            leaf.clone(),
+            object(&["givenName", "familyName", "formatted"], leaf),
+            prop::collection::vec(object(&["value", "type", "$ref"], element_value), 0..3)
+                .prop_map(Value::Array),
+        ]
+    }
+
+    /// Two resources of one key order, each key held by either or both.
+    fn resources_in_one_order()
+    -> impl proptest::strategy::Strategy<Value = (serde_json::Value, serde_json::Value)> {
+        use proptest::prelude::*;
+        const KEYS: [&str; 6] = ["userName", "name", "emails", "title", "meta", "password"];
+        let both = (
+            proptest::option::weighted(0.9, resource_part()),
+            proptest::option::weighted(0.9, resource_part()),
+        );
+        prop::collection::vec(both, KEYS.len()).prop_map(|values| {
+            let mut sides = (serde_json::Map::new(), serde_json::Map::new());
+            for (key, (old, new)) in KEYS.iter().zip(values) {
+                if let Some(old) = old {
+                    sides.0.insert(key.to_string(), old);
+                }
+                if let Some(new) = new {
+                    sides.1.insert(key.to_string(), new);
+                }
+            }
+            (sides.0.into(), sides.1.into())
+        })
+    }
+
+    /// `value` with every object's keys in reverse order.
+    fn reversed(value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .rev()
+                    .map(|(k, v)| (k.clone(), reversed(v)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(reversed).collect()),
+            other => other.clone(),
+        }
+    }
+
+    proptest::proptest! {
+        /// Resources paired by position (their keys in one order) give the
+        /// changes those same resources give looked up key by key.
+        #[test]
+        fn changes_are_the_same_whatever_the_order_of_the_keys(
+            (before, after) in resources_in_one_order()
+        ) {
+            let paired = changes(&before, &after);
+            proptest::prop_assert_eq!(&paired, &changes(&before, &reversed(&after)));
+            proptest::prop_assert_eq!(&paired, &changes(&reversed(&before), &after));
+            let names: Vec<&str> = paired.iter().map(|c| c.attribute.as_str()).collect();
+            proptest::prop_assert!(names.is_sorted(), "{:?}", names);
+        }
+    }
+
     #[test]
     fn changes_name_each_attribute_old_and_new_and_never_a_password() {
         use serde_json::json;
@@ -490,6 +619,15 @@ mod tests {
             1,
             "a sub-attribute more is a change"
         );
+        // Compared in depth whatever the order of keys, in step or not.
+        let nested = |x: &str, key_order_flipped: bool| match key_order_flipped {
+            false => json!({"addresses": [{"type": "work", "geo": {"x": x, "y": "0"}}]}),
+            true => json!({"addresses": [{"geo": {"y": "0", "x": x}, "type": "work"}]}),
+        };
+        for flipped in [false, true] {
+            assert!(changes(&nested("1", false), &nested("1", flipped)).is_empty());
+            assert_eq!(changes(&nested("1", false), &nested("2", flipped)).len(), 1);
+        }
     }
 
     #[tokio::test]
