@@ -192,6 +192,18 @@ async fn an_upstream_success_that_is_not_json_text_is_502() {
         assert_scim_error(&answer, 502, None);
         assert!(!answer.body.to_string().contains("Jos"), "{}", answer.body);
     }
+    // An update reads the record first: the same answers refuse it, and
+    // nothing is written (no mock takes a write).
+    let rename = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "userName", "value": "new@example.com"}]
+    });
+    for target in ["/Users/latin1", "/Users/blank", "/Users/array"] {
+        let patched = send(&root, Method::PATCH, target, Some(rename.clone())).await;
+        assert_scim_error(&patched, 502, None);
+        let replaced = send(&root, Method::PUT, target, user("new")).await;
+        assert_scim_error(&replaced, 502, None);
+    }
     let discovery = send(&root, Method::GET, "/ServiceProviderConfig", None).await;
     assert_eq!(discovery.status, 200);
 }

@@ -441,19 +441,50 @@ impl Provisioner {
         // borrows: nothing of it is copied before it is written out.
         let response = self.get_call(kind, id, true).await?;
         let answer = response.tree().map_err(CallError::Failed)?;
-        let answered = mapping.answered_in(&mapping.get, answer.view())?;
-        if mapping
-            .soft_delete
-            .as_ref()
-            .is_some_and(|s| s.marks(answered))
-        {
-            return Err(not_found(kind, id));
-        }
+        let answered = self.live_in(kind, id, answer.view())?;
         let resource = mapping.to_scim_tree(answered, kind.schema())?;
         if !self.in_scope(kind, resource.view()) {
             return Err(not_found(kind, id));
         }
         Ok(visit(resource))
+    }
+
+    /// The record of `id` in the get call's answer, unless it is
+    /// soft-deleted.
+    fn live_in<'a>(
+        &self,
+        kind: Kind,
+        id: &str,
+        answer: View<'a>,
+    ) -> Result<View<'a>, ProvisionError> {
+        let mapping = self.mapping(kind)?;
+        let answered = mapping.answered_in(&mapping.get, answer)?;
+        match mapping
+            .soft_delete
+            .as_ref()
+            .is_some_and(|s| s.marks(answered))
+        {
+            true => Err(not_found(kind, id)),
+            false => Ok(answered),
+        }
+    }
+
+    /// [`Self::get`]'s resource, and its record in `answer` (the get call's
+    /// answer, read from its text): for an update, which only looks at the
+    /// record. The steps are `get`'s and must stay so.
+    async fn current_in<'a>(
+        &self,
+        kind: Kind,
+        id: &str,
+        answer: View<'a>,
+        with_members: bool,
+    ) -> Result<(View<'a>, Value), ProvisionError> {
+        let record = self.live_in(kind, id, answer)?;
+        let resource = self.resource_of(kind, record, with_members).await?;
+        if !self.in_scope(kind, &resource) {
+            return Err(not_found(kind, id));
+        }
+        Ok((record, resource))
     }
 
     /// The upstream record of `id`, unless there is none or it is soft-deleted.
@@ -501,14 +532,32 @@ impl Provisioner {
         upstream: Value,
         with_members: bool,
     ) -> Result<Record, ProvisionError> {
+        let resource = self
+            .resource_of(kind, (&upstream).into(), with_members)
+            .await?;
+        Ok(Record { upstream, resource })
+    }
+
+    /// The resource an upstream record (a value, or a tree read from the
+    /// upstream's text) makes, a group's members read if `with_members`.
+    async fn resource_of(
+        &self,
+        kind: Kind,
+        record: View<'_>,
+        with_members: bool,
+    ) -> Result<Value, ProvisionError> {
         let mapping = self.mapping(kind)?;
-        let mut resource = mapping.to_scim(&upstream, kind.schema())?;
+        let mut resource = mapping.to_scim(record, kind.schema())?;
         if with_members && let Some(members) = &mapping.members {
-            let id = mapping.upstream_id(&upstream)?;
-            let list = self.member_list(members, &id, &upstream).await?;
+            let id = mapping.upstream_id(record)?;
+            let group = match record.as_value() {
+                Some(group) => std::borrow::Cow::Borrowed(group),
+                None => std::borrow::Cow::Owned(record.to_value()),
+            };
+            let list = self.member_list(members, &id, &group).await?;
             resource["members"] = Value::Array(list);
         }
-        Ok(Record { upstream, resource })
+        Ok(resource)
     }
 
     /// Creates a resource (or, for a userName that matches a soft-deleted
@@ -719,7 +768,7 @@ impl Provisioner {
         record: &Value,
         desired: &Value,
     ) -> Result<bool, ProvisionError> {
-        let requests = state_requests(mapping, id, record, desired)?;
+        let requests = state_requests(mapping, id, record.into(), desired)?;
         for request in &requests {
             self.client.call(request).await?;
         }
@@ -789,7 +838,7 @@ impl Provisioner {
         // Rendered once before any group is left: a change no call can make
         // is refused with nothing written.
         mapping.update_requests(&id, archived, changes.clone())?;
-        state_requests(mapping, &id, archived, resource)?;
+        state_requests(mapping, &id, archived.into(), resource)?;
         self.leave_all_groups(&id, archived, Some(&mut changes))
             .await?;
         let requests = mapping.update_requests(&id, archived, changes)?;
@@ -835,23 +884,23 @@ impl Provisioner {
         let lock_free = mapping.update_precondition.is_some() && !with_members;
         let resource = &resource;
         self.read_modify_write(kind, id, lock_free, if_match, move |locked| async move {
-            let current = self.get(kind, id, kind == Kind::Group).await?;
-            check_precondition(&current.resource, if_match)?;
+            let read = self.get_call(kind, id, true).await?;
+            let answer = read.tree().map_err(CallError::Failed)?;
+            let (record, current) = self
+                .current_in(kind, id, answer.view(), kind == Kind::Group)
+                .await?;
+            check_precondition(&current, if_match)?;
             if kind == Kind::User {
-                let effective = merged_for_policy(&current.resource, resource);
+                let effective = merged_for_policy(&current, resource);
                 policy::check_approved_domains(&effective, &self.connection.approved_domains)?;
             }
-            let plan = plan_update(mapping, id, &current, resource, Absent::Keep)?;
+            let plan = plan_update(mapping, id, record, &current, resource, Absent::Keep)?;
             if !locked && !plan.is_one_conditional_write() {
                 return Ok(Tried::NeedsLock);
             }
             let membership = if with_members {
-                self.plan_membership(
-                    mapping,
-                    &members_of(&current.resource),
-                    &members_of(resource),
-                )
-                .await?
+                self.plan_membership(mapping, &members_of(&current), &members_of(resource))
+                    .await?
             } else {
                 MembershipChange::default()
             };
@@ -901,30 +950,30 @@ impl Provisioner {
         let delta = &delta;
         self.read_modify_write(kind, id, lock_free, if_match, move |locked| async move {
             let read_members = kind == Kind::Group && touches_members && delta.is_none();
-            let current = self.get(kind, id, read_members).await?;
-            check_precondition(&current.resource, if_match)?;
+            let read = self.get_call(kind, id, true).await?;
+            let answer = read.tree().map_err(CallError::Failed)?;
+            let (record, current) = self
+                .current_in(kind, id, answer.view(), read_members)
+                .await?;
+            check_precondition(&current, if_match)?;
             let applied = match delta {
                 Some((_, others)) => others.as_slice(),
                 None => operations,
             };
-            let desired = patched(current.resource.clone(), applied, kind.schema())?;
-            keeps_required(kind, &current.resource, &desired)?;
+            let desired = patched(current.clone(), applied, kind.schema())?;
+            keeps_required(kind, &current, &desired)?;
             if kind == Kind::User {
                 policy::check_approved_domains(&desired, &self.connection.approved_domains)?;
             }
-            let plan = plan_update(mapping, id, &current, &desired, Absent::Clear)?;
+            let plan = plan_update(mapping, id, record, &current, &desired, Absent::Clear)?;
             if !locked && !plan.is_one_conditional_write() {
                 return Ok(Tried::NeedsLock);
             }
             let membership = match delta {
                 Some((delta, _)) => self.plan_member_delta(delta).await?,
                 None if touches_members => {
-                    self.plan_membership(
-                        mapping,
-                        &members_of(&current.resource),
-                        &members_of(&desired),
-                    )
-                    .await?
+                    self.plan_membership(mapping, &members_of(&current), &members_of(&desired))
+                        .await?
                 }
                 None => MembershipChange::default(),
             };
@@ -949,11 +998,10 @@ impl Provisioner {
         kind: Kind,
         mapping: &ResourceMapping,
         id: &str,
-        current: Record,
+        before: Value,
         plan: UpdatePlan,
         members: MemberWrite,
     ) -> Result<Value, ProvisionError> {
-        let before = current.resource;
         let resource = self
             .send_update(kind, mapping, id, &before, plan, members)
             .await?;
@@ -1186,18 +1234,21 @@ enum Tried<T> {
 /// another is read and tried again before answering 503.
 const STALE_TRIES: u32 = 5;
 
+/// The calls that make `current` (the resource read from `record`)
+/// `desired`.
 fn plan_update(
     mapping: &ResourceMapping,
     id: &str,
-    current: &Record,
+    record: View<'_>,
+    current: &Value,
     desired: &Value,
     absent: Absent,
 ) -> Result<UpdatePlan, ProvisionError> {
-    let changes = mapping.changes(&current.upstream, &current.resource, desired, absent)?;
-    let updates = mapping.conditional_update_requests(id, &current.upstream, changes)?;
+    let changes = mapping.changes(record, current, desired, absent)?;
+    let updates = mapping.conditional_update_requests(id, record, changes)?;
     // Attributes set by calls are not in the update bodies, so the record as
     // read is the one these calls move on from.
-    let state = state_requests(mapping, id, &current.upstream, desired)?;
+    let state = state_requests(mapping, id, record, desired)?;
     Ok(UpdatePlan { updates, state })
 }
 
@@ -1205,7 +1256,7 @@ fn plan_update(
 fn state_requests(
     mapping: &ResourceMapping,
     id: &str,
-    record: &Value,
+    record: View<'_>,
     desired: &Value,
 ) -> Result<Vec<UpstreamRequest>, ProvisionError> {
     mapping

@@ -170,7 +170,7 @@ impl FieldPath {
     /// As [`Self::set`] into a body of changes to `base`: a path through an
     /// array first copies `base`'s array into the body, so the write changes
     /// one element and keeps the rest.
-    pub fn set_from(&self, changes: &mut Map<String, Value>, base: &Value, value: Value) {
+    pub fn set_from(&self, changes: &mut Map<String, Value>, base: View<'_>, value: Value) {
         self.seed(changes, base);
         self.set(changes, value);
     }
@@ -183,11 +183,11 @@ impl FieldPath {
     /// (`{"profile": {"title": null}}`, not `{"profile": null}`). A field the
     /// record lacks is nulled at the first segment the record lacks; inside
     /// an array element the record lacks, nothing is written (it is absent).
-    pub fn clear_from(&self, changes: &mut Map<String, Value>, base: &Value) {
+    pub fn clear_from(&self, changes: &mut Map<String, Value>, base: View<'_>) {
         self.seed(changes, base);
         let prefix = |end: usize| FieldPath(self.0[..end].to_vec(), Place::default());
         let mut end = self.0.len();
-        let lacks = |end: usize| prefix(end).get(base).is_none_or(Value::is_null);
+        let lacks = |end: usize| prefix(end).read(base).is_none_or(View::is_null);
         if lacks(self.0.len()) {
             let Some(missing) = (1..=self.0.len()).find(|&end| lacks(end)) else {
                 return;
@@ -202,10 +202,9 @@ impl FieldPath {
                 else {
                     break;
                 };
-                let alone = prefix(end - 1)
-                    .get(base)
-                    .and_then(Value::as_object)
-                    .is_some_and(|held| held.iter().all(|(k, v)| k == leaf || v.is_null()));
+                let alone = prefix(end - 1).read(base).is_some_and(|held| {
+                    held.is_object() && held.members().all(|(k, v)| k == leaf || v.is_null())
+                });
                 if !alone {
                     break;
                 }
@@ -215,12 +214,12 @@ impl FieldPath {
         prefix(end).set(changes, Value::Null);
     }
 
-    fn seed(&self, changes: &mut Map<String, Value>, base: &Value) {
+    fn seed(&self, changes: &mut Map<String, Value>, base: View<'_>) {
         if self.crosses_array()
             && !changes.contains_key(self.root())
             && let Some(current) = base.get(self.root())
         {
-            changes.insert(self.root().to_string(), current.clone());
+            changes.insert(self.root().to_string(), current.to_value());
         }
     }
 }
@@ -338,6 +337,15 @@ mod tests {
         FieldPath::parse_checked(text).unwrap_or_else(|e| panic!("{text}: {e}"))
     }
 
+    /// `check` on `record` as a value, then as a tree read from its text:
+    /// a body of changes to it is the same from either.
+    fn on_both(record: &Value, check: impl Fn(View<'_>)) {
+        check(record.into());
+        let text = record.to_string();
+        let tree = scimgate_scim::json::tree_from_str(&text).unwrap();
+        check(tree.view());
+    }
+
     fn contact() -> Value {
         json!({
             "id": "KUAAAAAA",
@@ -415,33 +423,34 @@ mod tests {
 
     #[test]
     fn writing_an_element_upserts_it_and_keeps_the_others() {
-        let record = contact();
-        let mut changes = Map::new();
-        path(r#"metadata[key eq "department"].value"#).set_from(
-            &mut changes,
-            &record,
-            json!("Ops"),
-        );
-        path(r#"metadata[key eq "desk"].value"#).set_from(&mut changes, &record, json!("7B"));
-        path(r#"profiles[accountId eq "IEAAAAAA"].role"#).set_from(
-            &mut changes,
-            &record,
-            json!("Collaborator"),
-        );
-        assert_eq!(
-            Value::Object(changes),
-            json!({
-                "metadata": [
-                    {"key": "department", "value": "Ops"},
-                    {"key": "floor", "value": "3"},
-                    {"key": "desk", "value": "7B"}
-                ],
-                "profiles": [
-                    {"accountId": "IEAAAAAA", "email": "a@example.com", "role": "Collaborator"},
-                    {"accountId": "IEBBBBBB", "email": "a@other.example", "role": "Collaborator"}
-                ]
-            })
-        );
+        on_both(&contact(), |record| {
+            let mut changes = Map::new();
+            path(r#"metadata[key eq "department"].value"#).set_from(
+                &mut changes,
+                record,
+                json!("Ops"),
+            );
+            path(r#"metadata[key eq "desk"].value"#).set_from(&mut changes, record, json!("7B"));
+            path(r#"profiles[accountId eq "IEAAAAAA"].role"#).set_from(
+                &mut changes,
+                record,
+                json!("Collaborator"),
+            );
+            assert_eq!(
+                Value::Object(changes),
+                json!({
+                    "metadata": [
+                        {"key": "department", "value": "Ops"},
+                        {"key": "floor", "value": "3"},
+                        {"key": "desk", "value": "7B"}
+                    ],
+                    "profiles": [
+                        {"accountId": "IEAAAAAA", "email": "a@example.com", "role": "Collaborator"},
+                        {"accountId": "IEBBBBBB", "email": "a@other.example", "role": "Collaborator"}
+                    ]
+                })
+            );
+        });
     }
 
     #[test]
@@ -461,36 +470,56 @@ mod tests {
 
     #[test]
     fn clearing_nulls_the_field_or_an_object_it_alone_fills_never_a_shared_parent() {
-        let mut body = Map::new();
-        path("manager.id").clear_from(&mut body, &json!({"manager": {"id": "42"}}));
-        assert_eq!(Value::Object(body), json!({"manager": null}));
-        let mut body = Map::new();
-        path("manager.id").clear_from(&mut body, &json!({}));
-        assert_eq!(
-            Value::Object(body),
-            json!({"manager": null}),
-            "absent: at the first missing segment"
+        on_both(&json!({"manager": {"id": "42"}}), |record| {
+            let mut body = Map::new();
+            path("manager.id").clear_from(&mut body, record);
+            assert_eq!(Value::Object(body), json!({"manager": null}));
+        });
+        on_both(&json!({}), |record| {
+            let mut body = Map::new();
+            path("manager.id").clear_from(&mut body, record);
+            assert_eq!(
+                Value::Object(body),
+                json!({"manager": null}),
+                "absent: at the first missing segment"
+            );
+        });
+        on_both(
+            &json!({"profile": {"title": "Engineer", "firstName": "Alice"}}),
+            |profile| {
+                let mut body = Map::new();
+                path("profile.title").clear_from(&mut body, profile);
+                assert_eq!(Value::Object(body), json!({"profile": {"title": null}}));
+                let mut body = Map::new();
+                path("profile.department").clear_from(&mut body, profile);
+                assert_eq!(
+                    Value::Object(body),
+                    json!({"profile": {"department": null}})
+                );
+            },
         );
-        let profile = json!({"profile": {"title": "Engineer", "firstName": "Alice"}});
-        let mut body = Map::new();
-        path("profile.title").clear_from(&mut body, &profile);
-        assert_eq!(Value::Object(body), json!({"profile": {"title": null}}));
-        let mut body = Map::new();
-        path("profile.department").clear_from(&mut body, &profile);
-        assert_eq!(
-            Value::Object(body),
-            json!({"profile": {"department": null}})
+        on_both(
+            &json!({"profile": {"title": "Engineer", "firstName": null}}),
+            |profile| {
+                let mut body = Map::new();
+                path("profile.title").clear_from(&mut body, profile);
+                assert_eq!(
+                    Value::Object(body),
+                    json!({"profile": null}),
+                    "the others are null: the object is left empty"
+                );
+            },
         );
-
-        let record = contact();
-        let mut body = Map::new();
-        path(r#"metadata[key eq "department"].value"#).clear_from(&mut body, &record);
-        path(r#"metadata[key eq "desk"].value"#).clear_from(&mut body, &record);
-        assert_eq!(
-            body["metadata"],
-            json!([{"key": "department", "value": null}, {"key": "floor", "value": "3"}]),
-            "a missing element is absent already"
-        );
+        on_both(&contact(), |record| {
+            let mut body = Map::new();
+            path(r#"metadata[key eq "department"].value"#).clear_from(&mut body, record);
+            path(r#"metadata[key eq "desk"].value"#).clear_from(&mut body, record);
+            assert_eq!(
+                body["metadata"],
+                json!([{"key": "department", "value": null}, {"key": "floor", "value": "3"}]),
+                "a missing element is absent already"
+            );
+        });
     }
 
     #[test]

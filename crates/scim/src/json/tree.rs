@@ -303,6 +303,19 @@ impl<'t> View<'t> {
         }
     }
 
+    /// Its members, in order, if it is an object, else none.
+    pub fn members(self) -> impl Iterator<Item = (&'t str, View<'t>)> {
+        let (trees, values) = match self {
+            View::Tree(Tree::Object(members)) => (Some(members), None),
+            _ => (None, self.as_value().and_then(Value::as_object)),
+        };
+        let trees = trees.into_iter().flat_map(|members| members.iter());
+        let values = values.into_iter().flatten();
+        trees
+            .map(|(key, value)| (key, View::Tree(value)))
+            .chain(values.map(|(key, value)| (key.as_str(), View::Value(value))))
+    }
+
     /// Its elements if it is an array, else none.
     pub fn elements(self) -> impl Iterator<Item = View<'t>> {
         let (trees, values): (&[Tree<'t>], &[Value]) = match self {
@@ -552,6 +565,28 @@ mod tests {
             write_tree(&mut written, &tree);
             prop_assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(to_vec(&expected)).unwrap());
             prop_assert_eq!(tree.into_value(), expected);
+        }
+
+        /// An object's members, seen in a value or in the tree read from
+        /// its text, are its keys in order with its values; anything else
+        /// has none.
+        #[test]
+        fn the_members_of_a_view_are_those_of_the_value(value in any_value()) {
+            let text = value.to_string();
+            let read = crate::json::tree_from_str(&text).unwrap();
+            // The value as read back (a float's text need not round-trip).
+            let value = crate::json::from_bytes(text.as_bytes()).unwrap();
+            let expected: Vec<(&str, Value)> = value
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(key, value)| (key.as_str(), value.clone()))
+                .collect();
+            for view in [View::Value(&value), read.view()] {
+                let members: Vec<(&str, Value)> =
+                    view.members().map(|(key, value)| (key, value.to_value())).collect();
+                prop_assert_eq!(&members, &expected);
+            }
         }
 
         /// A value lent whole and then taken apart is still that value.
