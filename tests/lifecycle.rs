@@ -401,6 +401,21 @@ async fn paging_and_filters(backend: Backend) {
             .await;
         assert_eq!(lent.status, 200, "{path}: {}", lent.body);
         assert_eq!(lent.body.to_string(), copied.body.to_string(), "{path}");
+        // The text itself is compact JSON, from its first byte to its last.
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a page of two users the test wrote"
+        )]
+        let text = reqwest::Client::new()
+            .get(format!("{}{path}", h.gateway))
+            .bearer_auth(common::TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(text, lent.body.to_string(), "{path}");
         assert_eq!(
             lent.headers.get("etag"),
             copied.headers.get("etag"),

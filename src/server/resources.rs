@@ -26,8 +26,8 @@ const RESOURCE_ANSWER_START: usize = 1024;
 /// Bytes a list's answer starts with room for, grown as it is written.
 const LIST_ANSWER_START: usize = 16 * 1024;
 
-/// The longest head a list's answer has (its schema and three 20-digit
-/// numbers, `"Resources":[` and the closing `]}`).
+/// Room for the longest head a list's answer has (its schema and three
+/// 20-digit numbers, and `"Resources":[`), left before the resources.
 const LIST_HEAD_BYTES: usize = 192;
 
 /// Everything a connection's handlers need.
@@ -151,8 +151,11 @@ pub async fn list(
     // Each resource is written as it comes: a user made from an upstream
     // record lends the record's values and is gone before the next. The
     // buffer starts with room for a page of small users, not empty: each
-    // doubling copies all that is written.
-    let mut resources = Vec::with_capacity(LIST_ANSWER_START);
+    // doubling copies all that is written. The head, whose totals are known
+    // only at the end, is written into room left before the resources.
+    let built_whole = built_whole(&app, kind);
+    let mut answer = Vec::with_capacity(LIST_HEAD_BYTES + LIST_ANSWER_START);
+    answer.resize(LIST_HEAD_BYTES, b' ');
     let mut items_per_page = 0u64;
     let totals = app
         .provisioner
@@ -166,40 +169,69 @@ pub async fn list(
             },
             &mut |resource| {
                 if items_per_page > 0 {
-                    resources.push(b',');
+                    answer.push(b',');
                 }
                 items_per_page += 1;
-                write_resource(&mut resources, kind, resource, &base, &query);
+                write_resource(&mut answer, kind, resource, &base, &query, built_whole);
             },
         )
         .await?;
-    // The members in `serde_json`'s order of a `ListResponse` map; the
-    // resources are copied once more, behind the totals known only now.
-    let mut answer = Vec::with_capacity(LIST_HEAD_BYTES + resources.len());
-    answer.extend_from_slice(b"{\"schemas\":");
-    write_value(&mut answer, &json!([LIST_RESPONSE]));
+    answer.extend_from_slice(b"]}");
+    let mut head = list_head(totals.total_results, totals.start_index, items_per_page);
+    // The head ends where the resources start, and the answer starts with
+    // it (a head longer than its room, which none is, is copied in front).
+    let start = LIST_HEAD_BYTES.checked_sub(head.len());
+    let answer =
+        match start.and_then(|start| Some((start, answer.get_mut(start..LIST_HEAD_BYTES)?))) {
+            Some((start, room)) => {
+                room.copy_from_slice(&head);
+                bytes::Bytes::from(answer).slice(start..)
+            }
+            None => {
+                head.extend_from_slice(answer.get(LIST_HEAD_BYTES..).unwrap_or_default());
+                bytes::Bytes::from(head)
+            }
+        };
+    Ok(json_text_response(StatusCode::OK, answer))
+}
+
+/// Whether the resources the mapping of `kind` builds hold nothing the
+/// default projection leaves out.
+fn built_whole(app: &ConnectionApp, kind: Kind) -> bool {
+    app.provisioner
+        .resource_mapping(kind)
+        .is_some_and(|mapping| mapping.read_all_returned_by_default)
+}
+
+/// A list answer's members before its resources, in `serde_json`'s order
+/// of a `ListResponse` map.
+fn list_head(total_results: u64, start_index: u64, items_per_page: u64) -> Vec<u8> {
+    let mut head = Vec::with_capacity(LIST_HEAD_BYTES);
+    head.extend_from_slice(b"{\"schemas\":");
+    write_value(&mut head, &json!([LIST_RESPONSE]));
     for (name, number) in [
-        ("totalResults", totals.total_results),
-        ("startIndex", totals.start_index),
+        ("totalResults", total_results),
+        ("startIndex", start_index),
         ("itemsPerPage", items_per_page),
     ] {
-        answer.extend_from_slice(format!(",\"{name}\":{number}").as_bytes());
+        head.extend_from_slice(format!(",\"{name}\":{number}").as_bytes());
     }
-    answer.extend_from_slice(b",\"Resources\":[");
-    answer.extend_from_slice(&resources);
-    answer.extend_from_slice(b"]}");
-    Ok(json_text_response(StatusCode::OK, answer))
+    head.extend_from_slice(b",\"Resources\":[");
+    head
 }
 
 /// Appends a resource as [`render`] makes it, for an answer that is only
 /// written out. A user's tree in the default projection is rendered where
 /// it lies, as `render` renders a value; anything else is made a value.
+/// `built_whole`: the tree holds nothing the default projection leaves out
+/// (its mapping reads no such attribute), so none is looked for.
 fn write_resource(
     out: &mut Vec<u8>,
     kind: Kind,
     resource: Tree<'_>,
     base: &str,
     query: &ScimQuery,
+    built_whole: bool,
 ) {
     let default_set = query.attributes.is_empty() && query.excluded_attributes.is_empty();
     let mut resource = match resource {
@@ -229,7 +261,9 @@ fn write_resource(
             }
         }
     }
-    project_default(&mut resource, kind.schema());
+    if !built_whole {
+        project_default(&mut resource, kind.schema());
+    }
     write_tree(out, &resource);
 }
 
@@ -256,6 +290,7 @@ pub async fn get(
     // time; a projection that names attributes is made whole instead.
     let streamed = with_members && query.attributes.is_empty() && app.provisioner.lists_members();
     if !streamed {
+        let built_whole = built_whole(&app, kind);
         let answer = app
             .provisioner
             .read(kind, &id, with_members, |resource| {
@@ -266,7 +301,7 @@ pub async fn get(
                     .and_then(View::as_str)
                     .map(str::to_string);
                 let mut body = Vec::with_capacity(RESOURCE_ANSWER_START);
-                write_resource(&mut body, kind, resource, &base, &query);
+                write_resource(&mut body, kind, resource, &base, &query, built_whole);
                 written_resource(body, etag)
             })
             .await?;
@@ -361,6 +396,20 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_list_head_fits_its_room_whatever_the_totals() {
+        let longest = list_head(u64::MAX, u64::MAX, u64::MAX);
+        assert!(longest.len() <= LIST_HEAD_BYTES, "{}", longest.len());
+        let mut answer = list_head(2, 1, 0);
+        answer.extend_from_slice(b"]}");
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(
+            answer,
+            json!({"schemas": [LIST_RESPONSE], "totalResults": 2, "startIndex": 1,
+                "itemsPerPage": 0, "Resources": []})
+        );
+    }
+
+    #[test]
     fn a_rendered_resource_links_itself_and_the_users_it_names() {
         let base = "https://gw.example/scim/v2";
         let user = json!({
@@ -422,8 +471,20 @@ mod tests {
                 let mut tree = Tree::Borrowed(resource);
                 tree.as_object_mut();
                 let mut written = Vec::new();
-                write_resource(&mut written, kind, tree, base, query);
+                write_resource(&mut written, kind, tree, base, query, false);
                 let rendered = render(kind, resource.clone(), base, query);
+                assert_eq!(
+                    String::from_utf8(written).unwrap(),
+                    String::from_utf8(crate::scim::json::to_vec(&rendered)).unwrap()
+                );
+                // Without what the default set leaves out, it need not look.
+                let mut whole = resource.clone();
+                whole.as_object_mut().unwrap().remove("password");
+                let mut tree = Tree::Borrowed(&whole);
+                tree.as_object_mut();
+                let mut written = Vec::new();
+                write_resource(&mut written, kind, tree, base, query, true);
+                let rendered = render(kind, whole.clone(), base, query);
                 assert_eq!(
                     String::from_utf8(written).unwrap(),
                     String::from_utf8(crate::scim::json::to_vec(&rendered)).unwrap()

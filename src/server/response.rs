@@ -102,8 +102,8 @@ pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 /// A SCIM answer whose JSON text is written already.
-pub(super) fn json_text_response(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = (status, body).into_response();
+pub(super) fn json_text_response(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response {
+    let mut response = (status, body.into()).into_response();
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));

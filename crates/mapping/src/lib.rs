@@ -554,6 +554,9 @@ pub struct ResourceMapping {
     pub attributes: Vec<AttributeMap>,
     pub members: Option<Members>,
     pub index: Option<IndexSettings>,
+    /// No attribute it reads is one the default projection leaves out
+    /// (RFC 7643 §2.4 `returned`): its resources are written as built.
+    pub read_all_returned_by_default: bool,
 }
 
 /// What the gateway indexes of an upstream that cannot filter its list.

@@ -1239,6 +1239,12 @@ mod tests {
             ] {
                 match (&copied, lent) {
                     (Ok(copied), Ok(lent)) => {
+                        // A mapping that says so builds its own default projection.
+                        if mapping.read_all_returned_by_default {
+                            let mut projected = lent.clone();
+                            scimgate_scim::projection::project_default(&mut projected, schema);
+                            proptest::prop_assert_eq!(&projected, &lent, "{}", name);
+                        }
                         let mut written = Vec::new();
                         scimgate_scim::json::write_tree(&mut written, &lent);
                         proptest::prop_assert_eq!(&written, &scimgate_scim::json::to_vec(copied), "{}", name);

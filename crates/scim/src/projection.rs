@@ -71,6 +71,24 @@ pub fn project_default(resource: &mut Tree<'_>, schema: &ResourceSchema) {
     });
 }
 
+/// Whether [`project_default`] leaves out what a resource holds at `key`
+/// (an attribute, or an extension's URN) and, in an extension, at its
+/// `field`: a resource without any such member is its own default
+/// projection.
+pub fn hidden_by_default(schema: &ResourceSchema, key: &str, field: Option<&str>) -> bool {
+    if key.eq_ignore_ascii_case("schemas") {
+        return false;
+    }
+    if let (Some(field), Some(ext_attrs)) = (field, extension_attributes(schema, key)) {
+        return !returned_by_default(
+            ext_attrs
+                .iter()
+                .find(|a| a.name.eq_ignore_ascii_case(field)),
+        );
+    }
+    schema.core.hidden_by_default(key)
+}
+
 /// Whether the default set (neither list) holds an attribute.
 fn returned_by_default(def: Option<&AttributeDef>) -> bool {
     !matches!(
@@ -220,6 +238,36 @@ mod tests {
     use super::*;
     use crate::path::parse_attribute_list;
     use crate::schema::{ENTERPRISE_USER, GROUP, USER, group, user};
+
+    #[test]
+    fn hidden_by_default_names_what_the_default_projection_leaves_out() {
+        let resource = alice();
+        let mut projected = Tree::Borrowed(&resource);
+        project_default(&mut projected, user());
+        let projected = projected.into_value();
+        for (key, value) in resource.as_object().unwrap() {
+            let kept = projected.get(key);
+            match value.as_object().filter(|_| key.starts_with("urn:")) {
+                Some(fields) => {
+                    for field in fields.keys() {
+                        let shown = kept.and_then(|k| k.get(field)).is_some();
+                        assert_eq!(
+                            hidden_by_default(user(), key, Some(field)),
+                            !shown,
+                            "{key}:{field}"
+                        );
+                    }
+                }
+                None => assert_eq!(
+                    hidden_by_default(user(), key, None),
+                    kept.is_none(),
+                    "{key}"
+                ),
+            }
+        }
+        assert!(hidden_by_default(user(), "password", None));
+        assert!(!hidden_by_default(user(), "schemas", None));
+    }
 
     fn alice() -> Value {
         json!({

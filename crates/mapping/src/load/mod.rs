@@ -22,6 +22,7 @@ use super::{Source, TemplatePart};
 use scimgate_diagnostics::{Report, SourceFile};
 use scimgate_scim::error::ScimType;
 use scimgate_scim::path::AttrPath;
+use scimgate_scim::projection::hidden_by_default;
 use scimgate_scim::schema::{self, AttrType, ResourceSchema};
 
 mod attribute;
@@ -487,6 +488,17 @@ impl Compiler<'_> {
                 .and_then(|f| self.field(f)),
             version: section.meta.version.as_ref().and_then(|f| self.field(f)),
         };
+        let read_all_returned_by_default = attributes
+            .iter()
+            .filter(|attribute| attribute.direction != Direction::Write)
+            .all(|attribute| {
+                let path = &attribute.scim.path;
+                let hidden = match &path.uri {
+                    Some(uri) => hidden_by_default(schema, uri, Some(&path.name)),
+                    None => hidden_by_default(schema, &path.name, None),
+                };
+                !hidden
+            });
         Some(ResourceMapping {
             id: id?,
             meta,
@@ -506,6 +518,7 @@ impl Compiler<'_> {
             attributes,
             members: members.flatten(),
             index: index.flatten(),
+            read_all_returned_by_default,
         })
     }
 

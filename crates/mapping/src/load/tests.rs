@@ -590,3 +590,20 @@ fn a_matching_attribute_neither_pushed_down_nor_indexed_is_a_warning_at_the_list
         assert!(errors_of(shipped).is_empty(), "{:?}", errors_of(shipped));
     }
 }
+
+#[test]
+fn a_mapping_knows_whether_it_reads_an_attribute_the_default_set_leaves_out() {
+    let compiled = |text: &str| {
+        let mut report = Report::default();
+        let mapping = compile(&SourceFile::new("m.toml", text), &mut report)
+            .unwrap_or_else(|| panic!("{report:?}"));
+        mapping.users.read_all_returned_by_default
+    };
+    let shipped = include_str!("../../../../mappings/upstream/legacy.toml");
+    assert!(compiled(shipped), "the password is only written");
+    let read_back = legacy_with(
+        "scim = \"password\"\nfield = \"password\"\ndirection = \"write\"\n",
+        "scim = \"password\"\nfield = \"password\"\ndirection = \"both\"\n",
+    );
+    assert!(!compiled(&read_back), "a password read is never returned");
+}
