@@ -220,7 +220,7 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
 
 /// Whether `bytes` hold a byte JSON escapes, eight at a time: the last
 /// word is the last eight bytes (read twice in part), or, in a shorter
-/// text, its bytes padded with spaces.
+/// text, its bytes gathered as a word padded with spaces.
 pub fn has_escape(bytes: &[u8]) -> bool {
     let word = |eight: &[u8]| u64::from_le_bytes(eight.try_into().unwrap_or_default());
     let mut chunks = bytes.chunks_exact(8);
@@ -231,15 +231,23 @@ pub fn has_escape(bytes: &[u8]) -> bool {
     if chunks.remainder().is_empty() {
         return any;
     }
-    let last = match bytes.len().checked_sub(8) {
-        Some(from) => word(bytes.get(from..).unwrap_or_default()),
-        None => {
-            let mut padded = [b' '; 8];
-            padded
-                .iter_mut()
-                .zip(bytes)
-                .for_each(|(to, from)| *to = *from);
-            u64::from_le_bytes(padded)
+    // A short text's bytes are read as two overlapping halves (or three
+    // bytes that cover it), not one at a time: most keys and values are
+    // short.
+    let half = |four: Option<&[u8]>| {
+        u64::from(u32::from_le_bytes(
+            four.and_then(|four| four.try_into().ok())
+                .unwrap_or_default(),
+        ))
+    };
+    let length = bytes.len();
+    let last = match length {
+        8.. => word(bytes.get(length - 8..).unwrap_or_default()),
+        4..=7 => half(bytes.get(..4)) | half(bytes.get(length - 4..)) << 32,
+        _ => {
+            let at = |index: usize| bytes.get(index).copied().unwrap_or(b' ');
+            let [first, middle, end] = [at(0), at(length / 2), at(length.wrapping_sub(1))];
+            u64::from_le_bytes([first, middle, end, b' ', b' ', b' ', b' ', b' '])
         }
     };
     any | needs_escape(last)
