@@ -505,11 +505,12 @@ async fn serve_logs_the_audit_record_as_a_json_line_of_its_own() {
 
 /// The in-process request path the instruction benchmark counts answers
 /// every scenario with a success (an error path counted would mislead),
-/// and callgrind's count of it is a number per scenario.
+/// and callgrind's count of it is a number per scenario; the JSON round
+/// trip of a page beside them counts a page's work.
 #[test]
 fn the_instruction_benchmark_counts_each_scenario_in_process() {
     let bench = env!("CARGO_BIN_EXE_scimgate-bench");
-    for scenario in ["get", "filter", "post", "patch", "put", "list"] {
+    for scenario in ["get", "filter", "post", "patch", "put", "list", "json-page"] {
         let output = Command::new(bench)
             .args(["--count-in-process", scenario, "--requests", "3"])
             .output()
@@ -532,6 +533,8 @@ fn the_instruction_benchmark_counts_each_scenario_in_process() {
             "3",
             "--only",
             "get",
+            "--only",
+            "json-page",
             "--output",
         ])
         .arg(dir.path().join("results.json"))
@@ -543,5 +546,10 @@ fn the_instruction_benchmark_counts_each_scenario_in_process() {
     let get = counted["instructions_per_request"]["get"].as_f64().unwrap();
     // A request's work, not nothing and not the process's start-up.
     assert!((10_000.0..10_000_000.0).contains(&get), "{counted}");
+    // A page of 100 users read and written: far more than one user's GET.
+    let page = counted["instructions_per_request"]["json-page"]
+        .as_f64()
+        .unwrap();
+    assert!((10.0 * get..100_000_000.0).contains(&page), "{counted}");
     assert!(counted["instructions_per_request"].get("post").is_none());
 }

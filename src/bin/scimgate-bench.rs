@@ -112,7 +112,9 @@ struct Args {
     /// 100 users on the
     /// in-process request path (router, dialect, provisioner, mapping)
     /// against the reference legacy API in the same process, its own work
-    /// left out; writes target/bench/instructions.json.
+    /// left out, and beside them `json-page`: that page's upstream answer
+    /// read into a serde_json value and written back, the least a gateway
+    /// reading its upstream's JSON pays; writes target/bench/instructions.json.
     #[arg(long)]
     instructions: bool,
     /// Counted requests per scenario of `--instructions`.

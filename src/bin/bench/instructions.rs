@@ -31,8 +31,11 @@ use tower::ServiceExt;
 
 use super::harness::{API_KEY, TOKEN, gateway_config, tempdir};
 
-/// The scenarios, as `tools/instructions` names them, and a list page.
-pub const SCENARIOS: [&str; 6] = ["get", "filter", "post", "patch", "put", "list"];
+/// The scenarios, as `tools/instructions` names them, and a list page;
+/// then `json-page`, not a request: the upstream's answer to that page read
+/// into a `serde_json::Value` and written back with `serde_json`, the least
+/// any gateway that reads its upstream's JSON pays for the page.
+pub const SCENARIOS: [&str; 7] = ["get", "filter", "post", "patch", "put", "list", "json-page"];
 
 /// Users besides alice, for the list scenario's page of 100.
 const LISTED: usize = 150;
@@ -69,6 +72,7 @@ pub fn run(only: &[String], requests: usize, output: &Path) -> anyhow::Result<()
                 "--collect-atstart=no",
                 "--toggle-collect=*measured_request*",
                 "--toggle-collect=*unmeasured_upstream_poll*",
+                "--toggle-collect=*measured_json_round_trip*",
             ])
             .arg(format!("--callgrind-out-file={}", out.display()))
             .arg(&me)
@@ -122,6 +126,16 @@ pub fn count(scenario: &str, requests: usize) -> anyhow::Result<()> {
         .with_writer(std::io::sink)
         .init();
     scimgate::audit::write_log_lines_to(std::io::sink());
+    if scenario == "json-page" {
+        let page = runtime.block_on(upstream_page())?;
+        for _ in 0..WARMUP {
+            json_round_trip(&page)?;
+        }
+        for _ in 0..requests {
+            measured_json_round_trip(&page)?;
+        }
+        return Ok(());
+    }
     let listed = if scenario == "list" { LISTED } else { 0 };
     let (router, alice) = runtime.block_on(gateway(listed))?;
     let make = |i: usize| request(scenario, &alice, i);
@@ -149,6 +163,19 @@ fn measured_request(
     answered
 }
 
+/// [`json_round_trip`], counted.
+#[inline(never)]
+fn measured_json_round_trip(page: &str) -> anyhow::Result<usize> {
+    json_round_trip(page)
+}
+
+/// A page read into a value and written out, both by `serde_json`; the
+/// length written, so neither is optimised away.
+fn json_round_trip(page: &str) -> anyhow::Result<usize> {
+    let value: Value = serde_json::from_str(page)?;
+    Ok(serde_json::to_vec(&value)?.len())
+}
+
 async fn answer(router: &Router, request: Request<Body>) -> anyhow::Result<()> {
     let what = format!("{} {}", request.method(), request.uri());
     let response = router.clone().oneshot(request).await?;
@@ -162,10 +189,63 @@ async fn answer(router: &Router, request: Request<Body>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The in-process legacy API's answer to the list scenario's page: the
+/// upstream text the gateway reads for it.
+async fn upstream_page() -> anyhow::Result<String> {
+    let (upstream, _) = seeded_upstream(LISTED).await?;
+    let answered = upstream
+        .oneshot(
+            Request::get("/api/v1/users?status=enabled,disabled&page=1&per_page=100")
+                .header("x-api-key", API_KEY)
+                .body(Body::empty())?,
+        )
+        .await?;
+    anyhow::ensure!(
+        answered.status().is_success(),
+        "the page: {}",
+        answered.status()
+    );
+    let body = answered.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8(body.to_vec())?)
+}
+
 /// The gateway's router, with the benchmark's connections, in front of an
 /// in-process legacy API holding one user (whose id is answered) and
 /// `listed` more.
 async fn gateway(listed: usize) -> anyhow::Result<(Router, String)> {
+    let (upstream, alice) = seeded_upstream(listed).await?;
+    let serve: InProcess = std::sync::Arc::new(move |request: Request<Bytes>| {
+        let upstream = upstream.clone();
+        Box::pin(Unmeasured(Box::pin(async move {
+            match upstream.oneshot(request.map(Body::from)).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let bytes = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    Response::from_parts(parts, bytes)
+                }
+                Err(never) => match never {},
+            }
+        }))) as Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>
+    });
+    let dir = tempdir()?;
+    let config = dir.join("instructions.toml");
+    // The port is never bound: nothing leaves the process.
+    std::fs::write(&config, gateway_config(9, 9))?;
+    let (config, _) =
+        scimgate::config::load(&config).map_err(|report| anyhow::anyhow!("{report}"))?;
+    let router = scimgate::server::router_with(&config, None, |upstream| {
+        UpstreamClient::in_process(upstream, serve.clone())
+    })?;
+    Ok((router, alice))
+}
+
+/// A legacy API in this process, its router, holding alice (whose id is
+/// answered) and `listed` more users.
+async fn seeded_upstream(listed: usize) -> anyhow::Result<(Router, String)> {
     let legacy = LegacyApi::open(LegacyConfig {
         database: Database::Memory,
         api_key: API_KEY.to_string(),
@@ -198,33 +278,7 @@ async fn gateway(listed: usize) -> anyhow::Result<(Router, String)> {
             .await?;
         anyhow::ensure!(seeded.status().is_success(), "seeding: {}", seeded.status());
     }
-    let serve: InProcess = std::sync::Arc::new(move |request: Request<Bytes>| {
-        let upstream = upstream.clone();
-        Box::pin(Unmeasured(Box::pin(async move {
-            match upstream.oneshot(request.map(Body::from)).await {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    let bytes = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    Response::from_parts(parts, bytes)
-                }
-                Err(never) => match never {},
-            }
-        }))) as Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>
-    });
-    let dir = tempdir()?;
-    let config = dir.join("instructions.toml");
-    // The port is never bound: nothing leaves the process.
-    std::fs::write(&config, gateway_config(9, 9))?;
-    let (config, _) =
-        scimgate::config::load(&config).map_err(|report| anyhow::anyhow!("{report}"))?;
-    let router = scimgate::server::router_with(&config, None, |upstream| {
-        UpstreamClient::in_process(upstream, serve.clone())
-    })?;
-    Ok((router, alice.trim_matches('"').to_string()))
+    Ok((upstream, alice.trim_matches('"').to_string()))
 }
 
 /// The upstream's share of a request, polled in a function of its own that
