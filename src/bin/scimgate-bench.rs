@@ -651,8 +651,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // The whole collection, 100 per page, its pages in turn for the
-    // scenario's time: one pass is too few requests for CPU ticks of 10 ms
-    // to count per page.
+    // scenario's time: one pass of a small collection is too few requests
+    // for CPU ticks of 10 ms to count per page.
     let mut rss_after_list = 0;
     if chosen("list ") {
         let total = count(&gateway, &format!("{generic}/Users?count=0")).await?;
